@@ -1,0 +1,33 @@
+# Two commands on a fresh machine with only a Rust toolchain:
+#   make demo   builds the importer component and runs the demo
+#   make test   builds the importer component and runs every test
+CARGO       ?= cargo
+WASM_TARGET := wasm32-wasip2
+COMPONENT   := target/$(WASM_TARGET)/wasm/assets_scheduled_import.wasm
+
+.PHONY: all setup component demo test lint clean
+
+all: test
+
+# The wasm target comes from rustup; install it only when missing.
+setup:
+	@rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)' \
+		|| rustup target add $(WASM_TARGET)
+
+# The guest component, in the size-optimised `wasm` profile.
+component: setup
+	$(CARGO) build --target $(WASM_TARGET) --profile wasm -p assets-scheduled-import
+	@ls -l $(COMPONENT) | awk '{print "component: " $$NF " (" $$5 " bytes)"}'
+
+demo: component
+	$(CARGO) run --quiet -p assets-host -- demo --component $(COMPONENT)
+
+test: component
+	ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) $(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,142 @@
+//! An in-process mock of the Assets import API, faithful to the seed.
+//!
+//! One request router (`method + path + body → response`) serves every
+//! endpoint, so the same mock answers in-process calls from the sandbox and,
+//! later, real HTTP. Parts:
+//!
+//! - [`model`]: the state (workspaces, import sources, executions, objects,
+//!   import history) and the lifecycle rules.
+//! - [`router`]: paths and methods to handlers.
+//! - [`body`]: typed request bodies with errors that name the field.
+//! - [`error`]: the JSON error answers.
+
+pub mod body;
+pub mod error;
+pub mod model;
+pub mod router;
+
+pub use error::ApiError;
+pub use model::{ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State};
+
+use crate::clock::Clock;
+use serde::Serialize;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Base URL the mock writes into `links` when none is given.
+pub const DEFAULT_BASE_URL: &str = "http://assets.local";
+
+/// An API answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// JSON body text, empty for none.
+    pub body: String,
+}
+
+impl Response {
+    /// A JSON answer.
+    pub fn json(status: u16, body: &impl Serialize) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_string(body).expect("API bodies serialize"),
+        }
+    }
+}
+
+/// The mock Assets service: its state behind a lock, a clock for timestamps,
+/// and the base URL its links point at.
+pub struct AssetsService {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    base_url: String,
+}
+
+impl AssetsService {
+    /// An empty service whose timestamps come from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> AssetsService {
+        AssetsService {
+            state: Mutex::new(State::default()),
+            clock,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+        }
+    }
+
+    /// Sets the base URL written into `links` (the server's own address when
+    /// served over HTTP).
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> AssetsService {
+        self.base_url = base_url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Answers one request. `path` is the full path, e.g.
+    /// `/jsm/assets/workspace/{ws}/v1/importsource/{id}/executions`.
+    pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        router::route(self, method, path, body).unwrap_or_else(ApiError::into_response)
+    }
+
+    /// Creates a workspace and returns its id.
+    pub fn create_workspace(&self) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.state().add_workspace(id.clone());
+        id
+    }
+
+    /// Creates an import source in `workspace_id` and returns its id.
+    pub fn create_import_source(
+        &self,
+        workspace_id: &str,
+        source_type: SourceType,
+        app: Option<String>,
+    ) -> Result<String, ApiError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.state().add_source(ImportSource {
+            id: id.clone(),
+            workspace_id: workspace_id.to_owned(),
+            source_type,
+            app,
+        })?;
+        Ok(id)
+    }
+
+    /// The import history of `source_id`, oldest first.
+    pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
+        self.state().history(source_id)
+    }
+
+    /// Records a failure for the execution still ingesting for `source_id`,
+    /// on the app's behalf (the app trapped or timed out). Returns the
+    /// execution id, or `None` when no execution was left ingesting.
+    pub fn fail_ingesting(&self, source_id: &str, reason: &str) -> Option<String> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let id = state.ingesting(source_id)?.id.clone();
+        let reason: String = reason
+            .chars()
+            .take(model::MAX_FAILURE_REASON_CHARS)
+            .collect();
+        state.fail(source_id, &id, reason, now).ok()?;
+        Some(id)
+    }
+
+    /// Read or change the state directly, for the platform's own bookkeeping
+    /// and for tests.
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug in the mock; the state
+        // is still consistent at every await-free step, so keep serving.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The service's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The base URL written into links.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+}

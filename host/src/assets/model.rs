@@ -1,0 +1,451 @@
+//! The Assets mock's state and the rules of the execution lifecycle.
+//!
+//! Plain data and methods that either change the state or return the
+//! [`ApiError`] the real API would give; no parsing, no I/O. The router turns
+//! requests into these calls.
+
+use super::ApiError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Largest `failureReason` the API takes, in characters.
+pub const MAX_FAILURE_REASON_CHARS: usize = 1024;
+
+/// What kind of import an import source is; scheduling rules depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceType {
+    /// An import performed by an external app (a Forge-like app): the
+    /// platform calls the app back when a schedule fires.
+    External,
+    /// A CSV import.
+    Csv,
+    /// A JSON import.
+    Json,
+    /// A Data Manager import.
+    Datamanager,
+    /// A Discovery import; Discovery schedules itself.
+    Discovery,
+}
+
+impl SourceType {
+    /// Every type, for help texts and validation messages.
+    pub const ALL: [SourceType; 5] = [
+        SourceType::External,
+        SourceType::Csv,
+        SourceType::Json,
+        SourceType::Datamanager,
+        SourceType::Discovery,
+    ];
+
+    /// The wire name (`external`, `csv`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceType::External => "external",
+            SourceType::Csv => "csv",
+            SourceType::Json => "json",
+            SourceType::Datamanager => "datamanager",
+            SourceType::Discovery => "discovery",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(name: &str) -> Option<SourceType> {
+        SourceType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+/// An import source: where one import's configuration lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportSource {
+    /// Import source id.
+    pub id: String,
+    /// Workspace it belongs to.
+    pub workspace_id: String,
+    /// Kind of import.
+    #[serde(rename = "type")]
+    pub source_type: SourceType,
+    /// For external imports, the app that performs them.
+    pub app: Option<String>,
+}
+
+/// State of an execution, as the real API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    /// Accepting data chunks.
+    Ingesting,
+    /// Completion signalled; the data is being processed. The mock processes
+    /// at once, so an execution passes through this state within one call.
+    Processing,
+    /// Processed.
+    Done,
+    /// Failed, with a reason in the history.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// Outcome of a history entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The execution is still ingesting.
+    Running,
+    /// Completion was signalled and the data processed.
+    Completed,
+    /// The app (or the platform on its behalf) reported a failure.
+    Failed,
+    /// The execution was cancelled.
+    Cancelled,
+    /// A scheduled occurrence that did not run; the reason says why.
+    Skipped,
+    /// A scheduled occurrence that fell due while nothing could run it.
+    Missed,
+}
+
+/// One line of an import source's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The execution, when one was created.
+    pub execution_id: Option<String>,
+    /// The import source.
+    pub import_source_id: String,
+    /// True for runs started by a schedule.
+    pub scheduled: bool,
+    /// The schedule that fired, if known.
+    pub schedule_id: Option<String>,
+    /// The occurrence that fired, if known.
+    pub occurrence_id: Option<String>,
+    /// The outcome.
+    pub status: Outcome,
+    /// Why it failed, was skipped or missed.
+    pub failure_reason: Option<String>,
+    /// Distinct objects the execution holds.
+    pub objects: u64,
+    /// When it started (for skipped/missed entries: when it was due).
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// An object as stored by an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssetObject {
+    /// External id; unique per object type within an execution.
+    pub external_id: String,
+    /// Display name.
+    pub label: String,
+    /// Attribute values by key.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+/// One data chunk, as `POST .../data` takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataChunk {
+    /// Object type of every object in the chunk.
+    pub object_type_id: String,
+    /// The objects.
+    pub objects: Vec<AssetObject>,
+}
+
+/// An execution: one run of an import.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Execution id.
+    pub id: String,
+    /// Import source.
+    pub import_source_id: String,
+    /// Started by a schedule.
+    pub scheduled: bool,
+    /// State.
+    pub status: ExecutionStatus,
+    /// Objects by (object type, external id); a later object with the same
+    /// key replaces the earlier.
+    pub objects: HashMap<(String, String), AssetObject>,
+    /// Objects received in all chunks, duplicates included.
+    pub received: u64,
+    /// Chunks accepted.
+    pub chunks: u32,
+    /// Index of this execution's line in the history.
+    history_index: usize,
+}
+
+/// Everything the mock knows.
+#[derive(Debug, Default)]
+pub struct State {
+    workspaces: HashSet<String>,
+    sources: HashMap<String, ImportSource>,
+    executions: HashMap<String, Execution>,
+    /// Latest execution per import source.
+    latest: HashMap<String, String>,
+    history: Vec<HistoryEntry>,
+}
+
+impl State {
+    /// Adds a workspace.
+    pub fn add_workspace(&mut self, id: String) {
+        self.workspaces.insert(id);
+    }
+
+    /// Adds an import source to an existing workspace.
+    pub fn add_source(&mut self, source: ImportSource) -> Result<(), ApiError> {
+        self.workspace(&source.workspace_id)?;
+        self.sources.insert(source.id.clone(), source);
+        Ok(())
+    }
+
+    /// The workspace, or 404.
+    pub fn workspace(&self, workspace_id: &str) -> Result<(), ApiError> {
+        if self.workspaces.contains(workspace_id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!(
+                "workspace {workspace_id} does not exist"
+            )))
+        }
+    }
+
+    /// The import source within `workspace_id`, or 404.
+    pub fn source(&self, workspace_id: &str, source_id: &str) -> Result<&ImportSource, ApiError> {
+        self.workspace(workspace_id)?;
+        self.sources
+            .get(source_id)
+            .filter(|s| s.workspace_id == workspace_id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "import source {source_id} does not exist in workspace {workspace_id}"
+                ))
+            })
+    }
+
+    /// Any import source by id.
+    pub fn source_by_id(&self, source_id: &str) -> Option<&ImportSource> {
+        self.sources.get(source_id)
+    }
+
+    /// The execution of `source_id`, or 404.
+    pub fn execution(&self, source_id: &str, execution_id: &str) -> Result<&Execution, ApiError> {
+        self.executions
+            .get(execution_id)
+            .filter(|e| e.import_source_id == source_id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "execution {execution_id} does not exist for import source {source_id}"
+                ))
+            })
+    }
+
+    /// The latest execution of `source_id`, if any.
+    pub fn latest_execution(&self, source_id: &str) -> Option<&Execution> {
+        self.latest
+            .get(source_id)
+            .and_then(|id| self.executions.get(id))
+    }
+
+    /// The execution still ingesting for `source_id`, if any.
+    pub fn ingesting(&self, source_id: &str) -> Option<&Execution> {
+        self.latest_execution(source_id)
+            .filter(|e| e.status == ExecutionStatus::Ingesting)
+    }
+
+    /// Starts an execution; 409 `IN_PROGRESS` while another one ingests.
+    pub fn start_execution(
+        &mut self,
+        source_id: &str,
+        id: String,
+        scheduled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<&Execution, ApiError> {
+        if let Some(running) = self.ingesting(source_id) {
+            return Err(ApiError::conflict(
+                "IN_PROGRESS",
+                format!(
+                    "execution {} of import source {source_id} is still ingesting; complete, fail or cancel it first",
+                    running.id
+                ),
+            ));
+        }
+        self.history.push(HistoryEntry {
+            execution_id: Some(id.clone()),
+            import_source_id: source_id.to_owned(),
+            scheduled,
+            schedule_id: None,
+            occurrence_id: None,
+            status: Outcome::Running,
+            failure_reason: None,
+            objects: 0,
+            started_at: now,
+            ended_at: None,
+        });
+        let execution = Execution {
+            id: id.clone(),
+            import_source_id: source_id.to_owned(),
+            scheduled,
+            status: ExecutionStatus::Ingesting,
+            objects: HashMap::new(),
+            received: 0,
+            chunks: 0,
+            history_index: self.history.len() - 1,
+        };
+        self.latest.insert(source_id.to_owned(), id.clone());
+        Ok(self.executions.entry(id).or_insert(execution))
+    }
+
+    /// Stores a chunk's objects; 400 once the execution has left `INGESTING`.
+    pub fn add_chunk(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        chunk: DataChunk,
+    ) -> Result<usize, ApiError> {
+        let execution = self.ingesting_execution(source_id, execution_id, "data can be sent")?;
+        let count = chunk.objects.len();
+        for object in chunk.objects {
+            execution.objects.insert(
+                (chunk.object_type_id.clone(), object.external_id.clone()),
+                object,
+            );
+        }
+        execution.received += count as u64;
+        execution.chunks += 1;
+        let distinct = execution.objects.len() as u64;
+        let index = execution.history_index;
+        self.history[index].objects = distinct;
+        Ok(count)
+    }
+
+    /// Signals completion: the mock processes at once, so the execution goes
+    /// through `PROCESSING` to `DONE`.
+    pub fn complete(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let execution =
+            self.ingesting_execution(source_id, execution_id, "completion can be signalled")?;
+        execution.status = ExecutionStatus::Done;
+        let index = execution.history_index;
+        let entry = &mut self.history[index];
+        entry.status = Outcome::Completed;
+        entry.ended_at = Some(now);
+        Ok(())
+    }
+
+    /// Records a failure; only while ingesting.
+    pub fn fail(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let execution =
+            self.ingesting_execution(source_id, execution_id, "a failure can be reported")?;
+        execution.status = ExecutionStatus::Failed;
+        let index = execution.history_index;
+        let entry = &mut self.history[index];
+        entry.status = Outcome::Failed;
+        entry.failure_reason = Some(reason);
+        entry.ended_at = Some(now);
+        Ok(())
+    }
+
+    /// Cancels an ingesting execution.
+    pub fn cancel(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let execution = self.ingesting_execution(source_id, execution_id, "it can be cancelled")?;
+        execution.status = ExecutionStatus::Cancelled;
+        let index = execution.history_index;
+        let entry = &mut self.history[index];
+        entry.status = Outcome::Cancelled;
+        entry.ended_at = Some(now);
+        Ok(())
+    }
+
+    /// Adds a history line that has no execution (a skipped or missed occurrence).
+    pub fn record(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+    }
+
+    /// Attaches the schedule and occurrence that caused an execution to its
+    /// history line.
+    pub fn annotate(
+        &mut self,
+        execution_id: &str,
+        schedule_id: Option<String>,
+        occurrence_id: Option<String>,
+    ) {
+        if let Some(execution) = self.executions.get(execution_id) {
+            let entry = &mut self.history[execution.history_index];
+            entry.schedule_id = schedule_id;
+            entry.occurrence_id = occurrence_id;
+        }
+    }
+
+    /// The history of `source_id`, oldest first.
+    pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
+        self.history
+            .iter()
+            .filter(|e| e.import_source_id == source_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The whole history, oldest first.
+    pub fn all_history(&self) -> &[HistoryEntry] {
+        &self.history
+    }
+
+    /// The history line of an execution.
+    pub fn history_of(&self, execution_id: &str) -> Option<&HistoryEntry> {
+        self.executions
+            .get(execution_id)
+            .map(|e| &self.history[e.history_index])
+    }
+
+    /// An execution by id, whatever its source.
+    pub fn execution_by_id(&self, execution_id: &str) -> Option<&Execution> {
+        self.executions.get(execution_id)
+    }
+
+    fn ingesting_execution(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        action: &str,
+    ) -> Result<&mut Execution, ApiError> {
+        self.execution(source_id, execution_id)?;
+        let execution = self
+            .executions
+            .get_mut(execution_id)
+            .expect("checked above");
+        match execution.status {
+            ExecutionStatus::Ingesting => Ok(execution),
+            ended => Err(ApiError::invalid_state(
+                "EXECUTION_ENDED",
+                format!(
+                    "execution {execution_id} is {}; {action} only while it is INGESTING",
+                    match ended {
+                        ExecutionStatus::Processing | ExecutionStatus::Done =>
+                            "already completed (completion was signalled)",
+                        ExecutionStatus::Failed => "already failed",
+                        ExecutionStatus::Cancelled => "cancelled",
+                        ExecutionStatus::Ingesting => unreachable!(),
+                    }
+                ),
+            )),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Paths and methods to handlers.
+//!
+//! Every endpoint lives under the seed's base path
+//! `/jsm/assets/workspace/{workspaceId}/v1/importsource/{importSourceId}`.
+//! Unknown paths are 404 and known paths with the wrong method 405, both with
+//! JSON bodies, so a client's mistake is never mistaken for a server fault.
+
+use super::model::{DataChunk, Execution, MAX_FAILURE_REASON_CHARS};
+use super::{body, ApiError, AssetsService, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Answers one request or says why it cannot.
+pub fn route(
+    service: &AssetsService,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (workspace_id, source_id, rest) = match segments.as_slice() {
+        ["jsm", "assets", "workspace", ws, "v1", "importsource", src, rest @ ..] => (*ws, *src, rest),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "no endpoint at {path}; import endpoints live under /jsm/assets/workspace/{{workspaceId}}/v1/importsource/{{importSourceId}}"
+            )))
+        }
+    };
+    let source = SourceRoute {
+        service,
+        workspace_id,
+        source_id,
+    };
+    let allow = |allowed: &str| -> Result<(), ApiError> {
+        if method.eq_ignore_ascii_case(allowed) {
+            Ok(())
+        } else {
+            Err(ApiError::method_not_allowed(method, allowed))
+        }
+    };
+    match rest {
+        ["executions"] => allow("POST").and_then(|_| source.create_execution(body)),
+        ["executions", "status"] => allow("GET").and_then(|_| source.latest_status()),
+        ["executions", id] => allow("DELETE").and_then(|_| source.cancel(id)),
+        ["executions", id, "status"] => allow("GET").and_then(|_| source.status(id)),
+        ["executions", id, "data"] => allow("POST").and_then(|_| source.submit_data(id, body)),
+        ["executions", id, "history", "completed"] => {
+            allow("POST").and_then(|_| source.complete(id))
+        }
+        ["executions", id, "history", "failed"] => {
+            allow("POST").and_then(|_| source.fail(id, body))
+        }
+        ["history"] => allow("GET").and_then(|_| source.history()),
+        _ => Err(ApiError::not_found(format!("no endpoint at {path}"))),
+    }
+}
+
+/// Handlers for one import source.
+struct SourceRoute<'a> {
+    service: &'a AssetsService,
+    workspace_id: &'a str,
+    source_id: &'a str,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateExecution {
+    /// Absent means a manual run, as in the real API.
+    #[serde(default)]
+    scheduled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FailureReport {
+    failure_reason: String,
+}
+
+impl SourceRoute<'_> {
+    fn base(&self) -> String {
+        format!(
+            "{}/jsm/assets/workspace/{}/v1/importsource/{}",
+            self.service.base_url(),
+            self.workspace_id,
+            self.source_id
+        )
+    }
+
+    fn create_execution(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let request: CreateExecution = body::parse_or_default(body)?;
+        let now = self.service.clock().now();
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        state.start_execution(self.source_id, id.clone(), request.scheduled, now)?;
+        let execution = format!("{}/executions/{id}", self.base());
+        // The real API's answer: links only, the id is inside them.
+        Ok(Response::json(
+            201,
+            &json!({
+                "result": "success",
+                "links": {
+                    "submitProgress": format!("{execution}/progress"),
+                    "submitResults": format!("{execution}/data"),
+                    "getExecutionStatus": format!("{execution}/status"),
+                    "cancel": execution,
+                }
+            }),
+        ))
+    }
+
+    fn submit_data(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let chunk: DataChunk = body::parse(body)?;
+        if chunk.object_type_id.trim().is_empty() {
+            return Err(ApiError::invalid_field(
+                "objectTypeId",
+                "objectTypeId must not be empty",
+            ));
+        }
+        if let Some(i) = chunk
+            .objects
+            .iter()
+            .position(|o| o.external_id.trim().is_empty())
+        {
+            return Err(ApiError::invalid_field(
+                format!("objects[{i}].externalId"),
+                format!("objects[{i}].externalId must not be empty"),
+            ));
+        }
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        let accepted = state.add_chunk(self.source_id, execution_id, chunk)?;
+        Ok(Response::json(
+            200,
+            &json!({ "result": "success", "objectsAccepted": accepted }),
+        ))
+    }
+
+    fn complete(&self, execution_id: &str) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        state.complete(self.source_id, execution_id, now)?;
+        Ok(Response::json(200, &json!({ "result": "success" })))
+    }
+
+    fn fail(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let report: FailureReport = body::parse(body)?;
+        let chars = report.failure_reason.chars().count();
+        if chars > MAX_FAILURE_REASON_CHARS {
+            return Err(ApiError::invalid_field(
+                "failureReason",
+                format!("failureReason is {chars} characters long; at most {MAX_FAILURE_REASON_CHARS} are allowed"),
+            ));
+        }
+        if report.failure_reason.trim().is_empty() {
+            return Err(ApiError::invalid_field(
+                "failureReason",
+                "failureReason must say why the import failed; it is empty",
+            ));
+        }
+        let now = self.service.clock().now();
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        state.fail(self.source_id, execution_id, report.failure_reason, now)?;
+        Ok(Response::json(200, &json!({ "result": "success" })))
+    }
+
+    fn cancel(&self, execution_id: &str) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        state.cancel(self.source_id, execution_id, now)?;
+        Ok(Response::json(200, &json!({ "result": "success" })))
+    }
+
+    fn status(&self, execution_id: &str) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        let execution = state.execution(self.source_id, execution_id)?;
+        Ok(Response::json(200, &status_body(&state, execution)))
+    }
+
+    fn latest_status(&self) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        let execution = state.latest_execution(self.source_id).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "import source {} has no executions yet",
+                self.source_id
+            ))
+        })?;
+        Ok(Response::json(200, &status_body(&state, execution)))
+    }
+
+    fn history(&self) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        Ok(Response::json(200, &state.history(self.source_id)))
+    }
+}
+
+fn status_body(state: &super::State, execution: &Execution) -> serde_json::Value {
+    let entry = state.history_of(&execution.id);
+    json!({
+        "executionId": execution.id,
+        "status": execution.status,
+        "scheduled": execution.scheduled,
+        "objects": execution.objects.len(),
+        "objectsReceived": execution.received,
+        "chunks": execution.chunks,
+        "startedAt": entry.map(|e| e.started_at),
+        "endedAt": entry.and_then(|e| e.ended_at),
+        "failureReason": entry.and_then(|e| e.failure_reason.clone()),
+    })
+}

@@ -1,0 +1,246 @@
+//! The `assets-host` commands: argument types and what each command does.
+
+use crate::assets::{AssetsService, HistoryEntry, SourceType};
+use crate::clock::SystemClock;
+use crate::runtime::Runtime;
+use crate::source::SyntheticSource;
+use crate::trigger::{self, App, TriggerOutcome};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Runs scheduled Assets imports in a WebAssembly sandbox, against an
+/// in-process mock of the Assets API.
+#[derive(Debug, Parser)]
+#[command(name = "assets-host", version, about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs scheduled triggers of the bundled importer (one import that
+    /// completes, one whose source times out) and prints the import history.
+    Demo(DemoArgs),
+    /// Runs one scheduled trigger of a component against the mock and reports it.
+    Trigger(TriggerArgs),
+}
+
+/// `assets-host demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The importer component (default: the one `make component` builds).
+    #[arg(long)]
+    pub component: Option<PathBuf>,
+}
+
+/// `assets-host trigger`.
+#[derive(Debug, Args)]
+pub struct TriggerArgs {
+    /// The importer component (default: the one `make component` builds).
+    #[arg(long)]
+    pub component: Option<PathBuf>,
+    /// Objects the built-in source produces.
+    #[arg(long, default_value_t = 1000)]
+    pub objects: u64,
+    /// Objects per source page.
+    #[arg(long, default_value_t = 250)]
+    pub page_size: u32,
+    /// Object types, comma-separated; objects are spread over them.
+    #[arg(long, value_delimiter = ',', default_value = "server")]
+    pub object_types: Vec<String>,
+    /// Make the source time out on every page after page K (1-based).
+    #[arg(long, value_name = "K")]
+    pub fail_after_page: Option<u32>,
+    /// An app setting, e.g. `chunk-max-objects=200` (repeatable).
+    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Deliver a manual run instead of a scheduled one.
+    #[arg(long)]
+    pub manual: bool,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Demo(args) => demo(args),
+        Command::Trigger(args) => trigger_once(args),
+    }
+}
+
+/// Where `make component` puts the importer.
+pub fn default_component_path() -> PathBuf {
+    std::env::var_os("ASSETS_COMPONENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/wasm32-wasip2/wasm/assets_scheduled_import.wasm")
+        })
+}
+
+fn load(component: Option<PathBuf>) -> anyhow::Result<Arc<Runtime>> {
+    let path = component.unwrap_or_else(default_component_path);
+    Ok(Arc::new(Runtime::from_file(&path)?))
+}
+
+fn trigger_once(args: TriggerArgs) -> anyhow::Result<()> {
+    let runtime = load(args.component)?;
+    let assets = Arc::new(AssetsService::new(Arc::new(SystemClock)));
+    let workspace = assets.create_workspace();
+    let source_id = assets
+        .create_import_source(&workspace, SourceType::External, Some("importer".into()))
+        .context("cannot create the import source")?;
+    let source = SyntheticSource {
+        objects: args.objects,
+        page_size: args.page_size,
+        object_types: args.object_types,
+        fail_after_page: args.fail_after_page,
+        ..SyntheticSource::default()
+    };
+    let app = App::new("importer", runtime, Arc::new(source))
+        .with_config(args.settings.into_iter().collect());
+    let mut event = trigger::manual_event(&workspace, &source_id);
+    event.scheduled = !args.manual;
+    let outcome = trigger::deliver(&app, &assets, &event);
+    let history = assets.history(&source_id);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&trigger_json(&outcome, &history))?
+        );
+    } else {
+        print_outcome(&outcome);
+        println!();
+        print!("{}", history_table(&history));
+    }
+    Ok(())
+}
+
+fn trigger_json(outcome: &TriggerOutcome, history: &[HistoryEntry]) -> serde_json::Value {
+    let mut value = serde_json::to_value(outcome).expect("outcomes serialize");
+    value["history"] = serde_json::to_value(history).expect("history serializes");
+    value
+}
+
+fn print_outcome(outcome: &TriggerOutcome) {
+    println!(
+        "execution {}: {:?}, {} objects in {} chunks ({:.1} ms){}",
+        outcome.execution_id.as_deref().unwrap_or("(none)"),
+        outcome.status,
+        outcome.objects,
+        outcome.chunks,
+        outcome.elapsed_ms,
+        outcome
+            .failure_reason
+            .as_deref()
+            .map(|r| format!("\n  reason: {r}"))
+            .unwrap_or_default()
+    );
+}
+
+fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let runtime = load(args.component)?;
+    let assets = Arc::new(AssetsService::new(Arc::new(SystemClock)));
+    let workspace = assets.create_workspace();
+
+    println!("Scheduled triggers against the in-process Assets API:\n");
+    let runs = [
+        (
+            "cmdb-sync",
+            SyntheticSource {
+                objects: 3000,
+                object_types: vec!["server".into(), "laptop".into()],
+                ..Default::default()
+            },
+        ),
+        (
+            "inventory-feed",
+            SyntheticSource {
+                objects: 3000,
+                fail_after_page: Some(2),
+                ..Default::default()
+            },
+        ),
+    ];
+    let mut sources = Vec::new();
+    for (name, source) in runs {
+        let source_id =
+            assets.create_import_source(&workspace, SourceType::External, Some(name.into()))?;
+        let app =
+            App::new(name, runtime.clone(), Arc::new(source)).with_config(BTreeMap::from([(
+                "chunk-max-objects".to_owned(),
+                "400".to_owned(),
+            )]));
+        let mut event = trigger::manual_event(&workspace, &source_id);
+        event.scheduled = true;
+        let outcome = trigger::deliver(&app, &assets, &event);
+        print!("{name}: ");
+        print_outcome(&outcome);
+        sources.push(source_id);
+    }
+    let history: Vec<HistoryEntry> = sources.iter().flat_map(|s| assets.history(s)).collect();
+    println!("\nImport history:\n");
+    print!("{}", history_table(&history));
+    Ok(())
+}
+
+/// Renders history entries as a text table.
+pub fn history_table(entries: &[HistoryEntry]) -> String {
+    let mut rows = vec![[
+        "execution".to_owned(),
+        "scheduled".to_owned(),
+        "status".to_owned(),
+        "objects".to_owned(),
+        "started (UTC)".to_owned(),
+        "ended (UTC)".to_owned(),
+        "reason".to_owned(),
+    ]];
+    for e in entries {
+        rows.push([
+            e.execution_id
+                .as_deref()
+                .map(short_id)
+                .unwrap_or("-")
+                .to_owned(),
+            if e.scheduled { "yes" } else { "no" }.to_owned(),
+            format!("{:?}", e.status).to_lowercase(),
+            e.objects.to_string(),
+            e.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            e.ended_at
+                .map(|t| t.format("%H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.failure_reason.clone().unwrap_or_default(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        for (c, width) in widths.iter().enumerate() {
+            out.push_str(&format!("{:<width$}  ", row[c], width = width));
+        }
+        out.push_str(&row[6]);
+        out.push('\n');
+    }
+    out
+}
+
+fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}

@@ -1,0 +1,317 @@
+//! What a guest instance can reach: the per-trigger store state and the
+//! host side of every import in the `importer` world.
+//!
+//! A guest gets exactly these capabilities and nothing else:
+//!
+//! - WASI with no preopened directories, no environment, no arguments and no
+//!   sockets; stdout and stderr are captured (bounded) and logged by the host;
+//! - `assets-api`, confined to the app's workspace base path; the credential
+//!   is added by the [`AssetsBackend`] on the host side and never enters the
+//!   guest;
+//! - `data-source`, `config` and `outbound-http`, as granted per app.
+
+use crate::assets::{AssetsService, Response};
+use crate::bindings::{assets_api, config, data_source, outbound_http, types};
+use crate::source::DataSourceProvider;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Where the guest's Assets API calls go. The implementation adds the
+/// credentials; the guest sees only status, headers and body.
+pub trait AssetsBackend: Send + Sync {
+    /// Sends one call; `path` is absolute (`/jsm/assets/workspace/...`).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Response, assets_api::CallError>;
+}
+
+impl AssetsBackend for AssetsService {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Response, assets_api::CallError> {
+        Ok(self.handle(method, path, body.unwrap_or_default().as_bytes()))
+    }
+}
+
+/// Third-party HTTP for the guest.
+pub trait OutboundHttp: Send + Sync {
+    /// Sends one request, or refuses it.
+    fn send(
+        &self,
+        request: outbound_http::Request,
+    ) -> Result<outbound_http::Response, outbound_http::HttpError>;
+}
+
+/// Outbound HTTP for an app that declares no egress: every request is refused
+/// without touching the network.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoEgress;
+
+impl OutboundHttp for NoEgress {
+    fn send(
+        &self,
+        request: outbound_http::Request,
+    ) -> Result<outbound_http::Response, outbound_http::HttpError> {
+        Err(outbound_http::HttpError::Denied(format!(
+            "{}: the app's egress allowlist is empty",
+            request.url
+        )))
+    }
+}
+
+/// The capabilities one app is granted for one trigger.
+#[derive(Clone)]
+pub struct Grants {
+    /// The workspace the app is installed in; its API calls are confined to it.
+    pub workspace_id: String,
+    /// The Assets API.
+    pub assets: Arc<dyn AssetsBackend>,
+    /// The data source behind the `data-source` import.
+    pub source: Arc<dyn DataSourceProvider>,
+    /// App settings behind the `config` import.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// Outbound HTTP.
+    pub http: Arc<dyn OutboundHttp>,
+}
+
+/// Most bytes of guest stdout/stderr kept per trigger; the rest is dropped
+/// (and counted), so a chatty guest cannot exhaust host memory.
+pub const GUEST_LOG_LIMIT: usize = 64 * 1024;
+
+/// The store state of one guest instance.
+pub struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    grants: Grants,
+}
+
+impl Sandbox {
+    /// A sandbox with `grants`, writing guest output to `log`.
+    pub fn new(grants: Grants, log: &GuestLog) -> Sandbox {
+        // The builder's defaults already deny what matters (no preopens, no
+        // env, no args, sockets denied); spelled out here because they are the
+        // sandbox's promise, not an accident of defaults.
+        let wasi = WasiCtx::builder()
+            .stdout(log.clone())
+            .stderr(log.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            grants,
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Checks that a guest's API path stays inside the workspace base path.
+pub fn confine_path(workspace_id: &str, path: &str) -> Result<String, String> {
+    let bare = path.split(['?', '#']).next().unwrap_or_default();
+    if path.starts_with('/') || path.contains("://") || path.contains('\\') {
+        return Err(format!(
+            "{path}: API paths are relative to the workspace base path"
+        ));
+    }
+    if bare
+        .split('/')
+        .any(|s| s == ".." || s == "." || s.contains('%'))
+    {
+        return Err(format!(
+            "{path}: dot segments and escapes are not allowed in API paths"
+        ));
+    }
+    Ok(format!("/jsm/assets/workspace/{workspace_id}/v1/{path}"))
+}
+
+impl assets_api::Host for Sandbox {
+    fn call(
+        &mut self,
+        method: assets_api::Method,
+        path: String,
+        body: Option<String>,
+    ) -> Result<assets_api::Response, assets_api::CallError> {
+        let full = confine_path(&self.grants.workspace_id, &path)
+            .map_err(assets_api::CallError::InvalidPath)?;
+        let method = match method {
+            assets_api::Method::Get => "GET",
+            assets_api::Method::Post => "POST",
+            assets_api::Method::Put => "PUT",
+            assets_api::Method::Delete => "DELETE",
+        };
+        let response = self.grants.assets.call(method, &full, body.as_deref())?;
+        Ok(assets_api::Response {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
+    }
+}
+
+impl data_source::Host for Sandbox {
+    fn next_page(
+        &mut self,
+        cursor: Option<String>,
+    ) -> Result<data_source::Page, data_source::SourceError> {
+        self.grants.source.next_page(cursor.as_deref())
+    }
+}
+
+impl config::Host for Sandbox {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.grants.config.get(&key).cloned()
+    }
+}
+
+impl outbound_http::Host for Sandbox {
+    fn send(
+        &mut self,
+        request: outbound_http::Request,
+    ) -> Result<outbound_http::Response, outbound_http::HttpError> {
+        self.grants.http.send(request)
+    }
+}
+
+impl types::Host for Sandbox {}
+
+/// Captures a guest's stdout and stderr, bounded by [`GUEST_LOG_LIMIT`].
+#[derive(Clone, Default)]
+pub struct GuestLog {
+    inner: Arc<Mutex<LogBuffer>>,
+}
+
+#[derive(Default)]
+struct LogBuffer {
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+impl GuestLog {
+    /// What the guest wrote, lossily decoded, with a note if some was dropped.
+    pub fn text(&self) -> String {
+        let buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::from_utf8_lossy(&buffer.bytes).into_owned();
+        if buffer.dropped > 0 {
+            text.push_str(&format!(
+                "\n[{} more bytes of guest output dropped]",
+                buffer.dropped
+            ));
+        }
+        text
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = GUEST_LOG_LIMIT.saturating_sub(buffer.bytes.len());
+        let kept = bytes.len().min(room);
+        buffer.bytes.extend_from_slice(&bytes[..kept]);
+        buffer.dropped += bytes.len() - kept;
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestLog {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for GuestLog {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        // Always accept: excess output is dropped, never an error the guest
+        // must handle.
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for GuestLog {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestLog {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.append(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_workspace() {
+        assert_eq!(
+            confine_path("w1", "importsource/s/executions").unwrap(),
+            "/jsm/assets/workspace/w1/v1/importsource/s/executions"
+        );
+        for bad in [
+            "/jsm/assets/workspace/other/v1/importsource/s/executions",
+            "../../other/v1/importsource/s",
+            "importsource/../../../w2/v1/x",
+            "https://evil.example.com/x",
+            "importsource/%2e%2e/x",
+            "importsource\\..\\x",
+        ] {
+            assert!(confine_path("w1", bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn guest_log_is_bounded() {
+        let log = GuestLog::default();
+        log.append(&vec![b'a'; GUEST_LOG_LIMIT + 10]);
+        let text = log.text();
+        assert!(text.contains("[10 more bytes of guest output dropped]"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The app settings the importer reads from the `config` import, validated.
+//!
+//! A bad setting is an operator's mistake that no retry will fix, so it is
+//! reported to the import history with the key, the value and what is
+//! allowed.
+
+use std::fmt;
+use std::ops::RangeInclusive;
+
+/// Setting: the most objects in one data chunk.
+pub const CHUNK_MAX_OBJECTS: &str = "chunk-max-objects";
+/// Setting: the most serialized bytes in one data chunk (the whole JSON body).
+pub const CHUNK_MAX_BYTES: &str = "chunk-max-bytes";
+
+/// Objects per chunk when the setting is absent. Reference apps send tens to
+/// hundreds of records per chunk; 500 keeps requests small and few.
+pub const DEFAULT_MAX_OBJECTS: usize = 500;
+/// Bytes per chunk when the setting is absent: 1 MiB.
+pub const DEFAULT_MAX_BYTES: usize = 1 << 20;
+
+const MAX_OBJECTS_RANGE: RangeInclusive<usize> = 1..=100_000;
+// The smallest chunk must still hold a typical object; the largest stays well
+// under the API's request-size limit.
+const MAX_BYTES_RANGE: RangeInclusive<usize> = 256..=(16 << 20);
+
+/// Limits on one data chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// Most objects per chunk.
+    pub max_objects: usize,
+    /// Most bytes per chunk body.
+    pub max_bytes: usize,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> Self {
+        ChunkLimits {
+            max_objects: DEFAULT_MAX_OBJECTS,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+/// Everything the importer reads from its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// Chunk limits.
+    pub chunk: ChunkLimits,
+}
+
+/// A setting whose value is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingError {
+    /// The setting's key.
+    pub key: &'static str,
+    /// The value found.
+    pub value: String,
+    /// What is allowed.
+    pub allowed: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "App setting {} = {:?} is invalid: expected {}",
+            self.key, self.value, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+impl Settings {
+    /// Reads and validates the settings through `get` (the `config` import);
+    /// absent settings take their defaults.
+    pub fn from_config(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingError> {
+        let defaults = ChunkLimits::default();
+        Ok(Settings {
+            chunk: ChunkLimits {
+                max_objects: whole_number(
+                    CHUNK_MAX_OBJECTS,
+                    get(CHUNK_MAX_OBJECTS),
+                    MAX_OBJECTS_RANGE,
+                    defaults.max_objects,
+                )?,
+                max_bytes: whole_number(
+                    CHUNK_MAX_BYTES,
+                    get(CHUNK_MAX_BYTES),
+                    MAX_BYTES_RANGE,
+                    defaults.max_bytes,
+                )?,
+            },
+        })
+    }
+}
+
+fn whole_number(
+    key: &'static str,
+    value: Option<String>,
+    range: RangeInclusive<usize>,
+    default: usize,
+) -> Result<usize, SettingError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.trim().parse::<usize>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(SettingError {
+            key,
+            value,
+            allowed: format!("a whole number from {} to {}", range.start(), range.end()),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn absent_settings_take_defaults() {
+        assert_eq!(
+            Settings::from_config(config(&[])).unwrap(),
+            Settings::default()
+        );
+    }
+
+    #[test]
+    fn settings_are_read() {
+        let s = Settings::from_config(config(&[
+            (CHUNK_MAX_OBJECTS, "100"),
+            (CHUNK_MAX_BYTES, "4096"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.chunk,
+            ChunkLimits {
+                max_objects: 100,
+                max_bytes: 4096
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_what_is_allowed() {
+        for bad in ["abc", "0", "-5", "100001", ""] {
+            let pairs: &'static [(&str, &str)] =
+                Box::leak(vec![(CHUNK_MAX_OBJECTS, bad)].into_boxed_slice());
+            let err = Settings::from_config(config(pairs)).unwrap_err();
+            assert_eq!(err.key, CHUNK_MAX_OBJECTS);
+            let text = err.to_string();
+            assert!(text.contains("chunk-max-objects"), "{text}");
+            assert!(text.contains("1 to 100000"), "{text}");
+        }
+        let err = Settings::from_config(config(&[(CHUNK_MAX_BYTES, "10")])).unwrap_err();
+        assert_eq!(err.key, CHUNK_MAX_BYTES);
+    }
+}

@@ -1,0 +1,417 @@
+//! Native tests of the import lifecycle, driven by a fake Assets API and a
+//! fake data source (no wasm involved).
+
+use assets_scheduled_import::api::{ApiResponse, AssetsApi, CallError, Method};
+use assets_scheduled_import::lifecycle::{run_import, RunError, Trigger};
+use assets_scheduled_import::model::{AssetObject, DataSource, ObjectBatch, Page, SourceError};
+use assets_scheduled_import::settings::{ChunkLimits, SettingError, Settings};
+use serde_json::Value;
+
+/// Records every call; answers 200 unless a rule for the path's last segment says otherwise.
+#[derive(Default)]
+struct FakeApi {
+    calls: Vec<(Method, String, Option<String>)>,
+    create_answer: Option<(u16, String)>,
+    data_status: u16,
+    completed_status: u16,
+    failed_status: u16,
+}
+
+impl FakeApi {
+    fn new() -> Self {
+        FakeApi {
+            data_status: 200,
+            completed_status: 204,
+            failed_status: 204,
+            ..Default::default()
+        }
+    }
+    fn paths(&self) -> Vec<String> {
+        self.calls.iter().map(|(_, p, _)| p.clone()).collect()
+    }
+    fn data_bodies(&self) -> Vec<Value> {
+        self.calls
+            .iter()
+            .filter(|(_, p, _)| p.ends_with("/data"))
+            .map(|(_, _, b)| serde_json::from_str(b.as_deref().unwrap()).unwrap())
+            .collect()
+    }
+    fn failure_reported(&self) -> Option<String> {
+        self.calls
+            .iter()
+            .find(|(_, p, _)| p.ends_with("/history/failed"))
+            .map(|(_, _, b)| {
+                let v: Value = serde_json::from_str(b.as_deref().unwrap()).unwrap();
+                v["failureReason"].as_str().unwrap().to_owned()
+            })
+    }
+}
+
+impl AssetsApi for FakeApi {
+    fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<ApiResponse, CallError> {
+        self.calls
+            .push((method, path.to_owned(), body.map(str::to_owned)));
+        let (status, body) = if path.ends_with("/executions") {
+            self.create_answer.clone().unwrap_or((
+                201,
+                r#"{"result":"success","links":{"submitResults":"https://api.example/jsm/assets/workspace/w/v1/importsource/src-1/executions/exec-9/data"}}"#.into(),
+            ))
+        } else if path.ends_with("/data") {
+            (
+                self.data_status,
+                r#"{"errorCode":"BAD_DATA","message":"objects rejected"}"#.into(),
+            )
+        } else if path.ends_with("/completed") {
+            (self.completed_status, String::new())
+        } else if path.ends_with("/failed") {
+            (self.failed_status, String::new())
+        } else {
+            (404, "{}".into())
+        };
+        Ok(ApiResponse {
+            status,
+            headers: vec![],
+            body,
+        })
+    }
+}
+
+struct FakeSource {
+    pages: Vec<Page>,
+    fail_at_page: Option<(usize, SourceError)>,
+    reads: usize,
+}
+
+impl FakeSource {
+    /// `total` objects of type `laptop`, `per_page` a page.
+    fn objects(total: usize, per_page: usize) -> Self {
+        let mut pages = Vec::new();
+        let mut i = 0;
+        while i < total || pages.is_empty() {
+            let n = per_page.min(total - i);
+            let objects = (i..i + n).map(object).collect();
+            i += n;
+            pages.push(Page {
+                batches: vec![ObjectBatch {
+                    object_type_id: "laptop".into(),
+                    objects,
+                }],
+                next_cursor: (i < total).then(|| format!("cursor-{i}")),
+            });
+        }
+        FakeSource {
+            pages,
+            fail_at_page: None,
+            reads: 0,
+        }
+    }
+}
+
+fn object(i: usize) -> AssetObject {
+    AssetObject {
+        external_id: format!("asset-{i}"),
+        label: format!("Laptop {i}"),
+        attributes: vec![("serial".into(), vec![format!("SN{i:06}")])],
+    }
+}
+
+impl DataSource for FakeSource {
+    fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError> {
+        self.reads += 1;
+        if let Some((n, err)) = &self.fail_at_page {
+            if self.reads == *n {
+                return Err(err.clone());
+            }
+        }
+        let index = match cursor {
+            None => 0,
+            Some(c) => {
+                self.pages
+                    .iter()
+                    .position(|p| p.next_cursor.as_deref() == Some(c))
+                    .unwrap()
+                    + 1
+            }
+        };
+        Ok(self.pages[index].clone())
+    }
+}
+
+const SCHEDULED: Trigger<'static> = Trigger {
+    import_source_id: "src-1",
+    scheduled: true,
+};
+
+fn settings(max_objects: usize) -> Result<Settings, SettingError> {
+    Ok(Settings {
+        chunk: ChunkLimits {
+            max_objects,
+            max_bytes: 1 << 20,
+        },
+    })
+}
+
+#[test]
+fn a_scheduled_run_creates_a_scheduled_execution_submits_every_object_and_completes() {
+    let mut api = FakeApi::new();
+    let mut source = FakeSource::objects(2500, 300);
+    let report = run_import(SCHEDULED, settings(1000), &mut api, &mut source).unwrap();
+
+    assert_eq!(report.execution_id, "exec-9");
+    assert_eq!(report.objects_sent, 2500);
+    assert_eq!(report.chunks_sent, 3, "2500 objects at 1000 a chunk");
+    let (method, path, body) = &api.calls[0];
+    assert_eq!(
+        (*method, path.as_str()),
+        (Method::Post, "importsource/src-1/executions")
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(body.as_deref().unwrap()).unwrap()["scheduled"],
+        true
+    );
+
+    let ids: Vec<String> = api
+        .data_bodies()
+        .iter()
+        .flat_map(|b| b["objects"].as_array().unwrap().clone())
+        .map(|o| o["externalId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..2500).map(|i| format!("asset-{i}")).collect::<Vec<_>>()
+    );
+    assert!(api
+        .paths()
+        .iter()
+        .all(|p| !p.contains("/data") || p == "importsource/src-1/executions/exec-9/data"));
+    assert_eq!(
+        api.paths().last().unwrap(),
+        "importsource/src-1/executions/exec-9/history/completed"
+    );
+    assert_eq!(api.failure_reported(), None);
+}
+
+#[test]
+fn a_manual_run_is_not_marked_scheduled() {
+    let mut api = FakeApi::new();
+    let manual = Trigger {
+        scheduled: false,
+        ..SCHEDULED
+    };
+    run_import(
+        manual,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(1, 1),
+    )
+    .unwrap();
+    let body: Value = serde_json::from_str(api.calls[0].2.as_deref().unwrap()).unwrap();
+    assert_eq!(body["scheduled"], false);
+}
+
+#[test]
+fn an_empty_source_still_completes() {
+    let mut api = FakeApi::new();
+    let report = run_import(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(0, 10),
+    )
+    .unwrap();
+    assert_eq!((report.chunks_sent, report.objects_sent), (0, 0));
+    assert_eq!(
+        api.paths().len(),
+        2,
+        "create, then completed: {:?}",
+        api.paths()
+    );
+}
+
+#[test]
+fn a_source_timeout_is_reported_with_an_actionable_reason_and_no_completion() {
+    let mut api = FakeApi::new();
+    let mut source = FakeSource::objects(1000, 100);
+    source.fail_at_page = Some((
+        3,
+        SourceError::Timeout("no answer from inventory.example in 30 s".into()),
+    ));
+    let err = run_import(SCHEDULED, settings(100), &mut api, &mut source).unwrap_err();
+
+    let RunError::ImportFailed(failed) = err else {
+        panic!("expected ImportFailed, got {err:?}")
+    };
+    assert!(failed.reported);
+    // Pages 1 and 2 were read; page 1 filled a chunk that was sent when page 2
+    // began, page 2's objects were still filling the open chunk.
+    assert_eq!(failed.objects_sent, 100);
+    assert_eq!(failed.chunks_sent, 1);
+    assert!(
+        failed
+            .reason
+            .starts_with("Failed to fetch data from third-party API: Connection timeout"),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.reason.contains("page 3"), "{}", failed.reason);
+    assert_eq!(
+        api.failure_reported().as_deref(),
+        Some(failed.reason.as_str())
+    );
+    assert!(!api.paths().iter().any(|p| p.ends_with("/completed")));
+}
+
+#[test]
+fn a_rejected_chunk_fails_the_run_naming_the_chunk_and_the_api_answer() {
+    let mut api = FakeApi::new();
+    api.data_status = 400;
+    let err = run_import(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(250, 250),
+    )
+    .unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(failed.chunks_sent, 0);
+    assert!(failed.reason.contains("data chunk 1"), "{}", failed.reason);
+    assert!(
+        failed
+            .reason
+            .contains("HTTP 400 BAD_DATA: objects rejected"),
+        "{}",
+        failed.reason
+    );
+    assert!(api.failure_reported().is_some());
+}
+
+#[test]
+fn no_failure_is_reported_after_completion_was_signalled() {
+    let mut api = FakeApi::new();
+    api.completed_status = 500;
+    let err = run_import(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(10, 10),
+    )
+    .unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert!(!failed.reported);
+    assert!(
+        failed
+            .reason
+            .starts_with("Signalling completion failed: HTTP 500"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(
+        api.failure_reported(),
+        None,
+        "a failure must never follow completion"
+    );
+}
+
+#[test]
+fn a_refused_execution_is_returned_not_reported() {
+    let mut api = FakeApi::new();
+    api.create_answer = Some((
+        409,
+        r#"{"result":"error","errorCode":"IN_PROGRESS"}"#.into(),
+    ));
+    let err = run_import(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(10, 10),
+    )
+    .unwrap_err();
+    let RunError::ExecutionNotCreated(reason) = err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("HTTP 409 IN_PROGRESS"), "{reason}");
+    assert!(reason.contains("still running"), "{reason}");
+    assert_eq!(api.calls.len(), 1, "nothing else is called");
+}
+
+#[test]
+fn a_bad_setting_fails_the_run_with_the_key_in_the_reason() {
+    let mut api = FakeApi::new();
+    let bad = Settings::from_config(|k| (k == "chunk-max-objects").then(|| "lots".to_owned()));
+    let err = run_import(SCHEDULED, bad, &mut api, &mut FakeSource::objects(10, 10)).unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        failed.reason.contains("chunk-max-objects"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(
+        api.failure_reported().as_deref(),
+        Some(failed.reason.as_str())
+    );
+}
+
+#[test]
+fn a_very_long_multibyte_reason_is_cut_to_1024_characters() {
+    let mut api = FakeApi::new();
+    let mut source = FakeSource::objects(10, 10);
+    source.fail_at_page = Some((1, SourceError::BadResponse("ошибка сервера — ".repeat(200))));
+    let err = run_import(SCHEDULED, settings(100), &mut api, &mut source).unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(failed.reason.chars().count(), 1024);
+    assert_eq!(api.failure_reported().unwrap().chars().count(), 1024);
+}
+
+#[test]
+fn a_failure_that_cannot_be_reported_says_so() {
+    let mut api = FakeApi::new();
+    api.failed_status = 503;
+    let mut source = FakeSource::objects(10, 10);
+    source.fail_at_page = Some((1, SourceError::Connection("refused".into())));
+    let RunError::ImportFailed(failed) =
+        run_import(SCHEDULED, settings(100), &mut api, &mut source).unwrap_err()
+    else {
+        panic!()
+    };
+    assert!(!failed.reported);
+    assert!(
+        failed
+            .reason
+            .contains("reporting this failure also failed: HTTP 503"),
+        "{}",
+        failed.reason
+    );
+}
+
+#[test]
+fn a_source_that_repeats_its_cursor_is_stopped() {
+    struct Stuck;
+    impl DataSource for Stuck {
+        fn next_page(&mut self, _: Option<&str>) -> Result<Page, SourceError> {
+            Ok(Page {
+                batches: vec![],
+                next_cursor: Some("same".into()),
+            })
+        }
+    }
+    let mut api = FakeApi::new();
+    let RunError::ImportFailed(failed) =
+        run_import(SCHEDULED, settings(100), &mut api, &mut Stuck).unwrap_err()
+    else {
+        panic!()
+    };
+    assert!(failed.reason.contains("same cursor"), "{}", failed.reason);
+}
