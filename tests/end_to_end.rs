@@ -49,13 +49,8 @@ fn a_scheduled_trigger_imports_every_object_exactly_once() {
     expected.sort();
     assert_eq!(stored, expected, "every object arrived");
     assert_eq!(execution.chunks, outcome.chunks);
-    // Two object types alternate within each page of 300, so each page
-    // closes at least one chunk per type; none exceeds 200 objects.
-    assert!(
-        outcome.chunks >= 2500 / 200 + 1,
-        "chunks: {}",
-        outcome.chunks
-    );
+    // 1250 objects of each type, at most 200 a chunk: 7 chunks per type.
+    assert_eq!(outcome.chunks, 14);
 
     let entry = state.history_of(&execution_id).unwrap();
     assert_eq!(entry.status, Outcome::Completed);
