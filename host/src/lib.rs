@@ -21,6 +21,7 @@
 
 pub mod assets;
 pub mod bindings;
+pub mod calendar;
 pub mod cli;
 pub mod clock;
 pub mod runtime;
