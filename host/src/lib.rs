@@ -26,5 +26,6 @@ pub mod cli;
 pub mod clock;
 pub mod runtime;
 pub mod sandbox;
+pub mod scheduler;
 pub mod source;
 pub mod trigger;

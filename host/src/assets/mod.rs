@@ -7,6 +7,7 @@
 //! - [`model`]: the state (workspaces, import sources, executions, objects,
 //!   import history) and the lifecycle rules.
 //! - [`router`]: paths and methods to handlers.
+//! - [`schedules`]: the import-schedule resource and its validation.
 //! - [`body`]: typed request bodies with errors that name the field.
 //! - [`error`]: the JSON error answers.
 
@@ -14,6 +15,7 @@ pub mod body;
 pub mod error;
 pub mod model;
 pub mod router;
+pub mod schedules;
 
 pub use error::ApiError;
 pub use model::{ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State};

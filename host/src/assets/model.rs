@@ -186,6 +186,12 @@ pub struct State {
     /// Latest execution per import source.
     latest: HashMap<String, String>,
     history: Vec<HistoryEntry>,
+    /// Schedules by id (see `schedules.rs`).
+    pub(super) schedules: HashMap<String, super::schedules::Schedule>,
+    /// Schedule id by import source: at most one each.
+    pub(super) schedule_of_source: HashMap<String, String>,
+    /// Occurrence ids the scheduler has handled, so none is handled twice.
+    pub(super) fired: HashSet<String>,
 }
 
 impl State {

@@ -6,7 +6,7 @@
 //! JSON bodies, so a client's mistake is never mistaken for a server fault.
 
 use super::model::{DataChunk, Execution, MAX_FAILURE_REASON_CHARS};
-use super::{body, ApiError, AssetsService, Response};
+use super::{body, schedules, ApiError, AssetsService, Response};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -52,6 +52,13 @@ pub fn route(
             allow("POST").and_then(|_| source.fail(id, body))
         }
         ["history"] => allow("GET").and_then(|_| source.history()),
+        ["importschedule"] => allow("POST").and_then(|_| source.create_schedule(body)),
+        ["importschedule", id] => match method.to_ascii_uppercase().as_str() {
+            "GET" => source.get_schedule(id),
+            "PUT" => source.update_schedule(id, body),
+            "DELETE" => source.delete_schedule(id),
+            _ => Err(ApiError::method_not_allowed(method, "GET, PUT or DELETE")),
+        },
         _ => Err(ApiError::not_found(format!("no endpoint at {path}"))),
     }
 }
@@ -192,6 +199,41 @@ impl SourceRoute<'_> {
             ))
         })?;
         Ok(Response::json(200, &status_body(&state, execution)))
+    }
+
+    fn create_schedule(&self, body: &[u8]) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
+        let mut state = self.service.state();
+        let created = schedules::create(&mut state, self.workspace_id, self.source_id, body, now)?;
+        Ok(Response::json(201, &created))
+    }
+
+    fn get_schedule(&self, schedule_id: &str) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        Ok(Response::json(
+            200,
+            &schedules::get(&state, self.workspace_id, self.source_id, schedule_id)?,
+        ))
+    }
+
+    fn update_schedule(&self, schedule_id: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
+        let mut state = self.service.state();
+        let updated = schedules::update(
+            &mut state,
+            self.workspace_id,
+            self.source_id,
+            schedule_id,
+            body,
+            now,
+        )?;
+        Ok(Response::json(200, &updated))
+    }
+
+    fn delete_schedule(&self, schedule_id: &str) -> Result<Response, ApiError> {
+        let mut state = self.service.state();
+        schedules::delete(&mut state, self.workspace_id, self.source_id, schedule_id)?;
+        Ok(Response::json(200, &json!({ "result": "success" })))
     }
 
     fn history(&self) -> Result<Response, ApiError> {

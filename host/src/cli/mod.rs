@@ -1,5 +1,11 @@
 //! The `assets-host` commands: argument types and what each command does.
 
+mod schedule;
+
+pub use schedule::{
+    simulate_schedule, timeline, PreviewArgs, ScheduleArgs, SimulateArgs, Simulation,
+};
+
 use crate::assets::{AssetsService, HistoryEntry, SourceType};
 use crate::clock::SystemClock;
 use crate::runtime::Runtime;
@@ -29,6 +35,12 @@ pub enum Command {
     Demo(DemoArgs),
     /// Runs one scheduled trigger of a component against the mock and reports it.
     Trigger(TriggerArgs),
+    /// Shows a schedule's next run times in UTC and local time, with every
+    /// DST or month-end adjustment.
+    Preview(PreviewArgs),
+    /// Creates a schedule through the API and runs it under a virtual clock
+    /// with the real component firing on each occurrence.
+    Simulate(SimulateArgs),
 }
 
 /// `assets-host demo`.
@@ -80,6 +92,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo(args),
         Command::Trigger(args) => trigger_once(args),
+        Command::Preview(args) => schedule::preview(args),
+        Command::Simulate(args) => schedule::simulate(args),
     }
 }
 
