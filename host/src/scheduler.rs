@@ -259,12 +259,14 @@ impl Scheduler {
             occurrence_id,
         } = claim;
         let source_id = &schedule.import_source_id;
-        if let Some(running) = self
+        // Bound to a local first: the guard must be dropped before the body
+        // locks the state again.
+        let running = self
             .assets
             .state()
             .ingesting(source_id)
-            .map(|e| e.id.clone())
-        {
+            .map(|e| e.id.clone());
+        if let Some(running) = running {
             let reason = format!("skipped: execution {running} of this import source was still ingesting when this run fell due");
             self.assets.state().record(skipped_entry(
                 &schedule,

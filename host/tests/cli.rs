@@ -99,3 +99,100 @@ fn a_missing_component_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn preview_json_lists_utc_local_and_notes() {
+    let (ok, stdout, stderr) = assets_host(&[
+        "preview",
+        "--frequency",
+        "DAILY",
+        "--start",
+        "2026-03-06T07:30:00Z",
+        "--timezone",
+        "America/New_York",
+        "--count",
+        "4",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let rows: Value = serde_json::from_str(&stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[2]["utc"], "2026-03-08T07:30:00Z");
+    assert_eq!(rows[2]["local"], "2026-03-08 03:30:00 EDT");
+    assert!(rows[2]["note"].as_str().unwrap().contains("SHIFT_FORWARD"));
+    assert_eq!(rows[3]["local"], "2026-03-09 02:30:00 EDT");
+    assert!(rows[3]["note"].is_null());
+}
+
+#[test]
+fn preview_refuses_bad_input_with_a_clear_message() {
+    let (ok, _, stderr) = assets_host(&[
+        "preview",
+        "--frequency",
+        "HOURLY",
+        "--start",
+        "2026-03-06T07:30:00Z",
+        "--timezone",
+        "UTC",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("ONCE, DAILY, WEEKLY, MONTHLY"), "{stderr}");
+    let (ok, _, stderr) = assets_host(&[
+        "preview",
+        "--frequency",
+        "DAILY",
+        "--start",
+        "2026-03-06T07:30:00+01:00",
+        "--timezone",
+        "UTC",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("must be in UTC"), "{stderr}");
+    let (ok, _, stderr) = assets_host(&[
+        "preview",
+        "--frequency",
+        "DAILY",
+        "--start",
+        "2026-03-06T07:30:00Z",
+        "--timezone",
+        "Moon/Base",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("IANA"), "{stderr}");
+}
+
+#[test]
+fn simulate_json_runs_the_component_on_each_occurrence() {
+    let (ok, stdout, stderr) = assets_host(&[
+        "simulate",
+        "--frequency",
+        "WEEKLY",
+        "--start",
+        "2026-03-01T07:30:00Z",
+        "--timezone",
+        "America/New_York",
+        "--days",
+        "21",
+        "--objects",
+        "30",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4);
+    for run in runs {
+        assert_eq!(run["status"], "completed");
+        assert_eq!(run["objects"], 30);
+        assert!(run["occurrenceId"].is_string());
+    }
+    assert_eq!(runs[1]["nominalUtc"], "2026-03-08T07:30:00Z");
+    assert_eq!(runs[1]["local"], "2026-03-08 03:30 EDT");
+    assert_eq!(runs[2]["local"], "2026-03-15 02:30 EDT");
+    let history = report["history"].as_array().unwrap();
+    assert_eq!(history.len(), 4);
+    assert!(history
+        .iter()
+        .all(|h| h["scheduled"] == true && h["status"] == "completed"));
+}

@@ -132,17 +132,18 @@ fn validate(
     current: Option<&ScheduleSpec>,
     source: &ImportSource,
 ) -> Result<ScheduleSpec, ApiError> {
-    let frequency_text =
-        match (fields.run_frequency, fields.run_interval) {
-            (Some(a), Some(b)) if a != b => return Err(ApiError::invalid_field(
+    let frequency_text = match (fields.run_frequency, fields.run_interval) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid_field(
                 "runFrequency",
                 format!(
                     "runFrequency {a:?} and its alias runInterval {b:?} disagree; give one of them"
                 ),
-            )),
-            (Some(a), _) | (None, Some(a)) => Some(a),
-            (None, None) => None,
-        };
+            ))
+        }
+        (Some(a), _) | (None, Some(a)) => Some(a),
+        (None, None) => None,
+    };
     let frequency = match (frequency_text, current) {
         (Some(text), _) => Frequency::parse(&text).ok_or_else(|| {
             ApiError::invalid_field(

@@ -210,6 +210,30 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let history: Vec<HistoryEntry> = sources.iter().flat_map(|s| assets.history(s)).collect();
     println!("\nImport history:\n");
     print!("{}", history_table(&history));
+
+    // A schedule across the fall-back change: 09:00 in New York every day,
+    // 13:00Z in summer time and 14:00Z after 2026-11-01.
+    let schedule = ScheduleArgs {
+        frequency: crate::calendar::Frequency::Daily,
+        start: "2026-10-29T13:00:00Z".parse().expect("a valid instant"),
+        timezone: chrono_tz::America::New_York,
+        dst_gap_policy: schedule::GapArg::ShiftForward,
+        dst_fold_policy: schedule::FoldArg::Earlier,
+        month_end_policy: schedule::MonthEndArg::LastDay,
+    };
+    let source = SyntheticSource {
+        objects: 500,
+        ..Default::default()
+    };
+    let end = schedule.start + chrono::Duration::days(5);
+    let simulation = simulate_schedule(
+        &schedule,
+        || Ok(App::new("daily-sync", runtime, Arc::new(source))),
+        end,
+    )?;
+    println!("\nDAILY at 09:00 America/New_York, 2026-10-29 to 2026-11-03, under a virtual clock:");
+    println!("(the local time holds at 09:00 while UTC moves from 13:00Z to 14:00Z when DST ends on 2026-11-01)\n");
+    print!("{}", timeline(&simulation.runs));
     Ok(())
 }
 

@@ -1,0 +1,390 @@
+//! The scheduling service with the real component: a virtual clock moves
+//! time, the scheduler fires the importer on each occurrence.
+
+mod common;
+
+use assets_host::assets::{AssetsService, Outcome, SourceType};
+use assets_host::clock::VirtualClock;
+use assets_host::scheduler::{FiringStatus, Scheduler};
+use assets_host::source::SyntheticSource;
+use assets_host::trigger::App;
+use chrono::{DateTime, Timelike, Utc};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+struct Sim {
+    clock: Arc<VirtualClock>,
+    assets: Arc<AssetsService>,
+    scheduler: Scheduler,
+    workspace: String,
+    source_id: String,
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+impl Sim {
+    fn new(now: &str, source_type: SourceType) -> Sim {
+        let clock = Arc::new(VirtualClock::new(t(now)));
+        let assets = Arc::new(AssetsService::new(clock.clone()));
+        let workspace = assets.create_workspace();
+        let source_id = assets
+            .create_import_source(&workspace, source_type, None)
+            .unwrap();
+        let scheduler = Scheduler::new(assets.clone());
+        Sim {
+            clock,
+            assets,
+            scheduler,
+            workspace,
+            source_id,
+        }
+    }
+
+    fn with_app(now: &str) -> Sim {
+        let sim = Sim::new(now, SourceType::External);
+        let app = App::new(
+            "importer",
+            common::runtime(),
+            Arc::new(SyntheticSource {
+                objects: 20,
+                ..Default::default()
+            }),
+        );
+        sim.scheduler.install(&sim.source_id, app);
+        sim
+    }
+
+    fn api(&self, method: &str, rest: &str, body: Value) -> (u16, Value) {
+        let path = format!(
+            "/jsm/assets/workspace/{}/v1/importsource/{}/{rest}",
+            self.workspace, self.source_id
+        );
+        let r = self
+            .assets
+            .handle(method, &path, body.to_string().as_bytes());
+        (r.status, serde_json::from_str(&r.body).unwrap())
+    }
+
+    fn schedule(&self, frequency: &str, start: &str, tz: &str) -> String {
+        let (status, body) = self.api(
+            "POST",
+            "importschedule",
+            json!({"runFrequency": frequency, "startTime": start, "timezone": tz, "callbackUrl": "https://app.example.com/cb"}),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+#[test]
+fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
+    let sim = Sim::with_app("2026-01-01T00:00:00Z");
+    // 10:00 in New York, through both 2026 DST changes.
+    sim.schedule("DAILY", "2026-01-01T15:00:00Z", "America/New_York");
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-12-31T23:59:59Z"));
+
+    assert_eq!(runs.len(), 365);
+    assert!(
+        runs.iter()
+            .all(|r| r.status == FiringStatus::Completed && r.objects == 20),
+        "{:?}",
+        runs.iter().find(|r| r.status != FiringStatus::Completed)
+    );
+    let tz = chrono_tz::America::New_York;
+    assert!(runs
+        .iter()
+        .all(|r| r.nominal_utc.with_timezone(&tz).hour() == 10));
+    let utc_hours: HashSet<u32> = runs.iter().map(|r| r.nominal_utc.hour()).collect();
+    assert_eq!(
+        utc_hours,
+        HashSet::from([14, 15]),
+        "UTC moves with DST, local time does not"
+    );
+
+    let history = sim.assets.history(&sim.source_id);
+    assert_eq!(history.len(), 365);
+    assert!(history
+        .iter()
+        .all(|h| h.scheduled && h.status == Outcome::Completed));
+    let occurrences: HashSet<_> = history
+        .iter()
+        .map(|h| h.occurrence_id.clone().unwrap())
+        .collect();
+    assert_eq!(occurrences.len(), 365, "every occurrence is its own");
+}
+
+#[test]
+fn deleting_a_schedule_stops_its_runs() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "Europe/London");
+    assert_eq!(
+        sim.scheduler
+            .run_until(&sim.clock, t("2026-05-03T12:00:00Z"))
+            .len(),
+        3
+    );
+    assert_eq!(
+        sim.api("DELETE", &format!("importschedule/{id}"), json!({}))
+            .0,
+        200
+    );
+    assert!(sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-20T00:00:00Z"))
+        .is_empty());
+    assert_eq!(sim.assets.history(&sim.source_id).len(), 3);
+}
+
+#[test]
+fn deactivating_stops_runs_and_reactivating_resumes_without_catching_up() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    sim.scheduler
+        .run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    sim.api(
+        "PUT",
+        &format!("importschedule/{id}"),
+        json!({"isActive": false}),
+    );
+    assert!(sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-05T12:00:00Z"))
+        .is_empty());
+    sim.api(
+        "PUT",
+        &format!("importschedule/{id}"),
+        json!({"isActive": true}),
+    );
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-06T12:00:00Z"));
+    assert_eq!(
+        runs.iter().map(|r| r.nominal_utc).collect::<Vec<_>>(),
+        vec![t("2026-05-06T08:00:00Z")]
+    );
+}
+
+#[test]
+fn updating_a_schedule_recomputes_its_next_run() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    sim.scheduler
+        .run_until(&sim.clock, t("2026-05-02T12:00:00Z"));
+    let (_, updated) = sim.api(
+        "PUT",
+        &format!("importschedule/{id}"),
+        json!({"startTime": "2026-05-02T18:30:00Z", "runFrequency": "WEEKLY"}),
+    );
+    assert_eq!(updated["nextRunTime"], "2026-05-02T18:30:00Z");
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-20T00:00:00Z"));
+    let at: Vec<_> = runs.iter().map(|r| r.nominal_utc).collect();
+    assert_eq!(
+        at,
+        vec![
+            t("2026-05-02T18:30:00Z"),
+            t("2026-05-09T18:30:00Z"),
+            t("2026-05-16T18:30:00Z")
+        ]
+    );
+}
+
+#[test]
+fn a_run_due_while_an_execution_is_ingesting_is_skipped_with_its_reason() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    let (status, started) = sim.api("POST", "executions", json!({"scheduled": false}));
+    assert_eq!(status, 201);
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, FiringStatus::Skipped);
+    let reason = runs[0].reason.clone().unwrap();
+    assert!(reason.contains("still ingesting"), "{reason}");
+    let url = started["links"]["submitResults"].as_str().unwrap();
+    assert!(
+        reason.contains(url.trim_end_matches("/data").rsplit('/').next().unwrap()),
+        "{reason}"
+    );
+    let history = sim.assets.history(&sim.source_id);
+    let skipped = history
+        .iter()
+        .find(|h| h.status == Outcome::Skipped)
+        .unwrap();
+    assert_eq!(skipped.failure_reason.as_deref(), Some(reason.as_str()));
+}
+
+#[test]
+fn after_a_jump_only_the_latest_missed_run_within_the_window_catches_up() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    // Down from before the first run until 30 minutes after the third.
+    sim.clock.set(t("2026-05-03T08:30:00Z"));
+    let runs = sim.scheduler.run_due();
+    let statuses: Vec<_> = runs.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            FiringStatus::Missed,
+            FiringStatus::Missed,
+            FiringStatus::Completed
+        ]
+    );
+    assert!(runs[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("only the most recent missed run is caught up"));
+
+    // Down again for 2 h past the next run: beyond the 1 h window, nothing runs.
+    sim.clock.set(t("2026-05-04T10:00:00Z"));
+    let runs = sim.scheduler.run_due();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, FiringStatus::Missed);
+    assert!(
+        runs[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("beyond the 1 h catch-up window"),
+        "{:?}",
+        runs[0].reason
+    );
+
+    let history = sim.assets.history(&sim.source_id);
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h.status == Outcome::Missed)
+            .count(),
+        3
+    );
+    assert_eq!(
+        history
+            .iter()
+            .filter(|h| h.status == Outcome::Completed)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_occurrence_is_never_handled_twice() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    sim.clock.set(t("2026-05-01T08:00:00Z"));
+    assert_eq!(sim.scheduler.run_due().len(), 1);
+    assert!(sim.scheduler.run_due().is_empty());
+    sim.clock.set(t("2026-05-01T08:30:00Z"));
+    assert!(sim.scheduler.run_due().is_empty());
+    assert_eq!(sim.assets.history(&sim.source_id).len(), 1);
+}
+
+#[test]
+fn a_once_schedule_runs_once_then_is_inactive() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("ONCE", "2026-05-02T09:15:00Z", "Asia/Kolkata");
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-06-01T00:00:00Z"));
+    assert_eq!(runs.len(), 1);
+    let (_, schedule) = sim.api("GET", &format!("importschedule/{id}"), json!({}));
+    assert_eq!(schedule["isActive"], false);
+    assert_eq!(schedule["nextRunTime"], Value::Null);
+}
+
+#[test]
+fn a_gap_skip_policy_records_the_skipped_day_with_the_rule() {
+    let sim = Sim::with_app("2026-03-01T00:00:00Z");
+    let (status, _) = sim.api(
+        "POST",
+        "importschedule",
+        json!({"runFrequency": "DAILY", "startTime": "2026-03-07T07:30:00Z", "timezone": "America/New_York",
+               "callbackUrl": "https://app.example.com/cb", "dstGapPolicy": "SKIP"}),
+    );
+    assert_eq!(status, 201);
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-03-09T12:00:00Z"));
+    let statuses: Vec<_> = runs.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            FiringStatus::Completed,
+            FiringStatus::Skipped,
+            FiringStatus::Completed
+        ]
+    );
+    let skipped = &sim.assets.history(&sim.source_id)[1];
+    assert_eq!(skipped.status, Outcome::Skipped);
+    assert!(skipped
+        .failure_reason
+        .as_deref()
+        .unwrap()
+        .contains("dstGapPolicy SKIP"));
+}
+
+#[test]
+fn the_callback_event_carries_the_schedule_and_a_stable_occurrence_id() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    let entry = &sim.assets.history(&sim.source_id)[0];
+    assert_eq!(entry.schedule_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        entry.occurrence_id.as_deref(),
+        Some(runs[0].occurrence_id.as_str())
+    );
+    assert_eq!(
+        runs[0].occurrence_id,
+        assets_host::scheduler::occurrence_id(&id, t("2026-05-01T08:00:00Z"))
+    );
+}
+
+#[test]
+fn other_source_types_get_the_platforms_own_run_and_a_missing_app_a_failed_entry() {
+    let sim = Sim::new("2026-05-01T00:00:00Z", SourceType::Csv);
+    sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    assert_eq!(runs[0].status, FiringStatus::Completed);
+    assert_eq!(
+        sim.assets.history(&sim.source_id)[0].status,
+        Outcome::Completed
+    );
+
+    let sim = Sim::new("2026-05-01T00:00:00Z", SourceType::External);
+    sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    assert_eq!(runs[0].status, FiringStatus::Failed);
+    let entry = &sim.assets.history(&sim.source_id)[0];
+    assert_eq!(entry.status, Outcome::Failed);
+    assert!(entry
+        .failure_reason
+        .as_deref()
+        .unwrap()
+        .contains("could not be delivered"));
+}
+
+#[test]
+fn a_csv_import_runs_daily_for_a_year_without_a_guest() {
+    let sim = Sim::new("2026-01-01T00:00:00Z", SourceType::Csv);
+    sim.schedule("DAILY", "2026-01-01T06:00:00Z", "Europe/Berlin");
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-12-31T23:00:00Z"));
+    assert_eq!(runs.len(), 365);
+    assert!(runs.iter().all(|r| r.status == FiringStatus::Completed));
+}
