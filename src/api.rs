@@ -1,9 +1,11 @@
 //! The Assets API calls the import makes, and how their answers are read.
 //!
 //! The platform hands the app a single `call(method, path, body)` function;
-//! this module wraps it in the four calls of the import contract and turns
-//! every answer that is not a success into a sentence a person can act on.
+//! this module knows the paths and bodies of the import contract, which
+//! failures are worth retrying, and turns every answer that is not a success
+//! into a sentence a person can act on.
 
+use crate::retry::Verdict;
 use serde_json::Value;
 use std::fmt;
 
@@ -56,12 +58,7 @@ impl fmt::Display for CallError {
 /// workspace base path, the platform adds the credentials.
 pub trait AssetsApi {
     /// Sends one call and returns the API's answer.
-    fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<ApiResponse, CallError>;
+    fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError>;
 }
 
 /// Why an API call did not succeed: no answer, or an answer that is not 2xx.
@@ -77,6 +74,8 @@ pub enum ApiFailure {
         code: Option<String>,
         /// The API's message, or the start of the body.
         message: String,
+        /// The `Retry-After` header, when the API sent one.
+        retry_after: Option<String>,
     },
     /// A success answer whose body the import cannot use.
     Unreadable(String),
@@ -87,9 +86,7 @@ impl fmt::Display for ApiFailure {
         match self {
             ApiFailure::Call(e) => e.fmt(f),
             ApiFailure::Status {
-                status,
-                code,
-                message,
+                status, code, message, ..
             } => {
                 write!(f, "HTTP {status}")?;
                 if let Some(code) = code {
@@ -110,79 +107,58 @@ pub fn executions_path(import_source_id: &str) -> String {
     format!("importsource/{import_source_id}/executions")
 }
 
-/// `POST importsource/{id}/executions` with `{"scheduled": ..}`; returns the
-/// new execution's id.
-pub fn create_execution(
-    api: &mut impl AssetsApi,
-    import_source_id: &str,
-    scheduled: bool,
-) -> Result<String, ApiFailure> {
-    let body = if scheduled {
+/// Path of one execution, or of something under it (`suffix` like `/data`).
+pub fn execution_path(import_source_id: &str, execution_id: &str, suffix: &str) -> String {
+    format!("{}/{execution_id}{suffix}", executions_path(import_source_id))
+}
+
+/// The create-execution body.
+pub fn create_execution_body(scheduled: bool) -> &'static str {
+    if scheduled {
         r#"{"scheduled":true}"#
     } else {
         r#"{"scheduled":false}"#
-    };
-    let response = send(
-        api,
-        Method::Post,
-        &executions_path(import_source_id),
-        Some(body),
-    )?;
-    execution_id_from_response(&response.body).map_err(ApiFailure::Unreadable)
+    }
 }
 
-/// `POST .../executions/{id}/data` with one chunk body.
-pub fn submit_chunk(
-    api: &mut impl AssetsApi,
-    import_source_id: &str,
-    execution_id: &str,
-    body: &str,
-) -> Result<(), ApiFailure> {
-    let path = format!("{}/{execution_id}/data", executions_path(import_source_id));
-    send(api, Method::Post, &path, Some(body)).map(drop)
+/// The failure-report body; `reason` is already cut to the API's limit.
+pub fn failure_body(reason: &str) -> String {
+    serde_json::json!({ "failureReason": reason }).to_string()
 }
 
-/// `POST .../executions/{id}/history/completed`.
-pub fn signal_completed(
-    api: &mut impl AssetsApi,
-    import_source_id: &str,
-    execution_id: &str,
-) -> Result<(), ApiFailure> {
-    let path = format!(
-        "{}/{execution_id}/history/completed",
-        executions_path(import_source_id)
-    );
-    send(api, Method::Post, &path, None).map(drop)
-}
-
-/// `POST .../executions/{id}/history/failed` with `reason`, which the caller
-/// has already cut to the API's limit.
-pub fn report_failed(
-    api: &mut impl AssetsApi,
-    import_source_id: &str,
-    execution_id: &str,
-    reason: &str,
-) -> Result<(), ApiFailure> {
-    let path = format!(
-        "{}/{execution_id}/history/failed",
-        executions_path(import_source_id)
-    );
-    let body = serde_json::json!({ "failureReason": reason }).to_string();
-    send(api, Method::Post, &path, Some(&body)).map(drop)
-}
-
-fn send(
-    api: &mut impl AssetsApi,
-    method: Method,
-    path: &str,
-    body: Option<&str>,
-) -> Result<ApiResponse, ApiFailure> {
-    let response = api.call(method, path, body).map_err(ApiFailure::Call)?;
+/// Turns a call's result into success or an [`ApiFailure`].
+pub fn check(result: Result<ApiResponse, CallError>) -> Result<ApiResponse, ApiFailure> {
+    let response = result.map_err(ApiFailure::Call)?;
     if (200..300).contains(&response.status) {
         Ok(response)
     } else {
         Err(summarise_error(&response))
     }
+}
+
+/// Whether a failed call is worth repeating: 429 (after `Retry-After` when
+/// given), 5xx, no answer at all. Other 4xx and refused paths are final.
+/// `now_ms` turns an HTTP-date `Retry-After` into a wait.
+pub fn classify(failure: &ApiFailure, now_ms: u64) -> Verdict {
+    match failure {
+        ApiFailure::Status {
+            status: 429,
+            retry_after,
+            ..
+        } => retry_after
+            .as_deref()
+            .and_then(|v| crate::retry::retry_after_ms(v, now_ms))
+            .map_or(Verdict::Backoff, Verdict::After),
+        ApiFailure::Status { status, .. } if *status >= 500 => Verdict::Backoff,
+        ApiFailure::Call(CallError::Unreachable(_) | CallError::Timeout(_)) => Verdict::Backoff,
+        _ => Verdict::Fatal,
+    }
+}
+
+/// The `state` field of an execution-status answer (`DONE`, `FAILED`, ...).
+pub fn execution_state(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    value.get("status").and_then(Value::as_str).map(str::to_owned)
 }
 
 /// Reads an error answer: the `errorCode` and message of the mock's and the
@@ -197,19 +173,11 @@ pub fn summarise_error(response: &ApiResponse) -> ApiFailure {
     let message = parsed
         .as_ref()
         .and_then(|v| {
-            v.get("message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| {
-                    v.get("errorMessages")
-                        .and_then(Value::as_array)
-                        .map(|list| {
-                            list.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join("; ")
-                        })
-                })
+            v.get("message").and_then(Value::as_str).map(str::to_owned).or_else(|| {
+                v.get("errorMessages")
+                    .and_then(Value::as_array)
+                    .map(|list| list.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+            })
         })
         .unwrap_or_else(|| {
             if code.is_some() {
@@ -219,10 +187,16 @@ pub fn summarise_error(response: &ApiResponse) -> ApiFailure {
                 response.body.trim().chars().take(200).collect()
             }
         });
+    let retry_after = response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, value)| value.clone());
     ApiFailure::Status {
         status: response.status,
         code,
         message,
+        retry_after,
     }
 }
 
@@ -230,16 +204,14 @@ pub fn summarise_error(response: &ApiResponse) -> ApiFailure {
 /// before `/data` in `links.submitResults` (the real API has no other id), or
 /// a top-level `id`.
 pub fn execution_id_from_response(body: &str) -> Result<String, String> {
-    let value: Value = serde_json::from_str(body)
-        .map_err(|e| format!("create-execution answer is not JSON ({e})"))?;
+    let value: Value = serde_json::from_str(body).map_err(|e| format!("create-execution answer is not JSON ({e})"))?;
     if let Some(url) = value
         .get("links")
         .and_then(|l| l.get("submitResults"))
         .and_then(Value::as_str)
     {
-        return execution_id_from_submit_url(url).ok_or_else(|| {
-            format!("links.submitResults {url:?} does not end in /executions/{{id}}/data")
-        });
+        return execution_id_from_submit_url(url)
+            .ok_or_else(|| format!("links.submitResults {url:?} does not end in /executions/{{id}}/data"));
     }
     match value.get("id") {
         Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
@@ -268,10 +240,7 @@ mod tests {
 
     #[test]
     fn a_top_level_id_is_accepted() {
-        assert_eq!(
-            execution_id_from_response(r#"{"id":"e-7"}"#).unwrap(),
-            "e-7"
-        );
+        assert_eq!(execution_id_from_response(r#"{"id":"e-7"}"#).unwrap(), "e-7");
         assert_eq!(execution_id_from_response(r#"{"id":12}"#).unwrap(), "12");
     }
 
@@ -283,14 +252,9 @@ mod tests {
 
     #[test]
     fn unusable_answers_say_why() {
-        assert!(execution_id_from_response("not json")
-            .unwrap_err()
-            .contains("not JSON"));
-        assert!(execution_id_from_response("{}")
-            .unwrap_err()
-            .contains("neither"));
-        let err = execution_id_from_response(r#"{"links":{"submitResults":"https://h/x/status"}}"#)
-            .unwrap_err();
+        assert!(execution_id_from_response("not json").unwrap_err().contains("not JSON"));
+        assert!(execution_id_from_response("{}").unwrap_err().contains("neither"));
+        let err = execution_id_from_response(r#"{"links":{"submitResults":"https://h/x/status"}}"#).unwrap_err();
         assert!(err.contains("/executions/{id}/data"), "{err}");
         assert!(execution_id_from_response(r#"{"id":""}"#).is_err());
     }
@@ -314,9 +278,6 @@ mod tests {
             headers: vec![],
             body: "<html>gateway</html>".into(),
         };
-        assert_eq!(
-            summarise_error(&r).to_string(),
-            "HTTP 502: <html>gateway</html>"
-        );
+        assert_eq!(summarise_error(&r).to_string(), "HTTP 502: <html>gateway</html>");
     }
 }

@@ -1,7 +1,9 @@
 //! Turns a stream of objects into data-chunk bodies within the limits.
 //!
 //! A chunk is the JSON body of one `POST .../executions/{id}/data` call, in the
-//! seed's shape: `{"objectTypeId": "...", "objects": [...]}`. One chunk holds
+//! seed's shape: `{"objectTypeId": "...", "objects": [...]}`, plus the real
+//! API's `clientGeneratedId`, unique per chunk, so a chunk that is sent again
+//! after a lost answer is stored once. One chunk holds
 //! one object type, at most `max_objects` objects and at most `max_bytes`
 //! bytes of body. Each object is serialized exactly once, straight into the
 //! open chunk, so a long import costs one pass over its data.
@@ -75,6 +77,9 @@ pub struct Chunker {
     open: Vec<OpenChunk>,
     /// Scratch space for one serialized object, reused.
     object_json: Vec<u8>,
+    /// Chunk ids are this prefix and a counter.
+    id_prefix: String,
+    opened: u64,
 }
 
 #[derive(Debug)]
@@ -83,29 +88,28 @@ struct OpenChunk {
     /// The body so far, without its closing `]}`.
     body: String,
     count: usize,
-    /// Length of `{"objectTypeId":..,"objects":[`.
+    /// Length of `{"clientGeneratedId":..,"objectTypeId":..,"objects":[`.
     prefix_len: usize,
 }
 
 const CLOSING: &str = "]}";
 
 impl Chunker {
-    /// A chunker that never exceeds `limits`.
-    pub fn new(limits: ChunkLimits) -> Chunker {
+    /// A chunker that never exceeds `limits`; chunk ids are `id_prefix`
+    /// followed by a counter.
+    pub fn new(limits: ChunkLimits, id_prefix: impl Into<String>) -> Chunker {
         Chunker {
             limits,
             open: Vec::new(),
             object_json: Vec::new(),
+            id_prefix: id_prefix.into(),
+            opened: 0,
         }
     }
 
     /// Adds one object of type `object_type_id`. Returns the chunk it closed,
     /// if the object did not fit in its type's open chunk.
-    pub fn push(
-        &mut self,
-        object_type_id: &str,
-        object: &AssetObject,
-    ) -> Result<Option<Chunk>, InvalidData> {
+    pub fn push(&mut self, object_type_id: &str, object: &AssetObject) -> Result<Option<Chunk>, InvalidData> {
         if object_type_id.is_empty() {
             return Err(InvalidData::EmptyObjectType);
         }
@@ -121,11 +125,7 @@ impl Chunker {
         // serde_json writes valid UTF-8 only.
         let json = std::str::from_utf8(&self.object_json).expect("serde_json emits UTF-8");
 
-        let index = match self
-            .open
-            .iter()
-            .position(|c| c.object_type_id == object_type_id)
-        {
+        let index = match self.open.iter().position(|c| c.object_type_id == object_type_id) {
             Some(i) => i,
             None => {
                 self.open.push(OpenChunk::new(object_type_id));
@@ -133,16 +133,28 @@ impl Chunker {
             }
         };
         let chunk = &mut self.open[index];
-        if chunk.prefix_len + json.len() + CLOSING.len() > self.limits.max_bytes {
+        if chunk.body.is_empty() {
+            self.opened += 1;
+            chunk.start(&format!("{}{}", self.id_prefix, self.opened));
+        }
+        let alone = chunk.prefix_len + json.len() + CLOSING.len();
+        if alone > self.limits.max_bytes {
             return Err(InvalidData::ObjectTooLarge {
                 external_id: object.external_id.clone(),
-                bytes: chunk.prefix_len + json.len() + CLOSING.len(),
+                bytes: alone,
                 limit: self.limits.max_bytes,
             });
         }
         let fits = chunk.count < self.limits.max_objects
             && chunk.body.len() + 1 + json.len() + CLOSING.len() <= self.limits.max_bytes;
-        let closed = if fits { None } else { chunk.take() };
+        let closed = if fits {
+            None
+        } else {
+            let closed = chunk.take();
+            self.opened += 1;
+            chunk.start(&format!("{}{}", self.id_prefix, self.opened));
+            closed
+        };
         chunk.append(json);
         Ok(closed)
     }
@@ -156,19 +168,21 @@ impl Chunker {
 
 impl OpenChunk {
     fn new(object_type_id: &str) -> OpenChunk {
-        let mut chunk = OpenChunk {
+        OpenChunk {
             object_type_id: object_type_id.to_owned(),
             body: String::new(),
             count: 0,
             prefix_len: 0,
-        };
-        chunk.start();
-        chunk
+        }
     }
 
-    fn start(&mut self) {
+    /// Begins the body: `{"clientGeneratedId":..,"objectTypeId":..,"objects":[`.
+    fn start(&mut self, chunk_id: &str) {
         self.body.clear();
-        self.body.push_str("{\"objectTypeId\":");
+        self.body.push_str("{\"clientGeneratedId\":");
+        self.body
+            .push_str(&serde_json::to_string(chunk_id).expect("a string serializes"));
+        self.body.push_str(",\"objectTypeId\":");
         self.body
             .push_str(&serde_json::to_string(&self.object_type_id).expect("a string serializes"));
         self.body.push_str(",\"objects\":[");
@@ -197,7 +211,6 @@ impl OpenChunk {
             body,
         };
         self.count = 0;
-        self.start();
         Some(chunk)
     }
 }
@@ -245,7 +258,7 @@ mod tests {
     }
 
     fn chunk_all(limits: ChunkLimits, items: &[(&str, AssetObject)]) -> Vec<Chunk> {
-        let mut chunker = Chunker::new(limits);
+        let mut chunker = Chunker::new(limits, "c-");
         let mut chunks = Vec::new();
         for (t, o) in items {
             chunks.extend(chunker.push(t, o).unwrap());
@@ -262,6 +275,7 @@ mod tests {
         assert_eq!(
             body,
             serde_json::json!({
+                "clientGeneratedId": "c-1",
                 "objectTypeId": "laptop",
                 "objects": [{
                     "externalId": "asset-1",
@@ -300,11 +314,7 @@ mod tests {
             let body: Value = serde_json::from_str(&c.body).unwrap();
             let objects = body["objects"].as_array().unwrap();
             assert_eq!(objects.len(), c.objects);
-            ids.extend(
-                objects
-                    .iter()
-                    .map(|o| o["externalId"].as_str().unwrap().to_owned()),
-            );
+            ids.extend(objects.iter().map(|o| o["externalId"].as_str().unwrap().to_owned()));
         }
         let expected: Vec<_> = (0..500).map(|i| format!("asset-{i}")).collect();
         assert_eq!(ids, expected);
@@ -324,10 +334,7 @@ mod tests {
             max_bytes: 1 << 20,
         };
         let chunks = chunk_all(limits, &items);
-        let shape: Vec<_> = chunks
-            .iter()
-            .map(|c| (c.object_type_id.as_str(), c.objects))
-            .collect();
+        let shape: Vec<_> = chunks.iter().map(|c| (c.object_type_id.as_str(), c.objects)).collect();
         // "a" fills first; the rest close in the order their types appeared.
         assert_eq!(shape, vec![("a", 2), ("a", 1), ("b", 2)]);
         for c in &chunks {
@@ -338,24 +345,16 @@ mod tests {
 
     #[test]
     fn an_object_larger_than_a_chunk_is_refused_by_name() {
-        let mut chunker = Chunker::new(ChunkLimits {
-            max_objects: 10,
-            max_bytes: 300,
-        });
+        let mut chunker = Chunker::new(ChunkLimits { max_objects: 10, max_bytes: 300 }, "c-");
         let err = chunker.push("t", &object(7, 1000)).unwrap_err();
-        assert!(
-            matches!(err, InvalidData::ObjectTooLarge { ref external_id, .. } if external_id == "asset-7")
-        );
+        assert!(matches!(err, InvalidData::ObjectTooLarge { ref external_id, .. } if external_id == "asset-7"));
         assert!(err.to_string().contains("chunk-max-bytes"));
     }
 
     #[test]
     fn empty_ids_are_refused() {
-        let mut chunker = Chunker::new(ChunkLimits::default());
-        assert_eq!(
-            chunker.push("", &object(1, 1)),
-            Err(InvalidData::EmptyObjectType)
-        );
+        let mut chunker = Chunker::new(ChunkLimits::default(), "c-");
+        assert_eq!(chunker.push("", &object(1, 1)), Err(InvalidData::EmptyObjectType));
         let mut nameless = object(1, 1);
         nameless.external_id.clear();
         assert!(matches!(

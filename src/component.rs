@@ -8,14 +8,15 @@ mod bindings {
     });
 }
 
-use bindings::assets::scheduled_import::{assets_api, config, data_source, types};
+use bindings::assets::scheduled_import::{assets_api, config, data_source, storage, timer, types};
 use bindings::exports::assets::scheduled_import::import_callback::{
     self as callback, FailedRun, RunError, RunReport, TriggerEvent,
 };
 
 use crate::api::{ApiResponse, AssetsApi, CallError, Method};
-use crate::lifecycle::{self, Trigger};
+use crate::lifecycle::{self, KeyValue, Trigger};
 use crate::model::{AssetObject, DataSource, ObjectBatch, Page, SourceError};
+use crate::retry::Timer;
 use crate::settings::Settings;
 
 struct Importer;
@@ -25,27 +26,34 @@ impl callback::Guest for Importer {
         let trigger = Trigger {
             import_source_id: &event.import_source_id,
             scheduled: event.scheduled,
+            occurrence_id: &event.occurrence_id,
         };
         let settings = Settings::from_config(config::get);
-        lifecycle::run_import(trigger, settings, &mut PlatformApi, &mut ImportedSource)
-            .map(|r| RunReport {
-                execution_id: r.execution_id,
-                chunks_sent: r.chunks_sent,
-                objects_sent: r.objects_sent,
-                retries: r.retries,
-            })
-            .map_err(|e| match e {
-                lifecycle::RunError::ExecutionNotCreated(reason) => {
-                    RunError::ExecutionNotCreated(reason)
-                }
-                lifecycle::RunError::ImportFailed(f) => RunError::ImportFailed(FailedRun {
-                    execution_id: f.execution_id,
-                    reason: f.reason,
-                    reported: f.reported,
-                    chunks_sent: f.chunks_sent,
-                    objects_sent: f.objects_sent,
-                }),
-            })
+        lifecycle::run_import(
+            trigger,
+            settings,
+            &mut PlatformApi,
+            &mut ImportedSource,
+            &mut PlatformTimer,
+            &mut AppStorage,
+        )
+        .map(|r| RunReport {
+            execution_id: r.execution_id,
+            chunks_sent: r.chunks_sent,
+            objects_sent: r.objects_sent,
+            retries: r.retries,
+            replayed: r.replayed,
+        })
+        .map_err(|e| match e {
+            lifecycle::RunError::ExecutionNotCreated(reason) => RunError::ExecutionNotCreated(reason),
+            lifecycle::RunError::ImportFailed(f) => RunError::ImportFailed(FailedRun {
+                execution_id: f.execution_id,
+                reason: f.reason,
+                reported: f.reported,
+                chunks_sent: f.chunks_sent,
+                objects_sent: f.objects_sent,
+            }),
+        })
     }
 }
 
@@ -53,12 +61,7 @@ impl callback::Guest for Importer {
 struct PlatformApi;
 
 impl AssetsApi for PlatformApi {
-    fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<ApiResponse, CallError> {
+    fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
         let method = match method {
             Method::Get => assets_api::Method::Get,
             Method::Post => assets_api::Method::Post,
@@ -99,6 +102,30 @@ impl DataSource for ImportedSource {
     }
 }
 
+/// The `timer` import.
+struct PlatformTimer;
+
+impl Timer for PlatformTimer {
+    fn now_ms(&mut self) -> u64 {
+        timer::now_ms()
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        timer::sleep_ms(ms)
+    }
+}
+
+/// The `storage` import.
+struct AppStorage;
+
+impl KeyValue for AppStorage {
+    fn get(&mut self, key: &str) -> Option<String> {
+        storage::get(key)
+    }
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        storage::set(key, value)
+    }
+}
+
 fn batch(b: types::ObjectBatch) -> ObjectBatch {
     ObjectBatch {
         object_type_id: b.object_type_id,
@@ -108,11 +135,7 @@ fn batch(b: types::ObjectBatch) -> ObjectBatch {
             .map(|o| AssetObject {
                 external_id: o.external_id,
                 label: o.label,
-                attributes: o
-                    .attributes
-                    .into_iter()
-                    .map(|a| (a.key, a.values))
-                    .collect(),
+                attributes: o.attributes.into_iter().map(|a| (a.key, a.values)).collect(),
             })
             .collect(),
     }

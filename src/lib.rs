@@ -16,6 +16,7 @@
 //! - [`lifecycle`]: the import itself, written against two small traits
 //!   ([`api::AssetsApi`], [`model::DataSource`]) so unit tests drive it with fakes.
 //! - [`reason`]: failure reasons cut to the API's 1024-character limit.
+//! - [`retry`]: which failures are retried, backoff with jitter, `Retry-After`.
 //! - `component` (wasm32 only): the thin `wit-bindgen` glue that adapts the
 //!   component's imports to those traits and exports the callback.
 
@@ -24,6 +25,7 @@ pub mod chunker;
 pub mod lifecycle;
 pub mod model;
 pub mod reason;
+pub mod retry;
 pub mod settings;
 
 #[cfg(target_arch = "wasm32")]

@@ -12,6 +12,13 @@ pub const CHUNK_MAX_OBJECTS: &str = "chunk-max-objects";
 /// Setting: the most serialized bytes in one data chunk (the whole JSON body).
 pub const CHUNK_MAX_BYTES: &str = "chunk-max-bytes";
 
+/// Setting: tries per API or source call, the first included.
+pub const RETRY_MAX_ATTEMPTS: &str = "retry-max-attempts";
+/// Setting: the first backoff delay in milliseconds; it doubles per retry.
+pub const RETRY_BASE_DELAY_MS: &str = "retry-base-delay-ms";
+/// Setting: the most milliseconds one run spends waiting between retries.
+pub const RETRY_MAX_TOTAL_MS: &str = "retry-max-total-ms";
+
 /// Objects per chunk when the setting is absent. Reference apps send tens to
 /// hundreds of records per chunk; 500 keeps requests small and few.
 pub const DEFAULT_MAX_OBJECTS: usize = 500;
@@ -41,11 +48,34 @@ impl Default for ChunkLimits {
     }
 }
 
+/// How transient failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries per call, the first included (1 = no retries).
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub base_delay_ms: u64,
+    /// Most time one run spends waiting between retries.
+    pub max_total_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay_ms: 500,
+            max_total_ms: 120_000,
+        }
+    }
+}
+
 /// Everything the importer reads from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Settings {
     /// Chunk limits.
     pub chunk: ChunkLimits,
+    /// Retries of transient failures.
+    pub retry: RetryPolicy,
 }
 
 /// A setting whose value is not allowed.
@@ -91,6 +121,11 @@ impl Settings {
                     defaults.max_bytes,
                 )?,
             },
+            retry: RetryPolicy {
+                max_attempts: whole_number(RETRY_MAX_ATTEMPTS, get(RETRY_MAX_ATTEMPTS), 1..=20, 5)? as u32,
+                base_delay_ms: whole_number(RETRY_BASE_DELAY_MS, get(RETRY_BASE_DELAY_MS), 0..=60_000, 500)? as u64,
+                max_total_ms: whole_number(RETRY_MAX_TOTAL_MS, get(RETRY_MAX_TOTAL_MS), 0..=900_000, 120_000)? as u64,
+            },
         })
     }
 }
@@ -119,29 +154,17 @@ mod tests {
     use super::*;
 
     fn config(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |key| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v.to_string())
-        }
+        move |key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string())
     }
 
     #[test]
     fn absent_settings_take_defaults() {
-        assert_eq!(
-            Settings::from_config(config(&[])).unwrap(),
-            Settings::default()
-        );
+        assert_eq!(Settings::from_config(config(&[])).unwrap(), Settings::default());
     }
 
     #[test]
     fn settings_are_read() {
-        let s = Settings::from_config(config(&[
-            (CHUNK_MAX_OBJECTS, "100"),
-            (CHUNK_MAX_BYTES, "4096"),
-        ]))
-        .unwrap();
+        let s = Settings::from_config(config(&[(CHUNK_MAX_OBJECTS, "100"), (CHUNK_MAX_BYTES, "4096")])).unwrap();
         assert_eq!(
             s.chunk,
             ChunkLimits {
@@ -154,8 +177,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_what_is_allowed() {
         for bad in ["abc", "0", "-5", "100001", ""] {
-            let pairs: &'static [(&str, &str)] =
-                Box::leak(vec![(CHUNK_MAX_OBJECTS, bad)].into_boxed_slice());
+            let pairs: &'static [(&str, &str)] = Box::leak(vec![(CHUNK_MAX_OBJECTS, bad)].into_boxed_slice());
             let err = Settings::from_config(config(pairs)).unwrap_err();
             assert_eq!(err.key, CHUNK_MAX_OBJECTS);
             let text = err.to_string();

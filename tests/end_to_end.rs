@@ -57,10 +57,7 @@ fn a_scheduled_trigger_imports_every_object_exactly_once() {
     assert!(entry.scheduled);
     assert_eq!(entry.objects, 2500);
     assert_eq!(entry.schedule_id.as_deref(), Some("schedule-1"));
-    assert_eq!(
-        entry.occurrence_id.as_deref(),
-        Some(event.occurrence_id.as_str())
-    );
+    assert_eq!(entry.occurrence_id.as_deref(), Some(event.occurrence_id.as_str()));
     assert!(entry.ended_at.is_some());
 }
 
@@ -128,9 +125,7 @@ fn a_source_timeout_leaves_a_failed_history_entry_with_the_sources_reason() {
     assert_eq!(history[0].failure_reason.as_deref(), Some(reason.as_str()));
     assert!(history[0].scheduled);
     let state = world.assets.state();
-    let execution = state
-        .execution_by_id(outcome.execution_id.as_deref().unwrap())
-        .unwrap();
+    let execution = state.execution_by_id(outcome.execution_id.as_deref().unwrap()).unwrap();
     assert_eq!(execution.status, ExecutionStatus::Failed);
 }
 
@@ -159,10 +154,7 @@ fn a_trigger_while_an_execution_is_ingesting_does_not_start_and_says_why() {
         world.workspace, world.source_id
     );
     assert_eq!(
-        world
-            .assets
-            .handle("POST", &path, br#"{"scheduled":false}"#)
-            .status,
+        world.assets.handle("POST", &path, br#"{"scheduled":false}"#).status,
         201
     );
 

@@ -2,10 +2,12 @@
 //! fake data source (no wasm involved).
 
 use assets_scheduled_import::api::{ApiResponse, AssetsApi, CallError, Method};
-use assets_scheduled_import::lifecycle::{run_import, RunError, Trigger};
+use assets_scheduled_import::lifecycle::{occurrence_key, KeyValue, RunError, RunReport, Trigger};
 use assets_scheduled_import::model::{AssetObject, DataSource, ObjectBatch, Page, SourceError};
-use assets_scheduled_import::settings::{ChunkLimits, SettingError, Settings};
+use assets_scheduled_import::retry::Timer;
+use assets_scheduled_import::settings::{ChunkLimits, RetryPolicy, SettingError, Settings};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// Records every call; answers 200 unless a rule for the path's last segment says otherwise.
 #[derive(Default)]
@@ -48,14 +50,8 @@ impl FakeApi {
 }
 
 impl AssetsApi for FakeApi {
-    fn call(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<ApiResponse, CallError> {
-        self.calls
-            .push((method, path.to_owned(), body.map(str::to_owned)));
+    fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+        self.calls.push((method, path.to_owned(), body.map(str::to_owned)));
         let (status, body) = if path.ends_with("/executions") {
             self.create_answer.clone().unwrap_or((
                 201,
@@ -84,6 +80,7 @@ impl AssetsApi for FakeApi {
 struct FakeSource {
     pages: Vec<Page>,
     fail_at_page: Option<(usize, SourceError)>,
+    fail_once_at: Option<(usize, SourceError)>,
     reads: usize,
 }
 
@@ -104,11 +101,7 @@ impl FakeSource {
                 next_cursor: (i < total).then(|| format!("cursor-{i}")),
             });
         }
-        FakeSource {
-            pages,
-            fail_at_page: None,
-            reads: 0,
-        }
+        FakeSource { pages, fail_at_page: None, fail_once_at: None, reads: 0 }
     }
 }
 
@@ -123,7 +116,13 @@ fn object(i: usize) -> AssetObject {
 impl DataSource for FakeSource {
     fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError> {
         self.reads += 1;
+        // Fails every read from the n-th on: a source that stays down.
         if let Some((n, err)) = &self.fail_at_page {
+            if self.reads >= *n {
+                return Err(err.clone());
+            }
+        }
+        if let Some((n, err)) = &self.fail_once_at {
             if self.reads == *n {
                 return Err(err.clone());
             }
@@ -142,18 +141,63 @@ impl DataSource for FakeSource {
     }
 }
 
-const SCHEDULED: Trigger<'static> = Trigger {
-    import_source_id: "src-1",
-    scheduled: true,
-};
+const SCHEDULED: Trigger<'static> = Trigger { import_source_id: "src-1", scheduled: true, occurrence_id: "occ-1" };
 
 fn settings(max_objects: usize) -> Result<Settings, SettingError> {
-    Ok(Settings {
-        chunk: ChunkLimits {
-            max_objects,
-            max_bytes: 1 << 20,
-        },
-    })
+    Ok(Settings { chunk: ChunkLimits { max_objects, max_bytes: 1 << 20 }, retry: RetryPolicy::default() })
+}
+
+/// Virtual time and app storage.
+#[derive(Default)]
+struct FakeHost {
+    now_ms: u64,
+    sleeps: Vec<u64>,
+    storage: HashMap<String, String>,
+}
+
+impl Timer for FakeHost {
+    fn now_ms(&mut self) -> u64 {
+        self.now_ms
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        self.now_ms += ms;
+        self.sleeps.push(ms);
+    }
+}
+
+impl KeyValue for FakeHost {
+    fn get(&mut self, key: &str) -> Option<String> {
+        self.storage.get(key).cloned()
+    }
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        self.storage.insert(key.to_owned(), value.to_owned());
+        Ok(())
+    }
+}
+
+/// Runs the lifecycle with fresh virtual time and empty storage.
+fn run_import(
+    trigger: Trigger<'_>,
+    settings: Result<Settings, SettingError>,
+    api: &mut FakeApi,
+    source: &mut impl DataSource,
+) -> Result<RunReport, RunError> {
+    let mut host = FakeHost::default();
+    run_with(trigger, settings, api, source, &mut host)
+}
+
+fn run_with(
+    trigger: Trigger<'_>,
+    settings: Result<Settings, SettingError>,
+    api: &mut FakeApi,
+    source: &mut impl DataSource,
+    host: &mut FakeHost,
+) -> Result<RunReport, RunError> {
+    let mut timer = FakeHost { now_ms: host.now_ms, ..FakeHost::default() };
+    let result = assets_scheduled_import::lifecycle::run_import(trigger, settings, api, source, &mut timer, host);
+    host.now_ms = timer.now_ms;
+    host.sleeps.extend(timer.sleeps);
+    result
 }
 
 #[test]
@@ -181,10 +225,7 @@ fn a_scheduled_run_creates_a_scheduled_execution_submits_every_object_and_comple
         .flat_map(|b| b["objects"].as_array().unwrap().clone())
         .map(|o| o["externalId"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(
-        ids,
-        (0..2500).map(|i| format!("asset-{i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(ids, (0..2500).map(|i| format!("asset-{i}")).collect::<Vec<_>>());
     assert!(api
         .paths()
         .iter()
@@ -203,13 +244,7 @@ fn a_manual_run_is_not_marked_scheduled() {
         scheduled: false,
         ..SCHEDULED
     };
-    run_import(
-        manual,
-        settings(100),
-        &mut api,
-        &mut FakeSource::objects(1, 1),
-    )
-    .unwrap();
+    run_import(manual, settings(100), &mut api, &mut FakeSource::objects(1, 1)).unwrap();
     let body: Value = serde_json::from_str(api.calls[0].2.as_deref().unwrap()).unwrap();
     assert_eq!(body["scheduled"], false);
 }
@@ -217,20 +252,9 @@ fn a_manual_run_is_not_marked_scheduled() {
 #[test]
 fn an_empty_source_still_completes() {
     let mut api = FakeApi::new();
-    let report = run_import(
-        SCHEDULED,
-        settings(100),
-        &mut api,
-        &mut FakeSource::objects(0, 10),
-    )
-    .unwrap();
+    let report = run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(0, 10)).unwrap();
     assert_eq!((report.chunks_sent, report.objects_sent), (0, 0));
-    assert_eq!(
-        api.paths().len(),
-        2,
-        "create, then completed: {:?}",
-        api.paths()
-    );
+    assert_eq!(api.paths().len(), 2, "create, then completed: {:?}", api.paths());
 }
 
 #[test]
@@ -259,10 +283,7 @@ fn a_source_timeout_is_reported_with_an_actionable_reason_and_no_completion() {
         failed.reason
     );
     assert!(failed.reason.contains("page 3"), "{}", failed.reason);
-    assert_eq!(
-        api.failure_reported().as_deref(),
-        Some(failed.reason.as_str())
-    );
+    assert_eq!(api.failure_reported().as_deref(), Some(failed.reason.as_str()));
     assert!(!api.paths().iter().any(|p| p.ends_with("/completed")));
 }
 
@@ -270,22 +291,14 @@ fn a_source_timeout_is_reported_with_an_actionable_reason_and_no_completion() {
 fn a_rejected_chunk_fails_the_run_naming_the_chunk_and_the_api_answer() {
     let mut api = FakeApi::new();
     api.data_status = 400;
-    let err = run_import(
-        SCHEDULED,
-        settings(100),
-        &mut api,
-        &mut FakeSource::objects(250, 250),
-    )
-    .unwrap_err();
+    let err = run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(250, 250)).unwrap_err();
     let RunError::ImportFailed(failed) = err else {
         panic!("{err:?}")
     };
     assert_eq!(failed.chunks_sent, 0);
     assert!(failed.reason.contains("data chunk 1"), "{}", failed.reason);
     assert!(
-        failed
-            .reason
-            .contains("HTTP 400 BAD_DATA: objects rejected"),
+        failed.reason.contains("HTTP 400 BAD_DATA: objects rejected"),
         "{}",
         failed.reason
     );
@@ -296,45 +309,24 @@ fn a_rejected_chunk_fails_the_run_naming_the_chunk_and_the_api_answer() {
 fn no_failure_is_reported_after_completion_was_signalled() {
     let mut api = FakeApi::new();
     api.completed_status = 500;
-    let err = run_import(
-        SCHEDULED,
-        settings(100),
-        &mut api,
-        &mut FakeSource::objects(10, 10),
-    )
-    .unwrap_err();
+    let err = run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(10, 10)).unwrap_err();
     let RunError::ImportFailed(failed) = err else {
         panic!("{err:?}")
     };
     assert!(!failed.reported);
     assert!(
-        failed
-            .reason
-            .starts_with("Signalling completion failed: HTTP 500"),
+        failed.reason.starts_with("Signalling completion failed: HTTP 500"),
         "{}",
         failed.reason
     );
-    assert_eq!(
-        api.failure_reported(),
-        None,
-        "a failure must never follow completion"
-    );
+    assert_eq!(api.failure_reported(), None, "a failure must never follow completion");
 }
 
 #[test]
 fn a_refused_execution_is_returned_not_reported() {
     let mut api = FakeApi::new();
-    api.create_answer = Some((
-        409,
-        r#"{"result":"error","errorCode":"IN_PROGRESS"}"#.into(),
-    ));
-    let err = run_import(
-        SCHEDULED,
-        settings(100),
-        &mut api,
-        &mut FakeSource::objects(10, 10),
-    )
-    .unwrap_err();
+    api.create_answer = Some((409, r#"{"result":"error","errorCode":"IN_PROGRESS"}"#.into()));
+    let err = run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(10, 10)).unwrap_err();
     let RunError::ExecutionNotCreated(reason) = err else {
         panic!("{err:?}")
     };
@@ -351,15 +343,8 @@ fn a_bad_setting_fails_the_run_with_the_key_in_the_reason() {
     let RunError::ImportFailed(failed) = err else {
         panic!("{err:?}")
     };
-    assert!(
-        failed.reason.contains("chunk-max-objects"),
-        "{}",
-        failed.reason
-    );
-    assert_eq!(
-        api.failure_reported().as_deref(),
-        Some(failed.reason.as_str())
-    );
+    assert!(failed.reason.contains("chunk-max-objects"), "{}", failed.reason);
+    assert_eq!(api.failure_reported().as_deref(), Some(failed.reason.as_str()));
 }
 
 #[test]
@@ -381,16 +366,13 @@ fn a_failure_that_cannot_be_reported_says_so() {
     api.failed_status = 503;
     let mut source = FakeSource::objects(10, 10);
     source.fail_at_page = Some((1, SourceError::Connection("refused".into())));
-    let RunError::ImportFailed(failed) =
-        run_import(SCHEDULED, settings(100), &mut api, &mut source).unwrap_err()
+    let RunError::ImportFailed(failed) = run_import(SCHEDULED, settings(100), &mut api, &mut source).unwrap_err()
     else {
         panic!()
     };
     assert!(!failed.reported);
     assert!(
-        failed
-            .reason
-            .contains("reporting this failure also failed: HTTP 503"),
+        failed.reason.contains("reporting this failure also failed: HTTP 503"),
         "{}",
         failed.reason
     );
@@ -408,10 +390,104 @@ fn a_source_that_repeats_its_cursor_is_stopped() {
         }
     }
     let mut api = FakeApi::new();
-    let RunError::ImportFailed(failed) =
-        run_import(SCHEDULED, settings(100), &mut api, &mut Stuck).unwrap_err()
-    else {
+    let RunError::ImportFailed(failed) = run_import(SCHEDULED, settings(100), &mut api, &mut Stuck).unwrap_err() else {
         panic!()
     };
     assert!(failed.reason.contains("same cursor"), "{}", failed.reason);
+}
+
+/// Answers scripted statuses for `/data` in turn, then 200.
+struct FlakyApi {
+    inner: FakeApi,
+    data_answers: Vec<(u16, Vec<(String, String)>)>,
+}
+
+impl AssetsApi for FlakyApi {
+    fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+        if path.ends_with("/data") && !self.data_answers.is_empty() {
+            let (status, headers) = self.data_answers.remove(0);
+            self.inner.calls.push((method, path.to_owned(), body.map(str::to_owned)));
+            return Ok(ApiResponse { status, headers, body: "{}".into() });
+        }
+        self.inner.call(method, path, body)
+    }
+}
+
+#[test]
+fn transient_api_failures_are_retried_with_the_same_chunk_id() {
+    let mut api = FlakyApi {
+        inner: FakeApi::new(),
+        data_answers: vec![(503, vec![]), (429, vec![("retry-after".into(), "7".into())])],
+    };
+    let mut host = FakeHost::default();
+    let mut timer = FakeHost::default();
+    let report = assets_scheduled_import::lifecycle::run_import(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(50, 50),
+        &mut timer,
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!((report.retries, report.objects_sent), (2, 50));
+    assert_eq!(timer.sleeps[1], 7_000, "Retry-After is honoured: {:?}", timer.sleeps);
+    assert!((250..500).contains(&timer.sleeps[0]), "backoff with jitter from 500 ms: {:?}", timer.sleeps);
+    let ids: Vec<String> = api.inner.data_bodies().iter().map(|b| b["clientGeneratedId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| id == &ids[0]), "a retried chunk keeps its id: {ids:?}");
+}
+
+#[test]
+fn a_client_error_is_not_retried() {
+    let mut api = FlakyApi { inner: FakeApi::new(), data_answers: vec![(400, vec![])] };
+    let mut host = FakeHost::default();
+    let mut timer = FakeHost::default();
+    let err = assets_scheduled_import::lifecycle::run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(5, 5), &mut timer, &mut host)
+        .unwrap_err();
+    assert!(matches!(err, RunError::ImportFailed(_)));
+    assert!(timer.sleeps.is_empty());
+}
+
+#[test]
+fn a_source_timeout_is_retried_and_the_import_completes() {
+    let mut api = FakeApi::new();
+    let mut source = FakeSource::objects(300, 100);
+    source.fail_once_at = Some((2, SourceError::Timeout("slow".into())));
+    let report = run_import(SCHEDULED, settings(100), &mut api, &mut source).unwrap();
+    assert_eq!((report.objects_sent, report.retries), (300, 1));
+}
+
+#[test]
+fn a_duplicate_delivery_reports_the_earlier_run_and_starts_nothing() {
+    let mut api = FakeApi::new();
+    let mut host = FakeHost::default();
+    let first = run_with(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap();
+    assert!(host.storage.contains_key(&occurrence_key("occ-1")));
+    let calls_before = api.calls.len();
+    let second = run_with(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap();
+    assert!(second.replayed);
+    assert_eq!(second.execution_id, first.execution_id);
+    assert_eq!(second.objects_sent, 30);
+    assert_eq!(api.calls.len(), calls_before, "no API call at all");
+
+    // Another occurrence is a new run.
+    let other = Trigger { occurrence_id: "occ-2", ..SCHEDULED };
+    let third = run_with(other, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap();
+    assert!(!third.replayed);
+}
+
+#[test]
+fn a_duplicate_delivery_while_the_first_is_ingesting_does_not_start_another() {
+    let mut api = FakeApi::new();
+    let mut host = FakeHost::default();
+    host.storage.insert(
+        occurrence_key("occ-1"),
+        r#"{"executionId":"exec-1","state":"started","chunks":0,"objects":0,"reason":null}"#.into(),
+    );
+    // The fake API answers 404 to the status query: state unknown.
+    let err = run_with(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap_err();
+    let RunError::ExecutionNotCreated(reason) = err else { panic!("{err:?}") };
+    assert!(reason.contains("already being handled by execution exec-1"), "{reason}");
+    assert!(!api.paths().iter().any(|p| p.ends_with("/executions")), "no second execution");
 }

@@ -30,9 +30,7 @@ impl Sim {
         let clock = Arc::new(VirtualClock::new(t(now)));
         let assets = Arc::new(AssetsService::new(clock.clone()));
         let workspace = assets.create_workspace();
-        let source_id = assets
-            .create_import_source(&workspace, source_type, None)
-            .unwrap();
+        let source_id = assets.create_import_source(&workspace, source_type, None).unwrap();
         let scheduler = Scheduler::new(assets.clone());
         Sim {
             clock,
@@ -62,9 +60,7 @@ impl Sim {
             "/jsm/assets/workspace/{}/v1/importsource/{}/{rest}",
             self.workspace, self.source_id
         );
-        let r = self
-            .assets
-            .handle(method, &path, body.to_string().as_bytes());
+        let r = self.assets.handle(method, &path, body.to_string().as_bytes());
         (r.status, serde_json::from_str(&r.body).unwrap())
     }
 
@@ -84,9 +80,7 @@ fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
     let sim = Sim::with_app("2026-01-01T00:00:00Z");
     // 10:00 in New York, through both 2026 DST changes.
     sim.schedule("DAILY", "2026-01-01T15:00:00Z", "America/New_York");
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-12-31T23:59:59Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-12-31T23:59:59Z"));
 
     assert_eq!(runs.len(), 365);
     assert!(
@@ -96,9 +90,7 @@ fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
         runs.iter().find(|r| r.status != FiringStatus::Completed)
     );
     let tz = chrono_tz::America::New_York;
-    assert!(runs
-        .iter()
-        .all(|r| r.nominal_utc.with_timezone(&tz).hour() == 10));
+    assert!(runs.iter().all(|r| r.nominal_utc.with_timezone(&tz).hour() == 10));
     let utc_hours: HashSet<u32> = runs.iter().map(|r| r.nominal_utc.hour()).collect();
     assert_eq!(
         utc_hours,
@@ -108,13 +100,8 @@ fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
 
     let history = sim.assets.history(&sim.source_id);
     assert_eq!(history.len(), 365);
-    assert!(history
-        .iter()
-        .all(|h| h.scheduled && h.status == Outcome::Completed));
-    let occurrences: HashSet<_> = history
-        .iter()
-        .map(|h| h.occurrence_id.clone().unwrap())
-        .collect();
+    assert!(history.iter().all(|h| h.scheduled && h.status == Outcome::Completed));
+    let occurrences: HashSet<_> = history.iter().map(|h| h.occurrence_id.clone().unwrap()).collect();
     assert_eq!(occurrences.len(), 365, "every occurrence is its own");
 }
 
@@ -122,17 +109,8 @@ fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
 fn deleting_a_schedule_stops_its_runs() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "Europe/London");
-    assert_eq!(
-        sim.scheduler
-            .run_until(&sim.clock, t("2026-05-03T12:00:00Z"))
-            .len(),
-        3
-    );
-    assert_eq!(
-        sim.api("DELETE", &format!("importschedule/{id}"), json!({}))
-            .0,
-        200
-    );
+    assert_eq!(sim.scheduler.run_until(&sim.clock, t("2026-05-03T12:00:00Z")).len(), 3);
+    assert_eq!(sim.api("DELETE", &format!("importschedule/{id}"), json!({})).0, 200);
     assert!(sim
         .scheduler
         .run_until(&sim.clock, t("2026-05-20T00:00:00Z"))
@@ -144,25 +122,14 @@ fn deleting_a_schedule_stops_its_runs() {
 fn deactivating_stops_runs_and_reactivating_resumes_without_catching_up() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    sim.scheduler
-        .run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
-    sim.api(
-        "PUT",
-        &format!("importschedule/{id}"),
-        json!({"isActive": false}),
-    );
+    sim.scheduler.run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    sim.api("PUT", &format!("importschedule/{id}"), json!({"isActive": false}));
     assert!(sim
         .scheduler
         .run_until(&sim.clock, t("2026-05-05T12:00:00Z"))
         .is_empty());
-    sim.api(
-        "PUT",
-        &format!("importschedule/{id}"),
-        json!({"isActive": true}),
-    );
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-05-06T12:00:00Z"));
+    sim.api("PUT", &format!("importschedule/{id}"), json!({"isActive": true}));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-06T12:00:00Z"));
     assert_eq!(
         runs.iter().map(|r| r.nominal_utc).collect::<Vec<_>>(),
         vec![t("2026-05-06T08:00:00Z")]
@@ -173,17 +140,14 @@ fn deactivating_stops_runs_and_reactivating_resumes_without_catching_up() {
 fn updating_a_schedule_recomputes_its_next_run() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    sim.scheduler
-        .run_until(&sim.clock, t("2026-05-02T12:00:00Z"));
+    sim.scheduler.run_until(&sim.clock, t("2026-05-02T12:00:00Z"));
     let (_, updated) = sim.api(
         "PUT",
         &format!("importschedule/{id}"),
         json!({"startTime": "2026-05-02T18:30:00Z", "runFrequency": "WEEKLY"}),
     );
     assert_eq!(updated["nextRunTime"], "2026-05-02T18:30:00Z");
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-05-20T00:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-20T00:00:00Z"));
     let at: Vec<_> = runs.iter().map(|r| r.nominal_utc).collect();
     assert_eq!(
         at,
@@ -201,9 +165,7 @@ fn a_run_due_while_an_execution_is_ingesting_is_skipped_with_its_reason() {
     sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
     let (status, started) = sim.api("POST", "executions", json!({"scheduled": false}));
     assert_eq!(status, 201);
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, FiringStatus::Skipped);
     let reason = runs[0].reason.clone().unwrap();
@@ -214,10 +176,7 @@ fn a_run_due_while_an_execution_is_ingesting_is_skipped_with_its_reason() {
         "{reason}"
     );
     let history = sim.assets.history(&sim.source_id);
-    let skipped = history
-        .iter()
-        .find(|h| h.status == Outcome::Skipped)
-        .unwrap();
+    let skipped = history.iter().find(|h| h.status == Outcome::Skipped).unwrap();
     assert_eq!(skipped.failure_reason.as_deref(), Some(reason.as_str()));
 }
 
@@ -231,11 +190,7 @@ fn after_a_jump_only_the_latest_missed_run_within_the_window_catches_up() {
     let statuses: Vec<_> = runs.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses,
-        vec![
-            FiringStatus::Missed,
-            FiringStatus::Missed,
-            FiringStatus::Completed
-        ]
+        vec![FiringStatus::Missed, FiringStatus::Missed, FiringStatus::Completed]
     );
     assert!(runs[0]
         .reason
@@ -259,20 +214,8 @@ fn after_a_jump_only_the_latest_missed_run_within_the_window_catches_up() {
     );
 
     let history = sim.assets.history(&sim.source_id);
-    assert_eq!(
-        history
-            .iter()
-            .filter(|h| h.status == Outcome::Missed)
-            .count(),
-        3
-    );
-    assert_eq!(
-        history
-            .iter()
-            .filter(|h| h.status == Outcome::Completed)
-            .count(),
-        1
-    );
+    assert_eq!(history.iter().filter(|h| h.status == Outcome::Missed).count(), 3);
+    assert_eq!(history.iter().filter(|h| h.status == Outcome::Completed).count(), 1);
 }
 
 #[test]
@@ -291,9 +234,7 @@ fn an_occurrence_is_never_handled_twice() {
 fn a_once_schedule_runs_once_then_is_inactive() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("ONCE", "2026-05-02T09:15:00Z", "Asia/Kolkata");
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-06-01T00:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-06-01T00:00:00Z"));
     assert_eq!(runs.len(), 1);
     let (_, schedule) = sim.api("GET", &format!("importschedule/{id}"), json!({}));
     assert_eq!(schedule["isActive"], false);
@@ -310,40 +251,25 @@ fn a_gap_skip_policy_records_the_skipped_day_with_the_rule() {
                "callbackUrl": "https://app.example.com/cb", "dstGapPolicy": "SKIP"}),
     );
     assert_eq!(status, 201);
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-03-09T12:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-03-09T12:00:00Z"));
     let statuses: Vec<_> = runs.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses,
-        vec![
-            FiringStatus::Completed,
-            FiringStatus::Skipped,
-            FiringStatus::Completed
-        ]
+        vec![FiringStatus::Completed, FiringStatus::Skipped, FiringStatus::Completed]
     );
     let skipped = &sim.assets.history(&sim.source_id)[1];
     assert_eq!(skipped.status, Outcome::Skipped);
-    assert!(skipped
-        .failure_reason
-        .as_deref()
-        .unwrap()
-        .contains("dstGapPolicy SKIP"));
+    assert!(skipped.failure_reason.as_deref().unwrap().contains("dstGapPolicy SKIP"));
 }
 
 #[test]
 fn the_callback_event_carries_the_schedule_and_a_stable_occurrence_id() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
     let entry = &sim.assets.history(&sim.source_id)[0];
     assert_eq!(entry.schedule_id.as_deref(), Some(id.as_str()));
-    assert_eq!(
-        entry.occurrence_id.as_deref(),
-        Some(runs[0].occurrence_id.as_str())
-    );
+    assert_eq!(entry.occurrence_id.as_deref(), Some(runs[0].occurrence_id.as_str()));
     assert_eq!(
         runs[0].occurrence_id,
         assets_host::scheduler::occurrence_id(&id, t("2026-05-01T08:00:00Z"))
@@ -354,20 +280,13 @@ fn the_callback_event_carries_the_schedule_and_a_stable_occurrence_id() {
 fn other_source_types_get_the_platforms_own_run_and_a_missing_app_a_failed_entry() {
     let sim = Sim::new("2026-05-01T00:00:00Z", SourceType::Csv);
     sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
     assert_eq!(runs[0].status, FiringStatus::Completed);
-    assert_eq!(
-        sim.assets.history(&sim.source_id)[0].status,
-        Outcome::Completed
-    );
+    assert_eq!(sim.assets.history(&sim.source_id)[0].status, Outcome::Completed);
 
     let sim = Sim::new("2026-05-01T00:00:00Z", SourceType::External);
     sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
     assert_eq!(runs[0].status, FiringStatus::Failed);
     let entry = &sim.assets.history(&sim.source_id)[0];
     assert_eq!(entry.status, Outcome::Failed);
@@ -382,9 +301,7 @@ fn other_source_types_get_the_platforms_own_run_and_a_missing_app_a_failed_entry
 fn a_csv_import_runs_daily_for_a_year_without_a_guest() {
     let sim = Sim::new("2026-01-01T00:00:00Z", SourceType::Csv);
     sim.schedule("DAILY", "2026-01-01T06:00:00Z", "Europe/Berlin");
-    let runs = sim
-        .scheduler
-        .run_until(&sim.clock, t("2026-12-31T23:00:00Z"));
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-12-31T23:00:00Z"));
     assert_eq!(runs.len(), 365);
     assert!(runs.iter().all(|r| r.status == FiringStatus::Completed));
 }

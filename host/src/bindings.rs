@@ -6,5 +6,5 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use assets::scheduled_import::{assets_api, config, data_source, outbound_http, types};
+pub use assets::scheduled_import::{assets_api, config, data_source, outbound_http, storage, timer, types};
 pub use exports::assets::scheduled_import::import_callback;

@@ -17,8 +17,7 @@
 //!   day, or skipped.
 
 use chrono::{
-    DateTime, Datelike, Days, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset,
-    TimeZone, Utc,
+    DateTime, Datelike, Days, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -246,9 +245,7 @@ impl Rule {
         let date = match self.frequency {
             Frequency::Once => return [None, None],
             Frequency::Daily => self.start_date.checked_add_days(Days::new(index)),
-            Frequency::Weekly => self
-                .start_date
-                .checked_add_days(Days::new(index.saturating_mul(7))),
+            Frequency::Weekly => self.start_date.checked_add_days(Days::new(index.saturating_mul(7))),
             Frequency::Monthly => match self.monthly_date(index) {
                 Ok(date) => Some(date),
                 Err((date, adjustment)) => {
@@ -277,24 +274,14 @@ impl Rule {
                 let fold = fold_length(&earlier, &later);
                 return [
                     Some(Occurrence {
-                        adjustment: Some(self.adjustment(
-                            AdjustmentKind::FoldBothFirst,
-                            naive,
-                            fold,
-                            &earlier,
-                        )),
+                        adjustment: Some(self.adjustment(AdjustmentKind::FoldBothFirst, naive, fold, &earlier)),
                         ..first
                     }),
                     Some(Occurrence {
                         index: 0,
                         instant: later.with_timezone(&Utc),
                         runs: true,
-                        adjustment: Some(self.adjustment(
-                            AdjustmentKind::FoldBothSecond,
-                            naive,
-                            fold,
-                            &later,
-                        )),
+                        adjustment: Some(self.adjustment(AdjustmentKind::FoldBothSecond, naive, fold, &later)),
                     }),
                 ];
             }
@@ -305,13 +292,8 @@ impl Rule {
     /// The date of monthly period `index`, or the clamped date and the
     /// month-end adjustment when the month lacks the day.
     fn monthly_date(&self, index: u64) -> Result<NaiveDate, (NaiveDate, Adjustment)> {
-        let months = i64::from(self.start_date.year()) * 12
-            + i64::from(self.start_date.month0())
-            + index as i64;
-        let (year, month) = (
-            months.div_euclid(12) as i32,
-            months.rem_euclid(12) as u32 + 1,
-        );
+        let months = i64::from(self.start_date.year()) * 12 + i64::from(self.start_date.month0()) + index as i64;
+        let (year, month) = (months.div_euclid(12) as i32, months.rem_euclid(12) as u32 + 1);
         let day = self.start_date.day();
         if let Some(date) = NaiveDate::from_ymd_opt(year, month, day) {
             return Ok(date);
@@ -342,15 +324,9 @@ impl Rule {
 
     /// Turns a local date at the rule's wall time into instants, applying the
     /// gap and fold policies. `prior` is a month-end adjustment already made.
-    fn resolve(
-        &self,
-        index: u64,
-        date: NaiveDate,
-        prior: Option<Adjustment>,
-    ) -> [Option<Occurrence>; 2] {
+    fn resolve(&self, index: u64, date: NaiveDate, prior: Option<Adjustment>) -> [Option<Occurrence>; 2] {
         let naive = date.and_time(self.wall_time);
-        let dropped_by_month =
-            matches!(&prior, Some(a) if a.kind == AdjustmentKind::MonthEndSkipped);
+        let dropped_by_month = matches!(&prior, Some(a) if a.kind == AdjustmentKind::MonthEndSkipped);
         let single = |instant: DateTime<Utc>, adjustment: Option<Adjustment>, runs: bool| {
             [
                 Some(Occurrence {
@@ -387,23 +363,13 @@ impl Rule {
                             index,
                             instant: earlier.with_timezone(&Utc),
                             runs: true,
-                            adjustment: Some(self.adjustment(
-                                AdjustmentKind::FoldBothFirst,
-                                naive,
-                                fold,
-                                &earlier,
-                            )),
+                            adjustment: Some(self.adjustment(AdjustmentKind::FoldBothFirst, naive, fold, &earlier)),
                         }),
                         Some(Occurrence {
                             index,
                             instant: later.with_timezone(&Utc),
                             runs: true,
-                            adjustment: Some(self.adjustment(
-                                AdjustmentKind::FoldBothSecond,
-                                naive,
-                                fold,
-                                &later,
-                            )),
+                            adjustment: Some(self.adjustment(AdjustmentKind::FoldBothSecond, naive, fold, &later)),
                         }),
                     ],
                 }
@@ -420,10 +386,7 @@ impl Rule {
                 let (instant, kind, runs) = match self.policies.gap {
                     GapPolicy::ShiftForward => (shifted, AdjustmentKind::GapShiftedForward, true),
                     GapPolicy::AtTransition => (
-                        self.transition_between(
-                            (naive - Duration::seconds(i64::from(after))).and_utc(),
-                            shifted,
-                        ),
+                        self.transition_between((naive - Duration::seconds(i64::from(after))).and_utc(), shifted),
                         AdjustmentKind::GapAtTransition,
                         true,
                     ),
@@ -443,16 +406,8 @@ impl Rule {
     /// `naive`: around a gap, the offsets on either side of it.
     fn offsets_around(&self, naive: NaiveDateTime) -> (i32, i32) {
         let utc = naive.and_utc();
-        let offset = |t: DateTime<Utc>| {
-            self.tz
-                .offset_from_utc_datetime(&t.naive_utc())
-                .fix()
-                .local_minus_utc()
-        };
-        (
-            offset(utc - Duration::days(1)),
-            offset(utc + Duration::days(1)),
-        )
+        let offset = |t: DateTime<Utc>| self.tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc();
+        (offset(utc - Duration::days(1)), offset(utc + Duration::days(1)))
     }
 
     /// The first instant in `(lo, hi]` with the later offset: the transition.
@@ -470,13 +425,7 @@ impl Rule {
         hi
     }
 
-    fn adjustment(
-        &self,
-        kind: AdjustmentKind,
-        naive: NaiveDateTime,
-        shift: Duration,
-        at: &DateTime<Tz>,
-    ) -> Adjustment {
+    fn adjustment(&self, kind: AdjustmentKind, naive: NaiveDateTime, shift: Duration, at: &DateTime<Tz>) -> Adjustment {
         let wall = naive.format("%H:%M");
         let date = naive.date();
         let tz = self.tz.name();
@@ -541,11 +490,7 @@ fn fold_length(earlier: &DateTime<Tz>, later: &DateTime<Tz>) -> Duration {
 }
 
 fn last_day_of_month(year: i32, month: u32) -> NaiveDate {
-    let (next_year, next_month) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     NaiveDate::from_ymd_opt(next_year, next_month, 1).expect("valid month") - Days::new(1)
 }
 

@@ -5,10 +5,13 @@
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;
 
-/// A source of the current time.
+/// A source of the current time, and a way to wait on it.
 pub trait Clock: Send + Sync {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
+    /// Waits `by`: really on the system clock, instantly on a virtual one
+    /// (which moves forward by `by`).
+    fn sleep(&self, by: std::time::Duration);
 }
 
 /// The machine's clock.
@@ -18,6 +21,9 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+    fn sleep(&self, by: std::time::Duration) {
+        std::thread::sleep(by);
     }
 }
 
@@ -30,9 +36,7 @@ pub struct VirtualClock {
 impl VirtualClock {
     /// A clock standing at `start`.
     pub fn new(start: DateTime<Utc>) -> VirtualClock {
-        VirtualClock {
-            now: Mutex::new(start),
-        }
+        VirtualClock { now: Mutex::new(start) }
     }
 
     /// Moves the clock to `instant`; a clock never goes backwards, so an
@@ -54,5 +58,8 @@ impl VirtualClock {
 impl Clock for VirtualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn sleep(&self, by: std::time::Duration) {
+        self.advance(chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX));
     }
 }

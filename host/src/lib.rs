@@ -22,10 +22,14 @@
 pub mod assets;
 pub mod bindings;
 pub mod calendar;
+pub mod chaos;
 pub mod cli;
 pub mod clock;
+pub mod egress;
+pub mod faults;
 pub mod runtime;
 pub mod sandbox;
 pub mod scheduler;
 pub mod source;
+pub mod storage;
 pub mod trigger;

@@ -4,26 +4,83 @@
 //! Compilation and linking happen once per component ([`Runtime::new`]); a
 //! trigger only instantiates the pre-linked component, calls the export and
 //! drops the store, so no state leaks from one run into the next.
+//!
+//! Each invocation runs under [`Limits`]: wall time, enforced with epoch
+//! interruption (a background thread ticks the engine's epoch every
+//! [`EPOCH_TICK`]), and linear memory, enforced by the store's limiter. A
+//! guest that hits either is stopped with a trap the host can name.
 
 use crate::bindings::import_callback::{RunError, RunReport, TriggerEvent};
 use crate::bindings::{Importer, ImporterPre};
 use crate::sandbox::{Grants, GuestLog, Sandbox};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine, Store};
 
+/// How often the epoch advances: the granularity of time limits.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// What one invocation may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall time per invocation.
+    pub time: Duration,
+    /// Linear memory per instance, in bytes.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The platform's limits for scheduled work: 900 s and 512 MiB.
+    fn default() -> Self {
+        Limits {
+            time: Duration::from_secs(900),
+            memory_bytes: 512 << 20,
+        }
+    }
+}
+
+/// Why the host stopped a guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// It ran past its time limit.
+    TimeLimit(Duration),
+    /// It asked for more memory than its limit.
+    MemoryLimit(usize),
+    /// It trapped on its own (a panic, an unreachable, a bad access).
+    Trap(String),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::TimeLimit(limit) => write!(f, "app exceeded the {} s time limit", limit.as_secs_f64()),
+            Fault::MemoryLimit(limit) => write!(f, "app exceeded the {} MiB memory limit", limit >> 20),
+            Fault::Trap(trap) => write!(f, "app trapped: {trap}"),
+        }
+    }
+}
+
 /// A compiled, linked importer component.
 pub struct Runtime {
     engine: Engine,
     pre: ImporterPre<Sandbox>,
+    ticking: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticking.store(false, Ordering::Relaxed);
+    }
 }
 
 /// The result of one invocation of the guest.
 pub struct Invocation {
-    /// What the guest returned, or the trap that stopped it.
-    pub result: wasmtime::Result<Result<RunReport, RunError>>,
+    /// What the guest returned, or why the host stopped it.
+    pub result: Result<Result<RunReport, RunError>, Fault>,
     /// What the guest wrote to stdout and stderr.
     pub guest_output: String,
     /// Wall time of the invocation, instantiation included.
@@ -46,10 +103,10 @@ impl Runtime {
 
     /// Compiles and links a component from its bytes.
     pub fn new(component: &[u8]) -> wasmtime::Result<Runtime> {
-        let config = Config::new();
+        let mut config = Config::new();
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).context("cannot create the wasmtime engine")?;
-        let component =
-            Component::new(&engine, component).context("not a valid WebAssembly component")?;
+        let component = Component::new(&engine, component).context("not a valid WebAssembly component")?;
         let mut linker: Linker<Sandbox> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("cannot link WASI")?;
         Importer::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
@@ -58,14 +115,21 @@ impl Runtime {
             .instantiate_pre(&component)
             .context("the component needs imports this host does not grant")?;
         let pre = ImporterPre::new(pre).context("the component does not export import-callback")?;
-        Ok(Runtime { engine, pre })
+        let ticking = Arc::new(AtomicBool::new(true));
+        spawn_epoch_ticker(engine.clone(), ticking.clone());
+        Ok(Runtime { engine, pre, ticking })
     }
 
-    /// Runs `on-trigger(event)` in a fresh instance with `grants`.
-    pub fn invoke(&self, event: &TriggerEvent, grants: Grants) -> Invocation {
+    /// Runs `on-trigger(event)` in a fresh instance with `grants`, under `limits`.
+    pub fn invoke(&self, event: &TriggerEvent, grants: Grants, limits: Limits) -> Invocation {
         let started = Instant::now();
         let log = GuestLog::default();
-        let mut store = Store::new(&self.engine, Sandbox::new(grants, &log));
+        let deadline = started + limits.time;
+        let mut store = Store::new(&self.engine, Sandbox::new(grants, &log, limits.memory_bytes, deadline));
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        let ticks = (limits.time.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
         let result = self
             .pre
             .instantiate(&mut store)
@@ -74,8 +138,16 @@ impl Runtime {
                 importer
                     .assets_scheduled_import_import_callback()
                     .call_on_trigger(&mut store, event)
-                    .context("import-callback trapped")
             });
+        let result = result.map_err(|error| {
+            if store.data().limiter.exceeded {
+                Fault::MemoryLimit(limits.memory_bytes)
+            } else if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                Fault::TimeLimit(limits.time)
+            } else {
+                Fault::Trap(format!("{error:#}"))
+            }
+        });
         drop(store);
         Invocation {
             result,
@@ -83,4 +155,17 @@ impl Runtime {
             elapsed: started.elapsed(),
         }
     }
+}
+
+/// Advances `engine`'s epoch every [`EPOCH_TICK`] while `ticking` holds.
+fn spawn_epoch_ticker(engine: Engine, ticking: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while ticking.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("the epoch ticker thread starts");
 }

@@ -8,13 +8,21 @@
 //! - `assets-api`, confined to the app's workspace base path; the credential
 //!   is added by the [`AssetsBackend`] on the host side and never enters the
 //!   guest;
-//! - `data-source`, `config` and `outbound-http`, as granted per app.
+//! - `data-source`, `config` and `outbound-http`, as granted per app;
+//! - `storage` (the app's own key-value store) and `timer` (the platform's
+//!   clock: a wait on a virtual clock is instant, a real wait is cut at the
+//!   invocation's deadline).
+//!
+//! The store also carries the instance's [`MemoryLimiter`].
 
 use crate::assets::{AssetsService, Response};
-use crate::bindings::{assets_api, config, data_source, outbound_http, types};
+use crate::bindings::{assets_api, config, data_source, outbound_http, storage, timer, types};
+use crate::clock::Clock;
 use crate::source::DataSourceProvider;
+use crate::storage::AppStorage;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -22,32 +30,37 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// credentials; the guest sees only status, headers and body.
 pub trait AssetsBackend: Send + Sync {
     /// Sends one call; `path` is absolute (`/jsm/assets/workspace/...`).
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<Response, assets_api::CallError>;
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Response, assets_api::CallError>;
 }
 
-impl AssetsBackend for AssetsService {
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-    ) -> Result<Response, assets_api::CallError> {
-        Ok(self.handle(method, path, body.unwrap_or_default().as_bytes()))
+/// The in-process Assets API, called with the platform's credential.
+pub struct InProcessAssets {
+    service: Arc<AssetsService>,
+    authorization: Option<String>,
+}
+
+impl InProcessAssets {
+    /// Calls `service` with the credential it requires; the credential stays
+    /// here, on the host side of the boundary.
+    pub fn new(service: Arc<AssetsService>) -> InProcessAssets {
+        let authorization = service.credential().map(|t| format!("Bearer {t}"));
+        InProcessAssets { service, authorization }
+    }
+}
+
+impl AssetsBackend for InProcessAssets {
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Response, assets_api::CallError> {
+        let body = body.unwrap_or_default().as_bytes();
+        Ok(self
+            .service
+            .handle_authorized(method, path, self.authorization.as_deref(), body))
     }
 }
 
 /// Third-party HTTP for the guest.
 pub trait OutboundHttp: Send + Sync {
     /// Sends one request, or refuses it.
-    fn send(
-        &self,
-        request: outbound_http::Request,
-    ) -> Result<outbound_http::Response, outbound_http::HttpError>;
+    fn send(&self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError>;
 }
 
 /// Outbound HTTP for an app that declares no egress: every request is refused
@@ -56,10 +69,7 @@ pub trait OutboundHttp: Send + Sync {
 pub struct NoEgress;
 
 impl OutboundHttp for NoEgress {
-    fn send(
-        &self,
-        request: outbound_http::Request,
-    ) -> Result<outbound_http::Response, outbound_http::HttpError> {
+    fn send(&self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError> {
         Err(outbound_http::HttpError::Denied(format!(
             "{}: the app's egress allowlist is empty",
             request.url
@@ -80,6 +90,10 @@ pub struct Grants {
     pub config: Arc<BTreeMap<String, String>>,
     /// Outbound HTTP.
     pub http: Arc<dyn OutboundHttp>,
+    /// The app's storage.
+    pub storage: AppStorage,
+    /// The platform's clock, behind the `timer` import.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Most bytes of guest stdout/stderr kept per trigger; the rest is dropped
@@ -91,11 +105,61 @@ pub struct Sandbox {
     wasi: WasiCtx,
     table: ResourceTable,
     grants: Grants,
+    /// The instance's memory limit.
+    pub limiter: MemoryLimiter,
+    /// When the invocation's time limit runs out; real waits stop here.
+    deadline: Instant,
+}
+
+/// Caps the linear memory of one instance, and remembers whether the guest
+/// hit the cap so the host can name the cause of the trap.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    /// Set when a growth was refused.
+    pub exceeded: bool,
+}
+
+impl MemoryLimiter {
+    /// A limiter of `limit` bytes across the instance's memories.
+    pub fn new(limit: usize) -> MemoryLimiter {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            exceeded: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let used = self.used - current.min(self.used) + desired;
+        if used > self.limit {
+            self.exceeded = true;
+            // An error traps at once, naming the cause, instead of letting
+            // the guest's allocator abort with a bare `unreachable`.
+            wasmtime::bail!(
+                "memory limit of {} MiB exceeded (asked for {} MiB)",
+                self.limit >> 20,
+                desired >> 20
+            );
+        }
+        self.used = used;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far beyond any real
+        // guest and keeps a runaway one from exhausting host memory.
+        Ok(desired <= 1_000_000)
+    }
 }
 
 impl Sandbox {
-    /// A sandbox with `grants`, writing guest output to `log`.
-    pub fn new(grants: Grants, log: &GuestLog) -> Sandbox {
+    /// A sandbox with `grants`, writing guest output to `log`, limited to
+    /// `memory_limit` bytes and (for real waits) `deadline`.
+    pub fn new(grants: Grants, log: &GuestLog, memory_limit: usize, deadline: Instant) -> Sandbox {
         // The builder's defaults already deny what matters (no preopens, no
         // env, no args, sockets denied); spelled out here because they are the
         // sandbox's promise, not an accident of defaults.
@@ -110,6 +174,8 @@ impl Sandbox {
             wasi,
             table: ResourceTable::new(),
             grants,
+            limiter: MemoryLimiter::new(memory_limit),
+            deadline,
         }
     }
 }
@@ -127,17 +193,10 @@ impl WasiView for Sandbox {
 pub fn confine_path(workspace_id: &str, path: &str) -> Result<String, String> {
     let bare = path.split(['?', '#']).next().unwrap_or_default();
     if path.starts_with('/') || path.contains("://") || path.contains('\\') {
-        return Err(format!(
-            "{path}: API paths are relative to the workspace base path"
-        ));
+        return Err(format!("{path}: API paths are relative to the workspace base path"));
     }
-    if bare
-        .split('/')
-        .any(|s| s == ".." || s == "." || s.contains('%'))
-    {
-        return Err(format!(
-            "{path}: dot segments and escapes are not allowed in API paths"
-        ));
+    if bare.split('/').any(|s| s == ".." || s == "." || s.contains('%')) {
+        return Err(format!("{path}: dot segments and escapes are not allowed in API paths"));
     }
     Ok(format!("/jsm/assets/workspace/{workspace_id}/v1/{path}"))
 }
@@ -149,8 +208,7 @@ impl assets_api::Host for Sandbox {
         path: String,
         body: Option<String>,
     ) -> Result<assets_api::Response, assets_api::CallError> {
-        let full = confine_path(&self.grants.workspace_id, &path)
-            .map_err(assets_api::CallError::InvalidPath)?;
+        let full = confine_path(&self.grants.workspace_id, &path).map_err(assets_api::CallError::InvalidPath)?;
         let method = match method {
             assets_api::Method::Get => "GET",
             assets_api::Method::Post => "POST",
@@ -167,10 +225,7 @@ impl assets_api::Host for Sandbox {
 }
 
 impl data_source::Host for Sandbox {
-    fn next_page(
-        &mut self,
-        cursor: Option<String>,
-    ) -> Result<data_source::Page, data_source::SourceError> {
+    fn next_page(&mut self, cursor: Option<String>) -> Result<data_source::Page, data_source::SourceError> {
         self.grants.source.next_page(cursor.as_deref())
     }
 }
@@ -182,11 +237,32 @@ impl config::Host for Sandbox {
 }
 
 impl outbound_http::Host for Sandbox {
-    fn send(
-        &mut self,
-        request: outbound_http::Request,
-    ) -> Result<outbound_http::Response, outbound_http::HttpError> {
+    fn send(&mut self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError> {
         self.grants.http.send(request)
+    }
+}
+
+impl storage::Host for Sandbox {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.grants.storage.get(&key)
+    }
+    fn set(&mut self, key: String, value: String) -> Result<(), String> {
+        self.grants.storage.set(key, value)
+    }
+    fn delete(&mut self, key: String) {
+        self.grants.storage.delete(&key)
+    }
+}
+
+impl timer::Host for Sandbox {
+    fn now_ms(&mut self) -> u64 {
+        self.grants.clock.now().timestamp_millis().max(0) as u64
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        // A host call is not interrupted by the epoch deadline, so a real
+        // wait must end there itself; the guest is stopped right after.
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.grants.clock.sleep(Duration::from_millis(ms).min(left));
     }
 }
 
@@ -210,10 +286,7 @@ impl GuestLog {
         let buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = String::from_utf8_lossy(&buffer.bytes).into_owned();
         if buffer.dropped > 0 {
-            text.push_str(&format!(
-                "\n[{} more bytes of guest output dropped]",
-                buffer.dropped
-            ));
+            text.push_str(&format!("\n[{} more bytes of guest output dropped]", buffer.dropped));
         }
         text
     }

@@ -80,6 +80,8 @@ pub struct Firing {
     pub reason: Option<String>,
     /// The calendar rule that moved or dropped it, if any.
     pub note: Option<String>,
+    /// Calls the app retried during the run.
+    pub retries: u32,
 }
 
 /// The scheduling service.
@@ -127,12 +129,7 @@ impl Scheduler {
         state
             .schedules()
             .filter(|s| s.spec.is_active)
-            .filter_map(|s| {
-                s.rule
-                    .occurrences_after(s.handled_until)
-                    .next()
-                    .map(|o| o.instant)
-            })
+            .filter_map(|s| s.rule.occurrences_after(s.handled_until).next().map(|o| o.instant))
             .min()
     }
 
@@ -206,12 +203,15 @@ impl Scheduler {
                         timestamp(occurrence.instant)
                     )))
                 } else if now - occurrence.instant > self.catch_up {
-                    Some((Outcome::Missed, format!(
-                        "missed: fell due at {} and the scheduler resumed at {}, beyond the {} catch-up window",
-                        timestamp(occurrence.instant),
-                        timestamp(now),
-                        human(self.catch_up)
-                    )))
+                    Some((
+                        Outcome::Missed,
+                        format!(
+                            "missed: fell due at {} and the scheduler resumed at {}, beyond the {} catch-up window",
+                            timestamp(occurrence.instant),
+                            timestamp(now),
+                            human(self.catch_up)
+                        ),
+                    ))
                 } else {
                     None
                 };
@@ -261,13 +261,11 @@ impl Scheduler {
         let source_id = &schedule.import_source_id;
         // Bound to a local first: the guard must be dropped before the body
         // locks the state again.
-        let running = self
-            .assets
-            .state()
-            .ingesting(source_id)
-            .map(|e| e.id.clone());
+        let running = self.assets.state().ingesting(source_id).map(|e| e.id.clone());
         if let Some(running) = running {
-            let reason = format!("skipped: execution {running} of this import source was still ingesting when this run fell due");
+            let reason = format!(
+                "skipped: execution {running} of this import source was still ingesting when this run fell due"
+            );
             self.assets.state().record(skipped_entry(
                 &schedule,
                 &occurrence,
@@ -346,7 +344,7 @@ impl Scheduler {
                 reason,
             ));
         }
-        firing(
+        let mut fired = firing(
             &schedule,
             &occurrence,
             &occurrence_id,
@@ -354,17 +352,14 @@ impl Scheduler {
             outcome.execution_id,
             outcome.objects,
             outcome.failure_reason,
-        )
+        );
+        fired.retries = outcome.retries;
+        fired
     }
 
     /// A CSV, JSON or Data Manager import: the platform runs it itself from
     /// the data it holds. The mock records a completed scheduled execution.
-    fn platform_run(
-        &self,
-        schedule: &Schedule,
-        occurrence: &Occurrence,
-        occurrence_id: &str,
-    ) -> Firing {
+    fn platform_run(&self, schedule: &Schedule, occurrence: &Occurrence, occurrence_id: &str) -> Firing {
         let now = self.assets.clock().now();
         let id = uuid::Uuid::new_v4().to_string();
         let mut state = self.assets.state();
@@ -372,24 +367,12 @@ impl Scheduler {
             .start_execution(&schedule.import_source_id, id.clone(), true, now)
             .map(|_| ());
         let result = started.and_then(|_| state.complete(&schedule.import_source_id, &id, now));
-        state.annotate(
-            &id,
-            Some(schedule.id.clone()),
-            Some(occurrence_id.to_owned()),
-        );
+        state.annotate(&id, Some(schedule.id.clone()), Some(occurrence_id.to_owned()));
         let (status, reason) = match result {
             Ok(()) => (FiringStatus::Completed, None),
             Err(e) => (FiringStatus::Failed, Some(e.message)),
         };
-        firing(
-            schedule,
-            occurrence,
-            occurrence_id,
-            status,
-            Some(id),
-            0,
-            reason,
-        )
+        firing(schedule, occurrence, occurrence_id, status, Some(id), 0, reason)
     }
 }
 
@@ -446,6 +429,7 @@ fn firing(
         objects,
         reason,
         note: occurrence.adjustment.as_ref().map(|a| a.note.clone()),
+        retries: 0,
     }
 }
 

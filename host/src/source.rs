@@ -82,12 +82,7 @@ impl SyntheticSource {
 fn attribute_values(key: &str, i: u64) -> Vec<String> {
     match key {
         "hostname" => vec![format!("host-{i}.example.com")],
-        "ipAddress" => vec![format!(
-            "10.{}.{}.{}",
-            (i >> 16) & 255,
-            (i >> 8) & 255,
-            i & 255
-        )],
+        "ipAddress" => vec![format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)],
         "os" => {
             vec![["Ubuntu 24.04", "RHEL 9", "Windows Server 2022"][(i % 3) as usize].to_owned()]
         }
@@ -107,9 +102,7 @@ impl DataSourceProvider for SyntheticSource {
                 .parse::<u64>()
                 .ok()
                 .filter(|o| *o <= self.objects)
-                .ok_or_else(|| {
-                    SourceError::Other(format!("cursor {c:?} was not issued by this source"))
-                })?,
+                .ok_or_else(|| SourceError::Other(format!("cursor {c:?} was not issued by this source")))?,
         };
         let page_size = u64::from(self.page_size.max(1));
         let page_number = offset / page_size + 1;
@@ -207,13 +200,7 @@ mod tests {
     #[test]
     fn a_foreign_cursor_is_refused() {
         let source = SyntheticSource::default();
-        assert!(matches!(
-            source.next_page(Some("abc")),
-            Err(SourceError::Other(_))
-        ));
-        assert!(matches!(
-            source.next_page(Some("999999")),
-            Err(SourceError::Other(_))
-        ));
+        assert!(matches!(source.next_page(Some("abc")), Err(SourceError::Other(_))));
+        assert!(matches!(source.next_page(Some("999999")), Err(SourceError::Other(_))));
     }
 }

@@ -7,9 +7,10 @@
 
 use crate::assets::AssetsService;
 use crate::bindings::import_callback::{RunError, TriggerEvent};
-use crate::runtime::Runtime;
-use crate::sandbox::{Grants, NoEgress, OutboundHttp};
+use crate::runtime::{Limits, Runtime};
+use crate::sandbox::{AssetsBackend, Grants, InProcessAssets, NoEgress, OutboundHttp};
 use crate::source::DataSourceProvider;
+use crate::storage::AppStorage;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,22 +28,47 @@ pub struct App {
     pub config: Arc<BTreeMap<String, String>>,
     /// Its outbound HTTP.
     pub http: Arc<dyn OutboundHttp>,
+    /// Its storage, kept across triggers.
+    pub storage: AppStorage,
+    /// Its time and memory limits.
+    pub limits: Limits,
+    /// Where its Assets API calls go, when not straight to the service (a
+    /// fault-injecting wrapper, a real HTTP client).
+    pub assets: Option<Arc<dyn AssetsBackend>>,
 }
 
 impl App {
-    /// An app with no settings and no egress.
-    pub fn new(
-        name: impl Into<String>,
-        runtime: Arc<Runtime>,
-        source: Arc<dyn DataSourceProvider>,
-    ) -> App {
+    /// An app with no settings, no egress, empty storage and the platform's
+    /// default limits.
+    pub fn new(name: impl Into<String>, runtime: Arc<Runtime>, source: Arc<dyn DataSourceProvider>) -> App {
         App {
             name: name.into(),
             runtime,
             source,
             config: Arc::new(BTreeMap::new()),
             http: Arc::new(NoEgress),
+            storage: AppStorage::default(),
+            limits: Limits::default(),
+            assets: None,
         }
+    }
+
+    /// Sets the app's limits.
+    pub fn with_limits(mut self, limits: Limits) -> App {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets the app's outbound HTTP.
+    pub fn with_http(mut self, http: Arc<dyn OutboundHttp>) -> App {
+        self.http = http;
+        self
+    }
+
+    /// Routes the app's Assets API calls through `backend`.
+    pub fn with_assets(mut self, backend: Arc<dyn AssetsBackend>) -> App {
+        self.assets = Some(backend);
+        self
     }
 
     /// Sets the app's settings.
@@ -82,6 +108,9 @@ pub struct TriggerOutcome {
     pub objects: u64,
     /// Calls repeated after transient failures.
     pub retries: u32,
+    /// True when the app found the occurrence already handled and reported
+    /// the earlier run.
+    pub replayed: bool,
     /// Why it failed or did not start.
     pub failure_reason: Option<String>,
     /// What the app wrote to stdout/stderr.
@@ -104,18 +133,28 @@ pub fn manual_event(workspace_id: &str, import_source_id: &str) -> TriggerEvent 
     }
 }
 
+fn ingesting(assets: &AssetsService, source_id: &str) -> Option<String> {
+    assets.state().ingesting(source_id).map(|e| e.id.clone())
+}
+
 /// Runs `event` in `app` against `assets` and returns what happened. A trap
-/// never escapes: it becomes a failed outcome, and a failed history entry if
-/// the app had created an execution.
+/// or a limit never escapes: it becomes a failed outcome, and a failed
+/// history entry if the app had created an execution.
 pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> TriggerOutcome {
     let grants = Grants {
         workspace_id: event.workspace_id.clone(),
-        assets: assets.clone(),
+        assets: app
+            .assets
+            .clone()
+            .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone()))),
         source: app.source.clone(),
         config: app.config.clone(),
         http: app.http.clone(),
+        storage: app.storage.clone(),
+        clock: assets.clock().clone(),
     };
-    let invocation = app.runtime.invoke(event, grants);
+    let ingesting_before = ingesting(assets, &event.import_source_id);
+    let invocation = app.runtime.invoke(event, grants, app.limits);
     let mut outcome = TriggerOutcome {
         execution_id: None,
         status: RunStatus::Failed,
@@ -124,6 +163,7 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
         chunks: 0,
         objects: 0,
         retries: 0,
+        replayed: false,
         failure_reason: None,
         guest_output: invocation.guest_output,
         elapsed_ms: invocation.elapsed.as_secs_f64() * 1e3,
@@ -135,6 +175,7 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
             outcome.chunks = report.chunks_sent;
             outcome.objects = report.objects_sent;
             outcome.retries = report.retries;
+            outcome.replayed = report.replayed;
         }
         Ok(Err(RunError::ExecutionNotCreated(reason))) => {
             outcome.status = RunStatus::NotStarted;
@@ -146,17 +187,27 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
             outcome.objects = failed.objects_sent;
             outcome.failure_reason = Some(failed.reason);
         }
-        Err(trap) => {
-            let reason = format!(
-                "app {} stopped before finishing the import: {trap:#}",
+        Err(fault) => {
+            let reason = format!("{fault} (app {}); the import was stopped before it finished", app.name);
+            tracing::warn!(app = %app.name, %fault, "guest stopped");
+            outcome.failure_reason = Some(reason);
+            outcome.status = RunStatus::NotStarted;
+        }
+    }
+    // Whatever the app said, an execution it started must not be left
+    // ingesting: the platform fails it on the app's behalf, so the history
+    // never shows a run stuck in "running".
+    let left = ingesting(assets, &event.import_source_id).filter(|id| Some(id) != ingesting_before.as_ref());
+    if let Some(left) = left {
+        let reason = outcome.failure_reason.clone().unwrap_or_else(|| {
+            format!(
+                "app {} returned without completing or failing execution {left}",
                 app.name
-            );
-            // The app could not report its own failure: do it on its behalf,
-            // so the history never shows a run stuck in "running".
-            outcome.execution_id = assets.fail_ingesting(&event.import_source_id, &reason);
-            if outcome.execution_id.is_none() {
-                outcome.status = RunStatus::NotStarted;
-            }
+            )
+        });
+        if assets.fail_ingesting(&event.import_source_id, &reason).is_some() {
+            outcome.status = RunStatus::Failed;
+            outcome.execution_id = Some(left);
             outcome.failure_reason = Some(reason);
         }
     }

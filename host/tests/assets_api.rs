@@ -33,9 +33,9 @@ impl Api {
     }
 
     fn call(&self, method: &str, rest: &str, body: &str) -> (u16, Value) {
-        let r: Response =
-            self.service
-                .handle(method, &format!("{}{rest}", self.base()), body.as_bytes());
+        let r: Response = self
+            .service
+            .handle(method, &format!("{}{rest}", self.base()), body.as_bytes());
         let value = if r.body.is_empty() {
             Value::Null
         } else {
@@ -49,11 +49,7 @@ impl Api {
         let (status, body) = self.call("POST", "/executions", r#"{"scheduled":true}"#);
         assert_eq!(status, 201, "{body}");
         let url = body["links"]["submitResults"].as_str().unwrap();
-        url.trim_end_matches("/data")
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned()
+        url.trim_end_matches("/data").rsplit('/').next().unwrap().to_owned()
     }
 
     fn chunk(n: usize) -> String {
@@ -72,10 +68,7 @@ fn assert_error(answer: (u16, Value), status: u16, field: Option<&str>, words: &
         assert_eq!(body["field"], field, "{body}");
     }
     let message = body["message"].as_str().unwrap();
-    assert!(
-        message.contains(words),
-        "message {message:?} should contain {words:?}"
-    );
+    assert!(message.contains(words), "message {message:?} should contain {words:?}");
 }
 
 #[test]
@@ -102,8 +95,7 @@ fn the_full_lifecycle_records_a_scheduled_completed_run() {
     let (status, body) = api.call("POST", &format!("/executions/{id}/data"), &Api::chunk(3));
     assert_eq!((status, body["objectsAccepted"].as_u64()), (200, Some(3)));
     assert_eq!(
-        api.call("POST", &format!("/executions/{id}/history/completed"), "")
-            .0,
+        api.call("POST", &format!("/executions/{id}/history/completed"), "").0,
         200
     );
     let (_, status_body) = api.call("GET", &format!("/executions/{id}/status"), "");
@@ -126,11 +118,7 @@ fn a_body_that_is_not_json_is_a_400() {
     );
     let id = api.start();
     assert_error(
-        api.call(
-            "POST",
-            &format!("/executions/{id}/data"),
-            "{\"objectTypeId\":",
-        ),
+        api.call("POST", &format!("/executions/{id}/data"), "{\"objectTypeId\":"),
         400,
         None,
         "not valid JSON",
@@ -202,7 +190,11 @@ fn wrong_types_unknown_fields_and_empty_ids_are_400s_naming_the_field() {
     let id = api.start();
     let data = format!("/executions/{id}/data");
     assert_error(
-        api.call("POST", &data, r#"{"objectTypeId":"t","objects":[{"externalId":"a","label":"A","attributes":{"k":"v"}}]}"#),
+        api.call(
+            "POST",
+            &data,
+            r#"{"objectTypeId":"t","objects":[{"externalId":"a","label":"A","attributes":{"k":"v"}}]}"#,
+        ),
         400,
         Some("objects[0].attributes.k"),
         "expected a sequence",
@@ -238,17 +230,10 @@ fn wrong_types_unknown_fields_and_empty_ids_are_400s_naming_the_field() {
 #[test]
 fn unknown_workspace_import_source_or_execution_is_a_404() {
     let api = Api::new();
-    let other_ws = format!(
-        "/jsm/assets/workspace/nope/v1/importsource/{}/executions",
-        api.source
-    );
+    let other_ws = format!("/jsm/assets/workspace/nope/v1/importsource/{}/executions", api.source);
     let r = api.service.handle("POST", &other_ws, b"{}");
     assert_eq!(r.status, 404);
-    assert!(
-        r.body.contains("workspace nope does not exist"),
-        "{}",
-        r.body
-    );
+    assert!(r.body.contains("workspace nope does not exist"), "{}", r.body);
 
     let other_src = format!(
         "/jsm/assets/workspace/{}/v1/importsource/nope/executions",
@@ -260,10 +245,7 @@ fn unknown_workspace_import_source_or_execution_is_a_404() {
 
     // An import source of another workspace is not reachable through this one.
     let ws2 = api.service.create_workspace();
-    let foreign = format!(
-        "/jsm/assets/workspace/{ws2}/v1/importsource/{}/executions",
-        api.source
-    );
+    let foreign = format!("/jsm/assets/workspace/{ws2}/v1/importsource/{}/executions", api.source);
     assert_eq!(api.service.handle("POST", &foreign, b"{}").status, 404);
 
     assert_error(
@@ -279,11 +261,7 @@ fn unknown_workspace_import_source_or_execution_is_a_404() {
         "execution nope",
     );
     assert_error(
-        api.call(
-            "POST",
-            "/executions/nope/history/failed",
-            r#"{"failureReason":"x"}"#,
-        ),
+        api.call("POST", "/executions/nope/history/failed", r#"{"failureReason":"x"}"#),
         404,
         None,
         "execution nope",
@@ -328,8 +306,7 @@ fn nothing_is_accepted_after_completion_was_signalled() {
     let api = Api::new();
     let id = api.start();
     assert_eq!(
-        api.call("POST", &format!("/executions/{id}/history/completed"), "")
-            .0,
+        api.call("POST", &format!("/executions/{id}/history/completed"), "").0,
         200
     );
     assert_error(
@@ -405,12 +382,8 @@ fn a_second_execution_while_one_is_ingesting_is_a_409_in_progress() {
     assert!(body["message"].as_str().unwrap().contains(&first));
     // Once the first has ended, a new one may start.
     assert_eq!(
-        api.call(
-            "POST",
-            &format!("/executions/{first}/history/completed"),
-            ""
-        )
-        .0,
+        api.call("POST", &format!("/executions/{first}/history/completed"), "")
+            .0,
         200
     );
     api.start();
@@ -422,41 +395,25 @@ fn objects_are_keyed_by_external_id_and_the_last_write_wins() {
     let id = api.start();
     let data = format!("/executions/{id}/data");
     assert_eq!(api.call("POST", &data, &Api::chunk(3)).0, 200);
-    let again =
-        json!({"objectTypeId": "laptop", "objects": [{"externalId": "a-1", "label": "renamed"}]})
-            .to_string();
+    let again = json!({"objectTypeId": "laptop", "objects": [{"externalId": "a-1", "label": "renamed"}]}).to_string();
     assert_eq!(api.call("POST", &data, &again).0, 200);
     let (_, status) = api.call("GET", &format!("/executions/{id}/status"), "");
     assert_eq!(
-        (
-            status["objects"].as_u64(),
-            status["objectsReceived"].as_u64()
-        ),
+        (status["objects"].as_u64(), status["objectsReceived"].as_u64()),
         (Some(3), Some(4))
     );
     let state = api.service.state();
-    let stored =
-        &state.execution_by_id(&id).unwrap().objects[&("laptop".to_owned(), "a-1".to_owned())];
+    let stored = &state.execution_by_id(&id).unwrap().objects[&("laptop".to_owned(), "a-1".to_owned())];
     assert_eq!(stored.label, "renamed");
 }
 
 #[test]
 fn unknown_paths_are_404_and_wrong_methods_405_both_as_json() {
     let api = Api::new();
-    assert_error(
-        api.call("GET", "/nothing-here", ""),
-        404,
-        None,
-        "no endpoint",
-    );
+    assert_error(api.call("GET", "/nothing-here", ""), 404, None, "no endpoint");
     let r = api.service.handle("GET", "/", b"");
     assert_eq!(r.status, 404);
     assert!(serde_json::from_str::<Value>(&r.body).is_ok());
     assert_error(api.call("GET", "/executions", ""), 405, None, "use POST");
-    assert_error(
-        api.call("BREW", "/executions", ""),
-        405,
-        None,
-        "method BREW",
-    );
+    assert_error(api.call("BREW", "/executions", ""), 405, None, "method BREW");
 }

@@ -32,11 +32,7 @@ fn first(rule: &Rule, n: usize) -> Vec<(String, bool, Option<AdjustmentKind>)> {
         .collect()
 }
 
-fn row(
-    at: &str,
-    runs: bool,
-    kind: Option<AdjustmentKind>,
-) -> (String, bool, Option<AdjustmentKind>) {
+fn row(at: &str, runs: bool, kind: Option<AdjustmentKind>) -> (String, bool, Option<AdjustmentKind>) {
     (at.to_owned(), runs, kind)
 }
 
@@ -59,12 +55,7 @@ fn fold(policy: FoldPolicy) -> Policies {
 #[test]
 fn daily_holds_the_local_wall_time_across_both_new_york_changes() {
     // 10:00 New York is 15:00Z in winter and 14:00Z in summer: never "every 24 h".
-    let r = rule(
-        Frequency::Daily,
-        "2026-03-07T15:00:00Z",
-        NY,
-        Policies::default(),
-    );
+    let r = rule(Frequency::Daily, "2026-03-07T15:00:00Z", NY, Policies::default());
     assert_eq!(
         first(&r, 3),
         vec![
@@ -99,11 +90,7 @@ fn new_york_spring_forward_gap_under_each_policy() {
         vec![
             row("2026-03-06T07:30Z", true, None),
             row("2026-03-07T07:30Z", true, None),
-            row(
-                "2026-03-08T07:30Z",
-                true,
-                Some(AdjustmentKind::GapShiftedForward)
-            ), // 03:30 EDT
+            row("2026-03-08T07:30Z", true, Some(AdjustmentKind::GapShiftedForward)), // 03:30 EDT
             expected_after.clone(),
         ]
     );
@@ -124,11 +111,7 @@ fn new_york_spring_forward_gap_under_each_policy() {
     let at = rule(Frequency::Daily, start, NY, gap(GapPolicy::AtTransition));
     assert_eq!(
         first(&at, 4)[2],
-        row(
-            "2026-03-08T07:00Z",
-            true,
-            Some(AdjustmentKind::GapAtTransition)
-        )
+        row("2026-03-08T07:00Z", true, Some(AdjustmentKind::GapAtTransition))
     ); // 03:00 EDT
 }
 
@@ -155,16 +138,8 @@ fn new_york_fall_back_fold_under_each_policy() {
         first(&both, 4),
         vec![
             row("2026-10-31T05:30Z", true, None),
-            row(
-                "2026-11-01T05:30Z",
-                true,
-                Some(AdjustmentKind::FoldBothFirst)
-            ),
-            row(
-                "2026-11-01T06:30Z",
-                true,
-                Some(AdjustmentKind::FoldBothSecond)
-            ),
+            row("2026-11-01T05:30Z", true, Some(AdjustmentKind::FoldBothFirst)),
+            row("2026-11-01T06:30Z", true, Some(AdjustmentKind::FoldBothSecond)),
             row("2026-11-02T06:30Z", true, None),
         ]
     );
@@ -174,23 +149,14 @@ fn new_york_fall_back_fold_under_each_policy() {
 fn london_gap_and_fold() {
     // 01:30 GMT on 2026-03-27 = 01:30Z. Clocks jump 01:00 → 02:00 on 2026-03-29
     // and fall 02:00 → 01:00 on 2026-10-25.
-    let r = rule(
-        Frequency::Daily,
-        "2026-03-27T01:30:00Z",
-        LONDON,
-        Policies::default(),
-    );
+    let r = rule(Frequency::Daily, "2026-03-27T01:30:00Z", LONDON, Policies::default());
     assert_eq!(
         first(&r, 4),
         vec![
             row("2026-03-27T01:30Z", true, None),
             row("2026-03-28T01:30Z", true, None),
-            row(
-                "2026-03-29T01:30Z",
-                true,
-                Some(AdjustmentKind::GapShiftedForward)
-            ), // 02:30 BST
-            row("2026-03-30T00:30Z", true, None), // 01:30 BST
+            row("2026-03-29T01:30Z", true, Some(AdjustmentKind::GapShiftedForward)), // 02:30 BST
+            row("2026-03-30T00:30Z", true, None),                                    // 01:30 BST
         ]
     );
     let fall: Vec<_> = r
@@ -202,11 +168,8 @@ fn london_gap_and_fold() {
         fall,
         vec![
             (utc("2026-10-24T00:30:00Z"), None),
-            (
-                utc("2026-10-25T00:30:00Z"),
-                Some(AdjustmentKind::FoldEarlier)
-            ), // the first 01:30, BST
-            (utc("2026-10-26T01:30:00Z"), None), // 01:30 GMT
+            (utc("2026-10-25T00:30:00Z"), Some(AdjustmentKind::FoldEarlier)), // the first 01:30, BST
+            (utc("2026-10-26T01:30:00Z"), None),                              // 01:30 GMT
         ]
     );
 }
@@ -214,12 +177,7 @@ fn london_gap_and_fold() {
 #[test]
 fn weekly_keeps_the_weekday_and_wall_time() {
     // Sunday 2026-03-01 02:30 EST; the next Sunday is the gap day.
-    let r = rule(
-        Frequency::Weekly,
-        "2026-03-01T07:30:00Z",
-        NY,
-        Policies::default(),
-    );
+    let r = rule(Frequency::Weekly, "2026-03-01T07:30:00Z", NY, Policies::default());
     let got: Vec<_> = r.occurrences().take(3).collect();
     assert_eq!(got[1].instant, utc("2026-03-08T07:30:00Z"));
     assert_eq!(
@@ -235,21 +193,11 @@ fn weekly_keeps_the_weekday_and_wall_time() {
 #[test]
 fn monthly_on_the_31st_runs_on_the_last_day_of_short_months_by_default() {
     // 10:00 New York on 2026-01-31 (non-leap year).
-    let r = rule(
-        Frequency::Monthly,
-        "2026-01-31T15:00:00Z",
-        NY,
-        Policies::default(),
-    );
+    let r = rule(Frequency::Monthly, "2026-01-31T15:00:00Z", NY, Policies::default());
     let got: Vec<_> = r.occurrences().take(4).collect();
     let local: Vec<_> = got
         .iter()
-        .map(|o| {
-            o.instant
-                .with_timezone(&NY)
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-        })
+        .map(|o| o.instant.with_timezone(&NY).format("%Y-%m-%d %H:%M").to_string())
         .collect();
     assert_eq!(
         local,
@@ -270,28 +218,10 @@ fn monthly_on_the_31st_runs_on_the_last_day_of_short_months_by_default() {
     assert!(got[2].adjustment.is_none());
 
     // Leap year: February 2028 has a 29th.
-    let leap = rule(
-        Frequency::Monthly,
-        "2028-01-31T15:00:00Z",
-        NY,
-        Policies::default(),
-    );
-    assert_eq!(
-        leap.occurrences()
-            .nth(1)
-            .unwrap()
-            .instant
-            .with_timezone(&NY)
-            .day(),
-        29
-    );
+    let leap = rule(Frequency::Monthly, "2028-01-31T15:00:00Z", NY, Policies::default());
+    assert_eq!(leap.occurrences().nth(1).unwrap().instant.with_timezone(&NY).day(), 29);
     // On the 29th: adjusted in 2027, not in 2028.
-    let r29 = rule(
-        Frequency::Monthly,
-        "2027-01-29T15:00:00Z",
-        NY,
-        Policies::default(),
-    );
+    let r29 = rule(Frequency::Monthly, "2027-01-29T15:00:00Z", NY, Policies::default());
     let feb2027 = r29.occurrences().nth(1).unwrap();
     assert_eq!(
         (
@@ -302,11 +232,7 @@ fn monthly_on_the_31st_runs_on_the_last_day_of_short_months_by_default() {
     );
     let feb2028 = r29.occurrences().nth(13).unwrap();
     assert_eq!(
-        feb2028
-            .instant
-            .with_timezone(&NY)
-            .format("%Y-%m-%d")
-            .to_string(),
+        feb2028.instant.with_timezone(&NY).format("%Y-%m-%d").to_string(),
         "2028-02-29"
     );
     assert!(feb2028.adjustment.is_none());
@@ -336,9 +262,7 @@ fn monthly_skip_policy_drops_short_months_and_says_so() {
         .map(|o| o.adjustment.clone().unwrap())
         .collect();
     assert_eq!(dropped.len(), 3);
-    assert!(dropped
-        .iter()
-        .all(|a| a.kind == AdjustmentKind::MonthEndSkipped));
+    assert!(dropped.iter().all(|a| a.kind == AdjustmentKind::MonthEndSkipped));
     assert!(
         dropped[0].note.contains("February 2026 has no day 31"),
         "{}",
@@ -346,26 +270,17 @@ fn monthly_skip_policy_drops_short_months_and_says_so() {
     );
     // The next run after January skips February's dropped slot.
     assert_eq!(
-        r.next_run_after(utc("2026-01-31T15:00:00Z"))
-            .unwrap()
-            .instant,
+        r.next_run_after(utc("2026-01-31T15:00:00Z")).unwrap().instant,
         utc("2026-03-31T14:00:00Z")
     );
 }
 
 #[test]
 fn once_runs_exactly_once() {
-    let r = rule(
-        Frequency::Once,
-        "2026-06-01T12:00:00Z",
-        NY,
-        Policies::default(),
-    );
+    let r = rule(Frequency::Once, "2026-06-01T12:00:00Z", NY, Policies::default());
     assert_eq!(first(&r, 5), vec![row("2026-06-01T12:00Z", true, None)]);
     assert_eq!(
-        r.next_run_after(utc("2026-06-01T11:59:59Z"))
-            .unwrap()
-            .instant,
+        r.next_run_after(utc("2026-06-01T11:59:59Z")).unwrap().instant,
         utc("2026-06-01T12:00:00Z")
     );
     assert!(r.next_run_after(utc("2026-06-01T12:00:00Z")).is_none());
@@ -373,12 +288,7 @@ fn once_runs_exactly_once() {
 
 #[test]
 fn next_run_after_jumps_straight_to_the_right_occurrence() {
-    let r = rule(
-        Frequency::Daily,
-        "2026-01-01T08:00:00Z",
-        LONDON,
-        Policies::default(),
-    );
+    let r = rule(Frequency::Daily, "2026-01-01T08:00:00Z", LONDON, Policies::default());
     let far = utc("2030-07-15T12:00:00Z");
     let next = r.next_run_after(far).unwrap();
     assert_eq!(next.instant, utc("2030-07-16T07:00:00Z")); // 08:00 BST

@@ -42,14 +42,7 @@ fn trigger_json_reports_a_completed_scheduled_import_with_its_history() {
 
 #[test]
 fn trigger_json_reports_a_failed_import_with_a_bounded_reason() {
-    let (ok, stdout, stderr) = assets_host(&[
-        "trigger",
-        "--objects",
-        "2500",
-        "--fail-after-page",
-        "1",
-        "--json",
-    ]);
+    let (ok, stdout, stderr) = assets_host(&["trigger", "--objects", "2500", "--fail-after-page", "1", "--json"]);
     assert!(ok, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["status"], "failed");
@@ -64,10 +57,7 @@ fn trigger_json_reports_a_failed_import_with_a_bounded_reason() {
 fn demo_prints_one_completed_and_one_failed_scheduled_run() {
     let (ok, stdout, stderr) = assets_host(&["demo"]);
     assert!(ok, "{stderr}");
-    let table = stdout
-        .split("Import history:")
-        .nth(1)
-        .expect("a history table");
+    let table = stdout.split("Import history:").nth(1).expect("a history table");
     assert_eq!(
         table
             .lines()

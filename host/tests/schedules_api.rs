@@ -40,10 +40,7 @@ impl Api {
             self.workspace
         );
         let r = self.service.handle(method, &path, body.as_bytes());
-        (
-            r.status,
-            serde_json::from_str(&r.body).expect("every answer is JSON"),
-        )
+        (r.status, serde_json::from_str(&r.body).expect("every answer is JSON"))
     }
 
     fn create(&self, source: &str, body: Value) -> (u16, Value) {
@@ -67,10 +64,7 @@ fn assert_400(answer: (u16, Value), field: Option<&str>, words: &str) {
         assert_eq!(body["field"], field, "{body}");
     }
     let message = body["message"].as_str().unwrap();
-    assert!(
-        message.contains(words),
-        "{message:?} should contain {words:?}"
-    );
+    assert!(message.contains(words), "{message:?} should contain {words:?}");
 }
 
 #[test]
@@ -110,7 +104,10 @@ fn create_answers_the_seeds_shape_plus_next_run_time() {
 fn run_interval_is_accepted_as_an_alias() {
     let api = Api::new();
     let source = api.source(SourceType::Csv);
-    let (status, body) = api.create(&source, json!({"runInterval": "WEEKLY", "startTime": "2026-02-01T09:00:00Z", "timezone": "Europe/London"}));
+    let (status, body) = api.create(
+        &source,
+        json!({"runInterval": "WEEKLY", "startTime": "2026-02-01T09:00:00Z", "timezone": "Europe/London"}),
+    );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["runFrequency"], "WEEKLY");
     let source = api.source(SourceType::Csv);
@@ -142,14 +139,16 @@ fn put_changes_given_fields_keeps_the_rest_and_recomputes_the_next_run() {
     let (_, created) = api.create(&source, seed_body());
     let id = created["id"].as_str().unwrap();
     api.clock.set("2026-01-11T00:00:00Z".parse().unwrap());
-    let (status, updated) = api.call("PUT", &source, &format!("/{id}"), r#"{"runFrequency":"WEEKLY","startTime":"2026-02-02T08:00:00Z","timezone":"Europe/London"}"#);
+    let (status, updated) = api.call(
+        "PUT",
+        &source,
+        &format!("/{id}"),
+        r#"{"runFrequency":"WEEKLY","startTime":"2026-02-02T08:00:00Z","timezone":"Europe/London"}"#,
+    );
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["runFrequency"], "WEEKLY");
     assert_eq!(updated["timezone"], "Europe/London");
-    assert_eq!(
-        updated["callbackUrl"], "https://your-app-callback-url.com",
-        "kept"
-    );
+    assert_eq!(updated["callbackUrl"], "https://your-app-callback-url.com", "kept");
     assert_eq!(updated["createdAt"], "2026-01-10T12:00:00Z");
     assert_eq!(updated["updatedAt"], "2026-01-11T00:00:00Z");
     assert_eq!(updated["nextRunTime"], "2026-02-02T08:00:00Z");
@@ -160,12 +159,7 @@ fn put_changes_given_fields_keeps_the_rest_and_recomputes_the_next_run() {
         (json!(false), Value::Null)
     );
     assert_400(
-        api.call(
-            "PUT",
-            &source,
-            &format!("/{id}"),
-            r#"{"timezone":"Nowhere/Land"}"#,
-        ),
+        api.call("PUT", &source, &format!("/{id}"), r#"{"timezone":"Nowhere/Land"}"#),
         Some("timezone"),
         "IANA",
     );
@@ -221,11 +215,7 @@ fn an_unknown_time_zone_is_a_400() {
     let source = api.source(SourceType::External);
     let mut body = seed_body();
     body["timezone"] = "America/Gotham".into();
-    assert_400(
-        api.create(&source, body),
-        Some("timezone"),
-        "IANA time zone",
-    );
+    assert_400(api.create(&source, body), Some("timezone"), "IANA time zone");
 }
 
 #[test]
@@ -251,11 +241,7 @@ fn callback_url_is_required_for_external_sources_only_and_must_be_absolute_http(
     for bad in ["/webtrigger", "ftp://example.com/cb", "example.com/cb"] {
         let mut body = seed_body();
         body["callbackUrl"] = bad.into();
-        assert_400(
-            api.create(&external, body),
-            Some("callbackUrl"),
-            "absolute http(s) URL",
-        );
+        assert_400(api.create(&external, body), Some("callbackUrl"), "absolute http(s) URL");
     }
 }
 
@@ -291,11 +277,7 @@ fn wrong_json_types_and_non_json_bodies_are_400s() {
     let source = api.source(SourceType::External);
     let mut body = seed_body();
     body["runFrequency"] = json!(7);
-    assert_400(
-        api.create(&source, body),
-        Some("runFrequency"),
-        "invalid type",
-    );
+    assert_400(api.create(&source, body), Some("runFrequency"), "invalid type");
     let mut body = seed_body();
     body["isActive"] = json!("yes");
     assert_400(api.create(&source, body), Some("isActive"), "invalid type");
@@ -308,11 +290,7 @@ fn wrong_json_types_and_non_json_bodies_are_400s() {
     assert_400(api.call("POST", &source, "", ""), None, "empty");
     let mut body = seed_body();
     body["frequency"] = "DAILY".into();
-    assert_400(
-        api.create(&source, body),
-        Some("frequency"),
-        "unknown field",
-    );
+    assert_400(api.create(&source, body), Some("frequency"), "unknown field");
 }
 
 #[test]

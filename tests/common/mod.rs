@@ -46,10 +46,7 @@ impl World {
     }
 
     pub fn app(&self, source: SyntheticSource, config: &[(&str, &str)]) -> App {
-        let config: BTreeMap<String, String> = config
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let config: BTreeMap<String, String> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         App::new("importer", runtime(), Arc::new(source)).with_config(config)
     }
 }

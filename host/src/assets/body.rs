@@ -11,9 +11,7 @@ use serde::de::DeserializeOwned;
 /// wrong shape is a 400 naming the field at fault.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::invalid_body(
-            "request body is empty; expected a JSON object",
-        ));
+        return Err(ApiError::invalid_body("request body is empty; expected a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -92,15 +90,10 @@ mod tests {
     fn errors_name_the_field() {
         assert_eq!(err(r#"{"items":[]}"#).field.as_deref(), Some("name"));
         assert_eq!(
-            err(r#"{"name":"a","items":[{"id":"x"},{}]}"#)
-                .field
-                .as_deref(),
+            err(r#"{"name":"a","items":[{"id":"x"},{}]}"#).field.as_deref(),
             Some("items[1].id")
         );
-        assert_eq!(
-            err(r#"{"name":5,"items":[]}"#).field.as_deref(),
-            Some("name")
-        );
+        assert_eq!(err(r#"{"name":5,"items":[]}"#).field.as_deref(), Some("name"));
         let e = err(r#"{"name":"a","items":[],"nmae":1}"#);
         assert_eq!(e.field.as_deref(), Some("nmae"));
         assert!(e.message.contains("unknown field"), "{}", e.message);

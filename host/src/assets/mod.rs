@@ -55,6 +55,7 @@ pub struct AssetsService {
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
     base_url: String,
+    credential: Option<String>,
 }
 
 impl AssetsService {
@@ -64,7 +65,40 @@ impl AssetsService {
             state: Mutex::new(State::default()),
             clock,
             base_url: DEFAULT_BASE_URL.to_owned(),
+            credential: None,
         }
+    }
+
+    /// Requires `Authorization: Bearer {token}` on requests that come
+    /// through [`AssetsService::handle_authorized`].
+    pub fn with_credential(mut self, token: impl Into<String>) -> AssetsService {
+        self.credential = Some(token.into());
+        self
+    }
+
+    /// The token this service requires, if any. Host-side only: the platform
+    /// uses it to authenticate the calls apps make through it.
+    pub fn credential(&self) -> Option<&str> {
+        self.credential.as_deref()
+    }
+
+    /// Answers a request that must prove it may call the API: when the
+    /// service has a credential, `authorization` must be `Bearer {token}`,
+    /// else the answer is 401.
+    pub fn handle_authorized(&self, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Response {
+        if let Some(token) = &self.credential {
+            let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
+            if presented != Some(token.as_str()) {
+                return ApiError {
+                    status: 401,
+                    code: "UNAUTHORIZED",
+                    field: None,
+                    message: "missing or wrong credential: send Authorization: Bearer <token>".into(),
+                }
+                .into_response();
+            }
+        }
+        self.handle(method, path, body)
     }
 
     /// Sets the base URL written into `links` (the server's own address when
@@ -74,7 +108,8 @@ impl AssetsService {
         self
     }
 
-    /// Answers one request. `path` is the full path, e.g.
+    /// Answers one request from a trusted caller (the host itself, tests).
+    /// `path` is the full path, e.g.
     /// `/jsm/assets/workspace/{ws}/v1/importsource/{id}/executions`.
     pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Response {
         router::route(self, method, path, body).unwrap_or_else(ApiError::into_response)
@@ -116,10 +151,7 @@ impl AssetsService {
         let now = self.clock.now();
         let mut state = self.state();
         let id = state.ingesting(source_id)?.id.clone();
-        let reason: String = reason
-            .chars()
-            .take(model::MAX_FAILURE_REASON_CHARS)
-            .collect();
+        let reason: String = reason.chars().take(model::MAX_FAILURE_REASON_CHARS).collect();
         state.fail(source_id, &id, reason, now).ok()?;
         Some(id)
     }

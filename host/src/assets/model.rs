@@ -149,6 +149,10 @@ pub struct AssetObject {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataChunk {
+    /// The client's id for this chunk (the real API's field): a chunk sent
+    /// again with the same id is acknowledged and not stored twice.
+    #[serde(default)]
+    pub client_generated_id: Option<String>,
     /// Object type of every object in the chunk.
     pub object_type_id: String,
     /// The objects.
@@ -173,6 +177,8 @@ pub struct Execution {
     pub received: u64,
     /// Chunks accepted.
     pub chunks: u32,
+    /// `clientGeneratedId`s of the chunks accepted.
+    pub chunk_ids: HashSet<String>,
     /// Index of this execution's line in the history.
     history_index: usize,
 }
@@ -212,9 +218,7 @@ impl State {
         if self.workspaces.contains(workspace_id) {
             Ok(())
         } else {
-            Err(ApiError::not_found(format!(
-                "workspace {workspace_id} does not exist"
-            )))
+            Err(ApiError::not_found(format!("workspace {workspace_id} does not exist")))
         }
     }
 
@@ -250,9 +254,7 @@ impl State {
 
     /// The latest execution of `source_id`, if any.
     pub fn latest_execution(&self, source_id: &str) -> Option<&Execution> {
-        self.latest
-            .get(source_id)
-            .and_then(|id| self.executions.get(id))
+        self.latest.get(source_id).and_then(|id| self.executions.get(id))
     }
 
     /// The execution still ingesting for `source_id`, if any.
@@ -298,26 +300,28 @@ impl State {
             objects: HashMap::new(),
             received: 0,
             chunks: 0,
+            chunk_ids: HashSet::new(),
             history_index: self.history.len() - 1,
         };
         self.latest.insert(source_id.to_owned(), id.clone());
         Ok(self.executions.entry(id).or_insert(execution))
     }
 
-    /// Stores a chunk's objects; 400 once the execution has left `INGESTING`.
-    pub fn add_chunk(
-        &mut self,
-        source_id: &str,
-        execution_id: &str,
-        chunk: DataChunk,
-    ) -> Result<usize, ApiError> {
+    /// Stores a chunk's objects and returns how many it accepted: 0 for a
+    /// chunk whose `clientGeneratedId` was already accepted. 400 once the
+    /// execution has left `INGESTING`.
+    pub fn add_chunk(&mut self, source_id: &str, execution_id: &str, chunk: DataChunk) -> Result<usize, ApiError> {
         let execution = self.ingesting_execution(source_id, execution_id, "data can be sent")?;
+        if let Some(id) = &chunk.client_generated_id {
+            if !execution.chunk_ids.insert(id.clone()) {
+                return Ok(0);
+            }
+        }
         let count = chunk.objects.len();
         for object in chunk.objects {
-            execution.objects.insert(
-                (chunk.object_type_id.clone(), object.external_id.clone()),
-                object,
-            );
+            execution
+                .objects
+                .insert((chunk.object_type_id.clone(), object.external_id.clone()), object);
         }
         execution.received += count as u64;
         execution.chunks += 1;
@@ -329,14 +333,8 @@ impl State {
 
     /// Signals completion: the mock processes at once, so the execution goes
     /// through `PROCESSING` to `DONE`.
-    pub fn complete(
-        &mut self,
-        source_id: &str,
-        execution_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
-        let execution =
-            self.ingesting_execution(source_id, execution_id, "completion can be signalled")?;
+    pub fn complete(&mut self, source_id: &str, execution_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+        let execution = self.ingesting_execution(source_id, execution_id, "completion can be signalled")?;
         execution.status = ExecutionStatus::Done;
         let index = execution.history_index;
         let entry = &mut self.history[index];
@@ -353,8 +351,7 @@ impl State {
         reason: String,
         now: DateTime<Utc>,
     ) -> Result<(), ApiError> {
-        let execution =
-            self.ingesting_execution(source_id, execution_id, "a failure can be reported")?;
+        let execution = self.ingesting_execution(source_id, execution_id, "a failure can be reported")?;
         execution.status = ExecutionStatus::Failed;
         let index = execution.history_index;
         let entry = &mut self.history[index];
@@ -365,12 +362,7 @@ impl State {
     }
 
     /// Cancels an ingesting execution.
-    pub fn cancel(
-        &mut self,
-        source_id: &str,
-        execution_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    pub fn cancel(&mut self, source_id: &str, execution_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
         let execution = self.ingesting_execution(source_id, execution_id, "it can be cancelled")?;
         execution.status = ExecutionStatus::Cancelled;
         let index = execution.history_index;
@@ -387,12 +379,7 @@ impl State {
 
     /// Attaches the schedule and occurrence that caused an execution to its
     /// history line.
-    pub fn annotate(
-        &mut self,
-        execution_id: &str,
-        schedule_id: Option<String>,
-        occurrence_id: Option<String>,
-    ) {
+    pub fn annotate(&mut self, execution_id: &str, schedule_id: Option<String>, occurrence_id: Option<String>) {
         if let Some(execution) = self.executions.get(execution_id) {
             let entry = &mut self.history[execution.history_index];
             entry.schedule_id = schedule_id;
@@ -421,6 +408,17 @@ impl State {
             .map(|e| &self.history[e.history_index])
     }
 
+    /// Drops the stored objects of an ended execution (its counts and history
+    /// stay): long simulations check an execution, then free its data.
+    pub fn forget_objects(&mut self, execution_id: &str) {
+        if let Some(e) = self.executions.get_mut(execution_id) {
+            if e.status != ExecutionStatus::Ingesting {
+                e.objects = HashMap::new();
+                e.chunk_ids = HashSet::new();
+            }
+        }
+    }
+
     /// An execution by id, whatever its source.
     pub fn execution_by_id(&self, execution_id: &str) -> Option<&Execution> {
         self.executions.get(execution_id)
@@ -433,10 +431,7 @@ impl State {
         action: &str,
     ) -> Result<&mut Execution, ApiError> {
         self.execution(source_id, execution_id)?;
-        let execution = self
-            .executions
-            .get_mut(execution_id)
-            .expect("checked above");
+        let execution = self.executions.get_mut(execution_id).expect("checked above");
         match execution.status {
             ExecutionStatus::Ingesting => Ok(execution),
             ended => Err(ApiError::invalid_state(

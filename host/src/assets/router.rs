@@ -11,12 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 /// Answers one request or says why it cannot.
-pub fn route(
-    service: &AssetsService,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub fn route(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Result<Response, ApiError> {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (workspace_id, source_id, rest) = match segments.as_slice() {
@@ -45,12 +40,8 @@ pub fn route(
         ["executions", id] => allow("DELETE").and_then(|_| source.cancel(id)),
         ["executions", id, "status"] => allow("GET").and_then(|_| source.status(id)),
         ["executions", id, "data"] => allow("POST").and_then(|_| source.submit_data(id, body)),
-        ["executions", id, "history", "completed"] => {
-            allow("POST").and_then(|_| source.complete(id))
-        }
-        ["executions", id, "history", "failed"] => {
-            allow("POST").and_then(|_| source.fail(id, body))
-        }
+        ["executions", id, "history", "completed"] => allow("POST").and_then(|_| source.complete(id)),
+        ["executions", id, "history", "failed"] => allow("POST").and_then(|_| source.fail(id, body)),
         ["history"] => allow("GET").and_then(|_| source.history()),
         ["importschedule"] => allow("POST").and_then(|_| source.create_schedule(body)),
         ["importschedule", id] => match method.to_ascii_uppercase().as_str() {
@@ -125,11 +116,7 @@ impl SourceRoute<'_> {
                 "objectTypeId must not be empty",
             ));
         }
-        if let Some(i) = chunk
-            .objects
-            .iter()
-            .position(|o| o.external_id.trim().is_empty())
-        {
+        if let Some(i) = chunk.objects.iter().position(|o| o.external_id.trim().is_empty()) {
             return Err(ApiError::invalid_field(
                 format!("objects[{i}].externalId"),
                 format!("objects[{i}].externalId must not be empty"),
@@ -192,12 +179,9 @@ impl SourceRoute<'_> {
     fn latest_status(&self) -> Result<Response, ApiError> {
         let state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
-        let execution = state.latest_execution(self.source_id).ok_or_else(|| {
-            ApiError::not_found(format!(
-                "import source {} has no executions yet",
-                self.source_id
-            ))
-        })?;
+        let execution = state
+            .latest_execution(self.source_id)
+            .ok_or_else(|| ApiError::not_found(format!("import source {} has no executions yet", self.source_id)))?;
         Ok(Response::json(200, &status_body(&state, execution)))
     }
 
@@ -219,14 +203,7 @@ impl SourceRoute<'_> {
     fn update_schedule(&self, schedule_id: &str, body: &[u8]) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
         let mut state = self.service.state();
-        let updated = schedules::update(
-            &mut state,
-            self.workspace_id,
-            self.source_id,
-            schedule_id,
-            body,
-            now,
-        )?;
+        let updated = schedules::update(&mut state, self.workspace_id, self.source_id, schedule_id, body, now)?;
         Ok(Response::json(200, &updated))
     }
 

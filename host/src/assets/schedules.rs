@@ -61,9 +61,7 @@ impl Schedule {
         if !self.spec.is_active {
             return None;
         }
-        self.rule
-            .next_run_after(self.handled_until)
-            .map(|o| o.instant)
+        self.rule.next_run_after(self.handled_until).map(|o| o.instant)
     }
 
     /// The API's view of the schedule.
@@ -89,12 +87,7 @@ impl Schedule {
     }
 
     fn set_spec(&mut self, spec: ScheduleSpec, now: DateTime<Utc>) {
-        self.rule = Rule::new(
-            spec.frequency,
-            spec.start_time,
-            spec.timezone,
-            spec.policies,
-        );
+        self.rule = Rule::new(spec.frequency, spec.start_time, spec.timezone, spec.policies);
         self.spec = spec;
         self.updated_at = now;
         // A new or changed rule runs from now on; what fell due under the
@@ -136,9 +129,7 @@ fn validate(
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::invalid_field(
                 "runFrequency",
-                format!(
-                    "runFrequency {a:?} and its alias runInterval {b:?} disagree; give one of them"
-                ),
+                format!("runFrequency {a:?} and its alias runInterval {b:?} disagree; give one of them"),
             ))
         }
         (Some(a), _) | (None, Some(a)) => Some(a),
@@ -148,19 +139,11 @@ fn validate(
         (Some(text), _) => Frequency::parse(&text).ok_or_else(|| {
             ApiError::invalid_field(
                 "runFrequency",
-                format!(
-                    "runFrequency must be one of {}; got {text:?}",
-                    Frequency::NAMES
-                ),
+                format!("runFrequency must be one of {}; got {text:?}", Frequency::NAMES),
             )
         })?,
         (None, Some(c)) => c.frequency,
-        (None, None) => {
-            return Err(missing(
-                "runFrequency",
-                format!("one of {}", Frequency::NAMES),
-            ))
-        }
+        (None, None) => return Err(missing("runFrequency", format!("one of {}", Frequency::NAMES))),
     };
     let start_time = match (fields.start_time, current) {
         (Some(text), _) => parse_start_time(&text)?,
@@ -176,7 +159,9 @@ fn validate(
         (Some(text), _) => text.parse::<Tz>().map_err(|_| {
             ApiError::invalid_field(
                 "timezone",
-                format!("timezone must be an IANA time zone name such as America/New_York or Europe/London; got {text:?}"),
+                format!(
+                    "timezone must be an IANA time zone name such as America/New_York or Europe/London; got {text:?}"
+                ),
             )
         })?,
         (None, Some(c)) => c.timezone,
@@ -214,10 +199,7 @@ fn validate(
             defaults.month_end,
         )?,
     };
-    let is_active = fields
-        .is_active
-        .or(current.map(|c| c.is_active))
-        .unwrap_or(true);
+    let is_active = fields.is_active.or(current.map(|c| c.is_active)).unwrap_or(true);
     Ok(ScheduleSpec {
         frequency,
         start_time,
@@ -240,12 +222,8 @@ fn policy<P: for<'de> Deserialize<'de>>(
 ) -> Result<P, ApiError> {
     match text {
         None => Ok(default),
-        Some(text) => serde_json::from_value(Value::String(text.clone())).map_err(|_| {
-            ApiError::invalid_field(
-                field,
-                format!("{field} must be one of {allowed}; got {text:?}"),
-            )
-        }),
+        Some(text) => serde_json::from_value(Value::String(text.clone()))
+            .map_err(|_| ApiError::invalid_field(field, format!("{field} must be one of {allowed}; got {text:?}"))),
     }
 }
 
@@ -314,12 +292,7 @@ pub fn create(
         ));
     }
     let id = uuid::Uuid::new_v4().to_string();
-    let rule = Rule::new(
-        spec.frequency,
-        spec.start_time,
-        spec.timezone,
-        spec.policies,
-    );
+    let rule = Rule::new(spec.frequency, spec.start_time, spec.timezone, spec.policies);
     let mut schedule = Schedule {
         id: id.clone(),
         import_source_id: source_id.to_owned(),
@@ -333,20 +306,13 @@ pub fn create(
     };
     schedule.set_spec(spec, now);
     let body = schedule.to_json();
-    state
-        .schedule_of_source
-        .insert(source_id.to_owned(), id.clone());
+    state.schedule_of_source.insert(source_id.to_owned(), id.clone());
     state.schedules.insert(id, schedule);
     Ok(body)
 }
 
 /// `GET .../importschedule/{id}`.
-pub fn get(
-    state: &State,
-    workspace_id: &str,
-    source_id: &str,
-    schedule_id: &str,
-) -> Result<Value, ApiError> {
+pub fn get(state: &State, workspace_id: &str, source_id: &str, schedule_id: &str) -> Result<Value, ApiError> {
     state.source(workspace_id, source_id)?;
     Ok(find(state, source_id, schedule_id)?.to_json())
 }
@@ -371,12 +337,7 @@ pub fn update(
 }
 
 /// `DELETE .../importschedule/{id}`: no future runs.
-pub fn delete(
-    state: &mut State,
-    workspace_id: &str,
-    source_id: &str,
-    schedule_id: &str,
-) -> Result<(), ApiError> {
+pub fn delete(state: &mut State, workspace_id: &str, source_id: &str, schedule_id: &str) -> Result<(), ApiError> {
     state.source(workspace_id, source_id)?;
     find(state, source_id, schedule_id)?;
     state.schedules.remove(schedule_id);
@@ -384,11 +345,7 @@ pub fn delete(
     Ok(())
 }
 
-fn find<'a>(
-    state: &'a State,
-    source_id: &str,
-    schedule_id: &str,
-) -> Result<&'a Schedule, ApiError> {
+fn find<'a>(state: &'a State, source_id: &str, schedule_id: &str) -> Result<&'a Schedule, ApiError> {
     state
         .schedules
         .get(schedule_id)
@@ -438,11 +395,7 @@ mod tests {
             e.message
         );
         let e = parse_start_time("2025-12-30T03:50:33").unwrap_err();
-        assert!(
-            e.message.contains("no time zone designator"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("no time zone designator"), "{}", e.message);
         let e = parse_start_time("tomorrow at 3").unwrap_err();
         assert!(e.message.contains("ISO 8601"), "{}", e.message);
     }

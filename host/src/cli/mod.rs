@@ -2,9 +2,7 @@
 
 mod schedule;
 
-pub use schedule::{
-    simulate_schedule, timeline, PreviewArgs, ScheduleArgs, SimulateArgs, Simulation,
-};
+pub use schedule::{simulate_schedule, timeline, PreviewArgs, ScheduleArgs, SimulateArgs, Simulation};
 
 use crate::assets::{AssetsService, HistoryEntry, SourceType};
 use crate::clock::SystemClock;
@@ -41,6 +39,24 @@ pub enum Command {
     /// Creates a schedule through the API and runs it under a virtual clock
     /// with the real component firing on each occurrence.
     Simulate(SimulateArgs),
+    /// Checks URLs against an egress allowlist, the way the sandbox does:
+    /// one line per URL, `allowed` with the matching entry, or `denied`.
+    Egress(EgressArgs),
+    /// Runs many scheduled imports under random faults and checks that each
+    /// ends completed with every object exactly once, or failed with a reason.
+    Chaos(crate::chaos::ChaosArgs),
+}
+
+/// `assets-host egress`.
+#[derive(Debug, Args)]
+pub struct EgressArgs {
+    /// An allowlist entry: a host (`api.example.com`, https implied), a URL
+    /// (`http://localhost:8080`), a subdomain glob (`*.example.com`) or `*`.
+    #[arg(long = "allow", value_name = "ENTRY")]
+    pub allow: Vec<String>,
+    /// URLs to check.
+    #[arg(required = true)]
+    pub urls: Vec<String>,
 }
 
 /// `assets-host demo`.
@@ -94,7 +110,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trigger(args) => trigger_once(args),
         Command::Preview(args) => schedule::preview(args),
         Command::Simulate(args) => schedule::simulate(args),
+        Command::Egress(args) => egress(args),
+        Command::Chaos(args) => crate::chaos::run_cli(args),
     }
+}
+
+fn egress(args: EgressArgs) -> anyhow::Result<()> {
+    use crate::egress::{Allowlist, Decision};
+    let allowlist = Allowlist::parse(&args.allow)?;
+    for url in &args.urls {
+        match allowlist.check(url) {
+            Decision::Allowed(entry) => println!("allowed  {url}  (matched {entry})"),
+            Decision::Denied => println!("denied   {url}  (no entry matches)"),
+            Decision::Invalid(why) => println!("denied   {url}  ({why})"),
+        }
+    }
+    Ok(())
 }
 
 /// Where `make component` puts the importer.
@@ -102,8 +133,7 @@ pub fn default_component_path() -> PathBuf {
     std::env::var_os("ASSETS_COMPONENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm32-wasip2/wasm/assets_scheduled_import.wasm")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/wasm/assets_scheduled_import.wasm")
         })
 }
 
@@ -126,17 +156,13 @@ fn trigger_once(args: TriggerArgs) -> anyhow::Result<()> {
         fail_after_page: args.fail_after_page,
         ..SyntheticSource::default()
     };
-    let app = App::new("importer", runtime, Arc::new(source))
-        .with_config(args.settings.into_iter().collect());
+    let app = App::new("importer", runtime, Arc::new(source)).with_config(args.settings.into_iter().collect());
     let mut event = trigger::manual_event(&workspace, &source_id);
     event.scheduled = !args.manual;
     let outcome = trigger::deliver(&app, &assets, &event);
     let history = assets.history(&source_id);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&trigger_json(&outcome, &history))?
-        );
+        println!("{}", serde_json::to_string_pretty(&trigger_json(&outcome, &history))?);
     } else {
         print_outcome(&outcome);
         println!();
@@ -193,13 +219,9 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     ];
     let mut sources = Vec::new();
     for (name, source) in runs {
-        let source_id =
-            assets.create_import_source(&workspace, SourceType::External, Some(name.into()))?;
-        let app =
-            App::new(name, runtime.clone(), Arc::new(source)).with_config(BTreeMap::from([(
-                "chunk-max-objects".to_owned(),
-                "400".to_owned(),
-            )]));
+        let source_id = assets.create_import_source(&workspace, SourceType::External, Some(name.into()))?;
+        let app = App::new(name, runtime.clone(), Arc::new(source))
+            .with_config(BTreeMap::from([("chunk-max-objects".to_owned(), "400".to_owned())]));
         let mut event = trigger::manual_event(&workspace, &source_id);
         event.scheduled = true;
         let outcome = trigger::deliver(&app, &assets, &event);
@@ -226,11 +248,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let end = schedule.start + chrono::Duration::days(5);
-    let simulation = simulate_schedule(
-        &schedule,
-        || Ok(App::new("daily-sync", runtime, Arc::new(source))),
-        end,
-    )?;
+    let simulation = simulate_schedule(&schedule, || Ok(App::new("daily-sync", runtime, Arc::new(source))), end)?;
     println!("\nDAILY at 09:00 America/New_York, 2026-10-29 to 2026-11-03, under a virtual clock:");
     println!("(the local time holds at 09:00 while UTC moves from 13:00Z to 14:00Z when DST ends on 2026-11-01)\n");
     print!("{}", timeline(&simulation.runs));
@@ -250,11 +268,7 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
     ]];
     for e in entries {
         rows.push([
-            e.execution_id
-                .as_deref()
-                .map(short_id)
-                .unwrap_or("-")
-                .to_owned(),
+            e.execution_id.as_deref().map(short_id).unwrap_or("-").to_owned(),
             if e.scheduled { "yes" } else { "no" }.to_owned(),
             format!("{:?}", e.status).to_lowercase(),
             e.objects.to_string(),

@@ -100,8 +100,7 @@ impl ScheduleArgs {
 }
 
 fn parse_frequency(text: &str) -> Result<Frequency, String> {
-    Frequency::parse(&text.to_ascii_uppercase())
-        .ok_or_else(|| format!("expected one of {}", Frequency::NAMES))
+    Frequency::parse(&text.to_ascii_uppercase()).ok_or_else(|| format!("expected one of {}", Frequency::NAMES))
 }
 
 fn parse_start(text: &str) -> Result<DateTime<Utc>, String> {
@@ -154,11 +153,7 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<()> {
     );
     println!("{:<4}{:<22}{:<26}note", "#", "UTC", "local");
     for (i, row) in rows.iter().enumerate() {
-        let mark = if row["runs"] == true {
-            ""
-        } else {
-            "(skipped) "
-        };
+        let mark = if row["runs"] == true { "" } else { "(skipped) " };
         println!(
             "{:<4}{:<22}{:<26}{mark}{}",
             i + 1,
@@ -214,8 +209,7 @@ pub fn simulate_schedule(
     let clock = Arc::new(VirtualClock::new(schedule.start - Duration::minutes(1)));
     let assets = Arc::new(AssetsService::new(clock.clone()));
     let workspace = assets.create_workspace();
-    let source_id =
-        assets.create_import_source(&workspace, SourceType::External, Some("importer".into()))?;
+    let source_id = assets.create_import_source(&workspace, SourceType::External, Some("importer".into()))?;
     let policies = schedule.policies();
     let body = json!({
         "runFrequency": schedule.frequency,
@@ -226,8 +220,7 @@ pub fn simulate_schedule(
         "dstFoldPolicy": policies.fold,
         "monthEndPolicy": policies.month_end,
     });
-    let path =
-        format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source_id}/importschedule");
+    let path = format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source_id}/importschedule");
     let created = assets.handle("POST", &path, body.to_string().as_bytes());
     if created.status != 201 {
         bail!("the API refused the schedule: {}", created.body);
@@ -266,9 +259,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &json!({ "runs": simulation.runs, "history": simulation.history })
-            )?
+            serde_json::to_string_pretty(&json!({ "runs": simulation.runs, "history": simulation.history }))?
         );
         return Ok(());
     }

@@ -1,0 +1,93 @@
+//! App storage: the small key-value store each app keeps across triggers
+//! (the sandbox's equivalent of the platform's app storage).
+//!
+//! Bounded, so one app cannot grow the host without limit: keys of at most
+//! 256 bytes, values of at most 64 KiB, at most 100,000 keys per app.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Longest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most keys per app.
+pub const MAX_KEYS: usize = 100_000;
+
+/// One app's storage; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct AppStorage {
+    entries: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl AppStorage {
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Stores `value` under `key`, or says which limit refused it.
+    pub fn set(&self, key: String, value: String) -> Result<(), String> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(format!(
+                "storage key of {} bytes is over the {MAX_KEY_BYTES}-byte limit",
+                key.len()
+            ));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(format!(
+                "storage value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
+                value.len()
+            ));
+        }
+        let mut entries = self.lock();
+        if entries.len() >= MAX_KEYS && !entries.contains_key(&key) {
+            return Err(format!(
+                "app storage is full ({MAX_KEYS} keys); delete keys to store more"
+            ));
+        }
+        entries.insert(key, value);
+        Ok(())
+    }
+
+    /// Removes `key`.
+    pub fn delete(&self, key: &str) {
+        self.lock().remove(key);
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_enforced_with_reasons() {
+        let storage = AppStorage::default();
+        assert!(storage.set("k".into(), "v".into()).is_ok());
+        assert_eq!(storage.get("k").as_deref(), Some("v"));
+        assert!(storage
+            .set("k".repeat(300), "v".into())
+            .unwrap_err()
+            .contains("256-byte"));
+        assert!(storage
+            .set("big".into(), "x".repeat(MAX_VALUE_BYTES + 1))
+            .unwrap_err()
+            .contains("65536-byte"));
+        storage.delete("k");
+        assert!(storage.is_empty());
+    }
+}
