@@ -4,8 +4,9 @@
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 COMPONENT   := target/$(WASM_TARGET)/wasm/assets_scheduled_import.wasm
+TEST_GUEST  := target/$(WASM_TARGET)/wasm/misbehaving_guest.wasm
 
-.PHONY: all setup component demo test lint clean
+.PHONY: all setup component test-guest demo test lint clean
 
 all: test
 
@@ -22,8 +23,12 @@ component: setup
 demo: component
 	$(CARGO) run --quiet -p assets-host -- demo --component $(COMPONENT)
 
-test: component
-	ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) $(CARGO) test --workspace
+# A guest that misbehaves on purpose, for the sandbox tests.
+test-guest: setup
+	$(CARGO) build --target $(WASM_TARGET) --profile wasm -p misbehaving-guest
+
+test: component test-guest
+	ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) ASSETS_TEST_GUEST=$(CURDIR)/$(TEST_GUEST) $(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -345,7 +345,13 @@ mod tests {
 
     #[test]
     fn an_object_larger_than_a_chunk_is_refused_by_name() {
-        let mut chunker = Chunker::new(ChunkLimits { max_objects: 10, max_bytes: 300 }, "c-");
+        let mut chunker = Chunker::new(
+            ChunkLimits {
+                max_objects: 10,
+                max_bytes: 300,
+            },
+            "c-",
+        );
         let err = chunker.push("t", &object(7, 1000)).unwrap_err();
         assert!(matches!(err, InvalidData::ObjectTooLarge { ref external_id, .. } if external_id == "asset-7"));
         assert!(err.to_string().contains("chunk-max-bytes"));

@@ -101,7 +101,12 @@ impl FakeSource {
                 next_cursor: (i < total).then(|| format!("cursor-{i}")),
             });
         }
-        FakeSource { pages, fail_at_page: None, fail_once_at: None, reads: 0 }
+        FakeSource {
+            pages,
+            fail_at_page: None,
+            fail_once_at: None,
+            reads: 0,
+        }
     }
 }
 
@@ -141,10 +146,20 @@ impl DataSource for FakeSource {
     }
 }
 
-const SCHEDULED: Trigger<'static> = Trigger { import_source_id: "src-1", scheduled: true, occurrence_id: "occ-1" };
+const SCHEDULED: Trigger<'static> = Trigger {
+    import_source_id: "src-1",
+    scheduled: true,
+    occurrence_id: "occ-1",
+};
 
 fn settings(max_objects: usize) -> Result<Settings, SettingError> {
-    Ok(Settings { chunk: ChunkLimits { max_objects, max_bytes: 1 << 20 }, retry: RetryPolicy::default() })
+    Ok(Settings {
+        chunk: ChunkLimits {
+            max_objects,
+            max_bytes: 1 << 20,
+        },
+        retry: RetryPolicy::default(),
+    })
 }
 
 /// Virtual time and app storage.
@@ -193,7 +208,10 @@ fn run_with(
     source: &mut impl DataSource,
     host: &mut FakeHost,
 ) -> Result<RunReport, RunError> {
-    let mut timer = FakeHost { now_ms: host.now_ms, ..FakeHost::default() };
+    let mut timer = FakeHost {
+        now_ms: host.now_ms,
+        ..FakeHost::default()
+    };
     let result = assets_scheduled_import::lifecycle::run_import(trigger, settings, api, source, &mut timer, host);
     host.now_ms = timer.now_ms;
     host.sleeps.extend(timer.sleeps);
@@ -406,8 +424,14 @@ impl AssetsApi for FlakyApi {
     fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
         if path.ends_with("/data") && !self.data_answers.is_empty() {
             let (status, headers) = self.data_answers.remove(0);
-            self.inner.calls.push((method, path.to_owned(), body.map(str::to_owned)));
-            return Ok(ApiResponse { status, headers, body: "{}".into() });
+            self.inner
+                .calls
+                .push((method, path.to_owned(), body.map(str::to_owned)));
+            return Ok(ApiResponse {
+                status,
+                headers,
+                body: "{}".into(),
+            });
         }
         self.inner.call(method, path, body)
     }
@@ -432,19 +456,41 @@ fn transient_api_failures_are_retried_with_the_same_chunk_id() {
     .unwrap();
     assert_eq!((report.retries, report.objects_sent), (2, 50));
     assert_eq!(timer.sleeps[1], 7_000, "Retry-After is honoured: {:?}", timer.sleeps);
-    assert!((250..500).contains(&timer.sleeps[0]), "backoff with jitter from 500 ms: {:?}", timer.sleeps);
-    let ids: Vec<String> = api.inner.data_bodies().iter().map(|b| b["clientGeneratedId"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        (250..500).contains(&timer.sleeps[0]),
+        "backoff with jitter from 500 ms: {:?}",
+        timer.sleeps
+    );
+    let ids: Vec<String> = api
+        .inner
+        .data_bodies()
+        .iter()
+        .map(|b| b["clientGeneratedId"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids.len(), 3);
-    assert!(ids.iter().all(|id| id == &ids[0]), "a retried chunk keeps its id: {ids:?}");
+    assert!(
+        ids.iter().all(|id| id == &ids[0]),
+        "a retried chunk keeps its id: {ids:?}"
+    );
 }
 
 #[test]
 fn a_client_error_is_not_retried() {
-    let mut api = FlakyApi { inner: FakeApi::new(), data_answers: vec![(400, vec![])] };
+    let mut api = FlakyApi {
+        inner: FakeApi::new(),
+        data_answers: vec![(400, vec![])],
+    };
     let mut host = FakeHost::default();
     let mut timer = FakeHost::default();
-    let err = assets_scheduled_import::lifecycle::run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(5, 5), &mut timer, &mut host)
-        .unwrap_err();
+    let err = assets_scheduled_import::lifecycle::run_import(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(5, 5),
+        &mut timer,
+        &mut host,
+    )
+    .unwrap_err();
     assert!(matches!(err, RunError::ImportFailed(_)));
     assert!(timer.sleeps.is_empty());
 }
@@ -462,18 +508,42 @@ fn a_source_timeout_is_retried_and_the_import_completes() {
 fn a_duplicate_delivery_reports_the_earlier_run_and_starts_nothing() {
     let mut api = FakeApi::new();
     let mut host = FakeHost::default();
-    let first = run_with(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap();
+    let first = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(30, 30),
+        &mut host,
+    )
+    .unwrap();
     assert!(host.storage.contains_key(&occurrence_key("occ-1")));
     let calls_before = api.calls.len();
-    let second = run_with(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap();
+    let second = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(30, 30),
+        &mut host,
+    )
+    .unwrap();
     assert!(second.replayed);
     assert_eq!(second.execution_id, first.execution_id);
     assert_eq!(second.objects_sent, 30);
     assert_eq!(api.calls.len(), calls_before, "no API call at all");
 
     // Another occurrence is a new run.
-    let other = Trigger { occurrence_id: "occ-2", ..SCHEDULED };
-    let third = run_with(other, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap();
+    let other = Trigger {
+        occurrence_id: "occ-2",
+        ..SCHEDULED
+    };
+    let third = run_with(
+        other,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(30, 30),
+        &mut host,
+    )
+    .unwrap();
     assert!(!third.replayed);
 }
 
@@ -486,8 +556,20 @@ fn a_duplicate_delivery_while_the_first_is_ingesting_does_not_start_another() {
         r#"{"executionId":"exec-1","state":"started","chunks":0,"objects":0,"reason":null}"#.into(),
     );
     // The fake API answers 404 to the status query: state unknown.
-    let err = run_with(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(30, 30), &mut host).unwrap_err();
-    let RunError::ExecutionNotCreated(reason) = err else { panic!("{err:?}") };
+    let err = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(30, 30),
+        &mut host,
+    )
+    .unwrap_err();
+    let RunError::ExecutionNotCreated(reason) = err else {
+        panic!("{err:?}")
+    };
     assert!(reason.contains("already being handled by execution exec-1"), "{reason}");
-    assert!(!api.paths().iter().any(|p| p.ends_with("/executions")), "no second execution");
+    assert!(
+        !api.paths().iter().any(|p| p.ends_with("/executions")),
+        "no second execution"
+    );
 }

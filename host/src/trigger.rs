@@ -5,7 +5,7 @@
 //! the truth afterwards — including when the app trapped and could not report
 //! its own failure.
 
-use crate::assets::AssetsService;
+use crate::assets::{AssetsService, HistoryEntry, Outcome};
 use crate::bindings::import_callback::{RunError, TriggerEvent};
 use crate::runtime::{Limits, Runtime};
 use crate::sandbox::{AssetsBackend, Grants, InProcessAssets, NoEgress, OutboundHttp};
@@ -191,7 +191,6 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
             let reason = format!("{fault} (app {}); the import was stopped before it finished", app.name);
             tracing::warn!(app = %app.name, %fault, "guest stopped");
             outcome.failure_reason = Some(reason);
-            outcome.status = RunStatus::NotStarted;
         }
     }
     // Whatever the app said, an execution it started must not be left
@@ -210,6 +209,29 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
             outcome.execution_id = Some(left);
             outcome.failure_reason = Some(reason);
         }
+    }
+    // Stopped before it created an execution: the history still says so.
+    if outcome.status == RunStatus::Failed && outcome.execution_id.is_none() {
+        let reason: String = outcome
+            .failure_reason
+            .clone()
+            .unwrap_or_default()
+            .chars()
+            .take(1024)
+            .collect();
+        let now = assets.clock().now();
+        assets.state().record(HistoryEntry {
+            execution_id: None,
+            import_source_id: event.import_source_id.clone(),
+            scheduled: event.scheduled,
+            schedule_id: event.schedule_id.clone(),
+            occurrence_id: Some(event.occurrence_id.clone()),
+            status: Outcome::Failed,
+            failure_reason: Some(reason),
+            objects: 0,
+            started_at: now,
+            ended_at: Some(now),
+        });
     }
     if let Some(id) = &outcome.execution_id {
         assets.state().annotate(

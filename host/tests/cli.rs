@@ -186,3 +186,47 @@ fn simulate_json_runs_the_component_on_each_occurrence() {
         .iter()
         .all(|h| h["scheduled"] == true && h["status"] == "completed"));
 }
+
+#[test]
+fn egress_checker_prints_one_line_per_url_with_the_matching_entry() {
+    let (ok, stdout, stderr) = assets_host(&[
+        "egress",
+        "--allow",
+        "api.example.com",
+        "--allow",
+        "*.corp.example.com",
+        "--allow",
+        "http://localhost:8080",
+        "https://api.example.com/v1/items",
+        "https://a.b.corp.example.com/x",
+        "https://corp.example.com/",
+        "http://localhost:8080/ok",
+        "https://api.example.com:8443/",
+        "not a url",
+    ]);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{stdout}");
+    assert!(
+        lines[0].starts_with("allowed") && lines[0].contains("matched api.example.com"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("allowed") && lines[1].contains("matched *.corp.example.com"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].starts_with("denied"), "{}", lines[2]);
+    assert!(
+        lines[3].starts_with("allowed") && lines[3].contains("localhost:8080"),
+        "{}",
+        lines[3]
+    );
+    assert!(
+        lines[4].starts_with("denied"),
+        "the port is part of the host: {}",
+        lines[4]
+    );
+    assert!(lines[5].starts_with("denied"), "{}", lines[5]);
+}
