@@ -6,7 +6,7 @@ WASM_TARGET := wasm32-wasip2
 COMPONENT   := target/$(WASM_TARGET)/wasm/assets_scheduled_import.wasm
 TEST_GUEST  := target/$(WASM_TARGET)/wasm/misbehaving_guest.wasm
 
-.PHONY: all setup component test-guest demo test lint clean
+.PHONY: all setup component test-guest demo test bench lint clean
 
 all: test
 
@@ -29,6 +29,11 @@ test-guest: setup
 
 test: component test-guest
 	ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) ASSETS_TEST_GUEST=$(CURDIR)/$(TEST_GUEST) $(CARGO) test --workspace
+
+# Benchmarks are not tests: figures with targets, printed as one table
+# (BENCHMARKS.md explains them). `make bench BENCH_ARGS=--json` for JSON.
+bench: component
+	$(CARGO) run --release --quiet -p assets-host -- bench --component $(COMPONENT) $(BENCH_ARGS)
 
 lint:
 	$(CARGO) fmt --all -- --check

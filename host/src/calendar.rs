@@ -271,22 +271,31 @@ impl Rule {
         let naive = self.start_date.and_time(self.wall_time);
         if let LocalResult::Ambiguous(earlier, later) = self.tz.from_local_datetime(&naive) {
             if self.policies.fold == FoldPolicy::Both && earlier.with_timezone(&Utc) == self.start {
-                let fold = fold_length(&earlier, &later);
-                return [
-                    Some(Occurrence {
-                        adjustment: Some(self.adjustment(AdjustmentKind::FoldBothFirst, naive, fold, &earlier)),
-                        ..first
-                    }),
-                    Some(Occurrence {
-                        index: 0,
-                        instant: later.with_timezone(&Utc),
-                        runs: true,
-                        adjustment: Some(self.adjustment(AdjustmentKind::FoldBothSecond, naive, fold, &later)),
-                    }),
-                ];
+                return self.both(0, naive, &earlier, &later);
             }
         }
         [Some(first), None]
+    }
+
+    /// Both instants of a fold, each marked (dstFoldPolicy BOTH).
+    fn both(
+        &self,
+        index: u64,
+        naive: NaiveDateTime,
+        earlier: &DateTime<Tz>,
+        later: &DateTime<Tz>,
+    ) -> [Option<Occurrence>; 2] {
+        let fold = fold_length(earlier, later);
+        let run = |kind, at: &DateTime<Tz>| Occurrence {
+            index,
+            instant: at.with_timezone(&Utc),
+            runs: true,
+            adjustment: Some(self.adjustment(kind, naive, fold, at)),
+        };
+        [
+            Some(run(AdjustmentKind::FoldBothFirst, earlier)),
+            Some(run(AdjustmentKind::FoldBothSecond, later)),
+        ]
     }
 
     /// The date of monthly period `index`, or the clamped date and the
@@ -358,20 +367,7 @@ impl Rule {
                         Some(self.adjustment(AdjustmentKind::FoldLater, naive, fold, &later)),
                         true,
                     ),
-                    FoldPolicy::Both => [
-                        Some(Occurrence {
-                            index,
-                            instant: earlier.with_timezone(&Utc),
-                            runs: true,
-                            adjustment: Some(self.adjustment(AdjustmentKind::FoldBothFirst, naive, fold, &earlier)),
-                        }),
-                        Some(Occurrence {
-                            index,
-                            instant: later.with_timezone(&Utc),
-                            runs: true,
-                            adjustment: Some(self.adjustment(AdjustmentKind::FoldBothSecond, naive, fold, &later)),
-                        }),
-                    ],
+                    FoldPolicy::Both => self.both(index, naive, &earlier, &later),
                 }
             }
             LocalResult::None => {

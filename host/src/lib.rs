@@ -20,6 +20,7 @@
 //! - [`cli`]: the `assets-host` commands.
 
 pub mod assets;
+pub mod bench;
 pub mod bindings;
 pub mod calendar;
 pub mod chaos;

@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+// Imports allocate and free millions of small strings on the host side;
+// mimalloc does that markedly faster than the system allocator (measured in
+// BENCHMARKS.md). The library leaves the choice to its embedders.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -117,6 +117,8 @@ pub struct Sandbox {
 pub struct MemoryLimiter {
     limit: usize,
     used: usize,
+    /// The most linear memory the instance held at once, in bytes.
+    pub peak: usize,
     /// Set when a growth was refused.
     pub exceeded: bool,
 }
@@ -127,6 +129,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             limit,
             used: 0,
+            peak: 0,
             exceeded: false,
         }
     }
@@ -146,6 +149,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             );
         }
         self.used = used;
+        self.peak = self.peak.max(used);
         Ok(true)
     }
 

@@ -45,6 +45,9 @@ pub enum Command {
     /// Runs many scheduled imports under random faults and checks that each
     /// ends completed with every object exactly once, or failed with a reason.
     Chaos(crate::chaos::ChaosArgs),
+    /// Measures the sandbox's costs (medians; ratios taken in the same run)
+    /// and prints them against their targets.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `assets-host egress`.
@@ -112,6 +115,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(args) => schedule::simulate(args),
         Command::Egress(args) => egress(args),
         Command::Chaos(args) => crate::chaos::run_cli(args),
+        Command::Bench(args) => crate::bench::run_cli(args),
     }
 }
 
