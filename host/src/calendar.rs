@@ -427,32 +427,25 @@ impl Rule {
         let tz = self.tz.name();
         let shift = human_duration(shift);
         let actual = at.format("%H:%M %Z");
-        let note = match kind {
-            AdjustmentKind::GapShiftedForward => format!(
-                "{wall} does not exist on {date} in {tz} (clocks jump forward {shift}); ran at {actual} instead (dstGapPolicy SHIFT_FORWARD)"
-            ),
-            AdjustmentKind::GapAtTransition => format!(
-                "{wall} does not exist on {date} in {tz} (clocks jump forward {shift}); ran at the transition, {actual} (dstGapPolicy AT_TRANSITION)"
-            ),
-            AdjustmentKind::GapSkipped => format!(
-                "{wall} does not exist on {date} in {tz} (clocks jump forward {shift}); skipped (dstGapPolicy SKIP)"
-            ),
-            AdjustmentKind::FoldEarlier => format!(
-                "{wall} happens twice on {date} in {tz} (clocks go back {shift}); ran once, at the earlier {actual} (dstFoldPolicy EARLIER)"
-            ),
-            AdjustmentKind::FoldLater => format!(
-                "{wall} happens twice on {date} in {tz} (clocks go back {shift}); ran once, at the later {actual} (dstFoldPolicy LATER)"
-            ),
-            AdjustmentKind::FoldBothFirst => format!(
-                "{wall} happens twice on {date} in {tz} (clocks go back {shift}); first of two runs, at {actual} (dstFoldPolicy BOTH)"
-            ),
-            AdjustmentKind::FoldBothSecond => format!(
-                "{wall} happens twice on {date} in {tz} (clocks go back {shift}); second of two runs, at {actual} (dstFoldPolicy BOTH)"
-            ),
+        let situation = match kind {
+            AdjustmentKind::GapShiftedForward | AdjustmentKind::GapAtTransition | AdjustmentKind::GapSkipped => {
+                format!("{wall} does not exist on {date} in {tz} (clocks jump forward {shift})")
+            }
+            _ => format!("{wall} happens twice on {date} in {tz} (clocks go back {shift})"),
+        };
+        let action = match kind {
+            AdjustmentKind::GapShiftedForward => format!("ran at {actual} instead (dstGapPolicy SHIFT_FORWARD)"),
+            AdjustmentKind::GapAtTransition => format!("ran at the transition, {actual} (dstGapPolicy AT_TRANSITION)"),
+            AdjustmentKind::GapSkipped => "skipped (dstGapPolicy SKIP)".to_owned(),
+            AdjustmentKind::FoldEarlier => format!("ran once, at the earlier {actual} (dstFoldPolicy EARLIER)"),
+            AdjustmentKind::FoldLater => format!("ran once, at the later {actual} (dstFoldPolicy LATER)"),
+            AdjustmentKind::FoldBothFirst => format!("first of two runs, at {actual} (dstFoldPolicy BOTH)"),
+            AdjustmentKind::FoldBothSecond => format!("second of two runs, at {actual} (dstFoldPolicy BOTH)"),
             AdjustmentKind::MonthEndLastDay | AdjustmentKind::MonthEndSkipped => {
                 unreachable!("month-end notes are made by monthly_date")
             }
         };
+        let note = format!("{situation}; {action}");
         Adjustment { kind, note }
     }
 }

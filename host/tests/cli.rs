@@ -42,12 +42,22 @@ fn trigger_json_reports_a_completed_scheduled_import_with_its_history() {
 
 #[test]
 fn trigger_json_reports_a_failed_import_with_a_bounded_reason() {
-    let (ok, stdout, stderr) = assets_host(&["trigger", "--objects", "2500", "--fail-after-page", "1", "--json"]);
+    let (ok, stdout, stderr) = assets_host(&[
+        "trigger",
+        "--objects",
+        "2500",
+        "--fail-after-page",
+        "1",
+        "--config",
+        "retry-base-delay-ms=20",
+        "--json",
+    ]);
     assert!(ok, "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["status"], "failed");
     let reason = report["failureReason"].as_str().unwrap();
     assert!(reason.contains("Connection timeout"), "{reason}");
+    assert!(reason.contains("gave up after 5 attempts"), "the timeout was retried first: {reason}");
     assert!(reason.chars().count() <= 1024);
     assert_eq!(report["history"][0]["status"], "failed");
     assert_eq!(report["history"][0]["failureReason"], reason);
@@ -117,39 +127,23 @@ fn preview_json_lists_utc_local_and_notes() {
 
 #[test]
 fn preview_refuses_bad_input_with_a_clear_message() {
-    let (ok, _, stderr) = assets_host(&[
-        "preview",
-        "--frequency",
-        "HOURLY",
-        "--start",
-        "2026-03-06T07:30:00Z",
-        "--timezone",
-        "UTC",
-    ]);
-    assert!(!ok);
-    assert!(stderr.contains("ONCE, DAILY, WEEKLY, MONTHLY"), "{stderr}");
-    let (ok, _, stderr) = assets_host(&[
-        "preview",
-        "--frequency",
-        "DAILY",
-        "--start",
-        "2026-03-06T07:30:00+01:00",
-        "--timezone",
-        "UTC",
-    ]);
-    assert!(!ok);
-    assert!(stderr.contains("must be in UTC"), "{stderr}");
-    let (ok, _, stderr) = assets_host(&[
-        "preview",
-        "--frequency",
-        "DAILY",
-        "--start",
-        "2026-03-06T07:30:00Z",
-        "--timezone",
-        "Moon/Base",
-    ]);
-    assert!(!ok);
-    assert!(stderr.contains("IANA"), "{stderr}");
+    for (frequency, start, zone, words) in [
+        ("HOURLY", "2026-03-06T07:30:00Z", "UTC", "ONCE, DAILY, WEEKLY, MONTHLY"),
+        ("DAILY", "2026-03-06T07:30:00+01:00", "UTC", "must be in UTC"),
+        ("DAILY", "2026-03-06T07:30:00Z", "Moon/Base", "IANA"),
+    ] {
+        let (ok, _, stderr) = assets_host(&[
+            "preview",
+            "--frequency",
+            frequency,
+            "--start",
+            start,
+            "--timezone",
+            zone,
+        ]);
+        assert!(!ok, "{frequency} {start} {zone} was accepted");
+        assert!(stderr.contains(words), "{stderr}");
+    }
 }
 
 #[test]

@@ -225,7 +225,11 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
     for (name, source) in runs {
         let source_id = assets.create_import_source(&workspace, SourceType::External, Some(name.into()))?;
         let app = App::new(name, runtime.clone(), Arc::new(source))
-            .with_config(BTreeMap::from([("chunk-max-objects".to_owned(), "400".to_owned())]));
+            // Short backoff: the failing source is retried in real time here.
+            .with_config(BTreeMap::from([
+                ("chunk-max-objects".to_owned(), "400".to_owned()),
+                ("retry-base-delay-ms".to_owned(), "100".to_owned()),
+            ]));
         let mut event = trigger::manual_event(&workspace, &source_id);
         event.scheduled = true;
         let outcome = trigger::deliver(&app, &assets, &event);
