@@ -57,7 +57,10 @@ fn trigger_json_reports_a_failed_import_with_a_bounded_reason() {
     assert_eq!(report["status"], "failed");
     let reason = report["failureReason"].as_str().unwrap();
     assert!(reason.contains("Connection timeout"), "{reason}");
-    assert!(reason.contains("gave up after 5 attempts"), "the timeout was retried first: {reason}");
+    assert!(
+        reason.contains("gave up after 5 attempts"),
+        "the timeout was retried first: {reason}"
+    );
     assert!(reason.chars().count() <= 1024);
     assert_eq!(report["history"][0]["status"], "failed");
     assert_eq!(report["history"][0]["failureReason"], reason);
