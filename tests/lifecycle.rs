@@ -204,7 +204,7 @@ fn run_import(
 fn run_with(
     trigger: Trigger<'_>,
     settings: Result<Settings, SettingError>,
-    api: &mut FakeApi,
+    api: &mut impl AssetsApi,
     source: &mut impl DataSource,
     host: &mut FakeHost,
 ) -> Result<RunReport, RunError> {
@@ -443,15 +443,13 @@ fn transient_api_failures_are_retried_with_the_same_chunk_id() {
         inner: FakeApi::new(),
         data_answers: vec![(503, vec![]), (429, vec![("retry-after".into(), "7".into())])],
     };
-    let mut host = FakeHost::default();
     let mut timer = FakeHost::default();
-    let report = assets_scheduled_import::lifecycle::run_import(
+    let report = run_with(
         SCHEDULED,
         settings(100),
         &mut api,
         &mut FakeSource::objects(50, 50),
         &mut timer,
-        &mut host,
     )
     .unwrap();
     assert_eq!((report.retries, report.objects_sent), (2, 50));
@@ -480,15 +478,13 @@ fn a_client_error_is_not_retried() {
         inner: FakeApi::new(),
         data_answers: vec![(400, vec![])],
     };
-    let mut host = FakeHost::default();
     let mut timer = FakeHost::default();
-    let err = assets_scheduled_import::lifecycle::run_import(
+    let err = run_with(
         SCHEDULED,
         settings(100),
         &mut api,
         &mut FakeSource::objects(5, 5),
         &mut timer,
-        &mut host,
     )
     .unwrap_err();
     assert!(matches!(err, RunError::ImportFailed(_)));

@@ -117,6 +117,20 @@ fn world() -> World {
     }
 }
 
+/// What the sandbox grants an app in the benchmarks: the in-process API, a
+/// synthetic source, no settings, no egress, the system clock.
+fn bench_grants(w: &World, source: SyntheticSource, storage: AppStorage) -> Grants {
+    Grants {
+        workspace_id: w.workspace.clone(),
+        assets: Arc::new(InProcessAssets::new(w.assets.clone())),
+        source: Arc::new(source),
+        config: Arc::new(BTreeMap::new()),
+        http: Arc::new(NoEgress),
+        storage,
+        clock: Arc::new(SystemClock),
+    }
+}
+
 fn import_source(objects: u64) -> SyntheticSource {
     SyntheticSource {
         objects,
@@ -140,15 +154,7 @@ pub fn run(runtime: Arc<Runtime>, component_bytes: u64, quick: bool) -> anyhow::
             r#"{"executionId":"e","state":"completed","chunks":0,"objects":0,"reason":null}"#.into(),
         )
         .map_err(anyhow::Error::msg)?;
-    let grants = Grants {
-        workspace_id: w.workspace.clone(),
-        assets: Arc::new(InProcessAssets::new(w.assets.clone())),
-        source: Arc::new(import_source(0)),
-        config: Arc::new(BTreeMap::new()),
-        http: Arc::new(NoEgress),
-        storage: storage.clone(),
-        clock: Arc::new(SystemClock),
-    };
+    let grants = bench_grants(&w, import_source(0), storage.clone());
     let mut event = trigger::manual_event(&w.workspace, &w.source_id);
     event.occurrence_id = occurrence.into();
     let floor = time(scale(200), scale(3000), || {
@@ -171,15 +177,7 @@ pub fn run(runtime: Arc<Runtime>, component_bytes: u64, quick: bool) -> anyhow::
     let mut peak = 0usize;
     let wasm_import = time(1, scale(7).min(7), || {
         let w = world();
-        let grants = Grants {
-            workspace_id: w.workspace.clone(),
-            assets: Arc::new(InProcessAssets::new(w.assets.clone())),
-            source: Arc::new(import_source(OBJECTS)),
-            config: Arc::new(BTreeMap::new()),
-            http: Arc::new(NoEgress),
-            storage: AppStorage::default(),
-            clock: Arc::new(SystemClock),
-        };
+        let grants = bench_grants(&w, import_source(OBJECTS), AppStorage::default());
         let event = trigger::manual_event(&w.workspace, &w.source_id);
         let invocation = runtime.invoke(&event, grants, Limits::default());
         assert!(
