@@ -172,6 +172,7 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
                 FiringStatus::Completed => report.completed += 1,
                 FiringStatus::Failed => report.failed += 1,
                 FiringStatus::NotStarted => report.not_started += 1,
+                FiringStatus::Delivered => anyhow::bail!("chaos apps run in process; a callback went elsewhere"),
                 FiringStatus::Skipped | FiringStatus::Missed => {
                     report.skipped += 1;
                     continue;

@@ -12,9 +12,11 @@
 //!   the others are recorded as missed;
 //! - if the import source still has an execution ingesting, the occurrence
 //!   is skipped with that reason (no overlapping runs);
-//! - an external-app source gets its callback (in process: the app's
-//!   `import-callback` with `scheduled: true`); other source types get the
-//!   platform's own run;
+//! - an external-app source gets its callback: in process, the installed
+//!   app's `import-callback` with `scheduled: true`; otherwise a [`Callbacks`]
+//!   delivery to the schedule's `callbackUrl` (serve mode: a signed HTTP
+//!   POST), where a failed or timed-out callback is a failed history entry;
+//!   other source types get the platform's own run;
 //! - every occurrence is claimed under the state lock before it is acted on,
 //!   so none is ever handled twice.
 
@@ -24,7 +26,7 @@ use crate::assets::AssetsService;
 use crate::bindings::import_callback::TriggerEvent;
 use crate::calendar::{Frequency, Occurrence};
 use crate::clock::VirtualClock;
-use crate::trigger::{self, App, RunStatus};
+use crate::trigger::{self, App, RunStatus, TriggerOutcome};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -50,6 +52,9 @@ pub enum FiringStatus {
     Failed,
     /// The app was called but created no execution.
     NotStarted,
+    /// The callback was accepted; the app reports the run through the API
+    /// (a receiver that does not answer with its outcome).
+    Delivered,
     /// Not run: a calendar policy dropped it, or a run was still ingesting.
     Skipped,
     /// Not run: it fell due while nothing could run it, outside the catch-up window.
@@ -84,11 +89,31 @@ pub struct Firing {
     pub retries: u32,
 }
 
+/// Delivers scheduled callbacks to apps that do not run in this process.
+pub trait Callbacks: Send + Sync {
+    /// Calls `app`'s callback at `url` with `event`. `Ok(Some(..))` when the
+    /// receiver ran the import and answered with its outcome, `Ok(None)`
+    /// when it only accepted the call, `Err` with the reason when the call
+    /// failed or timed out.
+    fn call(&self, app: Option<&str>, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String>;
+}
+
 /// The scheduling service.
 pub struct Scheduler {
     assets: Arc<AssetsService>,
     apps: RwLock<HashMap<String, App>>,
+    callbacks: Option<Arc<dyn Callbacks>>,
     catch_up: Duration,
+}
+
+/// How a callback went.
+enum Delivery {
+    /// The app ran and said how it ended.
+    Ran(TriggerOutcome),
+    /// The app accepted the callback.
+    Accepted,
+    /// The callback could not be delivered; why.
+    Undelivered(String),
 }
 
 /// An occurrence claimed for running.
@@ -104,8 +129,20 @@ impl Scheduler {
         Scheduler {
             assets,
             apps: RwLock::new(HashMap::new()),
+            callbacks: None,
             catch_up: DEFAULT_CATCH_UP,
         }
+    }
+
+    /// Delivers callbacks for sources with no in-process app through `callbacks`.
+    pub fn with_callbacks(mut self, callbacks: Arc<dyn Callbacks>) -> Scheduler {
+        self.callbacks = Some(callbacks);
+        self
+    }
+
+    /// The service it schedules for.
+    pub fn assets(&self) -> &Arc<AssetsService> {
+        &self.assets
     }
 
     /// Sets the catch-up window.
@@ -309,34 +346,6 @@ impl Scheduler {
         if schedule.source_type != SourceType::External {
             return self.platform_run(&schedule, &occurrence, &occurrence_id);
         }
-        let app = self
-            .apps
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(source_id)
-            .cloned();
-        let Some(app) = app else {
-            let reason = format!(
-                "The scheduled callback to {} could not be delivered: no app is installed for import source {source_id}",
-                schedule.spec.callback_url.as_deref().unwrap_or("(no callback URL)")
-            );
-            self.assets.state().record(skipped_entry(
-                &schedule,
-                &occurrence,
-                &occurrence_id,
-                Outcome::Failed,
-                reason.clone(),
-            ));
-            return firing(
-                &schedule,
-                &occurrence,
-                &occurrence_id,
-                FiringStatus::Failed,
-                None,
-                0,
-                Some(reason),
-            );
-        };
         let event = TriggerEvent {
             workspace_id: schedule.workspace_id.clone(),
             import_source_id: source_id.clone(),
@@ -346,38 +355,97 @@ impl Scheduler {
             nominal_time: timestamp(occurrence.instant),
             attempt: 1,
         };
-        let outcome = trigger::deliver(&app, &self.assets, &event);
-        let status = match outcome.status {
-            RunStatus::Completed => FiringStatus::Completed,
-            RunStatus::Failed => FiringStatus::Failed,
-            RunStatus::NotStarted => FiringStatus::NotStarted,
+        let (outcome, reason) = match self.deliver(&schedule, &event) {
+            Delivery::Ran(outcome) => {
+                let status = match outcome.status {
+                    RunStatus::Completed => FiringStatus::Completed,
+                    RunStatus::Failed => FiringStatus::Failed,
+                    RunStatus::NotStarted => FiringStatus::NotStarted,
+                };
+                let mut fired = firing(
+                    &schedule,
+                    &occurrence,
+                    &occurrence_id,
+                    status,
+                    outcome.execution_id.clone(),
+                    outcome.objects,
+                    outcome.failure_reason.clone(),
+                );
+                fired.retries = outcome.retries;
+                if outcome.status != RunStatus::NotStarted {
+                    return fired;
+                }
+                // The app answered without creating an execution: the
+                // platform records the failed callback, as the real one does.
+                let reason = outcome
+                    .failure_reason
+                    .unwrap_or_else(|| "the app created no execution".into());
+                (fired, reason)
+            }
+            Delivery::Accepted => {
+                return firing(
+                    &schedule,
+                    &occurrence,
+                    &occurrence_id,
+                    FiringStatus::Delivered,
+                    None,
+                    0,
+                    None,
+                )
+            }
+            Delivery::Undelivered(reason) => {
+                let fired = firing(
+                    &schedule,
+                    &occurrence,
+                    &occurrence_id,
+                    FiringStatus::Failed,
+                    None,
+                    0,
+                    Some(reason.clone()),
+                );
+                (fired, reason)
+            }
         };
-        if outcome.status == RunStatus::NotStarted {
-            // The app answered without creating an execution: the platform
-            // records the failed callback, as the real one does.
-            let reason = outcome
-                .failure_reason
-                .clone()
-                .unwrap_or_else(|| "the app created no execution".into());
-            self.assets.state().record(skipped_entry(
-                &schedule,
-                &occurrence,
-                &occurrence_id,
-                Outcome::Failed,
-                reason,
-            ));
-        }
-        let mut fired = firing(
+        let reason: String = reason
+            .chars()
+            .take(crate::assets::model::MAX_FAILURE_REASON_CHARS)
+            .collect();
+        self.assets.state().record(skipped_entry(
             &schedule,
             &occurrence,
             &occurrence_id,
-            status,
-            outcome.execution_id,
-            outcome.objects,
-            outcome.failure_reason,
-        );
-        fired.retries = outcome.retries;
-        fired
+            Outcome::Failed,
+            reason,
+        ));
+        outcome
+    }
+
+    /// Calls the app for `event`: in process when one is installed for the
+    /// source, else through the callbacks to the schedule's `callbackUrl`.
+    fn deliver(&self, schedule: &Schedule, event: &TriggerEvent) -> Delivery {
+        let source_id = &schedule.import_source_id;
+        let installed = self
+            .apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source_id)
+            .cloned();
+        if let Some(app) = installed {
+            return Delivery::Ran(trigger::deliver(&app, &self.assets, event));
+        }
+        let url = schedule.spec.callback_url.as_deref();
+        let (Some(callbacks), Some(url)) = (&self.callbacks, url) else {
+            return Delivery::Undelivered(format!(
+                "The scheduled callback to {} could not be delivered: no app is installed for import source {source_id}",
+                url.unwrap_or("(no callback URL)")
+            ));
+        };
+        let app = self.assets.state().source_by_id(source_id).and_then(|s| s.app.clone());
+        match callbacks.call(app.as_deref(), url, event) {
+            Ok(Some(outcome)) => Delivery::Ran(outcome),
+            Ok(None) => Delivery::Accepted,
+            Err(why) => Delivery::Undelivered(format!("The scheduled callback to {url} failed: {why}")),
+        }
     }
 
     /// A CSV, JSON or Data Manager import: the platform runs it itself from

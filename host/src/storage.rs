@@ -14,13 +14,37 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Most keys per app.
 pub const MAX_KEYS: usize = 100_000;
 
+/// Where an app's storage is kept beyond the process (serve mode's SQLite).
+pub trait StorageBacking: Send + Sync {
+    /// Writes `key` (`None` deletes it) before the change is acknowledged.
+    fn put(&self, key: &str, value: Option<&str>) -> Result<(), String>;
+}
+
 /// One app's storage; clones share it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AppStorage {
     entries: Arc<Mutex<HashMap<String, String>>>,
+    backing: Option<Arc<dyn StorageBacking>>,
+}
+
+impl std::fmt::Debug for AppStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppStorage")
+            .field("keys", &self.len())
+            .field("durable", &self.backing.is_some())
+            .finish()
+    }
 }
 
 impl AppStorage {
+    /// Storage holding `entries`, writing every change through to `backing`.
+    pub fn durable(entries: HashMap<String, String>, backing: Arc<dyn StorageBacking>) -> AppStorage {
+        AppStorage {
+            entries: Arc::new(Mutex::new(entries)),
+            backing: Some(backing),
+        }
+    }
+
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<String> {
         self.lock().get(key).cloned()
@@ -46,13 +70,25 @@ impl AppStorage {
                 "app storage is full ({MAX_KEYS} keys); delete keys to store more"
             ));
         }
+        if let Some(backing) = &self.backing {
+            backing.put(&key, Some(&value))?;
+        }
         entries.insert(key, value);
         Ok(())
     }
 
     /// Removes `key`.
     pub fn delete(&self, key: &str) {
-        self.lock().remove(key);
+        let mut entries = self.lock();
+        if let Some(backing) = &self.backing {
+            if let Err(why) = backing.put(key, None) {
+                // The guest's delete cannot fail in the contract; keep the
+                // key so memory and disk agree, and say so.
+                tracing::error!(key, %why, "app storage delete not saved");
+                return;
+            }
+        }
+        entries.remove(key);
     }
 
     /// Number of keys.

@@ -11,7 +11,7 @@ use crate::runtime::{Limits, Runtime};
 use crate::sandbox::{AssetsBackend, Grants, InProcessAssets, NoEgress, OutboundHttp};
 use crate::source::DataSourceProvider;
 use crate::storage::AppStorage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -79,7 +79,7 @@ impl App {
 }
 
 /// How a trigger ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// Completion was signalled.
@@ -91,7 +91,7 @@ pub enum RunStatus {
 }
 
 /// What one trigger did, as the CLI and tests see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TriggerOutcome {
     /// The execution the app created, if any.
@@ -114,7 +114,7 @@ pub struct TriggerOutcome {
     /// Why it failed or did not start.
     pub failure_reason: Option<String>,
     /// What the app wrote to stdout/stderr.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub guest_output: String,
     /// Wall time of the invocation, in milliseconds.
     pub elapsed_ms: f64,

@@ -13,7 +13,8 @@ use std::fmt;
 /// and a sentence saying what is wrong and what is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// HTTP status, always 4xx.
+    /// HTTP status: 4xx for the client's mistakes; 503 only when the
+    /// server could not save a change.
     pub status: u16,
     /// Machine-readable code, e.g. `INVALID_FIELD`, `NOT_FOUND`, `IN_PROGRESS`.
     pub code: &'static str,

@@ -10,10 +10,12 @@
 //! - [`schedules`]: the import-schedule resource and its validation.
 //! - [`body`]: typed request bodies with errors that name the field.
 //! - [`error`]: the JSON error answers.
+//! - [`persist`]: the state in SQLite, written before each answer (serve mode).
 
 pub mod body;
 pub mod error;
 pub mod model;
+pub mod persist;
 pub mod router;
 pub mod schedules;
 
@@ -21,7 +23,10 @@ pub use error::ApiError;
 pub use model::{ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State};
 
 use crate::clock::Clock;
+use persist::SqliteStore;
 use serde::Serialize;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Base URL the mock writes into `links` when none is given.
@@ -56,6 +61,44 @@ pub struct AssetsService {
     clock: Arc<dyn Clock>,
     base_url: String,
     credential: Option<String>,
+    store: Option<Arc<SqliteStore>>,
+    /// Set when a change could not be saved; the call that made it is
+    /// answered 503 rather than acknowledged.
+    unsaved: AtomicBool,
+}
+
+/// The locked state. Dropping it writes what changed to the durable store,
+/// if there is one, before anyone else can see the change.
+pub struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    service: &'a AssetsService,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let Some(store) = &self.service.store else { return };
+        let changes = self.guard.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = store.save(&self.guard, changes) {
+            tracing::error!("state not saved: {e:#}");
+            self.service.unsaved.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl AssetsService {
@@ -66,7 +109,24 @@ impl AssetsService {
             clock,
             base_url: DEFAULT_BASE_URL.to_owned(),
             credential: None,
+            store: None,
+            unsaved: AtomicBool::new(false),
         }
+    }
+
+    /// Keeps the state in `store`, starting from `state` (as
+    /// [`SqliteStore::open`] read it): every change is saved before the lock
+    /// that made it is released.
+    pub fn with_store(mut self, store: Arc<SqliteStore>, mut state: State) -> AssetsService {
+        state.track_changes();
+        self.state = Mutex::new(state);
+        self.store = Some(store);
+        self
+    }
+
+    /// The durable store, if any.
+    pub fn store(&self) -> Option<&Arc<SqliteStore>> {
+        self.store.as_ref()
     }
 
     /// Requires `Authorization: Bearer {token}` on requests that come
@@ -112,7 +172,19 @@ impl AssetsService {
     /// `path` is the full path, e.g.
     /// `/jsm/assets/workspace/{ws}/v1/importsource/{id}/executions`.
     pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Response {
-        router::route(self, method, path, body).unwrap_or_else(ApiError::into_response)
+        let response = router::route(self, method, path, body).unwrap_or_else(ApiError::into_response);
+        if self.unsaved.swap(false, Ordering::SeqCst) {
+            // A server fault, not the client's: say so rather than
+            // acknowledge a change that is not on disk.
+            return ApiError {
+                status: 503,
+                code: "STATE_NOT_SAVED",
+                field: None,
+                message: "the change could not be saved to the database (see the server log); retry".into(),
+            }
+            .into_response();
+        }
+        response
     }
 
     /// Creates a workspace and returns its id.
@@ -158,10 +230,13 @@ impl AssetsService {
 
     /// Read or change the state directly, for the platform's own bookkeeping
     /// and for tests.
-    pub fn state(&self) -> MutexGuard<'_, State> {
+    pub fn state(&self) -> StateGuard<'_> {
         // A panic while holding the lock would be a bug in the mock; the state
         // is still consistent at every await-free step, so keep serving.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        StateGuard {
+            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            service: self,
+        }
     }
 
     /// The service's clock.

@@ -7,7 +7,7 @@
 use super::ApiError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Largest `failureReason` the API takes, in characters.
 pub const MAX_FAILURE_REASON_CHARS: usize = 1024;
@@ -57,7 +57,7 @@ impl SourceType {
 }
 
 /// An import source: where one import's configuration lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportSource {
     /// Import source id.
@@ -72,7 +72,7 @@ pub struct ImportSource {
 }
 
 /// State of an execution, as the real API names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ExecutionStatus {
     /// Accepting data chunks.
@@ -89,7 +89,7 @@ pub enum ExecutionStatus {
 }
 
 /// Outcome of a history entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The execution is still ingesting.
@@ -107,7 +107,7 @@ pub enum Outcome {
 }
 
 /// One line of an import source's history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     /// The execution, when one was created.
@@ -180,37 +180,109 @@ pub struct Execution {
     /// `clientGeneratedId`s of the chunks accepted.
     pub chunk_ids: HashSet<String>,
     /// Index of this execution's line in the history.
-    history_index: usize,
+    pub(super) history_index: usize,
 }
 
 /// Everything the mock knows.
 #[derive(Debug, Default)]
 pub struct State {
-    workspaces: HashSet<String>,
-    sources: HashMap<String, ImportSource>,
-    executions: HashMap<String, Execution>,
+    pub(super) workspaces: HashSet<String>,
+    pub(super) sources: HashMap<String, ImportSource>,
+    pub(super) executions: HashMap<String, Execution>,
     /// Latest execution per import source.
-    latest: HashMap<String, String>,
-    history: Vec<HistoryEntry>,
+    pub(super) latest: HashMap<String, String>,
+    pub(super) history: Vec<HistoryEntry>,
     /// Schedules by id (see `schedules.rs`).
     pub(super) schedules: HashMap<String, super::schedules::Schedule>,
     /// Schedule id by import source: at most one each.
     pub(super) schedule_of_source: HashMap<String, String>,
     /// Occurrence ids the scheduler has handled, so none is handled twice.
     pub(super) fired: HashSet<String>,
+    /// What changed since the last [`State::take_changes`]; kept only while a
+    /// durable store is attached, so the in-memory mock pays nothing.
+    pub(super) changes: Option<Changes>,
+}
+
+/// The keys of everything changed since the last flush: a durable store
+/// writes exactly these rows, in one transaction, before the lock is released.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub(super) workspaces: BTreeSet<String>,
+    pub(super) sources: BTreeSet<String>,
+    pub(super) executions: BTreeSet<String>,
+    /// (execution, object type, external id) of objects stored or replaced.
+    pub(super) objects: Vec<(String, String, String)>,
+    /// (execution, clientGeneratedId) of chunks accepted.
+    pub(super) chunk_ids: Vec<(String, String)>,
+    /// Executions whose objects were dropped.
+    pub(super) forgotten: BTreeSet<String>,
+    /// History lines added or changed, by index.
+    pub(super) history: BTreeSet<usize>,
+    /// Schedules created, changed or deleted.
+    pub(super) schedules: BTreeSet<String>,
+    /// Occurrences marked handled.
+    pub(super) fired: Vec<String>,
+}
+
+impl Changes {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.workspaces.is_empty()
+            && self.sources.is_empty()
+            && self.executions.is_empty()
+            && self.objects.is_empty()
+            && self.chunk_ids.is_empty()
+            && self.forgotten.is_empty()
+            && self.history.is_empty()
+            && self.schedules.is_empty()
+            && self.fired.is_empty()
+    }
 }
 
 impl State {
+    /// Starts recording what changes, for a durable store.
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Changes::default);
+    }
+
+    /// What changed since the last call (empty when not tracking).
+    pub fn take_changes(&mut self) -> Changes {
+        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Notes a change when tracking; free otherwise.
+    pub(super) fn touch(&mut self, note: impl FnOnce(&mut Changes)) {
+        if let Some(changes) = &mut self.changes {
+            note(changes);
+        }
+    }
+
     /// Adds a workspace.
     pub fn add_workspace(&mut self, id: String) {
+        self.touch(|c| {
+            c.workspaces.insert(id.clone());
+        });
         self.workspaces.insert(id);
     }
 
     /// Adds an import source to an existing workspace.
     pub fn add_source(&mut self, source: ImportSource) -> Result<(), ApiError> {
         self.workspace(&source.workspace_id)?;
+        self.touch(|c| {
+            c.sources.insert(source.id.clone());
+        });
         self.sources.insert(source.id.clone(), source);
         Ok(())
+    }
+
+    /// Every import source, in no particular order.
+    pub fn sources(&self) -> impl Iterator<Item = &ImportSource> {
+        self.sources.values()
+    }
+
+    /// Every workspace id, in no particular order.
+    pub fn workspaces(&self) -> impl Iterator<Item = &String> {
+        self.workspaces.iter()
     }
 
     /// The workspace, or 404.
@@ -303,6 +375,11 @@ impl State {
             chunk_ids: HashSet::new(),
             history_index: self.history.len() - 1,
         };
+        let index = execution.history_index;
+        self.touch(|c| {
+            c.executions.insert(id.clone());
+            c.history.insert(index);
+        });
         self.latest.insert(source_id.to_owned(), id.clone());
         Ok(self.executions.entry(id).or_insert(execution))
     }
@@ -311,6 +388,7 @@ impl State {
     /// chunk whose `clientGeneratedId` was already accepted. 400 once the
     /// execution has left `INGESTING`.
     pub fn add_chunk(&mut self, source_id: &str, execution_id: &str, chunk: DataChunk) -> Result<usize, ApiError> {
+        let tracking = self.changes.is_some();
         let execution = self.ingesting_execution(source_id, execution_id, "data can be sent")?;
         if let Some(id) = &chunk.client_generated_id {
             if !execution.chunk_ids.insert(id.clone()) {
@@ -318,6 +396,13 @@ impl State {
             }
         }
         let count = chunk.objects.len();
+        let keys: Vec<(String, String, String)> = if tracking {
+            let ids = chunk.objects.iter().map(|o| o.external_id.clone());
+            ids.map(|id| (execution_id.to_owned(), chunk.object_type_id.clone(), id))
+                .collect()
+        } else {
+            Vec::new()
+        };
         for object in chunk.objects {
             execution
                 .objects
@@ -328,6 +413,14 @@ impl State {
         let distinct = execution.objects.len() as u64;
         let index = execution.history_index;
         self.history[index].objects = distinct;
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+            c.objects.extend(keys);
+            if let Some(id) = chunk.client_generated_id {
+                c.chunk_ids.push((execution_id.to_owned(), id));
+            }
+        });
         Ok(count)
     }
 
@@ -340,6 +433,10 @@ impl State {
         let entry = &mut self.history[index];
         entry.status = Outcome::Completed;
         entry.ended_at = Some(now);
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+        });
         Ok(())
     }
 
@@ -358,6 +455,10 @@ impl State {
         entry.status = Outcome::Failed;
         entry.failure_reason = Some(reason);
         entry.ended_at = Some(now);
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+        });
         Ok(())
     }
 
@@ -369,21 +470,33 @@ impl State {
         let entry = &mut self.history[index];
         entry.status = Outcome::Cancelled;
         entry.ended_at = Some(now);
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+        });
         Ok(())
     }
 
     /// Adds a history line that has no execution (a skipped or missed occurrence).
     pub fn record(&mut self, entry: HistoryEntry) {
         self.history.push(entry);
+        let index = self.history.len() - 1;
+        self.touch(|c| {
+            c.history.insert(index);
+        });
     }
 
     /// Attaches the schedule and occurrence that caused an execution to its
     /// history line.
     pub fn annotate(&mut self, execution_id: &str, schedule_id: Option<String>, occurrence_id: Option<String>) {
         if let Some(execution) = self.executions.get(execution_id) {
-            let entry = &mut self.history[execution.history_index];
+            let index = execution.history_index;
+            let entry = &mut self.history[index];
             entry.schedule_id = schedule_id;
             entry.occurrence_id = occurrence_id;
+            self.touch(|c| {
+                c.history.insert(index);
+            });
         }
     }
 
@@ -415,6 +528,9 @@ impl State {
             if e.status != ExecutionStatus::Ingesting {
                 e.objects = HashMap::new();
                 e.chunk_ids = HashSet::new();
+                self.touch(|c| {
+                    c.forgotten.insert(execution_id.to_owned());
+                });
             }
         }
     }

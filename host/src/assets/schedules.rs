@@ -306,6 +306,9 @@ pub fn create(
     };
     schedule.set_spec(spec, now);
     let body = schedule.to_json();
+    state.touch(|c| {
+        c.schedules.insert(id.clone());
+    });
     state.schedule_of_source.insert(source_id.to_owned(), id.clone());
     state.schedules.insert(id, schedule);
     Ok(body)
@@ -330,7 +333,7 @@ pub fn update(
     let source = state.source(workspace_id, source_id)?.clone();
     find(state, source_id, schedule_id)?;
     let fields: ScheduleFields = body::parse(request)?;
-    let schedule = state.schedules.get_mut(schedule_id).expect("found above");
+    let schedule = state.schedule_mut(schedule_id).expect("found above");
     let spec = validate(fields, Some(&schedule.spec), &source)?;
     schedule.set_spec(spec, now);
     Ok(schedule.to_json())
@@ -342,6 +345,9 @@ pub fn delete(state: &mut State, workspace_id: &str, source_id: &str, schedule_i
     find(state, source_id, schedule_id)?;
     state.schedules.remove(schedule_id);
     state.schedule_of_source.remove(source_id);
+    state.touch(|c| {
+        c.schedules.insert(schedule_id.to_owned());
+    });
     Ok(())
 }
 
@@ -370,12 +376,20 @@ impl State {
 
     /// A schedule by id, to change its bookkeeping.
     pub fn schedule_mut(&mut self, schedule_id: &str) -> Option<&mut Schedule> {
+        // Whoever asks may change it; a durable store rewrites the row.
+        self.touch(|c| {
+            c.schedules.insert(schedule_id.to_owned());
+        });
         self.schedules.get_mut(schedule_id)
     }
 
     /// Marks an occurrence handled; false if it already was.
     pub fn mark_fired(&mut self, occurrence_id: &str) -> bool {
-        self.fired.insert(occurrence_id.to_owned())
+        let new = self.fired.insert(occurrence_id.to_owned());
+        if new {
+            self.touch(|c| c.fired.push(occurrence_id.to_owned()));
+        }
+        new
     }
 }
 

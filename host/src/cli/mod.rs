@@ -48,6 +48,9 @@ pub enum Command {
     /// Measures the sandbox's costs (medians; ratios taken in the same run)
     /// and prints them against their targets.
     Bench(crate::bench::BenchArgs),
+    /// Serves the Assets API and hosted apps over HTTP, with state in SQLite
+    /// and schedules firing on the system clock (or a virtual one).
+    Serve(crate::serve::ServeArgs),
 }
 
 /// `assets-host egress`.
@@ -99,7 +102,8 @@ pub struct TriggerArgs {
     pub json: bool,
 }
 
-fn parse_setting(text: &str) -> Result<(String, String), String> {
+/// Parses `KEY=VALUE`.
+pub fn parse_setting(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
         .filter(|(k, _)| !k.is_empty())
@@ -116,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Egress(args) => egress(args),
         Command::Chaos(args) => crate::chaos::run_cli(args),
         Command::Bench(args) => crate::bench::run_cli(args),
+        Command::Serve(args) => crate::serve::run(args),
     }
 }
 
