@@ -62,8 +62,11 @@ fn failure(url: &str, error: ureq::Transport) -> Failure {
     }
 }
 
-/// Status, lower-cased headers and body of an answer of any status.
-fn read(response: ureq::Response) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+/// An answer of any status: status, lower-cased headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Reads an answer, at most [`MAX_RESPONSE_BYTES`] of body.
+fn read(response: ureq::Response) -> Result<Answer, String> {
     let status = response.status();
     let headers = response
         .headers_names()
@@ -85,11 +88,7 @@ fn read(response: ureq::Response) -> Result<(u16, Vec<(String, String)>, Vec<u8>
     Ok((status, headers, body))
 }
 
-fn send(
-    request: ureq::Request,
-    url: &str,
-    body: Option<&[u8]>,
-) -> Result<(u16, Vec<(String, String)>, Vec<u8>), Failure> {
+fn send(request: ureq::Request, url: &str, body: Option<&[u8]>) -> Result<Answer, Failure> {
     let result = match body {
         Some(body) => request.send_bytes(body),
         None => request.call(),

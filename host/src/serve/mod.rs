@@ -70,6 +70,10 @@ pub struct ServeArgs {
     /// The scheduler's clock.
     #[arg(long, value_enum, default_value_t = ClockKind::System)]
     pub clock: ClockKind,
+    /// With `--clock virtual`: where the clock starts (RFC 3339, default now),
+    /// e.g. to see how runs missed while the server was down are handled.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
     /// Require `Authorization: Bearer TOKEN` on the API and admin endpoints
     /// (the apps' calls carry it; the guests never see it).
     #[arg(long, env = "ASSETS_HOST_TOKEN", hide_env_values = true)]
@@ -97,6 +101,12 @@ pub struct ServeArgs {
     /// Longest an app's run may take, in seconds (the callback waits for it).
     #[arg(long, default_value_t = 900)]
     pub run_timeout_secs: u64,
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-11-28T09:00:00Z: {e}"))
 }
 
 fn parse_app(text: &str) -> Result<(String, PathBuf), String> {
@@ -161,8 +171,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", args.addr))?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
-    let server = Arc::new(tokio::task::block_in_place(|| start(&args, &base_url))?);
-    print_banner(&server, &args, &base_url);
+    let (server, secrets) = tokio::task::block_in_place(|| start(&args, &base_url))?;
+    let server = Arc::new(server);
+    print_banner(&server, &args, &base_url, &secrets);
 
     let stop = Arc::new(Stop::default());
     let scheduler_thread = match server.virtual_clock {
@@ -196,13 +207,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Opens the database, sets up the workspace, the apps and the scheduler.
-fn start(args: &ServeArgs, base_url: &str) -> anyhow::Result<Server> {
+/// Also returns each app's callback secret, for the banner.
+fn start(args: &ServeArgs, base_url: &str) -> anyhow::Result<(Server, HashMap<String, String>)> {
+    anyhow::ensure!(
+        args.clock_start.is_none() || args.clock == ClockKind::Virtual,
+        "--clock-start needs --clock virtual: the system clock cannot be moved"
+    );
     let (store, state) = SqliteStore::open(&args.db)?;
     let store = Arc::new(store);
     let (clock, virtual_clock): (Arc<dyn Clock>, _) = match args.clock {
         ClockKind::System => (Arc::new(SystemClock), None),
         ClockKind::Virtual => {
-            let clock = Arc::new(VirtualClock::new(chrono::Utc::now()));
+            let clock = Arc::new(VirtualClock::new(args.clock_start.unwrap_or_else(chrono::Utc::now)));
             (clock.clone(), Some(clock))
         }
     };
@@ -274,9 +290,9 @@ fn start(args: &ServeArgs, base_url: &str) -> anyhow::Result<Server> {
         );
     }
     // The callback waits for the whole run; give it the run's limit and a margin.
-    let callbacks = HttpCallbacks::new(Duration::from_secs(args.run_timeout_secs + 30), secrets);
+    let callbacks = HttpCallbacks::new(Duration::from_secs(args.run_timeout_secs + 30), secrets.clone());
     let scheduler = Scheduler::new(assets.clone()).with_callbacks(Arc::new(callbacks));
-    Ok(Server {
+    let server = Server {
         assets,
         scheduler: Arc::new(scheduler),
         virtual_clock,
@@ -286,10 +302,11 @@ fn start(args: &ServeArgs, base_url: &str) -> anyhow::Result<Server> {
         max_body_bytes: args.max_body_bytes,
         running: AtomicUsize::new(0),
         advancing: tokio::sync::Mutex::new(()),
-    })
+    };
+    Ok((server, secrets))
 }
 
-fn print_banner(server: &Server, args: &ServeArgs, base_url: &str) {
+fn print_banner(server: &Server, args: &ServeArgs, base_url: &str, secrets: &HashMap<String, String>) {
     use std::io::Write as _;
     let clock = match args.clock {
         ClockKind::System => "system",
@@ -307,12 +324,16 @@ fn print_banner(server: &Server, args: &ServeArgs, base_url: &str) {
         let _ = writeln!(out, "  app {name}");
         let _ = writeln!(out, "    importSourceId  {}", app.import_source_id);
         let _ = writeln!(out, "    callbackUrl     {}", app.callback_url);
+        if let Some(secret) = secrets.get(name) {
+            let _ = writeln!(out, "    secret          {secret}");
+        }
         let _ = writeln!(
             out,
             "    API base        {base_url}/jsm/assets/workspace/{}/v1/importsource/{}",
             server.workspace_id, app.import_source_id
         );
     }
+    let _ = writeln!(out, "ready (Ctrl-C or SIGTERM stops the server)");
     let _ = out.flush();
 }
 
