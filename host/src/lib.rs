@@ -17,6 +17,10 @@
 //!   instance.
 //! - [`trigger`]: delivers one trigger to an app and makes the history tell
 //!   the truth about it.
+//! - [`assets::persist`], [`signing`], [`http_client`], [`serve`]: serve
+//!   mode — state in SQLite, signed callbacks, the real HTTP client, the
+//!   HTTP edge.
+//! - [`third_party`]: an in-process NetBox-style API for composed sources.
 //! - [`cli`]: the `assets-host` commands.
 
 pub mod assets;
@@ -36,4 +40,5 @@ pub mod serve;
 pub mod signing;
 pub mod source;
 pub mod storage;
+pub mod third_party;
 pub mod trigger;

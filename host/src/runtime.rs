@@ -95,6 +95,18 @@ pub struct Invocation {
     pub elapsed: Duration,
 }
 
+/// The names of the imports the component at `path` needs (e.g.
+/// `assets:scheduled-import/config@0.1.0`, `wasi:io/streams@0.2.6`), to check
+/// what a composed component still asks of its host.
+pub fn component_imports(path: &Path) -> anyhow::Result<Vec<String>> {
+    let engine = Engine::default();
+    let component = Component::from_file(&engine, path)
+        .with_context(|| format!("cannot load the component at {}", path.display()))?;
+    let ty = component.component_type();
+    let names = ty.imports(&engine).map(|(name, _)| name.to_owned()).collect();
+    Ok(names)
+}
+
 impl Runtime {
     /// Compiles the component at `path`.
     pub fn from_file(path: &Path) -> anyhow::Result<Runtime> {

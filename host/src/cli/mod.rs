@@ -91,15 +91,43 @@ pub struct TriggerArgs {
     /// Make the source time out on every page after page K (1-based).
     #[arg(long, value_name = "K")]
     pub fail_after_page: Option<u32>,
-    /// An app setting, e.g. `chunk-max-objects=200` (repeatable).
+    /// An app setting, e.g. `chunk-max-objects=200` (repeatable); wins over
+    /// `--config-file`.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_setting)]
     pub settings: Vec<(String, String)>,
+    /// App settings from a file of `KEY = VALUE` lines (`#` starts a comment),
+    /// e.g. `sources/http-json/netbox.conf`.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+    /// An egress allowlist entry (repeatable); none means no third-party calls.
+    #[arg(long = "allow", value_name = "ENTRY")]
+    pub allow: Vec<String>,
+    /// Answer the app's third-party calls from an in-process NetBox-style
+    /// device list of N devices at https://netbox.example.com, behind the
+    /// allowlist, instead of the network.
+    #[arg(long, value_name = "N")]
+    pub mock_netbox: Option<usize>,
     /// Deliver a manual run instead of a scheduled one.
     #[arg(long)]
     pub manual: bool,
     /// Print one JSON object instead of a summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Reads a settings file: `KEY = VALUE` lines; blank lines and lines
+/// starting with `#` are skipped.
+pub fn read_config_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .map(|(n, line)| {
+            parse_setting(line)
+                .map(|(k, v)| (k, v.trim().to_owned()))
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))
+        })
+        .collect()
 }
 
 /// Parses `KEY=VALUE`.
@@ -165,7 +193,19 @@ fn trigger_once(args: TriggerArgs) -> anyhow::Result<()> {
         fail_after_page: args.fail_after_page,
         ..SyntheticSource::default()
     };
-    let app = App::new("importer", runtime, Arc::new(source)).with_config(args.settings.into_iter().collect());
+    let mut settings = match &args.config_file {
+        Some(path) => read_config_file(path)?,
+        None => Vec::new(),
+    };
+    settings.extend(args.settings);
+    let network: Arc<dyn crate::sandbox::OutboundHttp> = match args.mock_netbox {
+        Some(devices) => Arc::new(crate::third_party::NetBoxMock::new(devices)),
+        None => Arc::new(crate::http_client::HttpOutbound::default()),
+    };
+    let allowlist = crate::egress::Allowlist::parse(&args.allow)?;
+    let app = App::new("importer", runtime, Arc::new(source))
+        .with_config(settings.into_iter().collect())
+        .with_http(Arc::new(crate::egress::EgressGuard::new(allowlist, network)));
     let mut event = trigger::manual_event(&workspace, &source_id);
     event.scheduled = !args.manual;
     let outcome = trigger::deliver(&app, &assets, &event);

@@ -85,9 +85,13 @@ pub struct ServeArgs {
     /// With `--assets-url`: the environment variable holding the token for it.
     #[arg(long, value_name = "VAR", default_value = "ASSETS_API_TOKEN")]
     pub assets_token_env: String,
-    /// An app setting for every hosted app, `KEY=VALUE` (repeatable).
+    /// An app setting for every hosted app, `KEY=VALUE` (repeatable); wins
+    /// over `--config-file`.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = crate::cli::parse_setting)]
     pub settings: Vec<(String, String)>,
+    /// Settings for every hosted app from a file of `KEY = VALUE` lines.
+    #[arg(long, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
     /// An egress allowlist entry for every hosted app (repeatable); none
     /// means the apps may call no third party.
     #[arg(long = "allow", value_name = "ENTRY")]
@@ -238,7 +242,11 @@ fn start(args: &ServeArgs, base_url: &str) -> anyhow::Result<(Server, HashMap<St
         Some(url) => (url.clone(), std::env::var(&args.assets_token_env).ok()),
         None => (base_url.to_owned(), args.token.clone()),
     };
-    let settings: BTreeMap<String, String> = args.settings.iter().cloned().collect();
+    let mut settings: BTreeMap<String, String> = match &args.config_file {
+        Some(path) => crate::cli::read_config_file(path)?.into_iter().collect(),
+        None => BTreeMap::new(),
+    };
+    settings.extend(args.settings.iter().cloned());
     let mut apps = HashMap::new();
     let mut secrets = HashMap::new();
     for (name, path) in &args.apps {

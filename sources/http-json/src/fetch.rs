@@ -1,0 +1,323 @@
+//! One page: request it, check the answer, map its records, find the next.
+//!
+//! The cursor the importer hands back is `"{page number}|{URL}"` of the page
+//! to read, so the source keeps no state between calls and the page count
+//! guards against an API whose links go round in a circle.
+
+use crate::mapping::Object;
+use crate::settings::Settings;
+use serde_json::Value;
+use url::Url;
+
+/// A third-party answer of any status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// Why a request got no answer (the `outbound-http` error cases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpFailure {
+    /// The egress allowlist refused the URL.
+    Denied(String),
+    /// The URL is not a valid http(s) URL.
+    InvalidUrl(String),
+    /// No answer in time.
+    Timeout(String),
+    /// The connection failed.
+    Connection(String),
+}
+
+/// HTTP as the source needs it.
+pub trait Http {
+    /// `GET url` with `headers`, giving up after `timeout_ms`.
+    fn get(&mut self, url: &str, headers: &[(String, String)], timeout_ms: u32) -> Result<Response, HttpFailure>;
+}
+
+/// Why a page could not be read (the `data-source` error cases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceError {
+    /// The API did not answer in time.
+    Timeout(String),
+    /// The API could not be reached, or answered 429 or 5xx (worth a retry).
+    Connection(String),
+    /// The API answered, but not with usable data.
+    BadResponse(String),
+    /// The egress allowlist refused the URL.
+    Denied(String),
+    /// A setting is missing or contradictory.
+    Config(String),
+    /// Anything else.
+    Other(String),
+}
+
+/// One page of objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The object type of every object.
+    pub object_type_id: String,
+    /// The objects, in the API's order.
+    pub objects: Vec<Object>,
+    /// Where to continue; `None` after the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Up to this many characters of an unusable body are quoted in errors.
+const EXCERPT_CHARS: usize = 200;
+
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let cut: String = text.chars().take(EXCERPT_CHARS).collect();
+    if cut.len() < text.len() {
+        format!("{cut}…")
+    } else {
+        cut
+    }
+}
+
+fn parse_cursor(cursor: &str) -> Result<(u64, Url), SourceError> {
+    cursor
+        .split_once('|')
+        .and_then(|(n, url)| Some((n.parse().ok()?, Url::parse(url).ok()?)))
+        .ok_or_else(|| SourceError::Other(format!("cursor {cursor:?} was not made by this source")))
+}
+
+/// Reads the page at `cursor` (`None`: the first).
+pub fn next_page(settings: &Settings, http: &mut impl Http, cursor: Option<&str>) -> Result<Page, SourceError> {
+    let (number, url) = match cursor {
+        None => (1, settings.pagination.first_url(&settings.url)),
+        Some(cursor) => parse_cursor(cursor)?,
+    };
+    if number > settings.max_pages {
+        return Err(SourceError::BadResponse(format!(
+            "GET {url}: more than {} pages (source-max-pages); the API's pagination may go round in a circle",
+            settings.max_pages
+        )));
+    }
+    let call = format!("GET {url}");
+    let response = http
+        .get(url.as_str(), &settings.headers, settings.timeout_ms)
+        .map_err(|failure| match failure {
+            HttpFailure::Timeout(_) => {
+                SourceError::Timeout(format!("{call}: no answer within {} ms", settings.timeout_ms))
+            }
+            HttpFailure::Connection(why) => SourceError::Connection(format!("{call}: {why}")),
+            HttpFailure::Denied(why) => SourceError::Denied(why),
+            HttpFailure::InvalidUrl(why) => SourceError::BadResponse(format!("{call}: invalid URL ({why})")),
+        })?;
+    match response.status {
+        200..=299 => {}
+        429 | 500..=599 => {
+            return Err(SourceError::Connection(format!(
+                "{call} answered {}: {}",
+                response.status,
+                excerpt(&response.body)
+            )))
+        }
+        status => {
+            return Err(SourceError::BadResponse(format!(
+                "{call} answered {status}: {}",
+                excerpt(&response.body)
+            )))
+        }
+    }
+    let body: Value = serde_json::from_slice(&response.body).map_err(|e| {
+        SourceError::BadResponse(format!(
+            "{call}: the body is not JSON ({e}): {}",
+            excerpt(&response.body)
+        ))
+    })?;
+    let records: &[Value] = match &settings.records {
+        None => body.as_array().map(Vec::as_slice).ok_or_else(|| {
+            SourceError::BadResponse(format!(
+                "{call}: the body is not a list of records; set source-records to the path of the list"
+            ))
+        })?,
+        Some(path) => match path.resolve(&body).as_slice() {
+            [Value::Array(items)] => items.as_slice(),
+            _ => {
+                return Err(SourceError::BadResponse(format!(
+                    "{call}: no list of records at `{path}` (source-records): {}",
+                    excerpt(&response.body)
+                )))
+            }
+        },
+    };
+    let objects = records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| settings.mapping.map(record, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|why| SourceError::BadResponse(format!("{call}: {why}")))?;
+    let next = settings
+        .pagination
+        .next_url(&url, &body, records.len())
+        .map_err(|why| SourceError::BadResponse(format!("{call}: {why}")))?;
+    if next.as_ref() == Some(&url) {
+        return Err(SourceError::BadResponse(format!(
+            "{call}: the next page is this page again; the API's pagination does not advance"
+        )));
+    }
+    Ok(Page {
+        object_type_id: settings.mapping.object_type_id.clone(),
+        objects,
+        next_cursor: next.map(|u| format!("{}|{u}", number + 1)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::HashMap;
+
+    /// A NetBox-like device list of `total` devices, `limit` a page.
+    struct NetBox {
+        total: usize,
+        calls: Vec<String>,
+        fail: Option<(usize, HttpFailure)>,
+        status: Option<(usize, u16, &'static str)>,
+    }
+
+    impl NetBox {
+        fn new(total: usize) -> NetBox {
+            NetBox {
+                total,
+                calls: Vec::new(),
+                fail: None,
+                status: None,
+            }
+        }
+    }
+
+    impl Http for NetBox {
+        fn get(&mut self, url: &str, _: &[(String, String)], _: u32) -> Result<Response, HttpFailure> {
+            self.calls.push(url.to_owned());
+            let call = self.calls.len();
+            if let Some((n, failure)) = &self.fail {
+                if *n == call {
+                    return Err(failure.clone());
+                }
+            }
+            if let Some((n, status, body)) = self.status {
+                if n == call {
+                    return Ok(Response {
+                        status,
+                        body: body.into(),
+                    });
+                }
+            }
+            let url = Url::parse(url).unwrap();
+            let q: HashMap<_, _> = url.query_pairs().into_owned().collect();
+            let limit: usize = q["limit"].parse().unwrap();
+            let offset: usize = q.get("offset").map_or(0, |o| o.parse().unwrap());
+            let end = (offset + limit).min(self.total);
+            let results: Vec<Value> = (offset..end)
+                .map(|i| json!({"id": i, "name": format!("dev-{i}"), "site": {"name": "ams1"}}))
+                .collect();
+            let next = (end < self.total)
+                .then(|| format!("https://netbox.example.com/api/dcim/devices/?limit={limit}&offset={end}"));
+            let body = json!({"count": self.total, "next": next, "previous": null, "results": results});
+            Ok(Response {
+                status: 200,
+                body: body.to_string().into_bytes(),
+            })
+        }
+    }
+
+    fn settings() -> Settings {
+        let map: HashMap<&str, &str> = [
+            ("source-url", "https://netbox.example.com/api/dcim/devices/?limit=50"),
+            ("source-records", "results"),
+            ("source-pagination", "next-url"),
+            ("map-object-type", "device"),
+            ("map-external-id", "id"),
+            ("map-label", "name"),
+            ("map-attributes", "site=site.name"),
+        ]
+        .into_iter()
+        .collect();
+        Settings::read(|k| map.get(k).map(|v| (*v).to_owned())).unwrap()
+    }
+
+    fn read_all(api: &mut NetBox) -> Result<Vec<Object>, SourceError> {
+        let settings = settings();
+        let mut cursor = None;
+        let mut objects = Vec::new();
+        loop {
+            let page = next_page(&settings, api, cursor.as_deref())?;
+            objects.extend(page.objects);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(objects),
+            }
+        }
+    }
+
+    #[test]
+    fn every_record_is_read_once_across_pages() {
+        let mut api = NetBox::new(137);
+        let objects = read_all(&mut api).unwrap();
+        assert_eq!(api.calls.len(), 3);
+        let ids: Vec<String> = objects.iter().map(|o| o.external_id.clone()).collect();
+        let expected: Vec<String> = (0..137).map(|i| i.to_string()).collect();
+        assert_eq!(ids, expected);
+        assert_eq!(objects[5].attributes, vec![("site".into(), vec!["ams1".into()])]);
+    }
+
+    #[test]
+    fn failures_become_source_errors_naming_the_call() {
+        let mut api = NetBox::new(137);
+        api.fail = Some((2, HttpFailure::Timeout("slow".into())));
+        let e = read_all(&mut api).unwrap_err();
+        assert_eq!(
+            e,
+            SourceError::Timeout(
+                "GET https://netbox.example.com/api/dcim/devices/?limit=50&offset=50: no answer within 30000 ms".into()
+            )
+        );
+        let mut api = NetBox::new(137);
+        api.status = Some((1, 503, "maintenance"));
+        assert!(
+            matches!(read_all(&mut api).unwrap_err(), SourceError::Connection(m) if m.contains("answered 503: maintenance"))
+        );
+        let mut api = NetBox::new(137);
+        api.status = Some((1, 404, "{\"detail\":\"Not found.\"}"));
+        assert!(matches!(read_all(&mut api).unwrap_err(), SourceError::BadResponse(m) if m.contains("answered 404")));
+        let mut api = NetBox::new(137);
+        api.status = Some((1, 200, "<html>login</html>"));
+        assert!(
+            matches!(read_all(&mut api).unwrap_err(), SourceError::BadResponse(m) if m.contains("not JSON") && m.contains("<html>"))
+        );
+        let mut api = NetBox::new(137);
+        api.fail = Some((1, HttpFailure::Denied("not allowed".into())));
+        assert_eq!(
+            read_all(&mut api).unwrap_err(),
+            SourceError::Denied("not allowed".into())
+        );
+    }
+
+    #[test]
+    fn a_link_back_to_the_same_page_is_refused() {
+        struct Loop;
+        impl Http for Loop {
+            fn get(&mut self, url: &str, _: &[(String, String)], _: u32) -> Result<Response, HttpFailure> {
+                Ok(Response {
+                    status: 200,
+                    body: json!({"next": url, "results": []}).to_string().into_bytes(),
+                })
+            }
+        }
+        let e = next_page(&settings(), &mut Loop, None).unwrap_err();
+        assert!(matches!(e, SourceError::BadResponse(m) if m.contains("does not advance")));
+    }
+
+    #[test]
+    fn a_foreign_cursor_is_refused() {
+        let e = next_page(&settings(), &mut NetBox::new(1), Some("page-two")).unwrap_err();
+        assert!(matches!(e, SourceError::Other(m) if m.contains("not made by this source")));
+    }
+}

@@ -1,0 +1,253 @@
+//! Composed components: the importer with a data-source component plugged in
+//! by `wac plug` (`make compose`), run in the real host. The generic HTTP
+//! JSON source reads an in-process NetBox-style API through the guest's
+//! outbound HTTP, behind the egress allowlist.
+
+mod common;
+
+use assets_host::assets::{ExecutionStatus, Outcome};
+use assets_host::egress::{Allowlist, EgressGuard};
+use assets_host::runtime::Runtime;
+use assets_host::source::SyntheticSource;
+use assets_host::third_party::{device, NetBoxMock, PageFault};
+use assets_host::trigger::{self, App, RunStatus, TriggerOutcome};
+use common::World;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+fn composed_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ASSETS_COMPOSED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/composed"));
+    dir.join(name)
+}
+
+fn composed(name: &'static str) -> Arc<Runtime> {
+    static RUNTIMES: OnceLock<std::sync::Mutex<BTreeMap<&'static str, Arc<Runtime>>>> = OnceLock::new();
+    let mut runtimes = RUNTIMES.get_or_init(Default::default).lock().unwrap();
+    runtimes
+        .entry(name)
+        .or_insert_with(|| {
+            let path = composed_path(name);
+            Arc::new(
+                Runtime::from_file(&path).unwrap_or_else(|e| {
+                    panic!("{e:#}\n(run the tests with `make test`, which runs `make compose` first)")
+                }),
+            )
+        })
+        .clone()
+}
+
+/// The shipped NetBox configuration, with `changes` applied (an empty value
+/// removes the key), and quick retries.
+fn netbox_config(changes: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sources/http-json/netbox.conf");
+    let mut config: BTreeMap<String, String> = assets_host::cli::read_config_file(&file).unwrap().into_iter().collect();
+    config.insert("retry-base-delay-ms".into(), "1".into());
+    for (key, value) in changes {
+        if value.is_empty() {
+            config.remove(*key);
+        } else {
+            config.insert((*key).into(), (*value).into());
+        }
+    }
+    config
+}
+
+fn netbox_app(mock: Arc<NetBoxMock>, allow: &[&str], config: BTreeMap<String, String>) -> App {
+    let guard = EgressGuard::new(Allowlist::parse(allow).unwrap(), mock);
+    // The built-in source is granted too, but the composed component no
+    // longer imports `data-source`: its records can only come from the plug.
+    App::new(
+        "netbox-sync",
+        composed("http-json-importer.wasm"),
+        Arc::new(SyntheticSource::default()),
+    )
+    .with_config(config)
+    .with_http(Arc::new(guard))
+}
+
+fn run(world: &World, app: &App) -> TriggerOutcome {
+    let mut event = trigger::manual_event(&world.workspace, &world.source_id);
+    event.scheduled = true;
+    trigger::deliver(app, &world.assets, &event)
+}
+
+fn failure_reason(world: &World) -> String {
+    let history = world.assets.history(&world.source_id);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].status, Outcome::Failed);
+    history[0].failure_reason.clone().unwrap()
+}
+
+#[test]
+fn the_composed_importer_reads_every_netbox_record_once_mapped_as_configured() {
+    let world = World::new();
+    let mock = Arc::new(NetBoxMock::new(237));
+    let outcome = run(
+        &world,
+        &netbox_app(mock.clone(), &["netbox.example.com"], netbox_config(&[])),
+    );
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.objects, 237);
+    assert_eq!(mock.requests(), 5, "237 devices at 50 a page");
+
+    let state = world.assets.state();
+    let execution = state.execution_by_id(outcome.execution_id.as_deref().unwrap()).unwrap();
+    assert_eq!(execution.status, ExecutionStatus::Done);
+    assert_eq!(
+        (execution.objects.len(), execution.received),
+        (237, 237),
+        "every record once"
+    );
+    for i in 0..237 {
+        let key = ("device".to_owned(), (1000 + i).to_string());
+        let object = execution
+            .objects
+            .get(&key)
+            .unwrap_or_else(|| panic!("device {i} missing"));
+        let source = device(i);
+        assert_eq!(object.label, source["name"].as_str().unwrap());
+        let attribute = |k: &str| object.attributes.get(k).cloned().unwrap_or_default();
+        assert_eq!(attribute("serial"), vec![source["serial"].as_str().unwrap().to_owned()]);
+        assert_eq!(
+            attribute("site"),
+            vec![source["site"]["name"].as_str().unwrap().to_owned()]
+        );
+        assert_eq!(
+            attribute("role"),
+            vec![source["role"]["name"].as_str().unwrap().to_owned()]
+        );
+        assert_eq!(
+            attribute("status"),
+            vec![source["status"]["value"].as_str().unwrap().to_owned()]
+        );
+        let ip: Vec<String> = source["primary_ip"]["address"]
+            .as_str()
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        assert_eq!(attribute("ip"), ip, "device {i}: a null primary_ip gives no attribute");
+        let tags: Vec<String> = source["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(attribute("tags"), tags, "device {i}: a list gives every value");
+    }
+}
+
+#[test]
+fn a_page_that_times_out_fails_the_run_naming_the_third_party_call() {
+    let world = World::new();
+    let mock = Arc::new(NetBoxMock::new(237).fail_at(100, PageFault::Timeout));
+    let outcome = run(&world, &netbox_app(mock, &["netbox.example.com"], netbox_config(&[])));
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let reason = failure_reason(&world);
+    assert!(
+        reason.starts_with("Failed to fetch data from third-party API: Connection timeout")
+            && reason.contains("GET https://netbox.example.com/api/dcim/devices/?limit=50&offset=100"),
+        "{reason}"
+    );
+    assert!(reason.chars().count() <= 1024);
+}
+
+#[test]
+fn an_error_status_or_a_non_json_page_is_a_bad_response_naming_the_call() {
+    let world = World::new();
+    let mock = Arc::new(NetBoxMock::new(120).fail_at(50, PageFault::NotJson));
+    run(&world, &netbox_app(mock, &["netbox.example.com"], netbox_config(&[])));
+    let reason = failure_reason(&world);
+    assert!(
+        reason.contains("Bad response") && reason.contains("offset=50") && reason.contains("not JSON"),
+        "{reason}"
+    );
+
+    let world = World::new();
+    let mock = Arc::new(NetBoxMock::new(120));
+    let config = netbox_config(&[("source-url", "https://netbox.example.com/api/dcim/racks/")]);
+    run(&world, &netbox_app(mock, &["netbox.example.com"], config));
+    let reason = failure_reason(&world);
+    assert!(reason.contains("answered 404"), "{reason}");
+}
+
+#[test]
+fn a_url_outside_the_allowlist_fails_the_run_saying_the_egress_rule_refused_it() {
+    let world = World::new();
+    let mock = Arc::new(NetBoxMock::new(120));
+    let outcome = run(
+        &world,
+        &netbox_app(mock.clone(), &["cmdb.example.com"], netbox_config(&[])),
+    );
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let reason = failure_reason(&world);
+    assert!(
+        reason.contains("egress allowlist refused") && reason.contains("https://netbox.example.com/api/dcim/devices/"),
+        "{reason}"
+    );
+    assert_eq!(mock.requests(), 0, "a refused request never reaches the network");
+}
+
+#[test]
+fn a_bad_configuration_fails_the_run_naming_the_key() {
+    for (change, key) in [
+        (("map-external-id", ""), "map-external-id"),
+        (("source-pagination", "sideways"), "source-pagination"),
+        (("source-cursor-field", "meta.cursor"), "source-cursor-field"),
+    ] {
+        let world = World::new();
+        let mock = Arc::new(NetBoxMock::new(10));
+        run(
+            &world,
+            &netbox_app(mock, &["netbox.example.com"], netbox_config(&[change])),
+        );
+        let reason = failure_reason(&world);
+        assert!(
+            reason.starts_with("Data source is misconfigured: ") && reason.contains(key),
+            "{key}: {reason}"
+        );
+    }
+}
+
+#[test]
+fn the_tiny_fixed_list_source_composes_and_imports_its_racks() {
+    let world = World::new();
+    let app = App::new(
+        "racks",
+        composed("fixed-list-importer.wasm"),
+        Arc::new(SyntheticSource::default()),
+    );
+    let outcome = run(&world, &app);
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+    assert_eq!(outcome.objects, 12, "3 sites × 4 racks");
+    let state = world.assets.state();
+    let execution = state.execution_by_id(outcome.execution_id.as_deref().unwrap()).unwrap();
+    assert!(execution
+        .objects
+        .contains_key(&("rack".to_owned(), "fra2-rack-3".to_owned())));
+}
+
+#[test]
+fn composed_components_import_only_what_the_host_grants() {
+    let granted = ["assets-api", "outbound-http", "config", "storage", "timer", "types"];
+    for name in ["http-json-importer.wasm", "fixed-list-importer.wasm"] {
+        let imports = assets_host::runtime::component_imports(&composed_path(name)).unwrap();
+        assert!(!imports.is_empty());
+        for import in &imports {
+            let ours = import
+                .strip_prefix("assets:scheduled-import/")
+                .map(|rest| rest.split('@').next().unwrap_or_default());
+            let allowed = import.starts_with("wasi:") || ours.is_some_and(|i| granted.contains(&i));
+            assert!(
+                allowed,
+                "{name} imports {import}, which the host does not grant; all: {imports:?}"
+            );
+        }
+        assert!(
+            !imports.iter().any(|i| i.contains("data-source")),
+            "{name}: the plug satisfies data-source"
+        );
+    }
+}
