@@ -1,6 +1,6 @@
 # Two commands on a fresh machine with only a Rust toolchain:
 #   make demo   builds the importer component and runs the demo
-#   make test   builds the importer component and runs every test
+#   make test   builds the components and compositions and runs every test
 CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 COMPONENT   := target/$(WASM_TARGET)/wasm/assets_scheduled_import.wasm

@@ -51,8 +51,8 @@ pub fn device(i: usize) -> Value {
         "serial": format!("SN{:06}", i * 7919 % 1_000_000),
         "site": {"id": i % 3, "name": sites[i % 3]},
         "role": {"id": i % 4, "name": roles[i % 4]},
-        "status": {"value": if i % 10 == 0 { "planned" } else { "active" }, "label": "Active"},
-        "primary_ip": if i % 5 == 0 { Value::Null } else { json!({"address": format!("10.0.{}.{}/24", i / 250, i % 250)}) },
+        "status": {"value": if i.is_multiple_of(10) { "planned" } else { "active" }, "label": "Active"},
+        "primary_ip": if i.is_multiple_of(5) { Value::Null } else { json!({"address": format!("10.0.{}.{}/24", i / 250, i % 250)}) },
         "tags": (0..i % 3).map(|t| json!({"name": format!("tag-{t}")})).collect::<Vec<_>>(),
     })
 }

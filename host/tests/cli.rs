@@ -227,3 +227,53 @@ fn egress_checker_prints_one_line_per_url_with_the_matching_entry() {
     );
     assert!(lines[5].starts_with("denied"), "{}", lines[5]);
 }
+
+fn composed_importer() -> std::path::PathBuf {
+    std::env::var_os("ASSETS_COMPOSED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/composed"))
+        .join("http-json-importer.wasm")
+}
+
+#[test]
+fn trigger_runs_the_composed_importer_unchanged_with_a_config_file() {
+    let component = composed_importer();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../sources/http-json/netbox.conf");
+    let (ok, stdout, stderr) = assets_host(&[
+        "trigger",
+        "--component",
+        component.to_str().unwrap(),
+        "--config-file",
+        config,
+        "--allow",
+        "netbox.example.com",
+        "--mock-netbox",
+        "120",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "completed", "{report}");
+    assert_eq!(report["objects"], 120);
+
+    let (ok, stdout, stderr) = assets_host(&[
+        "trigger",
+        "--component",
+        component.to_str().unwrap(),
+        "--config-file",
+        config,
+        "--mock-netbox",
+        "120",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "failed");
+    assert!(
+        report["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("egress allowlist refused"),
+        "without --allow the source may call nothing: {report}"
+    );
+}
