@@ -554,3 +554,136 @@ fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
     assert_eq!(occurrences.len(), total, "no occurrence appears twice: {history:?}");
     assert!(occurrences.contains(&fired_before[0]["occurrenceId"].as_str().unwrap()));
 }
+
+#[test]
+fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
+    let dir = temp_dir();
+    let server = Server::start(&dir.join("state.db"), free_port(), &["--clock", "virtual"]);
+    let app = server.app();
+    let nobody = format!("http://127.0.0.1:{}/webtrigger", free_port());
+    let mut body = daily_schedule(&app, clock_now(&server), 1);
+    body["callbackUrl"] = nobody.clone().into();
+    let (status, schedule) = server.call("POST", &Server::source_path(&app, "importschedule"), Some(body));
+    assert_eq!(status, 201);
+    let firings = server.advance(2 * 3600);
+    assert_eq!(firings[0]["status"], "failed");
+
+    // A receiver that answers with an error status.
+    let wrong = format!("{}/apps/someone-else/webtrigger", server.base);
+    let path = Server::source_path(&app, &format!("importschedule/{}", schedule["id"].as_str().unwrap()));
+    let (status, _) = server.call("PUT", &path, Some(json!({ "callbackUrl": wrong })));
+    assert_eq!(status, 200);
+    server.advance(24 * 3600);
+
+    let history = server.history(&app);
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history
+        .iter()
+        .all(|e| e["status"] == "failed" && e["scheduled"] == true));
+    let reasons: Vec<&str> = history.iter().map(|e| e["failureReason"].as_str().unwrap()).collect();
+    assert!(
+        reasons[0].starts_with(&format!("The scheduled callback to {nobody} failed: ")),
+        "{}",
+        reasons[0]
+    );
+    assert!(
+        reasons[1].starts_with(&format!(
+            "The scheduled callback to {wrong} failed: the app answered 404"
+        )),
+        "{}",
+        reasons[1]
+    );
+}
+
+#[test]
+fn random_requests_over_http_always_get_json_with_a_2xx_or_4xx() {
+    let dir = temp_dir();
+    let server = Server::start(
+        &dir.join("state.db"),
+        free_port(),
+        &["--clock", "virtual", "--objects", "5", "--max-body-bytes", "65536"],
+    );
+    let app = server.app();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"];
+    let prefixes = [
+        Server::source_path(&app, ""),
+        format!("/jsm/assets/workspace/{}/v1/", app.workspace_id),
+        "/_admin/".to_owned(),
+        "/apps/demo/".to_owned(),
+        "/apps/".to_owned(),
+        "/".to_owned(),
+    ];
+    let segments = [
+        "executions",
+        "status",
+        "data",
+        "history",
+        "completed",
+        "failed",
+        "importschedule",
+        "webtrigger",
+        "clock",
+        "advance",
+        "importsource",
+        "apps",
+        "%ZZ",
+        "%C3%28",
+        "..",
+        "x",
+        "",
+    ];
+    let bodies = [
+        "",
+        "{}",
+        "[]",
+        "null",
+        "{\"scheduled\": \"yes\"}",
+        "{\"seconds\": 1e99}",
+        "{\"objectTypeId\": \"s\", \"objects\": [{\"externalId\": 1}]}",
+        "{\"runFrequency\": \"DAILY\"}",
+        "\u{0}\u{1}binary",
+    ];
+    for i in 0..400 {
+        let method = methods[rng.usize(..methods.len())];
+        let mut path = prefixes[rng.usize(..prefixes.len())].clone();
+        for _ in 0..rng.usize(0..4) {
+            path.push_str(segments[rng.usize(..segments.len())]);
+            path.push('/');
+        }
+        let body = match rng.u8(..4) {
+            0 => None,
+            1 => Some(bodies[rng.usize(..bodies.len())].to_owned()),
+            2 => Some((0..rng.usize(0..200)).map(|_| rng.char('\u{20}'..'\u{7e}')).collect()),
+            _ => Some("x".repeat(60_000)),
+        };
+        let headers: Vec<(&str, &str)> = match rng.u8(..3) {
+            0 => vec![("content-type", "text/plain")],
+            1 => vec![("authorization", "Bearer nonsense"), ("x-assets-timestamp", "soon")],
+            _ => vec![],
+        };
+        let url = format!("{}{path}", server.base);
+        let mut request = ureq::request(method, &url).timeout(Duration::from_secs(30));
+        for (name, value) in &headers {
+            request = request.set(name, value);
+        }
+        let result = match &body {
+            Some(body) => request.send_string(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("request {i}: {method} {path}: {e}\nlog:\n{}", server.log_text()),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        assert!(
+            (200..300).contains(&status) || (400..500).contains(&status),
+            "request {i}: {method} {path} answered {status}: {text}"
+        );
+        assert!(
+            serde_json::from_str::<Value>(&text).is_ok(),
+            "request {i}: {method} {path} answered {status} with non-JSON {text:?}"
+        );
+    }
+}

@@ -21,6 +21,7 @@ use crate::clock::Clock as _;
 use crate::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::trigger;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::{self, Next};
@@ -42,6 +43,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/_admin/clock/advance", post(advance_clock))
         .route("/apps/{name}/webtrigger", post(webtrigger))
         .fallback(assets_api)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(server.clone(), buffer_body))
         .layer(middleware::from_fn(log_request))
         .with_state(server)
 }
@@ -123,20 +126,40 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     }
 }
 
+/// Reads every request body (up to the limit, else 413) before routing: an
+/// answer given early, a 404 say, must not cut off a client still sending,
+/// which would see a broken connection instead of the answer.
+async fn buffer_body(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match read_body(&server, &parts.headers, body).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(e) => error(e).into_response(),
+    }
+}
+
+/// A known path with another method: JSON 405, like the API's own.
+async fn method_not_allowed(request: Request) -> Answer {
+    let allowed = match request.uri().path() {
+        "/_admin/apps" | "/_admin/clock" => "GET",
+        _ => "POST",
+    };
+    error(ApiError::method_not_allowed(request.method().as_str(), allowed))
+}
+
 /// Everything not matched above: the Assets API, or a JSON 404.
 async fn assets_api(State(server): State<Arc<Server>>, request: Request) -> Answer {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().to_owned();
+    let body = match read_body(&server, &parts.headers, body).await {
+        Ok(body) => body,
+        Err(e) => return error(e),
+    };
     if !path.starts_with("/jsm/") {
         return error(ApiError::not_found(format!(
             "no endpoint at {path}; the API lives under /jsm/assets/workspace/{{workspaceId}}/v1/, \
              web triggers at /apps/{{name}}/webtrigger, admin endpoints under /_admin/"
         )));
     }
-    let body = match read_body(&server, &parts.headers, body).await {
-        Ok(body) => body,
-        Err(e) => return error(e),
-    };
     let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -311,14 +334,22 @@ impl Drop for Running<'_> {
 }
 
 /// `POST /apps/{name}/webtrigger`: verify, then run the app.
-async fn webtrigger(State(server): State<Arc<Server>>, Path(name): Path<String>, request: Request) -> Answer {
-    let (parts, body) = request.into_parts();
-    let Some(hosted) = server.apps.get(&name) else {
-        return error(ApiError::not_found(format!("no app named {name:?} is hosted here")));
+async fn webtrigger(
+    State(server): State<Arc<Server>>,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Answer {
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(rejection) => return error(ApiError::not_found(format!("no such web trigger: {rejection}"))),
     };
+    let (parts, body) = request.into_parts();
     let body = match read_body(&server, &parts.headers, body).await {
         Ok(body) => body,
         Err(e) => return error(e),
+    };
+    let Some(hosted) = server.apps.get(&name) else {
+        return error(ApiError::not_found(format!("no app named {name:?} is hosted here")));
     };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let now = chrono::Utc::now().timestamp();
