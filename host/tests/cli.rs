@@ -277,3 +277,39 @@ fn trigger_runs_the_composed_importer_unchanged_with_a_config_file() {
         "without --allow the source may call nothing: {report}"
     );
 }
+
+#[test]
+fn simulate_runs_the_composed_importer_on_each_occurrence() {
+    let component = composed_importer();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../sources/http-json/netbox.conf");
+    let (ok, stdout, stderr) = assets_host(&[
+        "simulate",
+        "--frequency",
+        "DAILY",
+        "--start",
+        "2026-03-01T07:30:00Z",
+        "--timezone",
+        "Europe/London",
+        "--days",
+        "3",
+        "--component",
+        component.to_str().unwrap(),
+        "--config-file",
+        config,
+        "--allow",
+        "netbox.example.com",
+        "--mock-netbox",
+        "75",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "{report}");
+    for run in runs {
+        assert_eq!(
+            (run["status"].as_str(), run["objects"].as_u64()),
+            (Some("completed"), Some(75))
+        );
+    }
+}

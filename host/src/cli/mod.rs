@@ -91,6 +91,20 @@ pub struct TriggerArgs {
     /// Make the source time out on every page after page K (1-based).
     #[arg(long, value_name = "K")]
     pub fail_after_page: Option<u32>,
+    /// The app's settings and egress.
+    #[command(flatten)]
+    pub grants: AppArgs,
+    /// Deliver a manual run instead of a scheduled one.
+    #[arg(long)]
+    pub manual: bool,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What the command line grants an app: its settings and its egress.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AppArgs {
     /// An app setting, e.g. `chunk-max-objects=200` (repeatable); wins over
     /// `--config-file`.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_setting)]
@@ -107,12 +121,33 @@ pub struct TriggerArgs {
     /// allowlist, instead of the network.
     #[arg(long, value_name = "N")]
     pub mock_netbox: Option<usize>,
-    /// Deliver a manual run instead of a scheduled one.
-    #[arg(long)]
-    pub manual: bool,
-    /// Print one JSON object instead of a summary.
-    #[arg(long)]
-    pub json: bool,
+}
+
+impl AppArgs {
+    /// The settings: the file's, then each `--config`.
+    pub fn config(&self) -> anyhow::Result<BTreeMap<String, String>> {
+        let mut settings: BTreeMap<String, String> = match &self.config_file {
+            Some(path) => read_config_file(path)?.into_iter().collect(),
+            None => BTreeMap::new(),
+        };
+        settings.extend(self.settings.iter().cloned());
+        Ok(settings)
+    }
+
+    /// Outbound HTTP behind the allowlist: the mock, or the real network.
+    pub fn http(&self) -> anyhow::Result<Arc<dyn crate::sandbox::OutboundHttp>> {
+        let network: Arc<dyn crate::sandbox::OutboundHttp> = match self.mock_netbox {
+            Some(devices) => Arc::new(crate::third_party::NetBoxMock::new(devices)),
+            None => Arc::new(crate::http_client::HttpOutbound::default()),
+        };
+        let allowlist = crate::egress::Allowlist::parse(&self.allow)?;
+        Ok(Arc::new(crate::egress::EgressGuard::new(allowlist, network)))
+    }
+
+    /// `app` with these settings and this egress.
+    pub fn grant(&self, app: App) -> anyhow::Result<App> {
+        Ok(app.with_config(self.config()?).with_http(self.http()?))
+    }
 }
 
 /// Reads a settings file: `KEY = VALUE` lines; blank lines and lines
@@ -193,19 +228,7 @@ fn trigger_once(args: TriggerArgs) -> anyhow::Result<()> {
         fail_after_page: args.fail_after_page,
         ..SyntheticSource::default()
     };
-    let mut settings = match &args.config_file {
-        Some(path) => read_config_file(path)?,
-        None => Vec::new(),
-    };
-    settings.extend(args.settings);
-    let network: Arc<dyn crate::sandbox::OutboundHttp> = match args.mock_netbox {
-        Some(devices) => Arc::new(crate::third_party::NetBoxMock::new(devices)),
-        None => Arc::new(crate::http_client::HttpOutbound::default()),
-    };
-    let allowlist = crate::egress::Allowlist::parse(&args.allow)?;
-    let app = App::new("importer", runtime, Arc::new(source))
-        .with_config(settings.into_iter().collect())
-        .with_http(Arc::new(crate::egress::EgressGuard::new(allowlist, network)));
+    let app = args.grants.grant(App::new("importer", runtime, Arc::new(source)))?;
     let mut event = trigger::manual_event(&workspace, &source_id);
     event.scheduled = !args.manual;
     let outcome = trigger::deliver(&app, &assets, &event);

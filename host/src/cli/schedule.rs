@@ -185,6 +185,9 @@ pub struct SimulateArgs {
     /// Make the source time out after page K on every run.
     #[arg(long, value_name = "K")]
     pub fail_after_page: Option<u32>,
+    /// The app's settings and egress.
+    #[command(flatten)]
+    pub grants: super::AppArgs,
     /// Print {runs, history} as JSON.
     #[arg(long)]
     pub json: bool,
@@ -252,7 +255,10 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let component = args.component.clone();
     let simulation = simulate_schedule(
         &args.schedule,
-        || Ok(App::new("importer", load(component)?, Arc::new(source))),
+        || {
+            args.grants
+                .grant(App::new("importer", load(component)?, Arc::new(source)))
+        },
         end,
     )
     .context("simulation failed")?;

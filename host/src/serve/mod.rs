@@ -27,8 +27,7 @@ mod routes;
 use crate::assets::persist::{AppRows, SqliteStore};
 use crate::assets::{AssetsService, SourceType};
 use crate::clock::{Clock, SystemClock, VirtualClock};
-use crate::egress::{Allowlist, EgressGuard};
-use crate::http_client::{HttpAssets, HttpCallbacks, HttpOutbound};
+use crate::http_client::{HttpAssets, HttpCallbacks};
 use crate::runtime::{Limits, Runtime};
 use crate::scheduler::Scheduler;
 use crate::signing::Verifier;
@@ -37,7 +36,7 @@ use crate::storage::AppStorage;
 use crate::trigger::App;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -85,17 +84,9 @@ pub struct ServeArgs {
     /// With `--assets-url`: the environment variable holding the token for it.
     #[arg(long, value_name = "VAR", default_value = "ASSETS_API_TOKEN")]
     pub assets_token_env: String,
-    /// An app setting for every hosted app, `KEY=VALUE` (repeatable); wins
-    /// over `--config-file`.
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = crate::cli::parse_setting)]
-    pub settings: Vec<(String, String)>,
-    /// Settings for every hosted app from a file of `KEY = VALUE` lines.
-    #[arg(long, value_name = "FILE")]
-    pub config_file: Option<PathBuf>,
-    /// An egress allowlist entry for every hosted app (repeatable); none
-    /// means the apps may call no third party.
-    #[arg(long = "allow", value_name = "ENTRY")]
-    pub allow: Vec<String>,
+    /// Every hosted app's settings and egress.
+    #[command(flatten)]
+    pub grants: crate::cli::AppArgs,
     /// Objects the built-in data source gives each run.
     #[arg(long, default_value_t = 1000)]
     pub objects: u64,
@@ -237,16 +228,12 @@ fn start(args: &ServeArgs, base_url: &str) -> anyhow::Result<(Server, HashMap<St
         let existing = assets.state().workspaces().min().cloned();
         existing.unwrap_or_else(|| assets.create_workspace())
     };
-    let allowlist = Allowlist::parse(&args.allow)?;
+    let http = args.grants.http()?;
     let (api_url, api_token) = match &args.assets_url {
         Some(url) => (url.clone(), std::env::var(&args.assets_token_env).ok()),
         None => (base_url.to_owned(), args.token.clone()),
     };
-    let mut settings: BTreeMap<String, String> = match &args.config_file {
-        Some(path) => crate::cli::read_config_file(path)?.into_iter().collect(),
-        None => BTreeMap::new(),
-    };
-    settings.extend(args.settings.iter().cloned());
+    let settings = args.grants.config()?;
     let mut apps = HashMap::new();
     let mut secrets = HashMap::new();
     for (name, path) in &args.apps {
@@ -272,10 +259,7 @@ fn start(args: &ServeArgs, base_url: &str) -> anyhow::Result<(Server, HashMap<St
         };
         let mut app = App::new(name.clone(), runtime, Arc::new(source))
             .with_config(settings.clone())
-            .with_http(Arc::new(EgressGuard::new(
-                allowlist.clone(),
-                Arc::new(HttpOutbound::default()),
-            )))
+            .with_http(http.clone())
             .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())))
             .with_limits(Limits {
                 time: Duration::from_secs(args.run_timeout_secs),
