@@ -22,8 +22,8 @@ use crate::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::trigger;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, Method, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,6 +45,8 @@ pub fn router(server: Arc<Server>) -> Router {
         .fallback(assets_api)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(server.clone(), buffer_body))
+        // `buffer_body` enforces the server's own limit, with a JSON 413.
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn(log_request))
         .with_state(server)
 }
@@ -147,25 +149,25 @@ async fn method_not_allowed(request: Request) -> Answer {
 }
 
 /// Everything not matched above: the Assets API, or a JSON 404.
-async fn assets_api(State(server): State<Arc<Server>>, request: Request) -> Answer {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().to_owned();
-    let body = match read_body(&server, &parts.headers, body).await {
-        Ok(body) => body,
-        Err(e) => return error(e),
-    };
+async fn assets_api(
+    State(server): State<Arc<Server>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let path = uri.path().to_owned();
     if !path.starts_with("/jsm/") {
         return error(ApiError::not_found(format!(
             "no endpoint at {path}; the API lives under /jsm/assets/workspace/{{workspaceId}}/v1/, \
              web triggers at /apps/{{name}}/webtrigger, admin endpoints under /_admin/"
         )));
     }
-    let authorization = parts
-        .headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let method = parts.method.as_str().to_owned();
+    let method = method.as_str().to_owned();
     let assets = server.assets.clone();
     Answer(blocking(move || assets.handle_authorized(&method, &path, authorization.as_deref(), &body)).await)
 }
@@ -202,11 +204,9 @@ struct NewImportSource {
 }
 
 /// `POST /_admin/importsource` `{"workspaceId", "type", "app"?}` → 201 `{"id", ...}`.
-async fn create_import_source(State(server): State<Arc<Server>>, request: Request) -> Answer {
-    let (parts, body) = request.into_parts();
+async fn create_import_source(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Answer {
     let result = async {
-        authorize(&server, &parts.headers)?;
-        let body = read_body(&server, &parts.headers, body).await?;
+        authorize(&server, &headers)?;
         let request: NewImportSource = body::parse(&body)?;
         let source_type = SourceType::parse(&request.source_type).ok_or_else(|| {
             let names: Vec<&str> = SourceType::ALL.iter().map(|t| t.as_str()).collect();
@@ -263,17 +263,15 @@ const MAX_ADVANCE_SECS: u64 = 10 * 366 * 24 * 3600;
 
 /// `POST /_admin/clock/advance` `{"seconds": N}`: moves the virtual clock and
 /// answers once every run that fell due has finished.
-async fn advance_clock(State(server): State<Arc<Server>>, request: Request) -> Answer {
-    let (parts, body) = request.into_parts();
+async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Answer {
     let result = async {
-        authorize(&server, &parts.headers)?;
+        authorize(&server, &headers)?;
         let Some(clock) = server.virtual_clock.clone() else {
             return Err(ApiError::conflict(
                 "CLOCK_NOT_VIRTUAL",
                 "the server follows the system clock; start it with --clock virtual to move time",
             ));
         };
-        let body = read_body(&server, &parts.headers, body).await?;
         let advance: Advance = body::parse(&body)?;
         if advance.seconds > MAX_ADVANCE_SECS {
             return Err(ApiError::invalid_field(
@@ -337,21 +335,17 @@ impl Drop for Running<'_> {
 async fn webtrigger(
     State(server): State<Arc<Server>>,
     name: Result<Path<String>, PathRejection>,
-    request: Request,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Answer {
     let name = match name {
         Ok(Path(name)) => name,
         Err(rejection) => return error(ApiError::not_found(format!("no such web trigger: {rejection}"))),
     };
-    let (parts, body) = request.into_parts();
-    let body = match read_body(&server, &parts.headers, body).await {
-        Ok(body) => body,
-        Err(e) => return error(e),
-    };
     let Some(hosted) = server.apps.get(&name) else {
         return error(ApiError::not_found(format!("no app named {name:?} is hosted here")));
     };
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = chrono::Utc::now().timestamp();
     if let Err(refusal) = hosted
         .verifier
