@@ -235,39 +235,28 @@ fn composed_importer() -> std::path::PathBuf {
         .join("http-json-importer.wasm")
 }
 
-#[test]
-fn trigger_runs_the_composed_importer_unchanged_with_a_config_file() {
+/// Runs `command` (with its own `args`) on the composed HTTP JSON importer,
+/// configured by the shipped NetBox file against the in-process mock of
+/// `devices` devices, plus `grants`; returns the JSON report.
+fn run_composed(command: &[&str], devices: &str, grants: &[&str]) -> Value {
     let component = composed_importer();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../sources/http-json/netbox.conf");
-    let (ok, stdout, stderr) = assets_host(&[
-        "trigger",
-        "--component",
-        component.to_str().unwrap(),
-        "--config-file",
-        config,
-        "--allow",
-        "netbox.example.com",
-        "--mock-netbox",
-        "120",
-        "--json",
-    ]);
+    let mut args = command.to_vec();
+    args.extend(["--component", component.to_str().unwrap(), "--config-file", config]);
+    args.extend(["--mock-netbox", devices, "--json"]);
+    args.extend(grants);
+    let (ok, stdout, stderr) = assets_host(&args);
     assert!(ok, "{stderr}");
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[test]
+fn trigger_runs_the_composed_importer_unchanged_with_a_config_file() {
+    let report = run_composed(&["trigger"], "120", &["--allow", "netbox.example.com"]);
     assert_eq!(report["status"], "completed", "{report}");
     assert_eq!(report["objects"], 120);
 
-    let (ok, stdout, stderr) = assets_host(&[
-        "trigger",
-        "--component",
-        component.to_str().unwrap(),
-        "--config-file",
-        config,
-        "--mock-netbox",
-        "120",
-        "--json",
-    ]);
-    assert!(ok, "{stderr}");
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let report = run_composed(&["trigger"], "120", &[]);
     assert_eq!(report["status"], "failed");
     assert!(
         report["failureReason"]
@@ -280,9 +269,7 @@ fn trigger_runs_the_composed_importer_unchanged_with_a_config_file() {
 
 #[test]
 fn simulate_runs_the_composed_importer_on_each_occurrence() {
-    let component = composed_importer();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../sources/http-json/netbox.conf");
-    let (ok, stdout, stderr) = assets_host(&[
+    let simulate = [
         "simulate",
         "--frequency",
         "DAILY",
@@ -292,18 +279,8 @@ fn simulate_runs_the_composed_importer_on_each_occurrence() {
         "Europe/London",
         "--days",
         "3",
-        "--component",
-        component.to_str().unwrap(),
-        "--config-file",
-        config,
-        "--allow",
-        "netbox.example.com",
-        "--mock-netbox",
-        "75",
-        "--json",
-    ]);
-    assert!(ok, "{stderr}");
-    let report: Value = serde_json::from_str(&stdout).unwrap();
+    ];
+    let report = run_composed(&simulate, "75", &["--allow", "netbox.example.com"]);
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 4, "{report}");
     for run in runs {

@@ -229,18 +229,7 @@ mod tests {
     }
 
     fn settings() -> Settings {
-        let map: HashMap<&str, &str> = [
-            ("source-url", "https://netbox.example.com/api/dcim/devices/?limit=50"),
-            ("source-records", "results"),
-            ("source-pagination", "next-url"),
-            ("map-object-type", "device"),
-            ("map-external-id", "id"),
-            ("map-label", "name"),
-            ("map-attributes", "site=site.name"),
-        ]
-        .into_iter()
-        .collect();
-        Settings::read(|k| map.get(k).map(|v| (*v).to_owned())).unwrap()
+        crate::settings::tests::netbox()
     }
 
     fn read_all(api: &mut NetBox) -> Result<Vec<Object>, SourceError> {

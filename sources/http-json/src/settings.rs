@@ -227,9 +227,14 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// The NetBox example's settings, for the other modules' tests.
+    pub(crate) fn netbox() -> Settings {
+        read(NETBOX).unwrap()
+    }
 
     fn read(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
