@@ -355,7 +355,9 @@ impl Scheduler {
             nominal_time: timestamp(occurrence.instant),
             attempt: 1,
         };
-        let (outcome, reason) = match self.deliver(&schedule, &event) {
+        // Each arm either returns its firing or gives the failed one and the
+        // reason to record in the history.
+        let (failed, reason) = match self.deliver(&schedule, &event) {
             Delivery::Ran(outcome) => {
                 let status = match outcome.status {
                     RunStatus::Completed => FiringStatus::Completed,
@@ -417,7 +419,7 @@ impl Scheduler {
             Outcome::Failed,
             reason,
         ));
-        outcome
+        failed
     }
 
     /// Calls the app for `event`: in process when one is installed for the
