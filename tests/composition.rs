@@ -251,3 +251,13 @@ fn composed_components_import_only_what_the_host_grants() {
         );
     }
 }
+
+#[test]
+fn the_readme_shows_the_tiny_source_as_it_is() {
+    let readme = include_str!("../README.md");
+    let source = include_str!("../sources/fixed-list/src/lib.rs");
+    assert!(
+        readme.contains(source),
+        "README.md's copy of sources/fixed-list/src/lib.rs is out of date; paste the file again"
+    );
+}
