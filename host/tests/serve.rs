@@ -84,6 +84,11 @@ impl Server {
         server
     }
 
+    /// Starts a server on a free port with a new database.
+    fn fresh(extra: &[&str]) -> Server {
+        Server::start(&temp_dir().join("state.db"), free_port(), extra)
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -196,8 +201,7 @@ fn clock_now(server: &Server) -> chrono::DateTime<chrono::Utc> {
 
 #[test]
 fn a_schedule_fires_a_signed_callback_and_the_import_fills_the_history() {
-    let dir = temp_dir();
-    let server = Server::start(&dir.join("state.db"), free_port(), &["--clock", "virtual"]);
+    let server = Server::fresh(&["--clock", "virtual"]);
     let app = server.app();
     let now = clock_now(&server);
     let (status, schedule) = server.call(
@@ -241,12 +245,7 @@ fn signed(secret: &str, body: &str, at: i64) -> (String, String) {
 
 #[test]
 fn forged_replayed_and_misdirected_callbacks_are_refused() {
-    let dir = temp_dir();
-    let server = Server::start(
-        &dir.join("state.db"),
-        free_port(),
-        &["--clock", "virtual", "--objects", "10"],
-    );
+    let server = Server::fresh(&["--clock", "virtual", "--objects", "10"]);
     let app = server.app();
     assert!(!server.secret.is_empty(), "the banner prints the app's secret");
     let body = json!({
@@ -300,12 +299,7 @@ fn forged_replayed_and_misdirected_callbacks_are_refused() {
 
 #[test]
 fn bad_requests_get_json_errors_and_oversized_bodies_413() {
-    let dir = temp_dir();
-    let server = Server::start(
-        &dir.join("state.db"),
-        free_port(),
-        &["--clock", "virtual", "--max-body-bytes", "4096"],
-    );
+    let server = Server::fresh(&["--clock", "virtual", "--max-body-bytes", "4096"]);
     let app = server.app();
     let (status, body) = server.call_with(
         "POST",
@@ -341,8 +335,7 @@ fn bad_requests_get_json_errors_and_oversized_bodies_413() {
 
 #[test]
 fn a_system_clock_server_refuses_to_move_time_and_requires_its_token() {
-    let dir = temp_dir();
-    let server = Server::start(&dir.join("state.db"), free_port(), &["--token", "t0ken"]);
+    let server = Server::fresh(&["--token", "t0ken"]);
     let auth = [("authorization", "Bearer t0ken")];
     let (status, _) = server.call("GET", "/_admin/apps", None);
     assert_eq!(status, 401);
@@ -557,8 +550,7 @@ fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
 
 #[test]
 fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
-    let dir = temp_dir();
-    let server = Server::start(&dir.join("state.db"), free_port(), &["--clock", "virtual"]);
+    let server = Server::fresh(&["--clock", "virtual"]);
     let app = server.app();
     let nobody = format!("http://127.0.0.1:{}/webtrigger", free_port());
     let mut body = daily_schedule(&app, clock_now(&server), 1);
@@ -597,12 +589,7 @@ fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
 
 #[test]
 fn random_requests_over_http_always_get_json_with_a_2xx_or_4xx() {
-    let dir = temp_dir();
-    let server = Server::start(
-        &dir.join("state.db"),
-        free_port(),
-        &["--clock", "virtual", "--objects", "5", "--max-body-bytes", "65536"],
-    );
+    let server = Server::fresh(&["--clock", "virtual", "--objects", "5", "--max-body-bytes", "65536"]);
     let app = server.app();
     let mut rng = fastrand::Rng::with_seed(7);
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"];
