@@ -5,7 +5,7 @@
 mod common;
 
 use assets_host::chaos::{self, DEFAULT_PLAN};
-use assets_host::faults::FaultPlan;
+use assets_platform::faults::FaultPlan;
 
 #[test]
 fn five_hundred_faulty_runs_keep_every_invariant() {

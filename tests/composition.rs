@@ -5,12 +5,12 @@
 
 mod common;
 
-use assets_host::assets::{ExecutionStatus, Outcome};
-use assets_host::egress::{Allowlist, EgressGuard};
-use assets_host::runtime::Runtime;
-use assets_host::source::SyntheticSource;
-use assets_host::third_party::{device, NetBoxMock, PageFault};
-use assets_host::trigger::{self, App, RunStatus, TriggerOutcome};
+use assets_platform::assets::{ExecutionStatus, Outcome};
+use assets_platform::source::SyntheticSource;
+use assets_platform::third_party::{device, NetBoxMock, PageFault};
+use assets_platform::trigger::{self, App, RunStatus, TriggerOutcome};
+use assets_runtime::egress::{Allowlist, EgressGuard};
+use assets_runtime::Runtime;
 use common::World;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -233,7 +233,7 @@ fn the_tiny_fixed_list_source_composes_and_imports_its_racks() {
 fn composed_components_import_only_what_the_host_grants() {
     let granted = ["assets-api", "outbound-http", "config", "storage", "timer", "types"];
     for name in ["http-json-importer.wasm", "fixed-list-importer.wasm"] {
-        let imports = assets_host::runtime::component_imports(&composed_path(name)).unwrap();
+        let imports = assets_runtime::component_imports(&composed_path(name)).unwrap();
         assert!(!imports.is_empty());
         for import in &imports {
             let ours = import

@@ -3,12 +3,12 @@
 
 mod common;
 
-use assets_host::assets::{ExecutionStatus, Outcome};
-use assets_host::source::SyntheticSource;
-use assets_host::trigger::{self, RunStatus};
+use assets_platform::assets::{ExecutionStatus, Outcome};
+use assets_platform::source::SyntheticSource;
+use assets_platform::trigger::{self, RunStatus};
 use common::World;
 
-fn scheduled_event(world: &World) -> assets_host::bindings::import_callback::TriggerEvent {
+fn scheduled_event(world: &World) -> assets_runtime::bindings::import_callback::TriggerEvent {
     let mut event = trigger::manual_event(&world.workspace, &world.source_id);
     event.scheduled = true;
     event.schedule_id = Some("schedule-1".into());

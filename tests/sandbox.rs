@@ -4,11 +4,11 @@
 
 mod common;
 
-use assets_host::assets::{AssetsService, ExecutionStatus, Outcome, SourceType};
-use assets_host::clock::SystemClock;
-use assets_host::runtime::{Limits, Runtime};
-use assets_host::source::SyntheticSource;
-use assets_host::trigger::{self, App, RunStatus};
+use assets_platform::assets::{AssetsService, ExecutionStatus, Outcome, SourceType};
+use assets_platform::clock::SystemClock;
+use assets_platform::source::SyntheticSource;
+use assets_platform::trigger::{self, App, RunStatus};
+use assets_runtime::{Limits, Runtime};
 use common::World;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -36,7 +36,7 @@ fn misbehaving_app(behaviour: &str, limits: Limits) -> App {
         .with_limits(limits)
 }
 
-fn scheduled(world: &World) -> assets_host::bindings::import_callback::TriggerEvent {
+fn scheduled(world: &World) -> assets_runtime::bindings::import_callback::TriggerEvent {
     let mut event = trigger::manual_event(&world.workspace, &world.source_id);
     event.scheduled = true;
     event

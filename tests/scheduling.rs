@@ -3,11 +3,11 @@
 
 mod common;
 
-use assets_host::assets::{AssetsService, Outcome, SourceType};
-use assets_host::clock::VirtualClock;
-use assets_host::scheduler::{FiringStatus, Scheduler};
-use assets_host::source::SyntheticSource;
-use assets_host::trigger::App;
+use assets_platform::assets::{AssetsService, Outcome, SourceType};
+use assets_platform::clock::VirtualClock;
+use assets_platform::scheduler::{FiringStatus, Scheduler};
+use assets_platform::source::SyntheticSource;
+use assets_platform::trigger::App;
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -272,7 +272,7 @@ fn the_callback_event_carries_the_schedule_and_a_stable_occurrence_id() {
     assert_eq!(entry.occurrence_id.as_deref(), Some(runs[0].occurrence_id.as_str()));
     assert_eq!(
         runs[0].occurrence_id,
-        assets_host::scheduler::occurrence_id(&id, t("2026-05-01T08:00:00Z"))
+        assets_platform::scheduler::occurrence_id(&id, t("2026-05-01T08:00:00Z"))
     );
 }
 

@@ -3,11 +3,11 @@
 
 #![allow(dead_code)]
 
-use assets_host::assets::{AssetsService, SourceType};
-use assets_host::clock::SystemClock;
-use assets_host::runtime::Runtime;
-use assets_host::source::SyntheticSource;
-use assets_host::trigger::App;
+use assets_platform::assets::{AssetsService, SourceType};
+use assets_platform::clock::SystemClock;
+use assets_platform::source::SyntheticSource;
+use assets_platform::trigger::App;
+use assets_runtime::Runtime;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 

@@ -1,0 +1,679 @@
+//! `assets-host serve`, run as a child process and driven over real HTTP on
+//! a loopback port: schedules, the virtual clock, signed callbacks to the web
+//! trigger, the history, restarts and `kill -9`.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `assets-host serve`.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+    secret: String,
+}
+
+struct App {
+    workspace_id: String,
+    import_source_id: String,
+    callback_url: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("assets-serve-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Server {
+    /// Starts a server on `port` with `db`, hosting the importer as `demo`.
+    fn start(db: &Path, port: u16, extra: &[&str]) -> Server {
+        let component = assets_host::cli::default_component_path();
+        assert!(
+            component.exists(),
+            "{} is missing; run `make test`",
+            component.display()
+        );
+        let log = db.with_extension(format!("{port}.{}.log", uuid::Uuid::new_v4().simple()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_assets-host"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(db)
+            .arg("--app")
+            .arg(format!("demo={}", component.display()))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("assets-host starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut base, mut secret) = (String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(url) = line.strip_prefix("listening on ") {
+                base = url.trim().to_owned();
+            }
+            if let Some(s) = line.trim().strip_prefix("secret") {
+                secret = s.trim().to_owned();
+            }
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        let server = Server {
+            child,
+            base,
+            log,
+            secret,
+        };
+        assert!(
+            !server.base.is_empty(),
+            "no address printed; log:\n{}",
+            server.log_text()
+        );
+        server
+    }
+
+    /// Starts a server on a free port with a new database.
+    fn fresh(extra: &[&str]) -> Server {
+        Server::start(&temp_dir().join("state.db"), free_port(), extra)
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn app(&self) -> App {
+        let (status, apps) = self.call("GET", "/_admin/apps", None);
+        assert_eq!(status, 200);
+        let app = &apps[0];
+        App {
+            workspace_id: app["workspaceId"].as_str().unwrap().to_owned(),
+            import_source_id: app["importSourceId"].as_str().unwrap().to_owned(),
+            callback_url: app["callbackUrl"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// One request; the status and the JSON body (Null when empty).
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, body.map(|b| b.to_string()), &[])
+    }
+
+    fn call_with(&self, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut request = ureq::request(method, &url).timeout(Duration::from_secs(120));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let result = match body {
+            Some(body) => request.set("content-type", "application/json").send_string(&body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}\nlog:\n{}", self.log_text()),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path} answered non-JSON: {text}"))
+        };
+        (status, value)
+    }
+
+    fn source_path(app: &App, rest: &str) -> String {
+        format!(
+            "/jsm/assets/workspace/{}/v1/importsource/{}/{rest}",
+            app.workspace_id, app.import_source_id
+        )
+    }
+
+    fn advance(&self, seconds: u64) -> Vec<Value> {
+        let (status, body) = self.call("POST", "/_admin/clock/advance", Some(json!({ "seconds": seconds })));
+        assert_eq!(status, 200, "{body}");
+        body["firings"].as_array().unwrap().clone()
+    }
+
+    fn history(&self, app: &App) -> Vec<Value> {
+        let (status, body) = self.call("GET", &Server::source_path(app, "history"), None);
+        assert_eq!(status, 200, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    /// SIGTERM, then wait: the graceful path.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "serve exited with {status}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// SIGKILL: no chance to clean up.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DAILY schedule whose first run is `hours_ahead` after `from`.
+fn daily_schedule(app: &App, from: chrono::DateTime<chrono::Utc>, hours_ahead: i64) -> Value {
+    let start = from + chrono::Duration::hours(hours_ahead);
+    json!({
+        "runFrequency": "DAILY",
+        "startTime": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "timezone": "America/New_York",
+        "callbackUrl": app.callback_url,
+    })
+}
+
+fn clock_now(server: &Server) -> chrono::DateTime<chrono::Utc> {
+    let (_, clock) = server.call("GET", "/_admin/clock", None);
+    clock["now"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_schedule_fires_a_signed_callback_and_the_import_fills_the_history() {
+    let server = Server::fresh(&["--clock", "virtual"]);
+    let app = server.app();
+    let now = clock_now(&server);
+    let (status, schedule) = server.call(
+        "POST",
+        &Server::source_path(&app, "importschedule"),
+        Some(daily_schedule(&app, now, 1)),
+    );
+    assert_eq!(status, 201, "{schedule}");
+
+    // Two hours: the first run falls due, the next day's does not.
+    let firings = server.advance(2 * 3600);
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0]["status"], "completed", "{}", server.log_text());
+    let execution = firings[0]["executionId"].as_str().unwrap();
+
+    let history = server.history(&app);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0]["executionId"], execution);
+    assert_eq!(history[0]["scheduled"], true);
+    assert_eq!(history[0]["status"], "completed");
+    assert_eq!(history[0]["objects"], 1000);
+    assert_eq!(history[0]["scheduleId"], schedule["id"]);
+
+    let (status, latest) = server.call("GET", &Server::source_path(&app, "executions/status"), None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        (latest["executionId"].as_str(), latest["status"].as_str()),
+        (Some(execution), Some("DONE"))
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains("/apps/demo/webtrigger") && log.contains(execution),
+        "the callback and the run are logged:\n{log}"
+    );
+    server.stop();
+}
+
+fn signed(secret: &str, body: &str, at: i64) -> (String, String) {
+    (
+        at.to_string(),
+        assets_server::signing::sign(secret, at, body.as_bytes()),
+    )
+}
+
+#[test]
+fn forged_replayed_and_misdirected_callbacks_are_refused() {
+    let server = Server::fresh(&["--clock", "virtual", "--objects", "10"]);
+    let app = server.app();
+    assert!(!server.secret.is_empty(), "the banner prints the app's secret");
+    let body = json!({
+        "workspaceId": app.workspace_id,
+        "importsourceId": app.import_source_id,
+        "scheduled": true,
+    })
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let post = |body: &str, (ts, sig): &(String, String)| {
+        server.call_with(
+            "POST",
+            &app.callback_url,
+            Some(body.to_owned()),
+            &[("x-assets-timestamp", ts), ("x-assets-signature", sig)],
+        )
+    };
+
+    let (status, refused) = server.call_with("POST", &app.callback_url, Some(body.clone()), &[]);
+    assert_eq!((status, refused["errorCode"].as_str()), (401, Some("CALLBACK_REFUSED")));
+    assert!(refused["message"].as_str().unwrap().contains("must be signed"));
+
+    let (status, refused) = post(&body, &signed("not-the-secret", &body, now));
+    assert_eq!(status, 401);
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .contains("signature does not match"));
+
+    let (status, refused) = post(&body, &signed(&server.secret, &body, now - 3600));
+    assert_eq!(status, 401);
+    assert!(refused["message"].as_str().unwrap().contains("old capture"));
+
+    let genuine = signed(&server.secret, &body, now);
+    let (status, outcome) = post(&body, &genuine);
+    assert_eq!(
+        (status, outcome["status"].as_str()),
+        (200, Some("completed")),
+        "{outcome}"
+    );
+    let (status, refused) = post(&body, &genuine);
+    assert_eq!(status, 401, "a replay is refused");
+    assert!(refused["message"].as_str().unwrap().contains("already delivered"));
+    assert_eq!(server.history(&app).len(), 1, "only the genuine callback ran");
+
+    let elsewhere =
+        json!({ "workspaceId": app.workspace_id, "importSourceId": "someone-elses", "scheduled": true }).to_string();
+    let (status, refused) = post(&elsewhere, &signed(&server.secret, &elsewhere, now));
+    assert_eq!((status, refused["errorCode"].as_str()), (403, Some("FORBIDDEN")));
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_oversized_bodies_413() {
+    let server = Server::fresh(&["--clock", "virtual", "--max-body-bytes", "4096"]);
+    let app = server.app();
+    let (status, body) = server.call_with(
+        "POST",
+        &Server::source_path(&app, "importschedule"),
+        Some("x".repeat(5000)),
+        &[],
+    );
+    assert_eq!((status, body["errorCode"].as_str()), (413, Some("PAYLOAD_TOO_LARGE")));
+    let (status, body) = server.call(
+        "POST",
+        &Server::source_path(&app, "importschedule"),
+        Some(json!({"runFrequency": "HOURLY", "startTime": "2026-12-01T00:00:00Z", "timezone": "UTC", "callbackUrl": app.callback_url})),
+    );
+    assert_eq!((status, body["field"].as_str()), (400, Some("runFrequency")));
+    let (status, body) = server.call("POST", "/_admin/clock/advance", Some(json!({"seconds": -5})));
+    assert_eq!((status, body["field"].as_str()), (400, Some("seconds")));
+    let (status, body) = server.call(
+        "POST",
+        "/_admin/importsource",
+        Some(json!({"workspaceId": app.workspace_id, "type": "spreadsheet"})),
+    );
+    assert_eq!((status, body["field"].as_str()), (400, Some("type")));
+    let (status, created) = server.call(
+        "POST",
+        "/_admin/importsource",
+        Some(json!({"workspaceId": app.workspace_id, "type": "csv"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert!(created["id"].is_string());
+    let (status, body) = server.call("GET", "/nowhere", None);
+    assert_eq!((status, body["errorCode"].as_str()), (404, Some("NOT_FOUND")));
+}
+
+#[test]
+fn a_system_clock_server_refuses_to_move_time_and_requires_its_token() {
+    let server = Server::fresh(&["--token", "t0ken"]);
+    let auth = [("authorization", "Bearer t0ken")];
+    let (status, _) = server.call("GET", "/_admin/apps", None);
+    assert_eq!(status, 401);
+    let (status, apps) = server.call_with("GET", "/_admin/apps", None, &auth);
+    assert_eq!(status, 200);
+    let path = format!(
+        "/jsm/assets/workspace/{}/v1/importsource/{}/history",
+        apps[0]["workspaceId"].as_str().unwrap(),
+        apps[0]["importSourceId"].as_str().unwrap()
+    );
+    assert_eq!(server.call("GET", &path, None).0, 401);
+    assert_eq!(server.call_with("GET", &path, None, &auth).0, 200);
+    let (status, body) = server.call_with(
+        "POST",
+        "/_admin/clock/advance",
+        Some(json!({"seconds": 60}).to_string()),
+        &auth,
+    );
+    assert_eq!((status, body["errorCode"].as_str()), (409, Some("CLOCK_NOT_VIRTUAL")));
+}
+
+#[test]
+fn a_restart_with_the_same_database_keeps_schedules_and_history() {
+    let dir = temp_dir();
+    let db = dir.join("state.db");
+    let port = free_port();
+    let first = Server::start(&db, port, &["--clock", "virtual", "--objects", "50"]);
+    let app = first.app();
+    let now = clock_now(&first);
+    let (_, schedule) = first.call(
+        "POST",
+        &Server::source_path(&app, "importschedule"),
+        Some(daily_schedule(&app, now, 1)),
+    );
+    let fired_before = first.advance(2 * 3600);
+    assert_eq!(fired_before.len(), 1);
+    let history_before = first.history(&app);
+    first.stop();
+
+    let second = Server::start(&db, port, &["--clock", "virtual", "--objects", "50"]);
+    let again = second.app();
+    assert_eq!(
+        again.import_source_id, app.import_source_id,
+        "the app keeps its import source"
+    );
+    assert_eq!(again.workspace_id, app.workspace_id);
+    let schedule_path = Server::source_path(&app, &format!("importschedule/{}", schedule["id"].as_str().unwrap()));
+    let (status, kept) = second.call("GET", &schedule_path, None);
+    assert_eq!(status, 200);
+    // One run happened before the restart: the next is a day after it.
+    let first_run: chrono::DateTime<chrono::Utc> = schedule["nextRunTime"].as_str().unwrap().parse().unwrap();
+    let next = (first_run + chrono::Duration::days(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    assert_eq!(kept["nextRunTime"].as_str(), Some(next.as_str()));
+    assert_eq!(second.history(&app), history_before);
+    let (status, execution) = second.call(
+        "GET",
+        &Server::source_path(
+            &app,
+            &format!("executions/{}/status", fired_before[0]["executionId"].as_str().unwrap()),
+        ),
+        None,
+    );
+    assert_eq!((status, execution["objects"].as_u64()), (200, Some(50)));
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
+    let dir = temp_dir();
+    let db = dir.join("state.db");
+    let port = free_port();
+    let t0: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let args = [
+        "--clock",
+        "virtual",
+        "--objects",
+        "20",
+        "--clock-start",
+        "2026-11-02T12:00:00Z",
+    ];
+    let first = Server::start(&db, port, &args);
+    let app = first.app();
+    first.call(
+        "POST",
+        &Server::source_path(&app, "importschedule"),
+        Some(daily_schedule(&app, t0, 1)),
+    );
+    let fired_before = first.advance(2 * 3600);
+    assert_eq!(fired_before.len(), 1);
+
+    // A second import source, fed by hand: chunk after chunk until the
+    // server dies; every acknowledged chunk must survive.
+    let (_, other) = first.call(
+        "POST",
+        "/_admin/importsource",
+        Some(json!({"workspaceId": app.workspace_id, "type": "external"})),
+    );
+    let other = App {
+        workspace_id: app.workspace_id.clone(),
+        import_source_id: other["id"].as_str().unwrap().to_owned(),
+        callback_url: String::new(),
+    };
+    let (status, created) = first.call(
+        "POST",
+        &Server::source_path(&other, "executions"),
+        Some(json!({"scheduled": false})),
+    );
+    assert_eq!(status, 201);
+    let data_url = created["links"]["submitResults"].as_str().unwrap().to_owned();
+    let execution = data_url
+        .trim_end_matches("/data")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // An execution the app's own source leaves ingesting when the server dies.
+    let (status, _) = first.call(
+        "POST",
+        &Server::source_path(&app, "executions"),
+        Some(json!({"scheduled": false})),
+    );
+    assert_eq!(status, 201);
+
+    let sender = {
+        let data_url = data_url.clone();
+        std::thread::spawn(move || {
+            let mut acknowledged = 0u64;
+            for chunk in 0.. {
+                let objects: Vec<Value> = (0..25)
+                    .map(|i| json!({"externalId": format!("c{chunk}-{i}"), "label": format!("object {chunk}/{i}")}))
+                    .collect();
+                let body = json!({"clientGeneratedId": format!("chunk-{chunk}"), "objectTypeId": "server", "objects": objects});
+                match ureq::post(&data_url)
+                    .timeout(Duration::from_secs(5))
+                    .send_string(&body.to_string())
+                {
+                    Ok(r) if r.status() == 200 => acknowledged += 25,
+                    _ => return acknowledged,
+                }
+            }
+            acknowledged
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    first.kill_9();
+    let acknowledged = sender.join().unwrap();
+    assert!(acknowledged > 0, "some chunks were acknowledged before the kill");
+
+    // Back three days later: two daily runs were missed while down; the
+    // latest is within the catch-up hour and runs, the older one is recorded.
+    let restart = "2026-11-05T13:30:00Z";
+    let second = Server::start(
+        &db,
+        port,
+        &["--clock", "virtual", "--objects", "20", "--clock-start", restart],
+    );
+    let (status, state) = second.call(
+        "GET",
+        &Server::source_path(&other, &format!("executions/{execution}/status")),
+        None,
+    );
+    assert_eq!(status, 200);
+    let kept = state["objects"].as_u64().unwrap();
+    assert!(
+        kept == acknowledged || kept == acknowledged + 25,
+        "{acknowledged} objects were acknowledged, {kept} kept (one unacknowledged chunk may have landed)"
+    );
+
+    let history = second.history(&app);
+    let interrupted = history
+        .iter()
+        .find(|e| e["scheduled"] == false)
+        .expect("the run left ingesting is in the history");
+    assert_eq!(interrupted["status"], "failed");
+    assert!(interrupted["failureReason"]
+        .as_str()
+        .unwrap()
+        .contains("server stopped"));
+
+    let fired_after = second.advance(0);
+    let mut statuses: Vec<(String, String)> = fired_after
+        .iter()
+        .map(|f| {
+            (
+                f["nominalUtc"].as_str().unwrap().to_owned(),
+                f["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    // Runs at 13:00 UTC (08:00 in New York): Nov 3 and 4 are missed; the
+    // latest, Nov 5 13:00, is 30 min late and runs.
+    assert_eq!(
+        statuses,
+        vec![
+            ("2026-11-03T13:00:00Z".into(), "missed".into()),
+            ("2026-11-04T13:00:00Z".into(), "missed".into()),
+            ("2026-11-05T13:00:00Z".into(), "completed".into()),
+        ],
+        "{}",
+        second.log_text()
+    );
+    let history = second.history(&app);
+    let mut occurrences: Vec<&str> = history.iter().filter_map(|e| e["occurrenceId"].as_str()).collect();
+    let total = occurrences.len();
+    occurrences.sort();
+    occurrences.dedup();
+    assert_eq!(occurrences.len(), total, "no occurrence appears twice: {history:?}");
+    assert!(occurrences.contains(&fired_before[0]["occurrenceId"].as_str().unwrap()));
+}
+
+#[test]
+fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
+    let server = Server::fresh(&["--clock", "virtual"]);
+    let app = server.app();
+    let nobody = format!("http://127.0.0.1:{}/webtrigger", free_port());
+    let mut body = daily_schedule(&app, clock_now(&server), 1);
+    body["callbackUrl"] = nobody.clone().into();
+    let (status, schedule) = server.call("POST", &Server::source_path(&app, "importschedule"), Some(body));
+    assert_eq!(status, 201);
+    let firings = server.advance(2 * 3600);
+    assert_eq!(firings[0]["status"], "failed");
+
+    // A receiver that answers with an error status.
+    let wrong = format!("{}/apps/someone-else/webtrigger", server.base);
+    let path = Server::source_path(&app, &format!("importschedule/{}", schedule["id"].as_str().unwrap()));
+    let (status, _) = server.call("PUT", &path, Some(json!({ "callbackUrl": wrong })));
+    assert_eq!(status, 200);
+    server.advance(24 * 3600);
+
+    let history = server.history(&app);
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert!(history
+        .iter()
+        .all(|e| e["status"] == "failed" && e["scheduled"] == true));
+    let reasons: Vec<&str> = history.iter().map(|e| e["failureReason"].as_str().unwrap()).collect();
+    assert!(
+        reasons[0].starts_with(&format!("The scheduled callback to {nobody} failed: ")),
+        "{}",
+        reasons[0]
+    );
+    assert!(
+        reasons[1].starts_with(&format!(
+            "The scheduled callback to {wrong} failed: the app answered 404"
+        )),
+        "{}",
+        reasons[1]
+    );
+}
+
+#[test]
+fn random_requests_over_http_always_get_json_with_a_2xx_or_4xx() {
+    let server = Server::fresh(&["--clock", "virtual", "--objects", "5", "--max-body-bytes", "65536"]);
+    let app = server.app();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"];
+    let prefixes = [
+        Server::source_path(&app, ""),
+        format!("/jsm/assets/workspace/{}/v1/", app.workspace_id),
+        "/_admin/".to_owned(),
+        "/apps/demo/".to_owned(),
+        "/apps/".to_owned(),
+        "/".to_owned(),
+    ];
+    let segments = [
+        "executions",
+        "status",
+        "data",
+        "history",
+        "completed",
+        "failed",
+        "importschedule",
+        "webtrigger",
+        "clock",
+        "advance",
+        "importsource",
+        "apps",
+        "%ZZ",
+        "%C3%28",
+        "..",
+        "x",
+        "",
+    ];
+    let bodies = [
+        "",
+        "{}",
+        "[]",
+        "null",
+        "{\"scheduled\": \"yes\"}",
+        "{\"seconds\": 1e99}",
+        "{\"objectTypeId\": \"s\", \"objects\": [{\"externalId\": 1}]}",
+        "{\"runFrequency\": \"DAILY\"}",
+        "\u{0}\u{1}binary",
+    ];
+    for i in 0..400 {
+        let method = methods[rng.usize(..methods.len())];
+        let mut path = prefixes[rng.usize(..prefixes.len())].clone();
+        for _ in 0..rng.usize(0..4) {
+            path.push_str(segments[rng.usize(..segments.len())]);
+            path.push('/');
+        }
+        let body = match rng.u8(..4) {
+            0 => None,
+            1 => Some(bodies[rng.usize(..bodies.len())].to_owned()),
+            2 => Some((0..rng.usize(0..200)).map(|_| rng.char('\u{20}'..'\u{7e}')).collect()),
+            _ => Some("x".repeat(60_000)),
+        };
+        let headers: Vec<(&str, &str)> = match rng.u8(..3) {
+            0 => vec![("content-type", "text/plain")],
+            1 => vec![("authorization", "Bearer nonsense"), ("x-assets-timestamp", "soon")],
+            _ => vec![],
+        };
+        let url = format!("{}{path}", server.base);
+        let mut request = ureq::request(method, &url).timeout(Duration::from_secs(30));
+        for (name, value) in &headers {
+            request = request.set(name, value);
+        }
+        let result = match &body {
+            Some(body) => request.send_string(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("request {i}: {method} {path}: {e}\nlog:\n{}", server.log_text()),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        assert!(
+            (200..300).contains(&status) || (400..500).contains(&status),
+            "request {i}: {method} {path} answered {status}: {text}"
+        );
+        assert!(
+            serde_json::from_str::<Value>(&text).is_ok(),
+            "request {i}: {method} {path} answered {status} with non-JSON {text:?}"
+        );
+    }
+}

@@ -1,0 +1,301 @@
+//! An in-process mock of the Assets import API, faithful to the seed.
+//!
+//! One request router (`method + path + body → response`) serves every
+//! endpoint, so the same mock answers in-process calls from the sandbox and,
+//! later, real HTTP. Parts:
+//!
+//! - [`model`]: the state (workspaces, import sources, executions, objects,
+//!   import history) and the lifecycle rules.
+//! - [`import_source`]: import sources and their kinds.
+//! - [`schedule`]: a schedule, its validation and its bookkeeping.
+//! - [`router`]: paths and methods to handlers; [`schedules`] handles the
+//!   import-schedule resource.
+//! - [`body`]: typed request bodies with errors that name the field.
+//! - [`error`]: the JSON error answers.
+//!
+//! Dependencies point one way: `router → schedules → model → schedule →
+//! import_source`. A durable copy of the state is a [`StateStore`] (serve
+//! mode's SQLite lives in `assets-server`).
+
+pub mod body;
+pub mod error;
+pub mod import_source;
+pub mod model;
+pub mod router;
+pub mod schedule;
+pub mod schedules;
+
+pub use error::ApiError;
+pub use model::{Changes, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State};
+
+use crate::clock::Clock;
+use assets_runtime::bindings::assets_api;
+use assets_runtime::AssetsBackend;
+use serde::Serialize;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Base URL the mock writes into `links` when none is given.
+pub const DEFAULT_BASE_URL: &str = "http://assets.local";
+
+/// An API answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// JSON body text, empty for none.
+    pub body: String,
+}
+
+impl Response {
+    /// A JSON answer.
+    pub fn json(status: u16, body: &impl Serialize) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_string(body).expect("API bodies serialize"),
+        }
+    }
+}
+
+impl From<Response> for assets_api::Response {
+    fn from(r: Response) -> assets_api::Response {
+        assets_api::Response {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+}
+
+/// Where the state is kept beyond the process: a store writes the rows a
+/// call changed before the call is answered.
+pub trait StateStore: Send + Sync {
+    /// Writes the rows `changes` names, as they are in `state`, at once (one
+    /// transaction); an error means nothing of it may be acknowledged.
+    fn save(&self, state: &State, changes: Changes) -> anyhow::Result<()>;
+}
+
+/// The mock Assets service: its state behind a lock, a clock for timestamps,
+/// and the base URL its links point at.
+pub struct AssetsService {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+    base_url: String,
+    credential: Option<String>,
+    store: Option<Arc<dyn StateStore>>,
+    /// Set when a change could not be saved; the call that made it is
+    /// answered 503 rather than acknowledged.
+    unsaved: AtomicBool,
+}
+
+/// The locked state. Dropping it writes what changed to the durable store,
+/// if there is one, before anyone else can see the change.
+pub struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    service: &'a AssetsService,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let Some(store) = &self.service.store else { return };
+        let changes = self.guard.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = store.save(&self.guard, changes) {
+            tracing::error!("state not saved: {e:#}");
+            self.service.unsaved.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+impl AssetsService {
+    /// An empty service whose timestamps come from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> AssetsService {
+        AssetsService {
+            state: Mutex::new(State::default()),
+            clock,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            credential: None,
+            store: None,
+            unsaved: AtomicBool::new(false),
+        }
+    }
+
+    /// Keeps the state in `store`, starting from `state` (as the store read
+    /// it): every change is saved before the lock that made it is released.
+    pub fn with_store(mut self, store: Arc<dyn StateStore>, mut state: State) -> AssetsService {
+        state.track_changes();
+        self.state = Mutex::new(state);
+        self.store = Some(store);
+        self
+    }
+
+    /// Requires `Authorization: Bearer {token}` on requests that come
+    /// through [`AssetsService::handle_authorized`].
+    pub fn with_credential(mut self, token: impl Into<String>) -> AssetsService {
+        self.credential = Some(token.into());
+        self
+    }
+
+    /// The token this service requires, if any. Host-side only: the platform
+    /// uses it to authenticate the calls apps make through it.
+    pub fn credential(&self) -> Option<&str> {
+        self.credential.as_deref()
+    }
+
+    /// Answers a request that must prove it may call the API: when the
+    /// service has a credential, `authorization` must be `Bearer {token}`,
+    /// else the answer is 401.
+    pub fn handle_authorized(&self, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Response {
+        if let Some(token) = &self.credential {
+            let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
+            if presented != Some(token.as_str()) {
+                return ApiError {
+                    status: 401,
+                    code: "UNAUTHORIZED",
+                    field: None,
+                    message: "missing or wrong credential: send Authorization: Bearer <token>".into(),
+                }
+                .into_response();
+            }
+        }
+        self.handle(method, path, body)
+    }
+
+    /// Sets the base URL written into `links` (the server's own address when
+    /// served over HTTP).
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> AssetsService {
+        self.base_url = base_url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Answers one request from a trusted caller (the host itself, tests).
+    /// `path` is the full path, e.g.
+    /// `/jsm/assets/workspace/{ws}/v1/importsource/{id}/executions`.
+    pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        let response = router::route(self, method, path, body).unwrap_or_else(ApiError::into_response);
+        if self.unsaved.swap(false, Ordering::SeqCst) {
+            // A server fault, not the client's: say so rather than
+            // acknowledge a change that is not on disk.
+            return ApiError {
+                status: 503,
+                code: "STATE_NOT_SAVED",
+                field: None,
+                message: "the change could not be saved to the database (see the server log); retry".into(),
+            }
+            .into_response();
+        }
+        response
+    }
+
+    /// Creates a workspace and returns its id.
+    pub fn create_workspace(&self) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.state().add_workspace(id.clone());
+        id
+    }
+
+    /// Creates an import source in `workspace_id` and returns its id.
+    pub fn create_import_source(
+        &self,
+        workspace_id: &str,
+        source_type: SourceType,
+        app: Option<String>,
+    ) -> Result<String, ApiError> {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.state().add_source(ImportSource {
+            id: id.clone(),
+            workspace_id: workspace_id.to_owned(),
+            source_type,
+            app,
+        })?;
+        Ok(id)
+    }
+
+    /// The import history of `source_id`, oldest first.
+    pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
+        self.state().history(source_id)
+    }
+
+    /// Records a failure for the execution still ingesting for `source_id`,
+    /// on the app's behalf (the app trapped or timed out). Returns the
+    /// execution id, or `None` when no execution was left ingesting.
+    pub fn fail_ingesting(&self, source_id: &str, reason: &str) -> Option<String> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let id = state.ingesting(source_id)?.id.clone();
+        let reason: String = reason.chars().take(model::MAX_FAILURE_REASON_CHARS).collect();
+        state.fail(source_id, &id, reason, now).ok()?;
+        Some(id)
+    }
+
+    /// Read or change the state directly, for the platform's own bookkeeping
+    /// and for tests.
+    pub fn state(&self) -> StateGuard<'_> {
+        // A panic while holding the lock would be a bug in the mock; the state
+        // is still consistent at every await-free step, so keep serving.
+        StateGuard {
+            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            service: self,
+        }
+    }
+
+    /// The service's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The base URL written into links.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+}
+
+/// The in-process Assets API as an app's [`AssetsBackend`], called with the
+/// platform's credential.
+pub struct InProcessAssets {
+    service: Arc<AssetsService>,
+    authorization: Option<String>,
+}
+
+impl InProcessAssets {
+    /// Calls `service` with the credential it requires; the credential stays
+    /// here, on the host side of the boundary.
+    pub fn new(service: Arc<AssetsService>) -> InProcessAssets {
+        let authorization = service.credential().map(|t| format!("Bearer {t}"));
+        InProcessAssets { service, authorization }
+    }
+}
+
+impl AssetsBackend for InProcessAssets {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<assets_api::Response, assets_api::CallError> {
+        let body = body.unwrap_or_default().as_bytes();
+        Ok(self
+            .service
+            .handle_authorized(method, path, self.authorization.as_deref(), body)
+            .into())
+    }
+}

@@ -1,0 +1,595 @@
+//! The Assets mock's state and the rules of the execution lifecycle.
+//!
+//! Plain data and methods that either change the state or return the
+//! [`ApiError`] the real API would give; no parsing, no I/O. The router turns
+//! requests into these calls.
+
+pub use super::import_source::{ImportSource, SourceType};
+use super::schedule::Schedule;
+use super::ApiError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Largest `failureReason` the API takes, in characters.
+pub const MAX_FAILURE_REASON_CHARS: usize = 1024;
+
+/// State of an execution, as the real API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionStatus {
+    /// Accepting data chunks.
+    Ingesting,
+    /// Completion signalled; the data is being processed. The mock processes
+    /// at once, so an execution passes through this state within one call.
+    Processing,
+    /// Processed.
+    Done,
+    /// Failed, with a reason in the history.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// Outcome of a history entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The execution is still ingesting.
+    Running,
+    /// Completion was signalled and the data processed.
+    Completed,
+    /// The app (or the platform on its behalf) reported a failure.
+    Failed,
+    /// The execution was cancelled.
+    Cancelled,
+    /// A scheduled occurrence that did not run; the reason says why.
+    Skipped,
+    /// A scheduled occurrence that fell due while nothing could run it.
+    Missed,
+}
+
+/// One line of an import source's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// The execution, when one was created.
+    pub execution_id: Option<String>,
+    /// The import source.
+    pub import_source_id: String,
+    /// True for runs started by a schedule.
+    pub scheduled: bool,
+    /// The schedule that fired, if known.
+    pub schedule_id: Option<String>,
+    /// The occurrence that fired, if known.
+    pub occurrence_id: Option<String>,
+    /// The outcome.
+    pub status: Outcome,
+    /// Why it failed, was skipped or missed.
+    pub failure_reason: Option<String>,
+    /// Distinct objects the execution holds.
+    pub objects: u64,
+    /// When it started (for skipped/missed entries: when it was due).
+    pub started_at: DateTime<Utc>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// An object as stored by an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssetObject {
+    /// External id; unique per object type within an execution.
+    pub external_id: String,
+    /// Display name.
+    pub label: String,
+    /// Attribute values by key.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, Vec<String>>,
+}
+
+/// One data chunk, as `POST .../data` takes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DataChunk {
+    /// The client's id for this chunk (the real API's field): a chunk sent
+    /// again with the same id is acknowledged and not stored twice.
+    #[serde(default)]
+    pub client_generated_id: Option<String>,
+    /// Object type of every object in the chunk.
+    pub object_type_id: String,
+    /// The objects.
+    pub objects: Vec<AssetObject>,
+}
+
+/// An execution: one run of an import.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// Execution id.
+    pub id: String,
+    /// Import source.
+    pub import_source_id: String,
+    /// Started by a schedule.
+    pub scheduled: bool,
+    /// State.
+    pub status: ExecutionStatus,
+    /// Objects by (object type, external id); a later object with the same
+    /// key replaces the earlier.
+    pub objects: HashMap<(String, String), AssetObject>,
+    /// Objects received in all chunks, duplicates included.
+    pub received: u64,
+    /// Chunks accepted.
+    pub chunks: u32,
+    /// `clientGeneratedId`s of the chunks accepted.
+    pub chunk_ids: HashSet<String>,
+    /// Index of this execution's line in the history.
+    pub history_index: usize,
+}
+
+/// Everything the mock knows.
+#[derive(Debug, Default)]
+pub struct State {
+    pub(super) workspaces: HashSet<String>,
+    pub(super) sources: HashMap<String, ImportSource>,
+    pub(super) executions: HashMap<String, Execution>,
+    /// Latest execution per import source.
+    pub(super) latest: HashMap<String, String>,
+    pub(super) history: Vec<HistoryEntry>,
+    /// Schedules by id (see `schedules.rs`).
+    pub(super) schedules: HashMap<String, Schedule>,
+    /// Schedule id by import source: at most one each.
+    pub(super) schedule_of_source: HashMap<String, String>,
+    /// Occurrence ids the scheduler has handled, so none is handled twice.
+    pub(super) fired: HashSet<String>,
+    /// What changed since the last [`State::take_changes`]; kept only while a
+    /// durable store is attached, so the in-memory mock pays nothing.
+    pub(super) changes: Option<Changes>,
+}
+
+/// The keys of everything changed since the last flush: a durable store
+/// writes exactly these rows, in one transaction, before the lock is released.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Workspaces created.
+    pub workspaces: BTreeSet<String>,
+    /// Import sources created or changed.
+    pub sources: BTreeSet<String>,
+    /// Executions created or changed.
+    pub executions: BTreeSet<String>,
+    /// (execution, object type, external id) of objects stored or replaced.
+    pub objects: Vec<(String, String, String)>,
+    /// (execution, clientGeneratedId) of chunks accepted.
+    pub chunk_ids: Vec<(String, String)>,
+    /// Executions whose objects were dropped.
+    pub forgotten: BTreeSet<String>,
+    /// History lines added or changed, by index.
+    pub history: BTreeSet<usize>,
+    /// Schedules created, changed or deleted.
+    pub schedules: BTreeSet<String>,
+    /// Occurrences marked handled.
+    pub fired: Vec<String>,
+}
+
+impl Changes {
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.workspaces.is_empty()
+            && self.sources.is_empty()
+            && self.executions.is_empty()
+            && self.objects.is_empty()
+            && self.chunk_ids.is_empty()
+            && self.forgotten.is_empty()
+            && self.history.is_empty()
+            && self.schedules.is_empty()
+            && self.fired.is_empty()
+    }
+}
+
+impl State {
+    /// Starts recording what changes, for a durable store.
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(Changes::default);
+    }
+
+    /// What changed since the last call (empty when not tracking).
+    pub fn take_changes(&mut self) -> Changes {
+        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Notes a change when tracking; free otherwise.
+    pub(super) fn touch(&mut self, note: impl FnOnce(&mut Changes)) {
+        if let Some(changes) = &mut self.changes {
+            note(changes);
+        }
+    }
+
+    /// Adds a workspace.
+    pub fn add_workspace(&mut self, id: String) {
+        self.touch(|c| {
+            c.workspaces.insert(id.clone());
+        });
+        self.workspaces.insert(id);
+    }
+
+    /// Adds an import source to an existing workspace.
+    pub fn add_source(&mut self, source: ImportSource) -> Result<(), ApiError> {
+        self.workspace(&source.workspace_id)?;
+        self.touch(|c| {
+            c.sources.insert(source.id.clone());
+        });
+        self.sources.insert(source.id.clone(), source);
+        Ok(())
+    }
+
+    /// Every import source, in no particular order.
+    pub fn sources(&self) -> impl Iterator<Item = &ImportSource> {
+        self.sources.values()
+    }
+
+    /// Every workspace id, in no particular order.
+    pub fn workspaces(&self) -> impl Iterator<Item = &String> {
+        self.workspaces.iter()
+    }
+
+    /// The workspace, or 404.
+    pub fn workspace(&self, workspace_id: &str) -> Result<(), ApiError> {
+        if self.workspaces.contains(workspace_id) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("workspace {workspace_id} does not exist")))
+        }
+    }
+
+    /// The import source within `workspace_id`, or 404.
+    pub fn source(&self, workspace_id: &str, source_id: &str) -> Result<&ImportSource, ApiError> {
+        self.workspace(workspace_id)?;
+        self.sources
+            .get(source_id)
+            .filter(|s| s.workspace_id == workspace_id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "import source {source_id} does not exist in workspace {workspace_id}"
+                ))
+            })
+    }
+
+    /// Any import source by id.
+    pub fn source_by_id(&self, source_id: &str) -> Option<&ImportSource> {
+        self.sources.get(source_id)
+    }
+
+    /// The execution of `source_id`, or 404.
+    pub fn execution(&self, source_id: &str, execution_id: &str) -> Result<&Execution, ApiError> {
+        self.executions
+            .get(execution_id)
+            .filter(|e| e.import_source_id == source_id)
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "execution {execution_id} does not exist for import source {source_id}"
+                ))
+            })
+    }
+
+    /// The latest execution of `source_id`, if any.
+    pub fn latest_execution(&self, source_id: &str) -> Option<&Execution> {
+        self.latest.get(source_id).and_then(|id| self.executions.get(id))
+    }
+
+    /// The execution still ingesting for `source_id`, if any.
+    pub fn ingesting(&self, source_id: &str) -> Option<&Execution> {
+        self.latest_execution(source_id)
+            .filter(|e| e.status == ExecutionStatus::Ingesting)
+    }
+
+    /// Starts an execution; 409 `IN_PROGRESS` while another one ingests.
+    pub fn start_execution(
+        &mut self,
+        source_id: &str,
+        id: String,
+        scheduled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<&Execution, ApiError> {
+        if let Some(running) = self.ingesting(source_id) {
+            return Err(ApiError::conflict(
+                "IN_PROGRESS",
+                format!(
+                    "execution {} of import source {source_id} is still ingesting; complete, fail or cancel it first",
+                    running.id
+                ),
+            ));
+        }
+        self.history.push(HistoryEntry {
+            execution_id: Some(id.clone()),
+            import_source_id: source_id.to_owned(),
+            scheduled,
+            schedule_id: None,
+            occurrence_id: None,
+            status: Outcome::Running,
+            failure_reason: None,
+            objects: 0,
+            started_at: now,
+            ended_at: None,
+        });
+        let execution = Execution {
+            id: id.clone(),
+            import_source_id: source_id.to_owned(),
+            scheduled,
+            status: ExecutionStatus::Ingesting,
+            objects: HashMap::new(),
+            received: 0,
+            chunks: 0,
+            chunk_ids: HashSet::new(),
+            history_index: self.history.len() - 1,
+        };
+        let index = execution.history_index;
+        self.touch(|c| {
+            c.executions.insert(id.clone());
+            c.history.insert(index);
+        });
+        self.latest.insert(source_id.to_owned(), id.clone());
+        Ok(self.executions.entry(id).or_insert(execution))
+    }
+
+    /// Stores a chunk's objects and returns how many it accepted: 0 for a
+    /// chunk whose `clientGeneratedId` was already accepted. 400 once the
+    /// execution has left `INGESTING`.
+    pub fn add_chunk(&mut self, source_id: &str, execution_id: &str, chunk: DataChunk) -> Result<usize, ApiError> {
+        let tracking = self.changes.is_some();
+        let execution = self.ingesting_execution(source_id, execution_id, "data can be sent")?;
+        if let Some(id) = &chunk.client_generated_id {
+            if !execution.chunk_ids.insert(id.clone()) {
+                return Ok(0);
+            }
+        }
+        let count = chunk.objects.len();
+        let keys: Vec<(String, String, String)> = if tracking {
+            let ids = chunk.objects.iter().map(|o| o.external_id.clone());
+            ids.map(|id| (execution_id.to_owned(), chunk.object_type_id.clone(), id))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for object in chunk.objects {
+            execution
+                .objects
+                .insert((chunk.object_type_id.clone(), object.external_id.clone()), object);
+        }
+        execution.received += count as u64;
+        execution.chunks += 1;
+        let distinct = execution.objects.len() as u64;
+        let index = execution.history_index;
+        self.history[index].objects = distinct;
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+            c.objects.extend(keys);
+            if let Some(id) = chunk.client_generated_id {
+                c.chunk_ids.push((execution_id.to_owned(), id));
+            }
+        });
+        Ok(count)
+    }
+
+    /// Signals completion: the mock processes at once, so the execution goes
+    /// through `PROCESSING` to `DONE`.
+    pub fn complete(&mut self, source_id: &str, execution_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+        let execution = self.ingesting_execution(source_id, execution_id, "completion can be signalled")?;
+        execution.status = ExecutionStatus::Done;
+        let index = execution.history_index;
+        let entry = &mut self.history[index];
+        entry.status = Outcome::Completed;
+        entry.ended_at = Some(now);
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+        });
+        Ok(())
+    }
+
+    /// Records a failure; only while ingesting.
+    pub fn fail(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        reason: String,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let execution = self.ingesting_execution(source_id, execution_id, "a failure can be reported")?;
+        execution.status = ExecutionStatus::Failed;
+        let index = execution.history_index;
+        let entry = &mut self.history[index];
+        entry.status = Outcome::Failed;
+        entry.failure_reason = Some(reason);
+        entry.ended_at = Some(now);
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+        });
+        Ok(())
+    }
+
+    /// Cancels an ingesting execution.
+    pub fn cancel(&mut self, source_id: &str, execution_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+        let execution = self.ingesting_execution(source_id, execution_id, "it can be cancelled")?;
+        execution.status = ExecutionStatus::Cancelled;
+        let index = execution.history_index;
+        let entry = &mut self.history[index];
+        entry.status = Outcome::Cancelled;
+        entry.ended_at = Some(now);
+        self.touch(|c| {
+            c.executions.insert(execution_id.to_owned());
+            c.history.insert(index);
+        });
+        Ok(())
+    }
+
+    /// Adds a history line that has no execution (a skipped or missed occurrence).
+    pub fn record(&mut self, entry: HistoryEntry) {
+        self.history.push(entry);
+        let index = self.history.len() - 1;
+        self.touch(|c| {
+            c.history.insert(index);
+        });
+    }
+
+    /// Attaches the schedule and occurrence that caused an execution to its
+    /// history line.
+    pub fn annotate(&mut self, execution_id: &str, schedule_id: Option<String>, occurrence_id: Option<String>) {
+        if let Some(execution) = self.executions.get(execution_id) {
+            let index = execution.history_index;
+            let entry = &mut self.history[index];
+            entry.schedule_id = schedule_id;
+            entry.occurrence_id = occurrence_id;
+            self.touch(|c| {
+                c.history.insert(index);
+            });
+        }
+    }
+
+    /// The history of `source_id`, oldest first.
+    pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
+        self.history
+            .iter()
+            .filter(|e| e.import_source_id == source_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The whole history, oldest first.
+    pub fn all_history(&self) -> &[HistoryEntry] {
+        &self.history
+    }
+
+    /// The history line of an execution.
+    pub fn history_of(&self, execution_id: &str) -> Option<&HistoryEntry> {
+        self.executions
+            .get(execution_id)
+            .map(|e| &self.history[e.history_index])
+    }
+
+    /// Drops the stored objects of an ended execution (its counts and history
+    /// stay): long simulations check an execution, then free its data.
+    pub fn forget_objects(&mut self, execution_id: &str) {
+        if let Some(e) = self.executions.get_mut(execution_id) {
+            if e.status != ExecutionStatus::Ingesting {
+                e.objects = HashMap::new();
+                e.chunk_ids = HashSet::new();
+                self.touch(|c| {
+                    c.forgotten.insert(execution_id.to_owned());
+                });
+            }
+        }
+    }
+
+    /// An execution by id, whatever its source.
+    pub fn execution_by_id(&self, execution_id: &str) -> Option<&Execution> {
+        self.executions.get(execution_id)
+    }
+
+    fn ingesting_execution(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        action: &str,
+    ) -> Result<&mut Execution, ApiError> {
+        self.execution(source_id, execution_id)?;
+        let execution = self.executions.get_mut(execution_id).expect("checked above");
+        match execution.status {
+            ExecutionStatus::Ingesting => Ok(execution),
+            ended => Err(ApiError::invalid_state(
+                "EXECUTION_ENDED",
+                format!(
+                    "execution {execution_id} is {}; {action} only while it is INGESTING",
+                    match ended {
+                        ExecutionStatus::Processing | ExecutionStatus::Done =>
+                            "already completed (completion was signalled)",
+                        ExecutionStatus::Failed => "already failed",
+                        ExecutionStatus::Cancelled => "cancelled",
+                        ExecutionStatus::Ingesting => unreachable!(),
+                    }
+                ),
+            )),
+        }
+    }
+}
+impl State {
+    /// Every schedule, in no particular order.
+    pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
+        self.schedules.values()
+    }
+
+    /// A schedule by id.
+    pub fn schedule(&self, schedule_id: &str) -> Option<&Schedule> {
+        self.schedules.get(schedule_id)
+    }
+
+    /// A schedule by id, to change its bookkeeping.
+    pub fn schedule_mut(&mut self, schedule_id: &str) -> Option<&mut Schedule> {
+        // Whoever asks may change it; a durable store rewrites the row.
+        self.touch(|c| {
+            c.schedules.insert(schedule_id.to_owned());
+        });
+        self.schedules.get_mut(schedule_id)
+    }
+
+    /// Marks an occurrence handled; false if it already was.
+    pub fn mark_fired(&mut self, occurrence_id: &str) -> bool {
+        let new = self.fired.insert(occurrence_id.to_owned());
+        if new {
+            self.touch(|c| c.fired.push(occurrence_id.to_owned()));
+        }
+        new
+    }
+}
+
+/// Building the state back from a durable store at start-up, row by row;
+/// nothing here is noted as a change.
+impl State {
+    /// A workspace as stored.
+    pub fn restore_workspace(&mut self, id: String) {
+        self.workspaces.insert(id);
+    }
+
+    /// An import source as stored.
+    pub fn restore_source(&mut self, source: ImportSource) {
+        self.sources.insert(source.id.clone(), source);
+    }
+
+    /// History line `index`, which must be the next one: lines are stored
+    /// densely from 0.
+    pub fn restore_history(&mut self, index: usize, entry: HistoryEntry) -> Result<(), String> {
+        if index != self.history.len() {
+            return Err(format!(
+                "history row {index} is out of sequence (expected {}); the database is damaged",
+                self.history.len()
+            ));
+        }
+        self.history.push(entry);
+        Ok(())
+    }
+
+    /// An execution as stored; restore them in history order, so the last one
+    /// of a source becomes its latest.
+    pub fn restore_execution(&mut self, execution: Execution) {
+        self.latest
+            .insert(execution.import_source_id.clone(), execution.id.clone());
+        self.executions.insert(execution.id.clone(), execution);
+    }
+
+    /// The execution `id`, to restore its objects and chunk ids.
+    pub fn restore_execution_mut(&mut self, id: &str) -> Option<&mut Execution> {
+        self.executions.get_mut(id)
+    }
+
+    /// A schedule as stored.
+    pub fn restore_schedule(&mut self, schedule: Schedule) {
+        self.schedule_of_source
+            .insert(schedule.import_source_id.clone(), schedule.id.clone());
+        self.schedules.insert(schedule.id.clone(), schedule);
+    }
+
+    /// An occurrence the scheduler handled.
+    pub fn restore_fired(&mut self, occurrence_id: String) {
+        self.fired.insert(occurrence_id);
+    }
+}

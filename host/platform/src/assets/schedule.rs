@@ -1,0 +1,306 @@
+//! An import schedule: what a client asks for, validated, and the
+//! scheduler's bookkeeping.
+//!
+//! The fields the seed describes, plus `nextRunTime` and three optional
+//! calendar policies. A schedule's runs come from its [`Rule`]; which of them
+//! have already been handled is tracked here (`handled_until`) so the
+//! scheduler never handles an occurrence twice. The HTTP resource that
+//! creates and changes schedules is [`super::schedules`].
+
+use super::import_source::{ImportSource, SourceType};
+use super::ApiError;
+use assets_calendar::{Frequency, Policies, Rule};
+use chrono::{DateTime, Duration, NaiveDateTime, SecondsFormat, Utc};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// What a schedule asks for: everything a client can set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    /// ONCE, DAILY, WEEKLY or MONTHLY.
+    pub frequency: Frequency,
+    /// First run, UTC.
+    pub start_time: DateTime<Utc>,
+    /// IANA zone of the wall-clock rule.
+    pub timezone: Tz,
+    /// Where the platform calls the app (external imports).
+    pub callback_url: Option<String>,
+    /// DST and month-end policies.
+    pub policies: Policies,
+    /// False stops future runs without deleting the schedule.
+    pub is_active: bool,
+}
+
+/// A stored schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Schedule id (`importScheduleId`).
+    pub id: String,
+    /// The import source it runs.
+    pub import_source_id: String,
+    /// The import source's workspace.
+    pub workspace_id: String,
+    /// The import source's type.
+    pub source_type: SourceType,
+    /// What the client asked for.
+    pub spec: ScheduleSpec,
+    /// The calendar rule derived from `spec`.
+    pub rule: Rule,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Occurrences at or before this instant are handled (run, skipped or
+    /// missed) or predate the schedule's current rule.
+    pub handled_until: DateTime<Utc>,
+}
+
+impl Schedule {
+    /// The next run, if the schedule is active and has one left.
+    pub fn next_run_time(&self) -> Option<DateTime<Utc>> {
+        if !self.spec.is_active {
+            return None;
+        }
+        self.rule.next_run_after(self.handled_until).map(|o| o.instant)
+    }
+
+    /// The API's view of the schedule.
+    pub fn to_json(&self) -> Value {
+        let mut value = json!({
+            "id": self.id,
+            "importSourceId": self.import_source_id,
+            "runFrequency": self.spec.frequency,
+            "startTime": timestamp(self.spec.start_time),
+            "timezone": self.spec.timezone.name(),
+            "isActive": self.spec.is_active,
+            "createdAt": timestamp(self.created_at),
+            "updatedAt": timestamp(self.updated_at),
+            "nextRunTime": self.next_run_time().map(timestamp),
+            "dstGapPolicy": self.spec.policies.gap,
+            "dstFoldPolicy": self.spec.policies.fold,
+            "monthEndPolicy": self.spec.policies.month_end,
+        });
+        if let Some(url) = &self.spec.callback_url {
+            value["callbackUrl"] = url.clone().into();
+        }
+        value
+    }
+
+    pub(super) fn set_spec(&mut self, spec: ScheduleSpec, now: DateTime<Utc>) {
+        self.rule = Rule::new(spec.frequency, spec.start_time, spec.timezone, spec.policies);
+        self.spec = spec;
+        self.updated_at = now;
+        // A new or changed rule runs from now on; what fell due under the
+        // old rule, or before the schedule existed, is not owed.
+        self.handled_until = now - Duration::nanoseconds(1);
+    }
+}
+
+/// RFC 3339 in UTC with a `Z`, as the API writes times.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The request body of POST and PUT: every field optional here, required
+/// ones checked by [`validate`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct ScheduleFields {
+    run_frequency: Option<String>,
+    /// The published OpenAPI description's name for `runFrequency`.
+    run_interval: Option<String>,
+    start_time: Option<String>,
+    timezone: Option<String>,
+    callback_url: Option<String>,
+    dst_gap_policy: Option<String>,
+    dst_fold_policy: Option<String>,
+    month_end_policy: Option<String>,
+    is_active: Option<bool>,
+}
+
+/// Validates a POST (`current` is `None`) or PUT body into a spec: 400s name
+/// the field and what is allowed.
+pub(super) fn validate(
+    fields: ScheduleFields,
+    current: Option<&ScheduleSpec>,
+    source: &ImportSource,
+) -> Result<ScheduleSpec, ApiError> {
+    let frequency_text = match (fields.run_frequency, fields.run_interval) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid_field(
+                "runFrequency",
+                format!("runFrequency {a:?} and its alias runInterval {b:?} disagree; give one of them"),
+            ))
+        }
+        (Some(a), _) | (None, Some(a)) => Some(a),
+        (None, None) => None,
+    };
+    let frequency = match (frequency_text, current) {
+        (Some(text), _) => Frequency::parse(&text).ok_or_else(|| {
+            ApiError::invalid_field(
+                "runFrequency",
+                format!("runFrequency must be one of {}; got {text:?}", Frequency::NAMES),
+            )
+        })?,
+        (None, Some(c)) => c.frequency,
+        (None, None) => return Err(missing("runFrequency", format!("one of {}", Frequency::NAMES))),
+    };
+    let start_time = match (fields.start_time, current) {
+        (Some(text), _) => parse_start_time(&text)?,
+        (None, Some(c)) => c.start_time,
+        (None, None) => {
+            return Err(missing(
+                "startTime",
+                "an ISO 8601 date-time in UTC, e.g. 2025-12-30T03:50:33Z",
+            ))
+        }
+    };
+    let timezone = match (fields.timezone, current) {
+        (Some(text), _) => text.parse::<Tz>().map_err(|_| {
+            ApiError::invalid_field(
+                "timezone",
+                format!(
+                    "timezone must be an IANA time zone name such as America/New_York or Europe/London; got {text:?}"
+                ),
+            )
+        })?,
+        (None, Some(c)) => c.timezone,
+        (None, None) => return Err(missing("timezone", "an IANA time zone name such as America/New_York")),
+    };
+    let callback_url = match (fields.callback_url, current) {
+        (Some(url), _) => Some(check_callback_url(url)?),
+        (None, Some(c)) => c.callback_url.clone(),
+        (None, None) => None,
+    };
+    if source.source_type == SourceType::External && callback_url.is_none() {
+        return Err(missing(
+            "callbackUrl",
+            "the URL the platform calls when the schedule fires (required for external-app import sources)",
+        ));
+    }
+    let defaults = current.map(|c| c.policies).unwrap_or_default();
+    let policies = Policies {
+        gap: policy(
+            fields.dst_gap_policy,
+            "dstGapPolicy",
+            "SHIFT_FORWARD, SKIP, AT_TRANSITION",
+            defaults.gap,
+        )?,
+        fold: policy(
+            fields.dst_fold_policy,
+            "dstFoldPolicy",
+            "EARLIER, LATER, BOTH",
+            defaults.fold,
+        )?,
+        month_end: policy(
+            fields.month_end_policy,
+            "monthEndPolicy",
+            "LAST_DAY, SKIP",
+            defaults.month_end,
+        )?,
+    };
+    let is_active = fields.is_active.or(current.map(|c| c.is_active)).unwrap_or(true);
+    Ok(ScheduleSpec {
+        frequency,
+        start_time,
+        timezone,
+        callback_url,
+        policies,
+        is_active,
+    })
+}
+
+fn missing(field: &str, allowed: impl AsRef<str>) -> ApiError {
+    ApiError::invalid_field(field, format!("{field} is required: {}", allowed.as_ref()))
+}
+
+fn policy<P: for<'de> Deserialize<'de>>(
+    text: Option<String>,
+    field: &str,
+    allowed: &str,
+    default: P,
+) -> Result<P, ApiError> {
+    match text {
+        None => Ok(default),
+        Some(text) => serde_json::from_value(Value::String(text.clone()))
+            .map_err(|_| ApiError::invalid_field(field, format!("{field} must be one of {allowed}; got {text:?}"))),
+    }
+}
+
+/// `startTime`: ISO 8601 (RFC 3339 profile) and in UTC.
+pub fn parse_start_time(text: &str) -> Result<DateTime<Utc>, ApiError> {
+    let example = "e.g. 2025-12-30T03:50:33Z";
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(t) if t.offset().local_minus_utc() == 0 => Ok(t.with_timezone(&Utc)),
+        Ok(t) => Err(ApiError::invalid_field(
+            "startTime",
+            format!(
+                "startTime must be in UTC; {text:?} has offset {}. Give the same instant in UTC with a Z suffix: {}",
+                t.offset(),
+                timestamp(t.with_timezone(&Utc))
+            ),
+        )),
+        Err(_) if NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").is_ok() => Err(ApiError::invalid_field(
+            "startTime",
+            format!("startTime must be in UTC; {text:?} has no time zone designator. Add a Z suffix, {example}"),
+        )),
+        Err(_) => Err(ApiError::invalid_field(
+            "startTime",
+            format!("startTime must be an ISO 8601 date-time in UTC, {example}; got {text:?}"),
+        )),
+    }
+}
+
+fn check_callback_url(text: String) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        ApiError::invalid_field(
+            "callbackUrl",
+            format!("callbackUrl must be an absolute http(s) URL; {text:?} {why}"),
+        )
+    };
+    let url = url::Url::parse(&text).map_err(|e| bad(&format!("does not parse ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(&format!("has scheme {:?}", url.scheme())));
+    }
+    if url.host_str().unwrap_or_default().is_empty() {
+        return Err(bad("has no host"));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_must_be_iso_8601_in_utc() {
+        assert!(parse_start_time("2025-12-30T03:50:33Z").is_ok());
+        assert!(parse_start_time("2025-12-30T03:50:33.250Z").is_ok());
+        assert!(parse_start_time("2025-12-30T03:50:33+00:00").is_ok());
+        let e = parse_start_time("2025-12-30T05:50:33+02:00").unwrap_err();
+        assert!(
+            e.message.contains("must be in UTC") && e.message.contains("2025-12-30T03:50:33Z"),
+            "{}",
+            e.message
+        );
+        let e = parse_start_time("2025-12-30T03:50:33").unwrap_err();
+        assert!(e.message.contains("no time zone designator"), "{}", e.message);
+        let e = parse_start_time("tomorrow at 3").unwrap_err();
+        assert!(e.message.contains("ISO 8601"), "{}", e.message);
+    }
+
+    #[test]
+    fn callback_urls_must_be_absolute_http() {
+        assert!(check_callback_url("https://app.example.com/cb".into()).is_ok());
+        assert!(check_callback_url("http://127.0.0.1:8080/apps/x/webtrigger".into()).is_ok());
+        for bad in [
+            "/relative/path",
+            "ftp://example.com/x",
+            "not a url",
+            "mailto:me@example.com",
+        ] {
+            assert!(check_callback_url(bad.into()).is_err(), "{bad}");
+        }
+    }
+}

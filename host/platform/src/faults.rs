@@ -1,0 +1,259 @@
+//! Fault injection: a plan of failures for the Assets API and the built-in
+//! data source, deterministic for a seed.
+//!
+//! A plan is JSON (from `--faults FILE` or inline with `--faults-json`):
+//!
+//! ```json
+//! {"seed": 1,
+//!  "assetsApi": [
+//!    {"endpoint": "data", "fault": "status", "status": 503, "rate": 0.1},
+//!    {"endpoint": "any", "fault": "status", "status": 429, "retryAfter": "2", "rate": 0.05},
+//!    {"endpoint": "any", "fault": "reset", "rate": 0.02},
+//!    {"endpoint": "completed", "fault": "timeout", "rate": 0.05},
+//!    {"endpoint": "data", "fault": "latency", "ms": 200, "rate": 0.2}],
+//!  "source": [
+//!    {"fault": "timeout", "rate": 0.05},
+//!    {"fault": "bad-page", "rate": 0.01},
+//!    {"fault": "fail-after-page", "page": 3}]}
+//! ```
+//!
+//! Endpoints: `create`, `data`, `completed`, `failed`, `status`, `any`.
+//! `status` answers with that code instead of the API (no processing);
+//! `reset` drops the connection before the request arrives; `timeout`
+//! loses the answer: for `data`, `completed` and `failed` the request *was*
+//! processed (the case retries must survive without duplicating data), for
+//! the others it was not; `latency` waits `ms` on the platform clock first.
+
+use crate::assets::Response;
+use crate::clock::Clock;
+use assets_runtime::bindings::assets_api::{self, CallError};
+use assets_runtime::bindings::data_source::{Page, SourceError};
+use assets_runtime::{AssetsBackend, DataSourceProvider};
+use serde::Deserialize;
+use std::sync::{Arc, Mutex};
+
+/// A fault plan.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultPlan {
+    /// Seed of the plan's random choices.
+    #[serde(default)]
+    pub seed: u64,
+    /// Faults of the Assets API.
+    #[serde(default)]
+    pub assets_api: Vec<ApiFault>,
+    /// Faults of the data source.
+    #[serde(default)]
+    pub source: Vec<SourceFault>,
+}
+
+/// One kind of Assets API fault.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiFault {
+    /// Which endpoint: `create`, `data`, `completed`, `failed`, `status` or `any`.
+    pub endpoint: String,
+    /// `status`, `reset`, `timeout` or `latency`.
+    pub fault: String,
+    /// For `status`: the code (e.g. 429, 500, 503).
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// For `status` 429: the `Retry-After` value (seconds or an HTTP date).
+    #[serde(default)]
+    pub retry_after: Option<String>,
+    /// For `latency`: milliseconds.
+    #[serde(default)]
+    pub ms: Option<u64>,
+    /// Chance per matching call, 0 to 1.
+    #[serde(default = "always")]
+    pub rate: f64,
+}
+
+/// One kind of data-source fault.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceFault {
+    /// `timeout`, `connection`, `bad-page` or `fail-after-page`.
+    pub fault: String,
+    /// For `fail-after-page`: pages after this one (1-based) time out.
+    #[serde(default)]
+    pub page: Option<u64>,
+    /// Chance per page read, 0 to 1 (not used by `fail-after-page`).
+    #[serde(default = "always")]
+    pub rate: f64,
+}
+
+fn always() -> f64 {
+    1.0
+}
+
+impl FaultPlan {
+    /// Reads and checks a plan.
+    pub fn parse(json: &str) -> anyhow::Result<FaultPlan> {
+        let plan: FaultPlan = serde_json::from_str(json)
+            .map_err(|e| anyhow::anyhow!("fault plan is not valid: {e} (see `assets-host chaos --help`)"))?;
+        for f in &plan.assets_api {
+            anyhow::ensure!(
+                matches!(
+                    f.endpoint.as_str(),
+                    "create" | "data" | "completed" | "failed" | "status" | "any"
+                ),
+                "fault endpoint {:?} must be create, data, completed, failed, status or any",
+                f.endpoint
+            );
+            match f.fault.as_str() {
+                "status" => anyhow::ensure!(
+                    f.status.is_some_and(|s| (400..600).contains(&s)),
+                    "a status fault needs \"status\": a 4xx or 5xx code"
+                ),
+                "latency" => anyhow::ensure!(f.ms.is_some(), "a latency fault needs \"ms\""),
+                "reset" | "timeout" => {}
+                other => anyhow::bail!("fault {other:?} must be status, reset, timeout or latency"),
+            }
+            anyhow::ensure!((0.0..=1.0).contains(&f.rate), "rate {} must be from 0 to 1", f.rate);
+        }
+        for f in &plan.source {
+            match f.fault.as_str() {
+                "timeout" | "connection" | "bad-page" => {}
+                "fail-after-page" => anyhow::ensure!(f.page.is_some(), "fail-after-page needs \"page\""),
+                other => {
+                    anyhow::bail!("source fault {other:?} must be timeout, connection, bad-page or fail-after-page")
+                }
+            }
+            anyhow::ensure!((0.0..=1.0).contains(&f.rate), "rate {} must be from 0 to 1", f.rate);
+        }
+        Ok(plan)
+    }
+}
+
+/// The endpoint a path names.
+fn endpoint(path: &str) -> &'static str {
+    let path = path.split('?').next().unwrap_or_default();
+    if path.ends_with("/executions") {
+        "create"
+    } else if path.ends_with("/data") {
+        "data"
+    } else if path.ends_with("/history/completed") {
+        "completed"
+    } else if path.ends_with("/history/failed") {
+        "failed"
+    } else {
+        "status"
+    }
+}
+
+/// The Assets API with faults.
+pub struct FaultyAssets {
+    inner: Arc<dyn AssetsBackend>,
+    faults: Vec<ApiFault>,
+    rng: Mutex<fastrand::Rng>,
+    clock: Arc<dyn Clock>,
+}
+
+impl FaultyAssets {
+    /// Wraps `inner` with `plan`'s API faults; `salt` varies the random
+    /// sequence between wrappers that share a plan.
+    pub fn new(inner: Arc<dyn AssetsBackend>, plan: &FaultPlan, salt: u64, clock: Arc<dyn Clock>) -> FaultyAssets {
+        FaultyAssets {
+            inner,
+            faults: plan.assets_api.clone(),
+            rng: Mutex::new(fastrand::Rng::with_seed(
+                plan.seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            )),
+            clock,
+        }
+    }
+}
+
+impl AssetsBackend for FaultyAssets {
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<assets_api::Response, CallError> {
+        let endpoint = endpoint(path);
+        let fired: Vec<ApiFault> = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            self.faults
+                .iter()
+                .filter(|f| f.endpoint == "any" || f.endpoint == endpoint)
+                .filter(|f| rng.f64() < f.rate)
+                .cloned()
+                .collect()
+        };
+        for fault in &fired {
+            match fault.fault.as_str() {
+                "latency" => self
+                    .clock
+                    .sleep(std::time::Duration::from_millis(fault.ms.unwrap_or(0))),
+                "status" => {
+                    let status = fault.status.unwrap_or(500);
+                    let mut response = Response::json(
+                        status,
+                        &serde_json::json!({"result": "error", "errorCode": "INJECTED", "message": format!("injected HTTP {status}")}),
+                    );
+                    if let Some(after) = &fault.retry_after {
+                        response.headers.push(("retry-after".into(), after.clone()));
+                    }
+                    return Ok(response.into());
+                }
+                "reset" => return Err(CallError::Unreachable("connection reset by peer (injected)".into())),
+                "timeout" => {
+                    if matches!(endpoint, "data" | "completed" | "failed") {
+                        // Processed, but the answer is lost on the way back.
+                        let _ = self.inner.call(method, path, body);
+                    }
+                    return Err(CallError::Timeout("no answer within 30 s (injected)".into()));
+                }
+                _ => {}
+            }
+        }
+        self.inner.call(method, path, body)
+    }
+}
+
+/// A data source with faults.
+pub struct FaultySource {
+    inner: Arc<dyn DataSourceProvider>,
+    faults: Vec<SourceFault>,
+    page_size: u64,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl FaultySource {
+    /// Wraps `inner` (whose pages hold `page_size` objects) with `plan`'s
+    /// source faults.
+    pub fn new(inner: Arc<dyn DataSourceProvider>, page_size: u64, plan: &FaultPlan, salt: u64) -> FaultySource {
+        FaultySource {
+            inner,
+            faults: plan.source.clone(),
+            page_size: page_size.max(1),
+            rng: Mutex::new(fastrand::Rng::with_seed(
+                plan.seed ^ salt.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 1,
+            )),
+        }
+    }
+}
+
+impl DataSourceProvider for FaultySource {
+    fn next_page(&self, cursor: Option<&str>) -> Result<Page, SourceError> {
+        let page = cursor.and_then(|c| c.parse::<u64>().ok()).unwrap_or(0) / self.page_size + 1;
+        let at = cursor.unwrap_or("start");
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        for fault in &self.faults {
+            let hit = match fault.fault.as_str() {
+                "fail-after-page" => page > fault.page.unwrap_or(u64::MAX),
+                _ => rng.f64() < fault.rate,
+            };
+            if hit {
+                return Err(match fault.fault.as_str() {
+                    "connection" => {
+                        SourceError::Connection(format!("page {page} (cursor {at}): connection refused (injected)"))
+                    }
+                    "bad-page" => SourceError::BadResponse(format!(
+                        "page {page} (cursor {at}): body is not valid JSON (injected)"
+                    )),
+                    _ => SourceError::Timeout(format!("page {page} (cursor {at}): no answer within 30 s (injected)")),
+                });
+            }
+        }
+        drop(rng);
+        self.inner.next_page(cursor)
+    }
+}

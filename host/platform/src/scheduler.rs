@@ -1,0 +1,537 @@
+//! The scheduling service: turns schedules into runs as time passes.
+//!
+//! Driven by a [`Clock`](crate::clock::Clock): [`Scheduler::run_due`] handles everything that fell
+//! due up to the clock's now; [`Scheduler::run_until`] moves a
+//! [`VirtualClock`] from one due time to the next, so a year of schedules
+//! runs in well under a second. Rules, in order:
+//!
+//! - an occurrence a calendar policy dropped is recorded as skipped, with the
+//!   policy's sentence;
+//! - of the occurrences that fell due since the last look, only the most
+//!   recent runs, and only if it is within the catch-up window (default 1 h);
+//!   the others are recorded as missed;
+//! - if the import source still has an execution ingesting, the occurrence
+//!   is skipped with that reason (no overlapping runs);
+//! - an external-app source gets its callback: in process, the installed
+//!   app's `import-callback` with `scheduled: true`; otherwise a [`Callbacks`]
+//!   delivery to the schedule's `callbackUrl` (serve mode: a signed HTTP
+//!   POST), where a failed or timed-out callback is a failed history entry;
+//!   other source types get the platform's own run;
+//! - every occurrence is claimed under the state lock before it is acted on,
+//!   so none is ever handled twice.
+
+use crate::assets::model::{HistoryEntry, Outcome, SourceType};
+use crate::assets::schedule::{timestamp, Schedule};
+use crate::assets::AssetsService;
+use crate::clock::VirtualClock;
+use crate::trigger::{self, App, RunStatus, TriggerOutcome};
+use assets_calendar::{Frequency, Occurrence};
+use assets_runtime::bindings::import_callback::TriggerEvent;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Default catch-up window: a run missed by less than this still runs.
+pub const DEFAULT_CATCH_UP: Duration = Duration::hours(1);
+
+/// The stable id of one occurrence: derived from the schedule id and the
+/// occurrence's nominal UTC instant, so every re-delivery carries the same id.
+pub fn occurrence_id(schedule_id: &str, instant: DateTime<Utc>) -> String {
+    let name = format!("{schedule_id}@{}", timestamp(instant));
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
+/// What happened to one occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FiringStatus {
+    /// Ran and completed.
+    Completed,
+    /// Ran and failed (or the callback could not be delivered).
+    Failed,
+    /// The app was called but created no execution.
+    NotStarted,
+    /// The callback was accepted; the app reports the run through the API
+    /// (a receiver that does not answer with its outcome).
+    Delivered,
+    /// Not run: a calendar policy dropped it, or a run was still ingesting.
+    Skipped,
+    /// Not run: it fell due while nothing could run it, outside the catch-up window.
+    Missed,
+}
+
+/// One handled occurrence, for timelines and tests.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Firing {
+    /// The schedule.
+    pub schedule_id: String,
+    /// The import source.
+    pub import_source_id: String,
+    /// The occurrence's stable id.
+    pub occurrence_id: String,
+    /// Its nominal instant, UTC.
+    pub nominal_utc: DateTime<Utc>,
+    /// Its local time in the schedule's zone, e.g. `2026-03-08 03:30 EDT`.
+    pub local: String,
+    /// What happened.
+    pub status: FiringStatus,
+    /// The execution, when one was created.
+    pub execution_id: Option<String>,
+    /// Objects imported.
+    pub objects: u64,
+    /// Why it failed, was skipped or missed.
+    pub reason: Option<String>,
+    /// The calendar rule that moved or dropped it, if any.
+    pub note: Option<String>,
+    /// Calls the app retried during the run.
+    pub retries: u32,
+}
+
+/// Delivers scheduled callbacks to apps that do not run in this process.
+pub trait Callbacks: Send + Sync {
+    /// Calls `app`'s callback at `url` with `event`. `Ok(Some(..))` when the
+    /// receiver ran the import and answered with its outcome, `Ok(None)`
+    /// when it only accepted the call, `Err` with the reason when the call
+    /// failed or timed out.
+    fn call(&self, app: Option<&str>, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String>;
+}
+
+/// The scheduling service.
+pub struct Scheduler {
+    assets: Arc<AssetsService>,
+    apps: RwLock<HashMap<String, App>>,
+    callbacks: Option<Arc<dyn Callbacks>>,
+    catch_up: Duration,
+}
+
+/// How a callback went.
+enum Delivery {
+    /// The app ran and said how it ended.
+    Ran(TriggerOutcome),
+    /// The app accepted the callback.
+    Accepted,
+    /// The callback could not be delivered; why.
+    Undelivered(String),
+}
+
+/// An occurrence claimed for running.
+struct Claimed {
+    schedule: Schedule,
+    occurrence: Occurrence,
+    occurrence_id: String,
+}
+
+impl Scheduler {
+    /// A scheduler over `assets`, using its clock.
+    pub fn new(assets: Arc<AssetsService>) -> Scheduler {
+        Scheduler {
+            assets,
+            apps: RwLock::new(HashMap::new()),
+            callbacks: None,
+            catch_up: DEFAULT_CATCH_UP,
+        }
+    }
+
+    /// Delivers callbacks for sources with no in-process app through `callbacks`.
+    pub fn with_callbacks(mut self, callbacks: Arc<dyn Callbacks>) -> Scheduler {
+        self.callbacks = Some(callbacks);
+        self
+    }
+
+    /// The service it schedules for.
+    pub fn assets(&self) -> &Arc<AssetsService> {
+        &self.assets
+    }
+
+    /// Sets the catch-up window.
+    pub fn with_catch_up(mut self, window: Duration) -> Scheduler {
+        self.catch_up = window;
+        self
+    }
+
+    /// Installs `app` as the one that answers callbacks for `import_source_id`.
+    pub fn install(&self, import_source_id: &str, app: App) {
+        self.apps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(import_source_id.to_owned(), app);
+    }
+
+    /// The earliest instant at which something is due (a run or a slot to
+    /// record), across active schedules.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        let state = self.assets.state();
+        state
+            .schedules()
+            .filter(|s| s.spec.is_active)
+            .filter_map(|s| s.rule.occurrences_after(s.handled_until).next().map(|o| o.instant))
+            .min()
+    }
+
+    /// Handles everything due at the clock's now and returns what happened,
+    /// in order of nominal time.
+    pub fn run_due(&self) -> Vec<Firing> {
+        let now = self.assets.clock().now();
+        let (mut firings, claimed) = self.claim_due(now);
+        firings.extend(self.fire_all(claimed));
+        firings.sort_by(|a, b| (a.nominal_utc, &a.schedule_id).cmp(&(b.nominal_utc, &b.schedule_id)));
+        firings
+    }
+
+    /// Moves `clock` from one due time to the next until `end`, handling
+    /// each; then leaves the clock at `end`.
+    pub fn run_until(&self, clock: &VirtualClock, end: DateTime<Utc>) -> Vec<Firing> {
+        let mut firings = Vec::new();
+        firings.extend(self.run_due());
+        while let Some(due) = self.next_due().filter(|due| *due <= end) {
+            clock.set(due);
+            firings.extend(self.run_due());
+        }
+        clock.set(end);
+        firings
+    }
+
+    /// Under the state lock: records skipped and missed occurrences, claims
+    /// the ones to run, and moves each schedule past what it handled.
+    fn claim_due(&self, now: DateTime<Utc>) -> (Vec<Firing>, Vec<Claimed>) {
+        let mut state = self.assets.state();
+        let mut firings = Vec::new();
+        let mut claimed = Vec::new();
+        let due_ids: Vec<String> = state
+            .schedules()
+            .filter(|s| {
+                s.spec.is_active
+                    && s.rule
+                        .occurrences_after(s.handled_until)
+                        .next()
+                        .is_some_and(|o| o.instant <= now)
+            })
+            .map(|s| s.id.clone())
+            .collect();
+        for id in due_ids {
+            let schedule = state.schedule(&id).expect("listed above").clone();
+            let due: Vec<Occurrence> = schedule
+                .rule
+                .occurrences_after(schedule.handled_until)
+                .take_while(|o| o.instant <= now)
+                .collect();
+            let latest_run = due.iter().rposition(|o| o.runs);
+            for (i, occurrence) in due.iter().enumerate() {
+                let occurrence_id = occurrence_id(&schedule.id, occurrence.instant);
+                if !state.mark_fired(&occurrence_id) {
+                    continue;
+                }
+                let verdict = if !occurrence.runs {
+                    Some((
+                        Outcome::Skipped,
+                        occurrence
+                            .adjustment
+                            .as_ref()
+                            .map(|a| a.note.clone())
+                            .unwrap_or_default(),
+                    ))
+                } else if Some(i) != latest_run {
+                    Some((Outcome::Missed, format!(
+                        "missed: fell due at {} while the scheduler was not running; only the most recent missed run is caught up",
+                        timestamp(occurrence.instant)
+                    )))
+                } else if now - occurrence.instant > self.catch_up {
+                    Some((
+                        Outcome::Missed,
+                        format!(
+                            "missed: fell due at {} and the scheduler resumed at {}, beyond the {} catch-up window",
+                            timestamp(occurrence.instant),
+                            timestamp(now),
+                            human(self.catch_up)
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                match verdict {
+                    Some((outcome, reason)) => {
+                        state.record(skipped_entry(
+                            &schedule,
+                            occurrence,
+                            &occurrence_id,
+                            outcome,
+                            reason.clone(),
+                        ));
+                        firings.push(firing(
+                            &schedule,
+                            occurrence,
+                            &occurrence_id,
+                            outcome_status(outcome),
+                            None,
+                            0,
+                            Some(reason),
+                        ));
+                    }
+                    None => claimed.push(Claimed {
+                        schedule: schedule.clone(),
+                        occurrence: occurrence.clone(),
+                        occurrence_id,
+                    }),
+                }
+            }
+            if let (Some(last), Some(s)) = (due.last(), state.schedule_mut(&id)) {
+                s.handled_until = last.instant;
+                if s.spec.frequency == Frequency::Once {
+                    s.spec.is_active = false;
+                }
+            }
+        }
+        (firings, claimed)
+    }
+
+    /// Runs claimed occurrences on every core: each worker takes the next
+    /// claim until none is left (a thundering herd at midnight finishes in
+    /// the time of its share, not of the whole).
+    fn fire_all(&self, claimed: Vec<Claimed>) -> Vec<Firing> {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(claimed.len());
+        if workers <= 1 {
+            return claimed.into_iter().map(|claim| self.fire(claim)).collect();
+        }
+        let queue = std::sync::Mutex::new(claimed.into_iter());
+        let fired = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).next();
+                    let Some(claim) = next else { break };
+                    let firing = self.fire(claim);
+                    fired.lock().unwrap_or_else(|e| e.into_inner()).push(firing);
+                });
+            }
+        });
+        fired.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one claimed occurrence.
+    fn fire(&self, claim: Claimed) -> Firing {
+        let Claimed {
+            schedule,
+            occurrence,
+            occurrence_id,
+        } = claim;
+        let source_id = &schedule.import_source_id;
+        // Bound to a local first: the guard must be dropped before the body
+        // locks the state again.
+        let running = self.assets.state().ingesting(source_id).map(|e| e.id.clone());
+        if let Some(running) = running {
+            let reason = format!(
+                "skipped: execution {running} of this import source was still ingesting when this run fell due"
+            );
+            self.assets.state().record(skipped_entry(
+                &schedule,
+                &occurrence,
+                &occurrence_id,
+                Outcome::Skipped,
+                reason.clone(),
+            ));
+            return firing(
+                &schedule,
+                &occurrence,
+                &occurrence_id,
+                FiringStatus::Skipped,
+                None,
+                0,
+                Some(reason),
+            );
+        }
+        if schedule.source_type != SourceType::External {
+            return self.platform_run(&schedule, &occurrence, &occurrence_id);
+        }
+        let event = TriggerEvent {
+            workspace_id: schedule.workspace_id.clone(),
+            import_source_id: source_id.clone(),
+            scheduled: true,
+            schedule_id: Some(schedule.id.clone()),
+            occurrence_id: occurrence_id.clone(),
+            nominal_time: timestamp(occurrence.instant),
+            attempt: 1,
+        };
+        // Each arm either returns its firing or gives the failed one and the
+        // reason to record in the history.
+        let (failed, reason) = match self.deliver(&schedule, &event) {
+            Delivery::Ran(outcome) => {
+                let status = match outcome.status {
+                    RunStatus::Completed => FiringStatus::Completed,
+                    RunStatus::Failed => FiringStatus::Failed,
+                    RunStatus::NotStarted => FiringStatus::NotStarted,
+                };
+                let mut fired = firing(
+                    &schedule,
+                    &occurrence,
+                    &occurrence_id,
+                    status,
+                    outcome.execution_id.clone(),
+                    outcome.objects,
+                    outcome.failure_reason.clone(),
+                );
+                fired.retries = outcome.retries;
+                if outcome.status != RunStatus::NotStarted {
+                    return fired;
+                }
+                // The app answered without creating an execution: the
+                // platform records the failed callback, as the real one does.
+                let reason = outcome
+                    .failure_reason
+                    .unwrap_or_else(|| "the app created no execution".into());
+                (fired, reason)
+            }
+            Delivery::Accepted => {
+                return firing(
+                    &schedule,
+                    &occurrence,
+                    &occurrence_id,
+                    FiringStatus::Delivered,
+                    None,
+                    0,
+                    None,
+                )
+            }
+            Delivery::Undelivered(reason) => {
+                let fired = firing(
+                    &schedule,
+                    &occurrence,
+                    &occurrence_id,
+                    FiringStatus::Failed,
+                    None,
+                    0,
+                    Some(reason.clone()),
+                );
+                (fired, reason)
+            }
+        };
+        let reason: String = reason
+            .chars()
+            .take(crate::assets::model::MAX_FAILURE_REASON_CHARS)
+            .collect();
+        self.assets.state().record(skipped_entry(
+            &schedule,
+            &occurrence,
+            &occurrence_id,
+            Outcome::Failed,
+            reason,
+        ));
+        failed
+    }
+
+    /// Calls the app for `event`: in process when one is installed for the
+    /// source, else through the callbacks to the schedule's `callbackUrl`.
+    fn deliver(&self, schedule: &Schedule, event: &TriggerEvent) -> Delivery {
+        let source_id = &schedule.import_source_id;
+        let installed = self
+            .apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(source_id)
+            .cloned();
+        if let Some(app) = installed {
+            return Delivery::Ran(trigger::deliver(&app, &self.assets, event));
+        }
+        let url = schedule.spec.callback_url.as_deref();
+        let (Some(callbacks), Some(url)) = (&self.callbacks, url) else {
+            return Delivery::Undelivered(format!(
+                "The scheduled callback to {} could not be delivered: no app is installed for import source {source_id}",
+                url.unwrap_or("(no callback URL)")
+            ));
+        };
+        let app = self.assets.state().source_by_id(source_id).and_then(|s| s.app.clone());
+        match callbacks.call(app.as_deref(), url, event) {
+            Ok(Some(outcome)) => Delivery::Ran(outcome),
+            Ok(None) => Delivery::Accepted,
+            Err(why) => Delivery::Undelivered(format!("The scheduled callback to {url} failed: {why}")),
+        }
+    }
+
+    /// A CSV, JSON or Data Manager import: the platform runs it itself from
+    /// the data it holds. The mock records a completed scheduled execution.
+    fn platform_run(&self, schedule: &Schedule, occurrence: &Occurrence, occurrence_id: &str) -> Firing {
+        let now = self.assets.clock().now();
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut state = self.assets.state();
+        let started = state
+            .start_execution(&schedule.import_source_id, id.clone(), true, now)
+            .map(|_| ());
+        let result = started.and_then(|_| state.complete(&schedule.import_source_id, &id, now));
+        state.annotate(&id, Some(schedule.id.clone()), Some(occurrence_id.to_owned()));
+        let (status, reason) = match result {
+            Ok(()) => (FiringStatus::Completed, None),
+            Err(e) => (FiringStatus::Failed, Some(e.message)),
+        };
+        firing(schedule, occurrence, occurrence_id, status, Some(id), 0, reason)
+    }
+}
+
+fn outcome_status(outcome: Outcome) -> FiringStatus {
+    match outcome {
+        Outcome::Missed => FiringStatus::Missed,
+        Outcome::Failed => FiringStatus::Failed,
+        _ => FiringStatus::Skipped,
+    }
+}
+
+fn skipped_entry(
+    schedule: &Schedule,
+    occurrence: &Occurrence,
+    occurrence_id: &str,
+    status: Outcome,
+    reason: String,
+) -> HistoryEntry {
+    HistoryEntry {
+        execution_id: None,
+        import_source_id: schedule.import_source_id.clone(),
+        scheduled: true,
+        schedule_id: Some(schedule.id.clone()),
+        occurrence_id: Some(occurrence_id.to_owned()),
+        status,
+        failure_reason: Some(reason),
+        objects: 0,
+        started_at: occurrence.instant,
+        ended_at: Some(occurrence.instant),
+    }
+}
+
+fn firing(
+    schedule: &Schedule,
+    occurrence: &Occurrence,
+    occurrence_id: &str,
+    status: FiringStatus,
+    execution_id: Option<String>,
+    objects: u64,
+    reason: Option<String>,
+) -> Firing {
+    Firing {
+        schedule_id: schedule.id.clone(),
+        import_source_id: schedule.import_source_id.clone(),
+        occurrence_id: occurrence_id.to_owned(),
+        nominal_utc: occurrence.instant,
+        local: occurrence
+            .instant
+            .with_timezone(&schedule.spec.timezone)
+            .format("%Y-%m-%d %H:%M %Z")
+            .to_string(),
+        status,
+        execution_id,
+        objects,
+        reason,
+        note: occurrence.adjustment.as_ref().map(|a| a.note.clone()),
+        retries: 0,
+    }
+}
+
+fn human(d: Duration) -> String {
+    if d.num_seconds() % 3600 == 0 {
+        format!("{} h", d.num_hours())
+    } else if d.num_seconds() % 60 == 0 {
+        format!("{} min", d.num_minutes())
+    } else {
+        format!("{} s", d.num_seconds())
+    }
+}

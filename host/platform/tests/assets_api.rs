@@ -1,0 +1,419 @@
+//! The Assets mock validates like the real API: one test per rule.
+
+use assets_platform::assets::{AssetsService, Response, SourceType};
+use assets_platform::clock::SystemClock;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+struct Api {
+    service: AssetsService,
+    workspace: String,
+    source: String,
+}
+
+impl Api {
+    fn new() -> Api {
+        let service = AssetsService::new(Arc::new(SystemClock));
+        let workspace = service.create_workspace();
+        let source = service
+            .create_import_source(&workspace, SourceType::External, None)
+            .unwrap();
+        Api {
+            service,
+            workspace,
+            source,
+        }
+    }
+
+    fn base(&self) -> String {
+        format!(
+            "/jsm/assets/workspace/{}/v1/importsource/{}",
+            self.workspace, self.source
+        )
+    }
+
+    fn call(&self, method: &str, rest: &str, body: &str) -> (u16, Value) {
+        let r: Response = self
+            .service
+            .handle(method, &format!("{}{rest}", self.base()), body.as_bytes());
+        let value = if r.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&r.body).expect("every answer is JSON")
+        };
+        (r.status, value)
+    }
+
+    /// Creates an execution and returns its id.
+    fn start(&self) -> String {
+        let (status, body) = self.call("POST", "/executions", r#"{"scheduled":true}"#);
+        assert_eq!(status, 201, "{body}");
+        let url = body["links"]["submitResults"].as_str().unwrap();
+        url.trim_end_matches("/data").rsplit('/').next().unwrap().to_owned()
+    }
+
+    fn chunk(n: usize) -> String {
+        let objects: Vec<Value> = (0..n)
+            .map(|i| json!({"externalId": format!("a-{i}"), "label": format!("A {i}"), "attributes": {"k": ["v"]}}))
+            .collect();
+        json!({"objectTypeId": "laptop", "objects": objects}).to_string()
+    }
+}
+
+fn assert_error(answer: (u16, Value), status: u16, field: Option<&str>, words: &str) {
+    let (got, body) = answer;
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["result"], "error", "{body}");
+    if let Some(field) = field {
+        assert_eq!(body["field"], field, "{body}");
+    }
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains(words), "message {message:?} should contain {words:?}");
+}
+
+#[test]
+fn the_create_execution_answer_has_the_real_apis_links() {
+    let api = Api::new();
+    let (status, body) = api.call("POST", "/executions", r#"{"scheduled":true}"#);
+    assert_eq!(status, 201);
+    assert_eq!(body["result"], "success");
+    let submit = body["links"]["submitResults"].as_str().unwrap();
+    assert!(
+        submit.starts_with("http://assets.local/jsm/assets/workspace/"),
+        "{submit}"
+    );
+    assert!(submit.ends_with("/data"));
+    for link in ["submitProgress", "getExecutionStatus", "cancel"] {
+        assert!(body["links"][link].is_string(), "{link} missing: {body}");
+    }
+}
+
+#[test]
+fn the_full_lifecycle_records_a_scheduled_completed_run() {
+    let api = Api::new();
+    let id = api.start();
+    let (status, body) = api.call("POST", &format!("/executions/{id}/data"), &Api::chunk(3));
+    assert_eq!((status, body["objectsAccepted"].as_u64()), (200, Some(3)));
+    assert_eq!(
+        api.call("POST", &format!("/executions/{id}/history/completed"), "").0,
+        200
+    );
+    let (_, status_body) = api.call("GET", &format!("/executions/{id}/status"), "");
+    assert_eq!(status_body["status"], "DONE");
+    assert_eq!(status_body["objects"], 3);
+    let (_, history) = api.call("GET", "/history", "");
+    assert_eq!(history[0]["status"], "completed");
+    assert_eq!(history[0]["scheduled"], true);
+    assert_eq!(history[0]["objects"], 3);
+}
+
+#[test]
+fn a_body_that_is_not_json_is_a_400() {
+    let api = Api::new();
+    assert_error(
+        api.call("POST", "/executions", "scheduled=true"),
+        400,
+        None,
+        "not valid JSON",
+    );
+    let id = api.start();
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/data"), "{\"objectTypeId\":"),
+        400,
+        None,
+        "not valid JSON",
+    );
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/history/failed"), "oops"),
+        400,
+        None,
+        "not valid JSON",
+    );
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/data"), ""),
+        400,
+        None,
+        "empty",
+    );
+}
+
+#[test]
+fn a_missing_required_field_is_a_400_naming_it() {
+    let api = Api::new();
+    let id = api.start();
+    let data = format!("/executions/{id}/data");
+    assert_error(
+        api.call("POST", &data, r#"{"objects":[]}"#),
+        400,
+        Some("objectTypeId"),
+        "missing field",
+    );
+    assert_error(
+        api.call("POST", &data, r#"{"objectTypeId":"t"}"#),
+        400,
+        Some("objects"),
+        "missing field",
+    );
+    assert_error(
+        api.call(
+            "POST",
+            &data,
+            r#"{"objectTypeId":"t","objects":[{"externalId":"a","label":"A"},{"label":"B"}]}"#,
+        ),
+        400,
+        Some("objects[1].externalId"),
+        "missing field",
+    );
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/history/failed"), "{}"),
+        400,
+        Some("failureReason"),
+        "missing field",
+    );
+}
+
+#[test]
+fn wrong_types_unknown_fields_and_empty_ids_are_400s_naming_the_field() {
+    let api = Api::new();
+    assert_error(
+        api.call("POST", "/executions", r#"{"scheduled":"yes"}"#),
+        400,
+        Some("scheduled"),
+        "expected a boolean",
+    );
+    assert_error(
+        api.call("POST", "/executions", r#"{"schedueld":true}"#),
+        400,
+        Some("schedueld"),
+        "unknown field",
+    );
+    let id = api.start();
+    let data = format!("/executions/{id}/data");
+    assert_error(
+        api.call(
+            "POST",
+            &data,
+            r#"{"objectTypeId":"t","objects":[{"externalId":"a","label":"A","attributes":{"k":"v"}}]}"#,
+        ),
+        400,
+        Some("objects[0].attributes.k"),
+        "expected a sequence",
+    );
+    assert_error(
+        api.call("POST", &data, r#"{"objectTypeId":"","objects":[]}"#),
+        400,
+        Some("objectTypeId"),
+        "must not be empty",
+    );
+    assert_error(
+        api.call(
+            "POST",
+            &data,
+            r#"{"objectTypeId":"t","objects":[{"externalId":" ","label":"A"}]}"#,
+        ),
+        400,
+        Some("objects[0].externalId"),
+        "must not be empty",
+    );
+    assert_error(
+        api.call(
+            "POST",
+            &format!("/executions/{id}/history/failed"),
+            r#"{"failureReason":12}"#,
+        ),
+        400,
+        Some("failureReason"),
+        "expected a string",
+    );
+}
+
+#[test]
+fn unknown_workspace_import_source_or_execution_is_a_404() {
+    let api = Api::new();
+    let other_ws = format!("/jsm/assets/workspace/nope/v1/importsource/{}/executions", api.source);
+    let r = api.service.handle("POST", &other_ws, b"{}");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("workspace nope does not exist"), "{}", r.body);
+
+    let other_src = format!(
+        "/jsm/assets/workspace/{}/v1/importsource/nope/executions",
+        api.workspace
+    );
+    let r = api.service.handle("POST", &other_src, b"{}");
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("import source nope"), "{}", r.body);
+
+    // An import source of another workspace is not reachable through this one.
+    let ws2 = api.service.create_workspace();
+    let foreign = format!("/jsm/assets/workspace/{ws2}/v1/importsource/{}/executions", api.source);
+    assert_eq!(api.service.handle("POST", &foreign, b"{}").status, 404);
+
+    assert_error(
+        api.call("POST", "/executions/nope/data", &Api::chunk(1)),
+        404,
+        None,
+        "execution nope does not exist",
+    );
+    assert_error(
+        api.call("POST", "/executions/nope/history/completed", ""),
+        404,
+        None,
+        "execution nope",
+    );
+    assert_error(
+        api.call("POST", "/executions/nope/history/failed", r#"{"failureReason":"x"}"#),
+        404,
+        None,
+        "execution nope",
+    );
+    assert_error(
+        api.call("GET", "/executions/nope/status", ""),
+        404,
+        None,
+        "execution nope",
+    );
+}
+
+#[test]
+fn a_failure_reason_over_1024_characters_is_a_400() {
+    let api = Api::new();
+    let id = api.start();
+    let failed = format!("/executions/{id}/history/failed");
+    let too_long = json!({ "failureReason": "é".repeat(1025) }).to_string();
+    assert_error(
+        api.call("POST", &failed, &too_long),
+        400,
+        Some("failureReason"),
+        "1025 characters",
+    );
+    // 1024 multi-byte characters (2048 bytes) are within the limit.
+    let at_limit = json!({ "failureReason": "é".repeat(1024) }).to_string();
+    assert_eq!(api.call("POST", &failed, &at_limit).0, 200);
+    assert_error(
+        api.call(
+            "POST",
+            &format!("/executions/{}/history/failed", api.start()),
+            r#"{"failureReason":"  "}"#,
+        ),
+        400,
+        Some("failureReason"),
+        "empty",
+    );
+}
+
+#[test]
+fn nothing_is_accepted_after_completion_was_signalled() {
+    let api = Api::new();
+    let id = api.start();
+    assert_eq!(
+        api.call("POST", &format!("/executions/{id}/history/completed"), "").0,
+        200
+    );
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/data"), &Api::chunk(1)),
+        400,
+        None,
+        "already completed",
+    );
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/history/completed"), ""),
+        400,
+        None,
+        "already completed",
+    );
+    assert_error(
+        api.call(
+            "POST",
+            &format!("/executions/{id}/history/failed"),
+            r#"{"failureReason":"late"}"#,
+        ),
+        400,
+        None,
+        "only while it is INGESTING",
+    );
+}
+
+#[test]
+fn nothing_is_accepted_after_a_failure_or_a_cancel() {
+    let api = Api::new();
+    let id = api.start();
+    assert_eq!(
+        api.call(
+            "POST",
+            &format!("/executions/{id}/history/failed"),
+            r#"{"failureReason":"x"}"#
+        )
+        .0,
+        200
+    );
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/data"), &Api::chunk(1)),
+        400,
+        None,
+        "already failed",
+    );
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/history/completed"), ""),
+        400,
+        None,
+        "already failed",
+    );
+
+    let id = api.start();
+    assert_eq!(api.call("DELETE", &format!("/executions/{id}"), "").0, 200);
+    assert_error(
+        api.call("POST", &format!("/executions/{id}/data"), &Api::chunk(1)),
+        400,
+        None,
+        "cancelled",
+    );
+    let (_, status) = api.call("GET", "/executions/status", "");
+    assert_eq!(status["status"], "CANCELLED");
+}
+
+#[test]
+fn a_second_execution_while_one_is_ingesting_is_a_409_in_progress() {
+    let api = Api::new();
+    let first = api.start();
+    let (status, body) = api.call("POST", "/executions", r#"{"scheduled":true}"#);
+    assert_eq!(status, 409);
+    assert_eq!(body["errorCode"], "IN_PROGRESS");
+    assert_eq!(body["result"], "error");
+    assert!(body["message"].as_str().unwrap().contains(&first));
+    // Once the first has ended, a new one may start.
+    assert_eq!(
+        api.call("POST", &format!("/executions/{first}/history/completed"), "")
+            .0,
+        200
+    );
+    api.start();
+}
+
+#[test]
+fn objects_are_keyed_by_external_id_and_the_last_write_wins() {
+    let api = Api::new();
+    let id = api.start();
+    let data = format!("/executions/{id}/data");
+    assert_eq!(api.call("POST", &data, &Api::chunk(3)).0, 200);
+    let again = json!({"objectTypeId": "laptop", "objects": [{"externalId": "a-1", "label": "renamed"}]}).to_string();
+    assert_eq!(api.call("POST", &data, &again).0, 200);
+    let (_, status) = api.call("GET", &format!("/executions/{id}/status"), "");
+    assert_eq!(
+        (status["objects"].as_u64(), status["objectsReceived"].as_u64()),
+        (Some(3), Some(4))
+    );
+    let state = api.service.state();
+    let stored = &state.execution_by_id(&id).unwrap().objects[&("laptop".to_owned(), "a-1".to_owned())];
+    assert_eq!(stored.label, "renamed");
+}
+
+#[test]
+fn unknown_paths_are_404_and_wrong_methods_405_both_as_json() {
+    let api = Api::new();
+    assert_error(api.call("GET", "/nothing-here", ""), 404, None, "no endpoint");
+    let r = api.service.handle("GET", "/", b"");
+    assert_eq!(r.status, 404);
+    assert!(serde_json::from_str::<Value>(&r.body).is_ok());
+    assert_error(api.call("GET", "/executions", ""), 405, None, "use POST");
+    assert_error(api.call("BREW", "/executions", ""), 405, None, "method BREW");
+}

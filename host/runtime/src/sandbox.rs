@@ -1,0 +1,388 @@
+//! What a guest instance can reach: the per-trigger store state and the
+//! host side of every import in the `importer` world.
+//!
+//! A guest gets exactly these capabilities and nothing else:
+//!
+//! - WASI with no preopened directories, no environment, no arguments and no
+//!   sockets; stdout and stderr are captured (bounded) and logged by the host;
+//! - `assets-api`, confined to the app's workspace base path; the credential
+//!   is added by the [`AssetsBackend`] on the host side and never enters the
+//!   guest;
+//! - `data-source`, `config` and `outbound-http`, as granted per app;
+//! - `storage` (the app's own key-value store) and `timer` (the platform's
+//!   clock: a wait on a virtual clock is instant, a real wait is cut at the
+//!   invocation's deadline).
+//!
+//! What each import reaches is the embedder's choice, through [`Grants`].
+//!
+//! The store also carries the instance's [`MemoryLimiter`].
+
+use crate::bindings::{assets_api, config, data_source, outbound_http, storage, timer, types};
+use crate::capabilities::{
+    AssetsBackend, Config, DataSourceProvider, NoDataSource, NoEgress, OutboundHttp, Storage, SystemTimer, Timer,
+};
+use crate::storage::AppStorage;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// The capabilities one app is granted for one trigger: one implementation
+/// of each import's trait.
+#[derive(Clone)]
+pub struct Grants {
+    /// The workspace the app is installed in; its API calls are confined to it.
+    pub workspace_id: String,
+    /// The Assets API.
+    pub assets: Arc<dyn AssetsBackend>,
+    /// The data source behind the `data-source` import.
+    pub source: Arc<dyn DataSourceProvider>,
+    /// App settings behind the `config` import.
+    pub config: Arc<dyn Config>,
+    /// Outbound HTTP.
+    pub http: Arc<dyn OutboundHttp>,
+    /// The app's storage.
+    pub storage: Arc<dyn Storage>,
+    /// The platform's clock, behind the `timer` import.
+    pub timer: Arc<dyn Timer>,
+}
+
+impl Grants {
+    /// Grants for an app in `workspace_id` whose Assets API calls go to
+    /// `assets`, with the defaults for the rest: no data source, no settings,
+    /// no egress, fresh in-memory storage and the system clock.
+    pub fn new(workspace_id: impl Into<String>, assets: Arc<dyn AssetsBackend>) -> Grants {
+        Grants {
+            workspace_id: workspace_id.into(),
+            assets,
+            source: Arc::new(NoDataSource),
+            config: Arc::new(BTreeMap::new()),
+            http: Arc::new(NoEgress),
+            storage: Arc::new(AppStorage::default()),
+            timer: Arc::new(SystemTimer),
+        }
+    }
+
+    /// Sets the data source.
+    pub fn with_source(mut self, source: Arc<dyn DataSourceProvider>) -> Grants {
+        self.source = source;
+        self
+    }
+
+    /// Sets the settings.
+    pub fn with_config(mut self, config: Arc<dyn Config>) -> Grants {
+        self.config = config;
+        self
+    }
+
+    /// Sets outbound HTTP (wrap it in an [`EgressGuard`](crate::EgressGuard)).
+    pub fn with_http(mut self, http: Arc<dyn OutboundHttp>) -> Grants {
+        self.http = http;
+        self
+    }
+
+    /// Sets the storage; keep it across triggers of the same app.
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Grants {
+        self.storage = storage;
+        self
+    }
+
+    /// Sets the clock.
+    pub fn with_timer(mut self, timer: Arc<dyn Timer>) -> Grants {
+        self.timer = timer;
+        self
+    }
+}
+
+/// Most bytes of guest stdout/stderr kept per trigger; the rest is dropped
+/// (and counted), so a chatty guest cannot exhaust host memory.
+pub const GUEST_LOG_LIMIT: usize = 64 * 1024;
+
+/// The store state of one guest instance.
+pub struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    grants: Grants,
+    /// The instance's memory limit.
+    pub limiter: MemoryLimiter,
+    /// When the invocation's time limit runs out; real waits stop here.
+    deadline: Instant,
+}
+
+/// Caps the linear memory of one instance, and remembers whether the guest
+/// hit the cap so the host can name the cause of the trap.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit: usize,
+    used: usize,
+    /// The most linear memory the instance held at once, in bytes.
+    pub peak: usize,
+    /// Set when a growth was refused.
+    pub exceeded: bool,
+}
+
+impl MemoryLimiter {
+    /// A limiter of `limit` bytes across the instance's memories.
+    pub fn new(limit: usize) -> MemoryLimiter {
+        MemoryLimiter {
+            limit,
+            used: 0,
+            peak: 0,
+            exceeded: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let used = self.used - current.min(self.used) + desired;
+        if used > self.limit {
+            self.exceeded = true;
+            // An error traps at once, naming the cause, instead of letting
+            // the guest's allocator abort with a bare `unreachable`.
+            wasmtime::bail!(
+                "memory limit of {} MiB exceeded (asked for {} MiB)",
+                self.limit >> 20,
+                desired >> 20
+            );
+        }
+        self.used = used;
+        self.peak = self.peak.max(used);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far beyond any real
+        // guest and keeps a runaway one from exhausting host memory.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl Sandbox {
+    /// A sandbox with `grants`, writing guest output to `log`, limited to
+    /// `memory_limit` bytes and (for real waits) `deadline`.
+    pub fn new(grants: Grants, log: &GuestLog, memory_limit: usize, deadline: Instant) -> Sandbox {
+        // The builder's defaults already deny what matters (no preopens, no
+        // env, no args, sockets denied); spelled out here because they are the
+        // sandbox's promise, not an accident of defaults.
+        let wasi = WasiCtx::builder()
+            .stdout(log.clone())
+            .stderr(log.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        Sandbox {
+            wasi,
+            table: ResourceTable::new(),
+            grants,
+            limiter: MemoryLimiter::new(memory_limit),
+            deadline,
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Checks that a guest's API path stays inside the workspace base path.
+pub fn confine_path(workspace_id: &str, path: &str) -> Result<String, String> {
+    let bare = path.split(['?', '#']).next().unwrap_or_default();
+    if path.starts_with('/') || path.contains("://") || path.contains('\\') {
+        return Err(format!("{path}: API paths are relative to the workspace base path"));
+    }
+    if bare.split('/').any(|s| s == ".." || s == "." || s.contains('%')) {
+        return Err(format!("{path}: dot segments and escapes are not allowed in API paths"));
+    }
+    Ok(format!("/jsm/assets/workspace/{workspace_id}/v1/{path}"))
+}
+
+impl assets_api::Host for Sandbox {
+    fn call(
+        &mut self,
+        method: assets_api::Method,
+        path: String,
+        body: Option<String>,
+    ) -> Result<assets_api::Response, assets_api::CallError> {
+        let full = confine_path(&self.grants.workspace_id, &path).map_err(assets_api::CallError::InvalidPath)?;
+        let method = match method {
+            assets_api::Method::Get => "GET",
+            assets_api::Method::Post => "POST",
+            assets_api::Method::Put => "PUT",
+            assets_api::Method::Delete => "DELETE",
+        };
+        self.grants.assets.call(method, &full, body.as_deref())
+    }
+}
+
+impl data_source::Host for Sandbox {
+    fn next_page(&mut self, cursor: Option<String>) -> Result<data_source::Page, data_source::SourceError> {
+        self.grants.source.next_page(cursor.as_deref())
+    }
+}
+
+impl config::Host for Sandbox {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.grants.config.get(&key)
+    }
+}
+
+impl outbound_http::Host for Sandbox {
+    fn send(&mut self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError> {
+        self.grants.http.send(request)
+    }
+}
+
+impl storage::Host for Sandbox {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.grants.storage.get(&key)
+    }
+    fn set(&mut self, key: String, value: String) -> Result<(), String> {
+        self.grants.storage.set(key, value)
+    }
+    fn delete(&mut self, key: String) {
+        self.grants.storage.delete(&key)
+    }
+}
+
+impl timer::Host for Sandbox {
+    fn now_ms(&mut self) -> u64 {
+        self.grants.timer.now_ms()
+    }
+    fn sleep_ms(&mut self, ms: u64) {
+        // A host call is not interrupted by the epoch deadline, so a real
+        // wait must end there itself; the guest is stopped right after.
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        self.grants.timer.sleep(Duration::from_millis(ms).min(left));
+    }
+}
+
+impl types::Host for Sandbox {}
+
+/// Captures a guest's stdout and stderr, bounded by [`GUEST_LOG_LIMIT`].
+#[derive(Clone, Default)]
+pub struct GuestLog {
+    inner: Arc<Mutex<LogBuffer>>,
+}
+
+#[derive(Default)]
+struct LogBuffer {
+    bytes: Vec<u8>,
+    dropped: usize,
+}
+
+impl GuestLog {
+    /// What the guest wrote, lossily decoded, with a note if some was dropped.
+    pub fn text(&self) -> String {
+        let buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = String::from_utf8_lossy(&buffer.bytes).into_owned();
+        if buffer.dropped > 0 {
+            text.push_str(&format!("\n[{} more bytes of guest output dropped]", buffer.dropped));
+        }
+        text
+    }
+
+    fn append(&self, bytes: &[u8]) {
+        let mut buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let room = GUEST_LOG_LIMIT.saturating_sub(buffer.bytes.len());
+        let kept = bytes.len().min(room);
+        buffer.bytes.extend_from_slice(&bytes[..kept]);
+        buffer.dropped += bytes.len() - kept;
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestLog {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestLog {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl wasmtime_wasi::p2::OutputStream for GuestLog {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.append(&bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        // Always accept: excess output is dropped, never an error the guest
+        // must handle.
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for GuestLog {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestLog {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.append(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_workspace() {
+        assert_eq!(
+            confine_path("w1", "importsource/s/executions").unwrap(),
+            "/jsm/assets/workspace/w1/v1/importsource/s/executions"
+        );
+        for bad in [
+            "/jsm/assets/workspace/other/v1/importsource/s/executions",
+            "../../other/v1/importsource/s",
+            "importsource/../../../w2/v1/x",
+            "https://evil.example.com/x",
+            "importsource/%2e%2e/x",
+            "importsource\\..\\x",
+        ] {
+            assert!(confine_path("w1", bad).is_err(), "{bad} must be refused");
+        }
+    }
+
+    #[test]
+    fn guest_log_is_bounded() {
+        let log = GuestLog::default();
+        log.append(&vec![b'a'; GUEST_LOG_LIMIT + 10]);
+        let text = log.text();
+        assert!(text.contains("[10 more bytes of guest output dropped]"));
+    }
+}

@@ -1,0 +1,478 @@
+//! Durable state: the Assets mock's [`State`] kept in SQLite, behind the
+//! platform's [`StateStore`] seam.
+//!
+//! The in-memory [`State`] stays the working copy — every rule is checked
+//! there — and notes the keys of what each call changed ([`Changes`]). Before
+//! the state lock is released, [`SqliteStore::save`] writes exactly those rows
+//! in one transaction, so an answer the API has sent is already on disk and a
+//! `kill -9` loses nothing acknowledged. [`SqliteStore::open`] reads it all
+//! back at start-up.
+//!
+//! The journal is WAL with `synchronous = NORMAL`: a commit survives the
+//! process dying at any point; a power cut may lose the last transactions,
+//! which is acceptable for a local stand-in of the service.
+//!
+//! Rows hold JSON bodies where the shape is the API's own (sources, history
+//! lines, schedules, objects), and plain columns where the server looks
+//! things up.
+
+use anyhow::Context as _;
+use assets_calendar::{FoldPolicy, Frequency, GapPolicy, MonthEndPolicy, Policies, Rule};
+use assets_platform::assets::model::{
+    Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, SourceType, State,
+};
+use assets_platform::assets::schedule::{Schedule, ScheduleSpec};
+use assets_platform::assets::StateStore;
+use assets_runtime::storage::StorageBacking;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS sources (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS executions (
+    id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    scheduled INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    received INTEGER NOT NULL,
+    chunks INTEGER NOT NULL,
+    history_index INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS chunk_ids (
+    execution_id TEXT NOT NULL,
+    chunk_id TEXT NOT NULL,
+    PRIMARY KEY (execution_id, chunk_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS objects (
+    execution_id TEXT NOT NULL,
+    object_type_id TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (execution_id, object_type_id, external_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (idx INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS schedules (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fired (occurrence_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS apps (name TEXT PRIMARY KEY, secret TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS app_storage (
+    app TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (app, key)
+) WITHOUT ROWID;
+";
+
+/// A SQLite database holding the mock's state, the apps' secrets and their
+/// storage.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+/// A schedule as stored: what the client asked for plus the scheduler's
+/// bookkeeping; the calendar rule is derived again on load.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredSchedule {
+    id: String,
+    import_source_id: String,
+    workspace_id: String,
+    source_type: SourceType,
+    frequency: Frequency,
+    start_time: DateTime<Utc>,
+    timezone: String,
+    callback_url: Option<String>,
+    gap: GapPolicy,
+    fold: FoldPolicy,
+    month_end: MonthEndPolicy,
+    is_active: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    handled_until: DateTime<Utc>,
+}
+
+impl From<&Schedule> for StoredSchedule {
+    fn from(s: &Schedule) -> StoredSchedule {
+        StoredSchedule {
+            id: s.id.clone(),
+            import_source_id: s.import_source_id.clone(),
+            workspace_id: s.workspace_id.clone(),
+            source_type: s.source_type,
+            frequency: s.spec.frequency,
+            start_time: s.spec.start_time,
+            timezone: s.spec.timezone.name().to_owned(),
+            callback_url: s.spec.callback_url.clone(),
+            gap: s.spec.policies.gap,
+            fold: s.spec.policies.fold,
+            month_end: s.spec.policies.month_end,
+            is_active: s.spec.is_active,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            handled_until: s.handled_until,
+        }
+    }
+}
+
+impl StoredSchedule {
+    fn into_schedule(self) -> anyhow::Result<Schedule> {
+        let timezone = self
+            .timezone
+            .parse()
+            .map_err(|_| anyhow::anyhow!("schedule {} has unknown time zone {:?}", self.id, self.timezone))?;
+        let policies = Policies {
+            gap: self.gap,
+            fold: self.fold,
+            month_end: self.month_end,
+        };
+        Ok(Schedule {
+            rule: Rule::new(self.frequency, self.start_time, timezone, policies),
+            spec: ScheduleSpec {
+                frequency: self.frequency,
+                start_time: self.start_time,
+                timezone,
+                callback_url: self.callback_url,
+                policies,
+                is_active: self.is_active,
+            },
+            id: self.id,
+            import_source_id: self.import_source_id,
+            workspace_id: self.workspace_id,
+            source_type: self.source_type,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            handled_until: self.handled_until,
+        })
+    }
+}
+
+fn status_name(status: ExecutionStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` — `:memory:` for one
+    /// that lives as long as the process — and reads the state it holds. The
+    /// returned state tracks changes, ready for [`SqliteStore::save`].
+    pub fn open(path: &Path) -> anyhow::Result<(SqliteStore, State)> {
+        let conn = if path.as_os_str() == ":memory:" {
+            Connection::open_in_memory()
+        } else {
+            Connection::open(path)
+        }
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("cannot create the tables in {}", path.display()))?;
+        let mut state = load(&conn).with_context(|| format!("cannot read the state in {}", path.display()))?;
+        state.track_changes();
+        Ok((SqliteStore { conn: Mutex::new(conn) }, state))
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the rows `changes` names, as they are in `state`, in one
+    /// transaction.
+    pub fn save(&self, state: &State, changes: Changes) -> anyhow::Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut put_workspace = tx.prepare_cached("INSERT OR IGNORE INTO workspaces (id) VALUES (?1)")?;
+            for id in &changes.workspaces {
+                put_workspace.execute([id])?;
+            }
+            let mut put_source = tx.prepare_cached("INSERT OR REPLACE INTO sources (id, body) VALUES (?1, ?2)")?;
+            for id in &changes.sources {
+                if let Some(source) = state.source_by_id(id) {
+                    put_source.execute(params![id, serde_json::to_string(source)?])?;
+                }
+            }
+            let mut put_execution = tx.prepare_cached(
+                "INSERT OR REPLACE INTO executions (id, source_id, scheduled, status, received, chunks, history_index)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for id in &changes.executions {
+                if let Some(e) = state.execution_by_id(id) {
+                    put_execution.execute(params![
+                        e.id,
+                        e.import_source_id,
+                        e.scheduled,
+                        status_name(e.status),
+                        e.received as i64,
+                        e.chunks,
+                        e.history_index as i64
+                    ])?;
+                }
+            }
+            let mut put_chunk =
+                tx.prepare_cached("INSERT OR IGNORE INTO chunk_ids (execution_id, chunk_id) VALUES (?1, ?2)")?;
+            for (execution, chunk) in &changes.chunk_ids {
+                put_chunk.execute([execution, chunk])?;
+            }
+            let mut put_object = tx.prepare_cached(
+                "INSERT OR REPLACE INTO objects (execution_id, object_type_id, external_id, body) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (execution, object_type, external_id) in &changes.objects {
+                let object = state
+                    .execution_by_id(execution)
+                    .and_then(|e| e.objects.get(&(object_type.clone(), external_id.clone())));
+                if let Some(object) = object {
+                    put_object.execute(params![
+                        execution,
+                        object_type,
+                        external_id,
+                        serde_json::to_string(object)?
+                    ])?;
+                }
+            }
+            for execution in &changes.forgotten {
+                tx.execute("DELETE FROM objects WHERE execution_id = ?1", [execution])?;
+                tx.execute("DELETE FROM chunk_ids WHERE execution_id = ?1", [execution])?;
+            }
+            let mut put_history = tx.prepare_cached("INSERT OR REPLACE INTO history (idx, body) VALUES (?1, ?2)")?;
+            for &index in &changes.history {
+                if let Some(entry) = state.all_history().get(index) {
+                    put_history.execute(params![index as i64, serde_json::to_string(entry)?])?;
+                }
+            }
+            for id in &changes.schedules {
+                match state.schedule(id) {
+                    Some(schedule) => tx.execute(
+                        "INSERT OR REPLACE INTO schedules (id, body) VALUES (?1, ?2)",
+                        params![id, serde_json::to_string(&StoredSchedule::from(schedule))?],
+                    )?,
+                    None => tx.execute("DELETE FROM schedules WHERE id = ?1", [id])?,
+                };
+            }
+            let mut put_fired = tx.prepare_cached("INSERT OR IGNORE INTO fired (occurrence_id) VALUES (?1)")?;
+            for id in &changes.fired {
+                put_fired.execute([id])?;
+            }
+        }
+        tx.commit().context("cannot commit to the database")?;
+        Ok(())
+    }
+
+    /// The secret `app`'s callbacks are signed with: the stored one, or a new
+    /// random one, stored, so receivers keep working across restarts.
+    pub fn app_secret(&self, app: &str) -> anyhow::Result<String> {
+        let conn = self.conn();
+        let stored: Option<String> = conn
+            .query_row("SELECT secret FROM apps WHERE name = ?1", [app], |row| row.get(0))
+            .optional()?;
+        if let Some(secret) = stored {
+            return Ok(secret);
+        }
+        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        conn.execute("INSERT INTO apps (name, secret) VALUES (?1, ?2)", [app, &secret])?;
+        Ok(secret)
+    }
+
+    /// `app`'s storage as stored.
+    pub fn app_storage(&self, app: &str) -> anyhow::Result<HashMap<String, String>> {
+        let conn = self.conn();
+        let mut query = conn.prepare("SELECT key, value FROM app_storage WHERE app = ?1")?;
+        let rows = query.query_map([app], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn save(&self, state: &State, changes: Changes) -> anyhow::Result<()> {
+        SqliteStore::save(self, state, changes)
+    }
+}
+
+/// One app's storage rows, written through as the app changes them.
+pub struct AppRows {
+    store: Arc<SqliteStore>,
+    app: String,
+}
+
+impl AppRows {
+    /// The rows of `app` in `store`.
+    pub fn new(store: Arc<SqliteStore>, app: impl Into<String>) -> AppRows {
+        AppRows { store, app: app.into() }
+    }
+}
+
+impl StorageBacking for AppRows {
+    fn put(&self, key: &str, value: Option<&str>) -> Result<(), String> {
+        let conn = self.store.conn();
+        let result = match value {
+            Some(value) => conn.execute(
+                "INSERT OR REPLACE INTO app_storage (app, key, value) VALUES (?1, ?2, ?3)",
+                [&self.app, key, value],
+            ),
+            None => conn.execute("DELETE FROM app_storage WHERE app = ?1 AND key = ?2", [&self.app, key]),
+        };
+        result
+            .map(|_| ())
+            .map_err(|e| format!("app storage could not be saved: {e}"))
+    }
+}
+
+fn load(conn: &Connection) -> anyhow::Result<State> {
+    let mut state = State::default();
+    for id in column::<String>(conn, "SELECT id FROM workspaces")? {
+        state.restore_workspace(id);
+    }
+    for body in column::<String>(conn, "SELECT body FROM sources")? {
+        let source: ImportSource = serde_json::from_str(&body).context("an import source row")?;
+        state.restore_source(source);
+    }
+    for (index, body) in pairs::<i64, String>(conn, "SELECT idx, body FROM history ORDER BY idx")? {
+        let entry: HistoryEntry = serde_json::from_str(&body).context("a history row")?;
+        state
+            .restore_history(index as usize, entry)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let mut query = conn.prepare(
+        "SELECT id, source_id, scheduled, status, received, chunks, history_index FROM executions ORDER BY history_index",
+    )?;
+    let rows = query.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, bool>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, u32>(5)?,
+            row.get::<_, i64>(6)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, source_id, scheduled, status, received, chunks, history_index) = row?;
+        let status: ExecutionStatus = serde_json::from_value(status.clone().into())
+            .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
+        // Ordered by history line, so the last one restored is the latest.
+        state.restore_execution(Execution {
+            id,
+            import_source_id: source_id,
+            scheduled,
+            status,
+            objects: HashMap::new(),
+            received: received as u64,
+            chunks,
+            chunk_ids: HashSet::new(),
+            history_index: history_index as usize,
+        });
+    }
+    let mut query = conn.prepare("SELECT execution_id, object_type_id, external_id, body FROM objects")?;
+    let rows = query.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (execution, object_type, external_id, body) = row?;
+        if let Some(e) = state.restore_execution_mut(&execution) {
+            e.objects.insert(
+                (object_type, external_id),
+                serde_json::from_str(&body).context("an object row")?,
+            );
+        }
+    }
+    for (execution, chunk) in pairs::<String, String>(conn, "SELECT execution_id, chunk_id FROM chunk_ids")? {
+        if let Some(e) = state.restore_execution_mut(&execution) {
+            e.chunk_ids.insert(chunk);
+        }
+    }
+    for body in column::<String>(conn, "SELECT body FROM schedules")? {
+        let stored: StoredSchedule = serde_json::from_str(&body).context("a schedule row")?;
+        state.restore_schedule(stored.into_schedule()?);
+    }
+    for id in column::<String>(conn, "SELECT occurrence_id FROM fired")? {
+        state.restore_fired(id);
+    }
+    Ok(state)
+}
+
+fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> anyhow::Result<Vec<T>> {
+    let mut query = conn.prepare(sql)?;
+    let rows = query.query_map([], |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
+    conn: &Connection,
+    sql: &str,
+) -> anyhow::Result<Vec<(A, B)>> {
+    let mut query = conn.prepare(sql)?;
+    let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use assets_platform::assets::model::{AssetObject, DataChunk};
+
+    fn chunk(id: &str, external_ids: &[&str]) -> DataChunk {
+        DataChunk {
+            client_generated_id: Some(id.into()),
+            object_type_id: "server".into(),
+            objects: external_ids
+                .iter()
+                .map(|x| AssetObject {
+                    external_id: (*x).into(),
+                    label: format!("host {x}"),
+                    attributes: Default::default(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn what_was_saved_reads_back_the_same() {
+        let dir = std::env::temp_dir().join(format!("assets-persist-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let now = Utc::now();
+        {
+            let (store, mut state) = SqliteStore::open(&path).unwrap();
+            state.add_workspace("ws".into());
+            state
+                .add_source(ImportSource {
+                    id: "src".into(),
+                    workspace_id: "ws".into(),
+                    source_type: SourceType::External,
+                    app: Some("demo".into()),
+                })
+                .unwrap();
+            state.start_execution("src", "e1".into(), true, now).unwrap();
+            state.add_chunk("src", "e1", chunk("c1", &["a", "b"])).unwrap();
+            state.complete("src", "e1", now).unwrap();
+            state.start_execution("src", "e2".into(), false, now).unwrap();
+            state.add_chunk("src", "e2", chunk("c1", &["x"])).unwrap();
+            state.mark_fired("occurrence-1");
+            let changes = state.take_changes();
+            store.save(&state, changes).unwrap();
+        }
+        let (_store, mut state) = SqliteStore::open(&path).unwrap();
+        assert_eq!(state.history("src").len(), 2);
+        let e1 = state.execution("src", "e1").unwrap();
+        assert_eq!((e1.status, e1.objects.len(), e1.chunks), (ExecutionStatus::Done, 2, 1));
+        assert_eq!(state.ingesting("src").map(|e| e.id.as_str()), Some("e2"));
+        assert!(!state.mark_fired("occurrence-1"), "fired occurrences are remembered");
+        assert_eq!(
+            state.add_chunk("src", "e2", chunk("c1", &["x"])).unwrap(),
+            0,
+            "a resent chunk is still recognised after a restart"
+        );
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,234 @@
+//! The real HTTP client, on the host side of the sandbox.
+//!
+//! One blocking client (`ureq`) behind the small traits the sandbox and the
+//! scheduler already use, so a guest cannot tell an in-process call from a
+//! network one:
+//!
+//! - [`HttpOutbound`]: an app's third-party calls ([`OutboundHttp`]); always
+//!   wrapped in the app's [`EgressGuard`](assets_runtime::EgressGuard).
+//!   Redirects are not followed — the guest sees the 3xx, and any follow-up
+//!   request passes the allowlist again.
+//! - [`HttpAssets`]: an app's Assets API calls ([`AssetsBackend`]) to a base
+//!   URL, adding the host's credential; the guest never sees it.
+//! - [`HttpCallbacks`]: the scheduler's signed callbacks to apps' web
+//!   triggers ([`Callbacks`]).
+
+use crate::signing;
+use assets_platform::scheduler::Callbacks;
+use assets_platform::trigger::TriggerOutcome;
+use assets_runtime::bindings::assets_api::{CallError, Response};
+use assets_runtime::bindings::import_callback::TriggerEvent;
+use assets_runtime::bindings::outbound_http::{self, HttpError};
+use assets_runtime::{AssetsBackend, OutboundHttp};
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::time::Duration;
+
+/// Largest response body read from any peer; more is an error, so a peer
+/// cannot exhaust host memory.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The default timeout of a third-party call when the guest gives none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout(timeout)
+        .redirects(0)
+        .build()
+}
+
+/// How a request got no answer.
+enum Failure {
+    Timeout(String),
+    Connection(String),
+    InvalidUrl(String),
+}
+
+fn failure(url: &str, error: ureq::Transport) -> Failure {
+    use ureq::ErrorKind;
+    let text = error.to_string();
+    let timed_out = std::error::Error::source(&error)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| matches!(io.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock))
+        || text.contains("timed out");
+    match error.kind() {
+        ErrorKind::InvalidUrl | ErrorKind::UnknownScheme => Failure::InvalidUrl(format!("{url}: {text}")),
+        _ if timed_out => Failure::Timeout(format!("{url}: no answer in time")),
+        _ => Failure::Connection(format!("{url}: {text}")),
+    }
+}
+
+/// An answer of any status: status, lower-cased headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Reads an answer, at most [`MAX_RESPONSE_BYTES`] of body.
+fn read(response: ureq::Response) -> Result<Answer, String> {
+    let status = response.status();
+    let headers = response
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = response.header(&name)?.to_owned();
+            Some((name.to_ascii_lowercase(), value))
+        })
+        .collect();
+    let mut body = Vec::new();
+    response
+        .into_reader()
+        .take(MAX_RESPONSE_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("the answer was cut off: {e}"))?;
+    if body.len() as u64 > MAX_RESPONSE_BYTES {
+        return Err(format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes"));
+    }
+    Ok((status, headers, body))
+}
+
+fn send(request: ureq::Request, url: &str, body: Option<&[u8]>) -> Result<Answer, Failure> {
+    let result = match body {
+        Some(body) => request.send_bytes(body),
+        None => request.call(),
+    };
+    match result {
+        Ok(response) | Err(ureq::Error::Status(_, response)) => {
+            read(response).map_err(|why| Failure::Connection(format!("{url}: {why}")))
+        }
+        Err(ureq::Error::Transport(error)) => Err(failure(url, error)),
+    }
+}
+
+/// Third-party HTTP for guests, over the network.
+pub struct HttpOutbound {
+    agent: ureq::Agent,
+}
+
+impl Default for HttpOutbound {
+    fn default() -> Self {
+        HttpOutbound {
+            agent: agent(DEFAULT_TIMEOUT),
+        }
+    }
+}
+
+impl OutboundHttp for HttpOutbound {
+    fn send(&self, request: outbound_http::Request) -> Result<outbound_http::Response, HttpError> {
+        let mut call = self.agent.request(&request.method, &request.url);
+        if let Some(ms) = request.timeout_ms {
+            call = call.timeout(Duration::from_millis(ms.into()));
+        }
+        for (name, value) in &request.headers {
+            call = call.set(name, value);
+        }
+        match send(call, &request.url, request.body.as_deref()) {
+            Ok((status, headers, body)) => Ok(outbound_http::Response { status, headers, body }),
+            Err(Failure::Timeout(why)) => Err(HttpError::Timeout(why)),
+            Err(Failure::Connection(why)) => Err(HttpError::Connection(why)),
+            Err(Failure::InvalidUrl(why)) => Err(HttpError::InvalidUrl(why)),
+        }
+    }
+}
+
+/// The Assets API at a base URL (`http://127.0.0.1:8080`,
+/// `https://api.atlassian.com`), called with the host's credential.
+pub struct HttpAssets {
+    agent: ureq::Agent,
+    base_url: String,
+    authorization: Option<String>,
+}
+
+impl HttpAssets {
+    /// Calls `base_url`, sending `Authorization: Bearer {token}` when a token
+    /// is given.
+    pub fn new(base_url: &str, token: Option<&str>) -> HttpAssets {
+        HttpAssets {
+            agent: agent(DEFAULT_TIMEOUT),
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            authorization: token.map(|t| format!("Bearer {t}")),
+        }
+    }
+}
+
+impl AssetsBackend for HttpAssets {
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Response, CallError> {
+        let url = format!("{}{path}", self.base_url);
+        let mut request = self.agent.request(method, &url);
+        if let Some(authorization) = &self.authorization {
+            request = request.set("authorization", authorization);
+        }
+        if body.is_some() {
+            request = request.set("content-type", "application/json");
+        }
+        match send(request, &url, body.map(str::as_bytes)) {
+            Ok((status, headers, body)) => Ok(Response {
+                status,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }),
+            Err(Failure::Timeout(why)) => Err(CallError::Timeout(why)),
+            Err(Failure::Connection(why) | Failure::InvalidUrl(why)) => Err(CallError::Unreachable(why)),
+        }
+    }
+}
+
+/// Signed scheduled callbacks over HTTP, one secret per app.
+pub struct HttpCallbacks {
+    agent: ureq::Agent,
+    secrets: HashMap<String, String>,
+}
+
+impl HttpCallbacks {
+    /// Callbacks that give up after `timeout` (the whole run happens inside
+    /// the call, so this is the longest a run may take), signed with
+    /// `secrets` by app name.
+    pub fn new(timeout: Duration, secrets: HashMap<String, String>) -> HttpCallbacks {
+        HttpCallbacks {
+            agent: agent(timeout),
+            secrets,
+        }
+    }
+}
+
+/// The callback body: what the real platform sends (`workspaceId`,
+/// `importsourceId` as it spells it, `scheduled: true`), the
+/// `importSourceId` spelling the API itself uses, and the occurrence fields
+/// an idempotent receiver needs.
+pub fn callback_body(event: &TriggerEvent) -> serde_json::Value {
+    json!({
+        "workspaceId": event.workspace_id,
+        "importSourceId": event.import_source_id,
+        "importsourceId": event.import_source_id,
+        "scheduled": event.scheduled,
+        "scheduleId": event.schedule_id,
+        "occurrenceId": event.occurrence_id,
+        "nominalTime": event.nominal_time,
+        "attempt": event.attempt,
+    })
+}
+
+impl Callbacks for HttpCallbacks {
+    fn call(&self, app: Option<&str>, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String> {
+        let body = serde_json::to_vec(&callback_body(event)).expect("callback bodies serialize");
+        let mut request = self.agent.post(url).set("content-type", "application/json");
+        if let Some(secret) = app.and_then(|a| self.secrets.get(a)) {
+            let now = chrono::Utc::now().timestamp();
+            request = request
+                .set(signing::TIMESTAMP_HEADER, &now.to_string())
+                .set(signing::SIGNATURE_HEADER, &signing::sign(secret, now, &body));
+        }
+        let (status, _, answer) = send(request, url, Some(&body)).map_err(|f| match f {
+            Failure::Timeout(_) => "the app did not answer in time".to_owned(),
+            Failure::Connection(why) | Failure::InvalidUrl(why) => why,
+        })?;
+        if !(200..300).contains(&status) {
+            let text = String::from_utf8_lossy(&answer);
+            let text: String = text.chars().take(300).collect();
+            return Err(format!("the app answered {status}: {text}"));
+        }
+        // A receiver that runs the import itself answers with its outcome;
+        // any other 2xx means "accepted", and the app reports through the API.
+        Ok(serde_json::from_slice(&answer).ok())
+    }
+}

@@ -1,0 +1,30 @@
+//! Serve mode: the simulated platform (`assets-platform`) over real HTTP,
+//! its state in SQLite, schedules calling apps back with signed HTTP
+//! callbacks, and the real HTTP client for apps' outbound calls.
+//!
+//! - [`serve`]: start-up (database, workspace, one import source per hosted
+//!   app, the apps' runtimes and grants), the scheduler loop, graceful
+//!   shutdown. [`ServeOptions`] says how to run; [`run`] runs until Ctrl-C
+//!   or SIGTERM.
+//! - [`routes`]: the HTTP surface (axum): the Assets API, the web triggers,
+//!   the admin endpoints, body limits, request logs.
+//! - [`db`]: the platform's state and the apps' storage and secrets in
+//!   SQLite, behind the platform's `StateStore` and the runtime's
+//!   `StorageBacking`.
+//! - [`signing`]: HMAC-SHA256 callback signatures, the five-minute window,
+//!   replay refusal.
+//! - [`http_client`]: `ureq` behind the runtime's `OutboundHttp` and
+//!   `AssetsBackend` and the scheduler's `Callbacks`.
+//!
+//! Its own crate, not part of the CLI, so that the network edge and the
+//! database stay out of the runtime and the platform (which must not depend
+//! on axum, rusqlite or ureq) and so that another front end can start a
+//! server without the command line. It must not depend on `assets-host`.
+
+pub mod db;
+pub mod http_client;
+pub mod routes;
+pub mod serve;
+pub mod signing;
+
+pub use serve::{run, ClockKind, ServeOptions};

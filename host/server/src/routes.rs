@@ -1,0 +1,436 @@
+//! The HTTP surface of serve mode.
+//!
+//! - `/jsm/assets/workspace/{workspaceId}/v1/...`: the Assets API, answered
+//!   by the mock's one router ([`AssetsService::handle_authorized`](assets_platform::assets::AssetsService::handle_authorized)), so the
+//!   in-process and the served API cannot drift apart.
+//! - `POST /apps/{name}/webtrigger`: an app's web trigger; checks the
+//!   callback's signature, then runs the app's `import-callback` in the
+//!   sandbox and answers with the run's outcome.
+//! - `/_admin/...`: local conveniences: create import sources, list the
+//!   hosted apps, read and move the virtual clock.
+//!
+//! Every answer to a bad request is a 4xx with a JSON body naming the
+//! problem (413 for a body over the limit); blocking work (the state lock,
+//! SQLite, guests) runs off the async workers.
+
+use crate::serve::Server;
+use crate::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use assets_platform::assets::schedule::timestamp;
+use assets_platform::assets::{body, ApiError, SourceType};
+use assets_platform::clock::Clock as _;
+use assets_platform::trigger;
+use assets_runtime::bindings::import_callback::TriggerEvent;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, Method, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The server's routes.
+pub fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route("/_admin/apps", get(list_apps))
+        .route("/_admin/importsource", post(create_import_source))
+        .route("/_admin/clock", get(read_clock))
+        .route("/_admin/clock/advance", post(advance_clock))
+        .route("/apps/{name}/webtrigger", post(webtrigger))
+        .fallback(assets_api)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(server.clone(), buffer_body))
+        // `buffer_body` enforces the server's own limit, with a JSON 413.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn(log_request))
+        .with_state(server)
+}
+
+/// The mock's answers and errors, as HTTP.
+struct Answer(assets_platform::assets::Response);
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.0.body));
+        *response.status_mut() =
+            axum::http::StatusCode::from_u16(self.0.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        for (name, value) in self.0.headers {
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                header::HeaderValue::from_str(&value),
+            ) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+fn error(e: ApiError) -> Answer {
+    Answer(e.into_response())
+}
+
+fn json_answer(status: u16, body: &impl serde::Serialize) -> Answer {
+    Answer(assets_platform::assets::Response::json(status, body))
+}
+
+/// Reads a body of at most the server's limit: 413 beyond it.
+async fn read_body(server: &Server, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = server.max_body_bytes;
+    let too_large = |size: Option<usize>| ApiError {
+        status: 413,
+        code: "PAYLOAD_TOO_LARGE",
+        field: None,
+        message: format!(
+            "the request body{} is larger than the {limit}-byte limit; send the data in smaller chunks",
+            size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+        ),
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|size| size > limit) {
+        return Err(too_large(declared));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|_| too_large(None))
+}
+
+/// The admin endpoints require the API's token when the server has one.
+fn authorize(server: &Server, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &server.token else { return Ok(()) };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(ApiError {
+            status: 401,
+            code: "UNAUTHORIZED",
+            field: None,
+            message: "missing or wrong credential: send Authorization: Bearer <token>".into(),
+        })
+    }
+}
+
+/// Runs blocking work (the state lock, SQLite, a guest) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Reads every request body (up to the limit, else 413) before routing: an
+/// answer given early, a 404 say, must not cut off a client still sending,
+/// which would see a broken connection instead of the answer.
+async fn buffer_body(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    match read_body(&server, &parts.headers, body).await {
+        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Err(e) => error(e).into_response(),
+    }
+}
+
+/// A known path with another method: JSON 405, like the API's own.
+async fn method_not_allowed(request: Request) -> Answer {
+    let allowed = match request.uri().path() {
+        "/_admin/apps" | "/_admin/clock" => "GET",
+        _ => "POST",
+    };
+    error(ApiError::method_not_allowed(request.method().as_str(), allowed))
+}
+
+/// Everything not matched above: the Assets API, or a JSON 404.
+async fn assets_api(
+    State(server): State<Arc<Server>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let path = uri.path().to_owned();
+    if !path.starts_with("/jsm/") {
+        return error(ApiError::not_found(format!(
+            "no endpoint at {path}; the API lives under /jsm/assets/workspace/{{workspaceId}}/v1/, \
+             web triggers at /apps/{{name}}/webtrigger, admin endpoints under /_admin/"
+        )));
+    }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let method = method.as_str().to_owned();
+    let assets = server.assets.clone();
+    Answer(blocking(move || assets.handle_authorized(&method, &path, authorization.as_deref(), &body)).await)
+}
+
+/// `GET /_admin/apps`: the hosted apps, their import sources and web triggers.
+async fn list_apps(State(server): State<Arc<Server>>, headers: HeaderMap) -> Answer {
+    if let Err(e) = authorize(&server, &headers) {
+        return error(e);
+    }
+    let mut apps: Vec<_> = server
+        .apps
+        .iter()
+        .map(|(name, app)| {
+            json!({
+                "name": name,
+                "workspaceId": server.workspace_id,
+                "importSourceId": app.import_source_id,
+                "callbackUrl": app.callback_url,
+            })
+        })
+        .collect();
+    apps.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json_answer(200, &apps)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewImportSource {
+    workspace_id: String,
+    #[serde(rename = "type")]
+    source_type: String,
+    #[serde(default)]
+    app: Option<String>,
+}
+
+/// `POST /_admin/importsource` `{"workspaceId", "type", "app"?}` → 201 `{"id", ...}`.
+async fn create_import_source(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Answer {
+    let result = async {
+        authorize(&server, &headers)?;
+        let request: NewImportSource = body::parse(&body)?;
+        let source_type = SourceType::parse(&request.source_type).ok_or_else(|| {
+            let names: Vec<&str> = SourceType::ALL.iter().map(|t| t.as_str()).collect();
+            ApiError::invalid_field(
+                "type",
+                format!(
+                    "type must be one of {}; got {:?}",
+                    names.join(", "),
+                    request.source_type
+                ),
+            )
+        })?;
+        let assets = server.assets.clone();
+        let (workspace, app) = (request.workspace_id.clone(), request.app.clone());
+        let id = blocking(move || assets.create_import_source(&workspace, source_type, app)).await?;
+        Ok::<_, ApiError>(json!({
+            "id": id,
+            "workspaceId": request.workspace_id,
+            "type": source_type,
+            "app": request.app,
+        }))
+    }
+    .await;
+    match result {
+        Ok(created) => json_answer(201, &created),
+        Err(e) => error(e),
+    }
+}
+
+fn clock_kind(server: &Server) -> &'static str {
+    if server.virtual_clock.is_some() {
+        "virtual"
+    } else {
+        "system"
+    }
+}
+
+/// `GET /_admin/clock`.
+async fn read_clock(State(server): State<Arc<Server>>) -> Answer {
+    json_answer(
+        200,
+        &json!({ "clock": clock_kind(&server), "now": timestamp(server.assets.clock().now()) }),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    seconds: u64,
+}
+
+/// Ten years: more is certainly a mistake.
+const MAX_ADVANCE_SECS: u64 = 10 * 366 * 24 * 3600;
+
+/// `POST /_admin/clock/advance` `{"seconds": N}`: moves the virtual clock and
+/// answers once every run that fell due has finished.
+async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Answer {
+    let result = async {
+        authorize(&server, &headers)?;
+        let Some(clock) = server.virtual_clock.clone() else {
+            return Err(ApiError::conflict(
+                "CLOCK_NOT_VIRTUAL",
+                "the server follows the system clock; start it with --clock virtual to move time",
+            ));
+        };
+        let advance: Advance = body::parse(&body)?;
+        if advance.seconds > MAX_ADVANCE_SECS {
+            return Err(ApiError::invalid_field(
+                "seconds",
+                format!(
+                    "seconds must be at most {MAX_ADVANCE_SECS} (ten years); got {}",
+                    advance.seconds
+                ),
+            ));
+        }
+        let _one_at_a_time = server.advancing.lock().await;
+        let scheduler = server.scheduler.clone();
+        let firings = blocking(move || {
+            let end = clock.now() + chrono::Duration::seconds(advance.seconds as i64);
+            let firings = scheduler.run_until(&clock, end);
+            (firings, clock.now())
+        })
+        .await;
+        Ok(json!({ "now": timestamp(firings.1), "firings": firings.0 }))
+    }
+    .await;
+    match result {
+        Ok(done) => json_answer(200, &done),
+        Err(e) => error(e),
+    }
+}
+
+/// A callback body as the platform sends it. Unknown fields are allowed: a
+/// platform may add some.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Callback {
+    workspace_id: String,
+    #[serde(default)]
+    import_source_id: Option<String>,
+    /// The real platform's spelling.
+    #[serde(default, rename = "importsourceId")]
+    importsource_id: Option<String>,
+    #[serde(default)]
+    scheduled: bool,
+    #[serde(default)]
+    schedule_id: Option<String>,
+    #[serde(default)]
+    occurrence_id: Option<String>,
+    #[serde(default)]
+    nominal_time: Option<String>,
+    #[serde(default)]
+    attempt: Option<u32>,
+}
+
+/// Counts a run for graceful shutdown while it lives.
+struct Running<'a>(&'a Server);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `POST /apps/{name}/webtrigger`: verify, then run the app.
+async fn webtrigger(
+    State(server): State<Arc<Server>>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let name = match name {
+        Ok(Path(name)) => name,
+        Err(rejection) => return error(ApiError::not_found(format!("no such web trigger: {rejection}"))),
+    };
+    let Some(hosted) = server.apps.get(&name) else {
+        return error(ApiError::not_found(format!("no app named {name:?} is hosted here")));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = chrono::Utc::now().timestamp();
+    if let Err(refusal) = hosted
+        .verifier
+        .verify(header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), &body, now)
+    {
+        tracing::warn!(app = %name, %refusal, "callback refused");
+        return error(ApiError {
+            status: 401,
+            code: "CALLBACK_REFUSED",
+            field: None,
+            message: refusal.to_string(),
+        });
+    }
+    let event = match callback_event(&server, hosted, &name, &body) {
+        Ok(event) => event,
+        Err(e) => return error(e),
+    };
+    server.running.fetch_add(1, Ordering::SeqCst);
+    let _running = Running(&server);
+    let (app, assets) = (hosted.app.clone(), server.assets.clone());
+    let outcome = blocking(move || trigger::deliver(&app, &assets, &event)).await;
+    json_answer(200, &outcome)
+}
+
+/// The trigger event a verified callback asks for, checked against the app's
+/// own import source.
+fn callback_event(
+    server: &Server,
+    hosted: &crate::serve::HostedApp,
+    name: &str,
+    body: &[u8],
+) -> Result<TriggerEvent, ApiError> {
+    let callback: Callback = body::parse(body)?;
+    let source_id = match (callback.import_source_id, callback.importsource_id) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid_field(
+                "importSourceId",
+                format!("importSourceId {a:?} and importsourceId {b:?} disagree"),
+            ))
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => {
+            return Err(ApiError::invalid_field(
+                "importSourceId",
+                "importSourceId (or importsourceId) is required",
+            ))
+        }
+    };
+    if source_id != hosted.import_source_id || callback.workspace_id != server.workspace_id {
+        return Err(ApiError {
+            status: 403,
+            code: "FORBIDDEN",
+            field: Some("importSourceId".into()),
+            message: format!(
+                "app {name} performs import source {} in workspace {}; it does not run {source_id} in {}",
+                hosted.import_source_id, server.workspace_id, callback.workspace_id
+            ),
+        });
+    }
+    Ok(TriggerEvent {
+        workspace_id: callback.workspace_id,
+        import_source_id: source_id,
+        scheduled: callback.scheduled,
+        schedule_id: callback.schedule_id,
+        occurrence_id: callback
+            .occurrence_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        nominal_time: callback
+            .nominal_time
+            .unwrap_or_else(|| timestamp(server.assets.clock().now())),
+        attempt: callback.attempt.unwrap_or(1),
+    })
+}
+
+/// One log line per request.
+async fn log_request(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if method == Method::GET && status < 400 {
+        tracing::debug!(%method, %path, status, ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms, "request");
+    }
+    response
+}

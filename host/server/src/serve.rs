@@ -1,0 +1,371 @@
+//! Serve mode: a local stand-in for the Assets service and the app platform,
+//! over real HTTP, with its state in SQLite.
+//!
+//! `assets-host serve` puts the same pieces the in-process commands use behind
+//! a network edge:
+//!
+//! ```text
+//! scheduler loop ─signed POST─▶ /apps/{name}/webtrigger ─▶ runtime ─▶ guest
+//!      ▲                                                          │ HTTP, host credential
+//!      │ clock (system, or virtual + /_admin/clock/advance)        ▼
+//!  SQLite ◀── state, saved before each answer ◀── /jsm/assets/... (the mock's router)
+//! ```
+//!
+//! - [`crate::routes`]: the HTTP surface: the Assets API (the mock's one
+//!   router), the admin endpoints, the apps' web triggers, body limits,
+//!   request logs.
+//! - This module: start-up (database, workspace and one import source per
+//!   app, apps' runtimes and grants), the scheduler loop on the system clock,
+//!   and graceful shutdown (stop scheduling, let running imports finish,
+//!   then stop serving).
+//!
+//! Every callback goes over HTTP to the schedule's `callbackUrl`, signed
+//! with the app's secret ([`crate::signing`]), exactly as a remote app would
+//! receive it; a failed or timed-out callback is a failed history entry.
+
+use crate::db::{AppRows, SqliteStore};
+use crate::http_client::{HttpAssets, HttpCallbacks};
+use crate::routes;
+use crate::signing::Verifier;
+use anyhow::Context as _;
+use assets_platform::assets::{AssetsService, SourceType};
+use assets_platform::clock::{Clock, SystemClock, VirtualClock};
+use assets_platform::scheduler::Scheduler;
+use assets_platform::source::SyntheticSource;
+use assets_platform::trigger::App;
+use assets_runtime::{AppStorage, Limits, OutboundHttp, Runtime};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Which clock the server's scheduler follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockKind {
+    /// The machine's clock: schedules fire in real time.
+    System,
+    /// A clock that starts at the current time (or a given one) and moves
+    /// only by `POST /_admin/clock/advance`.
+    Virtual,
+}
+
+/// How to run the server; `assets-host serve` builds it from its arguments.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// SQLite database file; `:memory:` keeps nothing across restarts.
+    pub db: PathBuf,
+    /// Apps to host: name and component file. Each gets an external-app
+    /// import source and the web trigger `/apps/NAME/webtrigger`.
+    pub apps: Vec<(String, PathBuf)>,
+    /// The scheduler's clock.
+    pub clock: ClockKind,
+    /// With [`ClockKind::Virtual`]: where the clock starts (default now).
+    pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// The token the API and admin endpoints require, if any (the apps'
+    /// calls carry it; the guests never see it).
+    pub token: Option<String>,
+    /// Where the apps' Assets API calls go (default: this server).
+    pub assets_url: Option<String>,
+    /// With `assets_url`: the token for it.
+    pub assets_token: Option<String>,
+    /// Every hosted app's settings.
+    pub app_settings: BTreeMap<String, String>,
+    /// Every hosted app's outbound HTTP, already behind its egress guard.
+    pub http: Arc<dyn OutboundHttp>,
+    /// Objects the built-in data source gives each run.
+    pub objects: u64,
+    /// Largest request body, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Longest an app's run may take (the callback waits for it).
+    pub run_timeout: Duration,
+}
+
+/// An app this server hosts.
+pub struct HostedApp {
+    /// The app, as the trigger runs it.
+    pub app: App,
+    /// Checks its callbacks' signatures.
+    pub verifier: Verifier,
+    /// Its import source.
+    pub import_source_id: String,
+    /// Its web trigger.
+    pub callback_url: String,
+}
+
+/// Everything the HTTP handlers share.
+pub struct Server {
+    /// The Assets API and its state.
+    pub assets: Arc<AssetsService>,
+    /// The scheduler.
+    pub scheduler: Arc<Scheduler>,
+    /// Set in `--clock virtual` mode.
+    pub virtual_clock: Option<Arc<VirtualClock>>,
+    /// Hosted apps by name.
+    pub apps: HashMap<String, HostedApp>,
+    /// The workspace the apps live in.
+    pub workspace_id: String,
+    /// The token the API and admin endpoints require, if any.
+    pub token: Option<String>,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Imports running in web triggers now; shutdown waits for them.
+    pub running: AtomicUsize,
+    /// One clock advance at a time.
+    pub advancing: tokio::sync::Mutex<()>,
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(args: ServeOptions) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeOptions) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
+    let (server, secrets) = tokio::task::block_in_place(|| start(&args, &base_url))?;
+    let server = Arc::new(server);
+    print_banner(&server, &args, &base_url, &secrets);
+
+    let stop = Arc::new(Stop::default());
+    let scheduler_thread = match server.virtual_clock {
+        Some(_) => None,
+        None => {
+            let (scheduler, stop) = (server.scheduler.clone(), stop.clone());
+            Some(std::thread::spawn(move || scheduler_loop(&scheduler, &stop)))
+        }
+    };
+    let app = routes::router(server.clone());
+    let shutdown = {
+        let server = server.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: no new runs; waiting for running imports");
+            stop.stop();
+            if let Some(thread) = scheduler_thread {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            while server.running.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("the server stopped with an error")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Opens the database, sets up the workspace, the apps and the scheduler.
+/// Also returns each app's callback secret, for the banner.
+fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap<String, String>)> {
+    anyhow::ensure!(
+        args.clock_start.is_none() || args.clock == ClockKind::Virtual,
+        "--clock-start needs --clock virtual: the system clock cannot be moved"
+    );
+    let (store, state) = SqliteStore::open(&args.db)?;
+    let store = Arc::new(store);
+    let (clock, virtual_clock): (Arc<dyn Clock>, _) = match args.clock {
+        ClockKind::System => (Arc::new(SystemClock), None),
+        ClockKind::Virtual => {
+            let clock = Arc::new(VirtualClock::new(args.clock_start.unwrap_or_else(chrono::Utc::now)));
+            (clock.clone(), Some(clock))
+        }
+    };
+    let mut service = AssetsService::new(clock)
+        .with_store(store.clone(), state)
+        .with_base_url(base_url);
+    if let Some(token) = &args.token {
+        service = service.with_credential(token.clone());
+    }
+    let assets = Arc::new(service);
+    let workspace_id = {
+        let existing = assets.state().workspaces().min().cloned();
+        existing.unwrap_or_else(|| assets.create_workspace())
+    };
+    let http = args.http.clone();
+    let (api_url, api_token) = match &args.assets_url {
+        Some(url) => (url.clone(), args.assets_token.clone()),
+        None => (base_url.to_owned(), args.token.clone()),
+    };
+    let settings = args.app_settings.clone();
+    let mut apps = HashMap::new();
+    let mut secrets = HashMap::new();
+    for (name, path) in &args.apps {
+        let existing = assets
+            .state()
+            .sources()
+            .find(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
+            .map(|s| s.id.clone());
+        let import_source_id = match existing {
+            Some(id) => id,
+            None => assets.create_import_source(&workspace_id, SourceType::External, Some(name.clone()))?,
+        };
+        // A run this server was doing when it stopped cannot finish: say so
+        // in the history rather than leave it ingesting for ever.
+        let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
+        if let Some(execution) = assets.fail_ingesting(&import_source_id, &reason) {
+            tracing::warn!(app = %name, %execution, "failed an import left running by the previous server");
+        }
+        let runtime = Arc::new(Runtime::from_file(path)?);
+        let source = SyntheticSource {
+            objects: args.objects,
+            ..SyntheticSource::default()
+        };
+        let mut app = App::new(name.clone(), runtime, Arc::new(source))
+            .with_config(settings.clone())
+            .with_http(http.clone())
+            .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())))
+            .with_limits(Limits {
+                time: args.run_timeout,
+                ..Limits::default()
+            });
+        app.storage = AppStorage::durable(
+            store.app_storage(name)?,
+            Arc::new(AppRows::new(store.clone(), name.clone())),
+        );
+        let secret = store.app_secret(name)?;
+        secrets.insert(name.clone(), secret.clone());
+        apps.insert(
+            name.clone(),
+            HostedApp {
+                app,
+                verifier: Verifier::new(secret),
+                import_source_id,
+                callback_url: format!("{base_url}/apps/{name}/webtrigger"),
+            },
+        );
+    }
+    // The callback waits for the whole run; give it the run's limit and a margin.
+    let callbacks = HttpCallbacks::new(args.run_timeout + Duration::from_secs(30), secrets.clone());
+    let scheduler = Scheduler::new(assets.clone()).with_callbacks(Arc::new(callbacks));
+    let server = Server {
+        assets,
+        scheduler: Arc::new(scheduler),
+        virtual_clock,
+        apps,
+        workspace_id,
+        token: args.token.clone(),
+        max_body_bytes: args.max_body_bytes,
+        running: AtomicUsize::new(0),
+        advancing: tokio::sync::Mutex::new(()),
+    };
+    Ok((server, secrets))
+}
+
+fn print_banner(server: &Server, args: &ServeOptions, base_url: &str, secrets: &HashMap<String, String>) {
+    use std::io::Write as _;
+    let clock = match args.clock {
+        ClockKind::System => "system",
+        ClockKind::Virtual => "virtual",
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {base_url}");
+    let _ = writeln!(out, "  clock      {clock}");
+    let _ = writeln!(out, "  database   {}", args.db.display());
+    let _ = writeln!(out, "  workspace  {}", server.workspace_id);
+    let mut names: Vec<&String> = server.apps.keys().collect();
+    names.sort();
+    for name in names {
+        let app = &server.apps[name];
+        let _ = writeln!(out, "  app {name}");
+        let _ = writeln!(out, "    importSourceId  {}", app.import_source_id);
+        let _ = writeln!(out, "    callbackUrl     {}", app.callback_url);
+        if let Some(secret) = secrets.get(name) {
+            let _ = writeln!(out, "    secret          {secret}");
+        }
+        let _ = writeln!(
+            out,
+            "    API base        {base_url}/jsm/assets/workspace/{}/v1/importsource/{}",
+            server.workspace_id, app.import_source_id
+        );
+    }
+    let _ = writeln!(out, "ready (Ctrl-C or SIGTERM stops the server)");
+    let _ = out.flush();
+}
+
+/// Tells the scheduler loop to stop, and wakes it.
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+    flag: AtomicBool,
+}
+
+impl Stop {
+    fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.wake.notify_all();
+    }
+
+    /// Waits up to `timeout`; true once stopped.
+    fn wait(&self, timeout: Duration) -> bool {
+        let stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let (stopped, _) = self
+            .wake
+            .wait_timeout_while(stopped, timeout, |stopped| !*stopped)
+            .unwrap_or_else(|e| e.into_inner());
+        *stopped
+    }
+}
+
+/// Longest the loop sleeps: a schedule created meanwhile is seen this soon.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Fires what falls due on the system clock until stopped.
+fn scheduler_loop(scheduler: &Scheduler, stop: &Stop) {
+    while !stop.flag.load(Ordering::SeqCst) {
+        for firing in scheduler.run_due() {
+            tracing::info!(
+                schedule = %firing.schedule_id,
+                occurrence = %firing.occurrence_id,
+                execution = ?firing.execution_id,
+                status = ?firing.status,
+                reason = ?firing.reason,
+                "occurrence handled"
+            );
+        }
+        let now = scheduler.assets().clock().now();
+        let wait = scheduler
+            .next_due()
+            .and_then(|due| (due - now).to_std().ok())
+            .map_or(POLL, |until| until.min(POLL));
+        if stop.wait(wait) {
+            break;
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
