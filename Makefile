@@ -16,7 +16,7 @@ WASM_TOOLS_VERSION := 1.263.0
 WAC                := $(TOOLS_ROOT)/bin/wac
 WASM_TOOLS         := $(TOOLS_ROOT)/bin/wasm-tools
 
-.PHONY: all setup tools component sources compose test-guest demo test bench lint clean
+.PHONY: all setup tools component sources compose test-guest demo test shared-build bench lint clean
 
 all: test
 
@@ -49,8 +49,10 @@ compose: component sources tools
 	@echo "$(COMPOSED)/http-json-importer.wasm imports:"
 	@$(WASM_TOOLS) component wit $(COMPOSED)/http-json-importer.wasm | sed -n '/^world /,/^}/p'
 
+# Not --quiet: on a fresh machine the first build takes minutes (wasmtime),
+# and cargo's progress shows it is working.
 demo: component
-	$(CARGO) run --quiet -p assets-host -- demo --component $(COMPONENT)
+	$(CARGO) run -p assets-host -- demo --component $(COMPONENT)
 
 # A guest that misbehaves on purpose, for the sandbox tests.
 test-guest: setup
@@ -59,6 +61,25 @@ test-guest: setup
 test: component test-guest compose
 	ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) ASSETS_TEST_GUEST=$(CURDIR)/$(TEST_GUEST) \
 		ASSETS_COMPOSED_DIR=$(CURDIR)/$(COMPOSED) $(CARGO) test --workspace
+	@$(MAKE) --no-print-directory shared-build
+
+# `make demo` and `make test` share one build of the dependencies: every
+# third-party artifact the demo's binary is built from must be one the tests
+# were built from too, or a fresh machine compiles wasmtime twice. The feature
+# pins in host/cli/Cargo.toml keep it so; this catches a new dependency that
+# breaks it. Both builds are already done here, so it only reads cargo's plan.
+ARTIFACTS = grep '"reason":"compiler-artifact"' | grep '"package_id":"registry+' \
+	| grep -o '"filenames":\["[^"]*"' | sort -u
+shared-build:
+	@$(CARGO) build -q -p assets-host --message-format=json | $(ARTIFACTS) > target/demo-artifacts.txt
+	@$(CARGO) test -q --workspace --no-run --message-format=json | $(ARTIFACTS) > target/test-artifacts.txt
+	@extra=$$(comm -23 target/demo-artifacts.txt target/test-artifacts.txt); \
+	if [ -n "$$extra" ]; then \
+		echo "make demo builds dependencies that make test builds differently (features differ):"; \
+		echo "$$extra" | sed 's/.*\///; s/"$$//'; \
+		echo "pin the features in host/cli/Cargo.toml (see the comment there)"; exit 1; \
+	fi; \
+	echo "shared build: the demo's $$(wc -l < target/demo-artifacts.txt) dependency artifacts are all the tests' too"
 
 # Benchmarks are not tests: figures with targets, printed as one table
 # (BENCHMARKS.md explains them). `make bench BENCH_ARGS=--json` for JSON.
