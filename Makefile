@@ -16,7 +16,7 @@ WASM_TOOLS_VERSION := 1.263.0
 WAC                := $(TOOLS_ROOT)/bin/wac
 WASM_TOOLS         := $(TOOLS_ROOT)/bin/wasm-tools
 
-.PHONY: all setup tools component sources compose test-guest demo test shared-build bench lint clean
+.PHONY: all setup tools component sources compose test-guest demo test shared-build runtime-deps bench lint clean
 
 all: test
 
@@ -61,7 +61,7 @@ test-guest: setup
 test: component test-guest compose
 	ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) ASSETS_TEST_GUEST=$(CURDIR)/$(TEST_GUEST) \
 		ASSETS_COMPOSED_DIR=$(CURDIR)/$(COMPOSED) $(CARGO) test --workspace
-	@$(MAKE) --no-print-directory shared-build
+	@$(MAKE) --no-print-directory shared-build runtime-deps
 
 # `make demo` and `make test` share one build of the dependencies: every
 # third-party artifact the demo's binary is built from must be one the tests
@@ -80,6 +80,16 @@ shared-build:
 		echo "pin the features in host/cli/Cargo.toml (see the comment there)"; exit 1; \
 	fi; \
 	echo "shared build: the demo's $$(wc -l < target/demo-artifacts.txt) dependency artifacts are all the tests' too"
+
+# The embedder's crate stays an embedder's crate: no web framework, database,
+# HTTP client, CLI parser or cron parser in what assets-runtime pulls in
+# (wasmtime-wasi-http, with hyper, may come in with wasi:http; a client may not).
+RUNTIME_FORBIDDEN := axum rusqlite ureq reqwest clap cron croner tokio-postgres postgres sqlx
+runtime-deps:
+	@found=$$($(CARGO) tree -q -p assets-runtime -e normal --prefix none -f '{p}' | awk '{print $$1}' | sort -u \
+		| grep -xF $(foreach c,$(RUNTIME_FORBIDDEN),-e $(c))); \
+	if [ -n "$$found" ]; then echo "assets-runtime depends on $$found; move that code up a layer"; exit 1; fi; \
+	echo "runtime deps: none of $(RUNTIME_FORBIDDEN)"
 
 # Benchmarks are not tests: figures with targets, printed as one table
 # (BENCHMARKS.md explains them). `make bench BENCH_ARGS=--json` for JSON.
