@@ -248,6 +248,13 @@ impl Rule {
     /// The occurrences of period `index`: none past the end (ONCE), one, or
     /// two (a fold under `BOTH`).
     fn at(&self, index: u64) -> [Option<Occurrence>; 2] {
+        self.period(index, true)
+    }
+
+    /// [`Rule::at`]; `check_next` makes a gap occurrence look at the next
+    /// period's run, so that occurrences stay strictly increasing where a
+    /// zone skips a whole day.
+    fn period(&self, index: u64, check_next: bool) -> [Option<Occurrence>; 2] {
         if index == 0 {
             return self.at_start();
         }
@@ -258,12 +265,12 @@ impl Rule {
             Frequency::Monthly => match self.monthly_date(index) {
                 Ok(date) => Some(date),
                 Err((date, adjustment)) => {
-                    return self.resolve(index, date, Some(adjustment));
+                    return self.resolve(index, date, Some(adjustment), check_next);
                 }
             },
         };
         match date {
-            Some(date) => self.resolve(index, date, None),
+            Some(date) => self.resolve(index, date, None, check_next),
             None => [None, None],
         }
     }
@@ -342,7 +349,13 @@ impl Rule {
 
     /// Turns a local date at the rule's wall time into instants, applying the
     /// gap and fold policies. `prior` is a month-end adjustment already made.
-    fn resolve(&self, index: u64, date: NaiveDate, prior: Option<Adjustment>) -> [Option<Occurrence>; 2] {
+    fn resolve(
+        &self,
+        index: u64,
+        date: NaiveDate,
+        prior: Option<Adjustment>,
+        check_next: bool,
+    ) -> [Option<Occurrence>; 2] {
         let naive = date.and_time(self.wall_time);
         let dropped_by_month = matches!(&prior, Some(a) if a.kind == AdjustmentKind::MonthEndSkipped);
         let single = |instant: DateTime<Utc>, adjustment: Option<Adjustment>, runs: bool| {
@@ -388,17 +401,36 @@ impl Rule {
                 if dropped_by_month {
                     return single(shifted, prior, false);
                 }
-                let (instant, kind, runs) = match self.policies.gap {
+                let transition =
+                    self.transition_between((naive - Duration::seconds(i64::from(after))).and_utc(), shifted);
+                let (mut instant, mut kind, mut runs) = match self.policies.gap {
                     GapPolicy::ShiftForward => (shifted, AdjustmentKind::GapShiftedForward, true),
-                    GapPolicy::AtTransition => (
-                        self.transition_between((naive - Duration::seconds(i64::from(after))).and_utc(), shifted),
-                        AdjustmentKind::GapAtTransition,
-                        true,
-                    ),
+                    GapPolicy::AtTransition => (transition, AdjustmentKind::GapAtTransition, true),
                     GapPolicy::Skip => (shifted, AdjustmentKind::GapSkipped, false),
                 };
+                // Where a zone skips a whole day (Pacific/Apia, 2011-12-30),
+                // the shifted instant is the next day's run: the two cannot be
+                // separate runs, and an occurrence must not repeat an instant
+                // (its id is made from it). It is skipped, at the transition,
+                // which lies strictly between the runs around it.
+                let mut collision = None;
+                if check_next && kind != AdjustmentKind::GapAtTransition {
+                    if let [Some(next), _] = self.period(index + 1, false) {
+                        if instant >= next.instant {
+                            collision = Some(next.instant.with_timezone(&self.tz));
+                            (instant, kind, runs) = (transition, AdjustmentKind::GapSkipped, false);
+                        }
+                    }
+                }
                 let local = instant.with_timezone(&self.tz);
                 let mut adjustment = self.adjustment(kind, naive, gap, &local);
+                if let (Some(next), GapPolicy::ShiftForward) = (collision, self.policies.gap) {
+                    adjustment.note = format!(
+                        "{}; moved forward it would fall on the next run, {}, so it does not run (dstGapPolicy SHIFT_FORWARD)",
+                        self.situation(kind, naive, gap),
+                        next.format("%Y-%m-%d %H:%M %Z"),
+                    );
+                }
                 if let Some(prior) = prior {
                     adjustment.note = format!("{}; {}", prior.note, adjustment.note);
                 }
@@ -415,11 +447,18 @@ impl Rule {
         (offset(utc - Duration::days(1)), offset(utc + Duration::days(1)))
     }
 
-    /// The first instant in `(lo, hi]` with the later offset: the transition.
-    fn transition_between(&self, mut lo: DateTime<Utc>, mut hi: DateTime<Utc>) -> DateTime<Utc> {
-        let offset = |t: DateTime<Utc>| self.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+    /// The transition inside a gap: the first instant in `(lo, hi]` with the
+    /// later offset. Zone transitions fall on whole seconds, so a search over
+    /// whole seconds finds it exactly (chrono-tz has no public list of
+    /// transitions to read it from).
+    fn transition_between(&self, lo: DateTime<Utc>, hi: DateTime<Utc>) -> DateTime<Utc> {
+        let at = |s: i64| DateTime::from_timestamp(s, 0).expect("a second between two instants chrono holds");
+        let offset = |s: i64| self.tz.offset_from_utc_datetime(&at(s).naive_utc()).fix();
+        // The transition T is a whole second with lo < T <= hi, so
+        // floor(lo) < T <= floor(hi).
+        let (mut lo, mut hi) = (lo.timestamp(), hi.timestamp());
         let after = offset(hi);
-        while hi - lo > Duration::seconds(1) {
+        while hi - lo > 1 {
             let mid = lo + (hi - lo) / 2;
             if offset(mid) == after {
                 hi = mid;
@@ -427,21 +466,28 @@ impl Rule {
                 lo = mid;
             }
         }
-        hi
+        at(hi)
     }
 
-    fn adjustment(&self, kind: AdjustmentKind, naive: NaiveDateTime, shift: Duration, at: &DateTime<Tz>) -> Adjustment {
-        let wall = naive.format("%H:%M");
-        let date = naive.date();
-        let tz = self.tz.name();
-        let shift = human_duration(shift);
-        let actual = at.format("%H:%M %Z");
-        let situation = match kind {
+    /// What is unusual about the wall time `naive` that day, for a note.
+    fn situation(&self, kind: AdjustmentKind, naive: NaiveDateTime, shift: Duration) -> String {
+        let (wall, date, tz, shift) = (
+            naive.format("%H:%M"),
+            naive.date(),
+            self.tz.name(),
+            human_duration(shift),
+        );
+        match kind {
             AdjustmentKind::GapShiftedForward | AdjustmentKind::GapAtTransition | AdjustmentKind::GapSkipped => {
                 format!("{wall} does not exist on {date} in {tz} (clocks jump forward {shift})")
             }
             _ => format!("{wall} happens twice on {date} in {tz} (clocks go back {shift})"),
-        };
+        }
+    }
+
+    fn adjustment(&self, kind: AdjustmentKind, naive: NaiveDateTime, shift: Duration, at: &DateTime<Tz>) -> Adjustment {
+        let situation = self.situation(kind, naive, shift);
+        let actual = at.format("%H:%M %Z");
         let action = match kind {
             AdjustmentKind::GapShiftedForward => format!("ran at {actual} instead (dstGapPolicy SHIFT_FORWARD)"),
             AdjustmentKind::GapAtTransition => format!("ran at the transition, {actual} (dstGapPolicy AT_TRANSITION)"),

@@ -36,6 +36,11 @@ fn row(at: &str, runs: bool, kind: Option<AdjustmentKind>) -> (String, bool, Opt
 
 const NY: Tz = chrono_tz::America::New_York;
 const LONDON: Tz = chrono_tz::Europe::London;
+const DUBLIN: Tz = chrono_tz::Europe::Dublin;
+/// Clocks jump at midnight: 2026-09-06 00:00 -04 becomes 01:00 -03.
+const SANTIAGO: Tz = chrono_tz::America::Santiago;
+/// Samoa skipped 2011-12-30: 23:59:59 -10 on the 29th, then 00:00 +14 on the 31st.
+const APIA: Tz = chrono_tz::Pacific::Apia;
 
 fn gap(policy: GapPolicy) -> Policies {
     Policies {
@@ -173,6 +178,74 @@ fn london_gap_and_fold() {
 }
 
 #[test]
+fn at_transition_lands_exactly_on_the_transition_instant() {
+    // (zone, first run, which occurrence falls in the gap, the transition)
+    let cases = [
+        // 02:10 EST; 02:10 does not exist on 2026-03-08, the clocks jump at 07:00Z.
+        (NY, "2026-03-06T07:10:00Z", 2, "2026-03-08T07:00:00Z"),
+        // 01:30 GMT; Irish Standard Time starts at 01:00Z on 2026-03-29.
+        (DUBLIN, "2026-03-27T01:30:00Z", 2, "2026-03-29T01:00:00Z"),
+        // 00:30 -04; midnight does not exist on 2026-09-06.
+        (SANTIAGO, "2026-09-04T04:30:00Z", 2, "2026-09-06T04:00:00Z"),
+        // 10:00 -10; the whole of 2011-12-30 does not exist.
+        (APIA, "2011-12-28T20:00:00Z", 2, "2011-12-30T10:00:00Z"),
+    ];
+    for (tz, start, nth, transition) in cases {
+        let r = rule(Frequency::Daily, start, tz, gap(GapPolicy::AtTransition));
+        let o = r.occurrences().nth(nth).unwrap();
+        // DateTime equality includes the nanoseconds: no fraction of a second.
+        assert_eq!(o.instant, utc(transition), "{tz} from {start}");
+        assert!(o.runs);
+        let adjustment = o.adjustment.unwrap();
+        assert_eq!(adjustment.kind, AdjustmentKind::GapAtTransition, "{}", adjustment.note);
+    }
+}
+
+#[test]
+fn a_zone_that_skips_a_whole_day_never_repeats_an_instant() {
+    // Daily at 10:00 in Apia from 2011-12-28: the 30th does not exist, and
+    // 10:00 on the 30th moved forward 24 h is 10:00 on the 31st, the next run.
+    let next_run = row("2011-12-30T20:00Z", true, None); // 10:00 +14 on the 31st
+    for policy in [GapPolicy::ShiftForward, GapPolicy::Skip] {
+        let r = rule(Frequency::Daily, "2011-12-28T20:00:00Z", APIA, gap(policy));
+        assert_eq!(
+            first(&r, 4),
+            vec![
+                row("2011-12-28T20:00Z", true, None),
+                row("2011-12-29T20:00Z", true, None),
+                // Skipped, recorded at the transition: between its neighbours.
+                row("2011-12-30T10:00Z", false, Some(AdjustmentKind::GapSkipped)),
+                next_run.clone(),
+            ],
+            "{policy:?}"
+        );
+        let note = r.occurrences().nth(2).unwrap().adjustment.unwrap().note;
+        assert!(
+            note.contains("10:00 does not exist on 2011-12-30 in Pacific/Apia"),
+            "{note}"
+        );
+        let why = match policy {
+            GapPolicy::ShiftForward => "it would fall on the next run, 2011-12-31 10:00",
+            _ => "skipped (dstGapPolicy SKIP)",
+        };
+        assert!(note.contains(why), "{note}");
+    }
+    let at = rule(
+        Frequency::Daily,
+        "2011-12-28T20:00:00Z",
+        APIA,
+        gap(GapPolicy::AtTransition),
+    );
+    assert_eq!(
+        first(&at, 4)[2..],
+        [
+            row("2011-12-30T10:00Z", true, Some(AdjustmentKind::GapAtTransition)),
+            next_run
+        ]
+    );
+}
+
+#[test]
 fn weekly_keeps_the_weekday_and_wall_time() {
     // Sunday 2026-03-01 02:30 EST; the next Sunday is the gap day.
     let r = rule(Frequency::Weekly, "2026-03-01T07:30:00Z", NY, Policies::default());
@@ -304,6 +377,9 @@ const ZONES: &[Tz] = &[
     chrono_tz::Australia::Lord_Howe,
     chrono_tz::Asia::Kolkata,
     chrono_tz::Pacific::Chatham,
+    chrono_tz::Europe::Dublin,
+    chrono_tz::America::Santiago,
+    chrono_tz::America::Havana,
     chrono_tz::UTC,
 ];
 
@@ -354,6 +430,23 @@ proptest! {
                 },
             }
             prop_assert_eq!(local.second(), wall.second());
+        }
+    }
+
+    #[test]
+    fn occurrences_increase_across_a_skipped_day(
+        frequency in prop::sample::select(vec![Frequency::Daily, Frequency::Weekly, Frequency::Monthly]),
+        start_secs in 1_320_105_600i64..1_325_376_000i64, // 2011-11-01..2012-01-01, Apia
+        gap in prop::sample::select(vec![GapPolicy::ShiftForward, GapPolicy::Skip, GapPolicy::AtTransition]),
+    ) {
+        let start = DateTime::from_timestamp(start_secs - start_secs % 60, 0).unwrap();
+        let r = Rule::new(frequency, start, APIA, Policies { gap, ..Policies::default() });
+        let instants: Vec<DateTime<Utc>> = r.occurrences().take(60).map(|o| o.instant).collect();
+        for pair in instants.windows(2) {
+            prop_assert!(pair[1] > pair[0], "not increasing: {} then {}", pair[0], pair[1]);
+        }
+        for o in r.occurrences().take(60) {
+            prop_assert_eq!(o.instant.timestamp_subsec_nanos(), 0);
         }
     }
 
