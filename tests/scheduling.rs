@@ -305,3 +305,155 @@ fn a_csv_import_runs_daily_for_a_year_without_a_guest() {
     assert_eq!(runs.len(), 365);
     assert!(runs.iter().all(|r| r.status == FiringStatus::Completed));
 }
+
+/// Statuses and reasons of the source's history, oldest first.
+fn history_lines(sim: &Sim) -> Vec<(Outcome, String)> {
+    sim.assets
+        .history(&sim.source_id)
+        .into_iter()
+        .map(|e| (e.status, e.failure_reason.unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn a_once_schedule_whose_start_just_passed_runs_at_once() {
+    let sim = Sim::with_app("2026-05-01T12:00:00Z");
+    let id = sim.schedule("ONCE", "2026-05-01T11:59:00Z", "Europe/Berlin");
+    let (_, schedule) = sim.api("GET", &format!("importschedule/{id}"), json!({}));
+    assert_eq!(schedule["nextRunTime"], "2026-05-01T11:59:00Z", "due now: {schedule}");
+    let runs = sim.scheduler.run_due();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, FiringStatus::Completed);
+    assert_eq!(runs[0].objects, 20);
+    let (_, schedule) = sim.api("GET", &format!("importschedule/{id}"), json!({}));
+    assert_eq!(schedule["isActive"], false);
+    assert!(sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-03T00:00:00Z"))
+        .is_empty());
+}
+
+#[test]
+fn a_once_schedule_older_than_the_catch_up_window_is_refused() {
+    let sim = Sim::with_app("2026-05-01T12:00:00Z");
+    let (status, body) = sim.api(
+        "POST",
+        "importschedule",
+        json!({"runFrequency": "ONCE", "startTime": "2026-05-01T10:00:00Z", "timezone": "UTC",
+               "callbackUrl": "https://app.example.com/cb"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let text = body.to_string();
+    assert!(
+        text.contains("startTime") && text.contains("120 minutes in the past"),
+        "{text}"
+    );
+    // A DAILY schedule from the same past start is fine: it runs from now on.
+    sim.schedule("DAILY", "2026-05-01T10:00:00Z", "UTC");
+}
+
+#[test]
+fn dst_fold_both_on_a_once_schedule_runs_both_instants() {
+    let sim = Sim::with_app("2026-10-31T00:00:00Z");
+    // 01:30 EDT on 2026-11-01, the earlier of the two 01:30s in New York.
+    let (status, body) = sim.api(
+        "POST",
+        "importschedule",
+        json!({"runFrequency": "ONCE", "startTime": "2026-11-01T05:30:00Z", "timezone": "America/New_York",
+               "callbackUrl": "https://app.example.com/cb", "dstFoldPolicy": "BOTH"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-11-03T00:00:00Z"));
+    let at: Vec<_> = runs.iter().map(|r| (r.nominal_utc.to_rfc3339(), r.status)).collect();
+    assert_eq!(
+        at,
+        vec![
+            ("2026-11-01T05:30:00+00:00".to_owned(), FiringStatus::Completed),
+            ("2026-11-01T06:30:00+00:00".to_owned(), FiringStatus::Completed),
+        ]
+    );
+}
+
+#[test]
+fn a_put_that_changes_only_the_callback_keeps_a_due_run() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("DAILY", "2026-05-02T09:00:00Z", "UTC");
+    // 09:00 fell due, and the scheduler has not looked yet.
+    sim.clock.set(t("2026-05-02T09:00:30Z"));
+    let (status, _) = sim.api(
+        "PUT",
+        &format!("importschedule/{id}"),
+        json!({"callbackUrl": "https://app.example.com/new-callback"}),
+    );
+    assert_eq!(status, 200);
+    let runs = sim.scheduler.run_due();
+    assert_eq!(runs.len(), 1, "the due run still runs");
+    assert_eq!(runs[0].status, FiringStatus::Completed);
+    assert_eq!(runs[0].nominal_utc, t("2026-05-02T09:00:00Z"));
+}
+
+#[test]
+fn a_put_that_changes_the_rule_records_what_was_due_as_missed() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("DAILY", "2026-05-02T09:00:00Z", "UTC");
+    sim.clock.set(t("2026-05-02T09:00:30Z"));
+    let (status, _) = sim.api(
+        "PUT",
+        &format!("importschedule/{id}"),
+        json!({"startTime": "2026-05-03T18:00:00Z"}),
+    );
+    assert_eq!(status, 200);
+    assert!(sim.scheduler.run_due().is_empty());
+    let lines = history_lines(&sim);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0].0, Outcome::Missed);
+    assert!(
+        lines[0]
+            .1
+            .contains("fell due at 2026-05-02T09:00:00Z, but the schedule was changed"),
+        "{}",
+        lines[0].1
+    );
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-04T00:00:00Z"));
+    let at: Vec<_> = runs.iter().map(|r| r.nominal_utc).collect();
+    assert_eq!(at, vec![t("2026-05-03T18:00:00Z")], "the new rule runs");
+}
+
+#[test]
+fn pausing_and_resuming_records_the_paused_runs_as_skipped() {
+    let sim = Sim::with_app("2026-05-01T00:00:00Z");
+    let id = sim.schedule("DAILY", "2026-05-01T09:00:00Z", "UTC");
+    sim.scheduler.run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    let put = |active: bool| {
+        let (status, body) = sim.api("PUT", &format!("importschedule/{id}"), json!({ "isActive": active }));
+        assert_eq!(status, 200, "{body}");
+    };
+    put(false);
+    assert!(sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-04T12:00:00Z"))
+        .is_empty());
+    put(true);
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-05T12:00:00Z"));
+    assert_eq!(runs.len(), 1, "only the run after resuming");
+    assert_eq!(runs[0].nominal_utc, t("2026-05-05T09:00:00Z"));
+    let lines = history_lines(&sim);
+    let statuses: Vec<Outcome> = lines.iter().map(|l| l.0).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            Outcome::Completed,
+            Outcome::Skipped,
+            Outcome::Skipped,
+            Outcome::Skipped,
+            Outcome::Completed
+        ]
+    );
+    assert!(
+        lines[1]
+            .1
+            .contains("fell due at 2026-05-02T09:00:00Z while the schedule was paused"),
+        "{}",
+        lines[1].1
+    );
+}

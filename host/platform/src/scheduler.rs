@@ -20,8 +20,9 @@
 //! - every occurrence is claimed under the state lock before it is acted on,
 //!   so none is ever handled twice.
 
-use crate::assets::model::{HistoryEntry, Outcome, SourceType};
+use crate::assets::model::{Outcome, SourceType};
 use crate::assets::schedule::{timestamp, Schedule};
+use crate::assets::schedules::unrun_entry;
 use crate::assets::AssetsService;
 use crate::clock::VirtualClock;
 use crate::trigger::{self, App, RunStatus, TriggerOutcome};
@@ -32,15 +33,11 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// Default catch-up window: a run missed by less than this still runs.
-pub const DEFAULT_CATCH_UP: Duration = Duration::hours(1);
+/// The catch-up window: a run missed by less than this still runs. The
+/// schedule API refuses a `ONCE` start older than it.
+pub const DEFAULT_CATCH_UP: Duration = crate::assets::schedule::CATCH_UP_WINDOW;
 
-/// The stable id of one occurrence: derived from the schedule id and the
-/// occurrence's nominal UTC instant, so every re-delivery carries the same id.
-pub fn occurrence_id(schedule_id: &str, instant: DateTime<Utc>) -> String {
-    let name = format!("{schedule_id}@{}", timestamp(instant));
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
-}
+pub use crate::assets::schedule::occurrence_id;
 
 /// What happened to one occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,7 +100,6 @@ pub struct Scheduler {
     assets: Arc<AssetsService>,
     apps: RwLock<HashMap<String, App>>,
     callbacks: Option<Arc<dyn Callbacks>>,
-    catch_up: Duration,
 }
 
 /// How a callback went.
@@ -130,7 +126,6 @@ impl Scheduler {
             assets,
             apps: RwLock::new(HashMap::new()),
             callbacks: None,
-            catch_up: DEFAULT_CATCH_UP,
         }
     }
 
@@ -143,12 +138,6 @@ impl Scheduler {
     /// The service it schedules for.
     pub fn assets(&self) -> &Arc<AssetsService> {
         &self.assets
-    }
-
-    /// Sets the catch-up window.
-    pub fn with_catch_up(mut self, window: Duration) -> Scheduler {
-        self.catch_up = window;
-        self
     }
 
     /// Installs `app` as the one that answers callbacks for `import_source_id`.
@@ -237,14 +226,14 @@ impl Scheduler {
                         "missed: fell due at {} while the scheduler was not running; only the most recent missed run is caught up",
                         timestamp(occurrence.instant)
                     )))
-                } else if now - occurrence.instant > self.catch_up {
+                } else if now - occurrence.instant > DEFAULT_CATCH_UP {
                     Some((
                         Outcome::Missed,
                         format!(
                             "missed: fell due at {} and the scheduler resumed at {}, beyond the {} catch-up window",
                             timestamp(occurrence.instant),
                             timestamp(now),
-                            human(self.catch_up)
+                            human(DEFAULT_CATCH_UP)
                         ),
                     ))
                 } else {
@@ -252,7 +241,7 @@ impl Scheduler {
                 };
                 match verdict {
                     Some((outcome, reason)) => {
-                        state.record(skipped_entry(
+                        state.record(unrun_entry(
                             &schedule,
                             occurrence,
                             &occurrence_id,
@@ -278,7 +267,9 @@ impl Scheduler {
             }
             if let (Some(last), Some(s)) = (due.last(), state.schedule_mut(&id)) {
                 s.handled_until = last.instant;
-                if s.spec.frequency == Frequency::Once {
+                // A ONCE schedule is done when nothing is left: under
+                // dstFoldPolicy BOTH its start has a second instant to come.
+                if s.spec.frequency == Frequency::Once && s.rule.occurrences_after(last.instant).next().is_none() {
                     s.spec.is_active = false;
                 }
             }
@@ -326,7 +317,7 @@ impl Scheduler {
             let reason = format!(
                 "skipped: execution {running} of this import source was still ingesting when this run fell due"
             );
-            self.assets.state().record(skipped_entry(
+            self.assets.state().record(unrun_entry(
                 &schedule,
                 &occurrence,
                 &occurrence_id,
@@ -412,7 +403,7 @@ impl Scheduler {
             .chars()
             .take(crate::assets::model::MAX_FAILURE_REASON_CHARS)
             .collect();
-        self.assets.state().record(skipped_entry(
+        self.assets.state().record(unrun_entry(
             &schedule,
             &occurrence,
             &occurrence_id,
@@ -474,27 +465,6 @@ fn outcome_status(outcome: Outcome) -> FiringStatus {
         Outcome::Missed => FiringStatus::Missed,
         Outcome::Failed => FiringStatus::Failed,
         _ => FiringStatus::Skipped,
-    }
-}
-
-fn skipped_entry(
-    schedule: &Schedule,
-    occurrence: &Occurrence,
-    occurrence_id: &str,
-    status: Outcome,
-    reason: String,
-) -> HistoryEntry {
-    HistoryEntry {
-        execution_id: None,
-        import_source_id: schedule.import_source_id.clone(),
-        scheduled: true,
-        schedule_id: Some(schedule.id.clone()),
-        occurrence_id: Some(occurrence_id.to_owned()),
-        status,
-        failure_reason: Some(reason),
-        objects: 0,
-        started_at: occurrence.instant,
-        ended_at: Some(occurrence.instant),
     }
 }
 

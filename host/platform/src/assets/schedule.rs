@@ -15,6 +15,18 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+/// How late a run may still start: an occurrence found due more than this
+/// after its time is recorded as missed instead of run. A `ONCE` schedule
+/// whose start is older than this is refused, since it could never run.
+pub const CATCH_UP_WINDOW: Duration = Duration::hours(1);
+
+/// The stable id of one occurrence: derived from the schedule id and the
+/// occurrence's nominal UTC instant, so every re-delivery carries the same id.
+pub fn occurrence_id(schedule_id: &str, instant: DateTime<Utc>) -> String {
+    let name = format!("{schedule_id}@{}", timestamp(instant));
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, name.as_bytes()).to_string()
+}
+
 /// What a schedule asks for: everything a client can set.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleSpec {
@@ -87,14 +99,60 @@ impl Schedule {
         value
     }
 
+    /// Sets a new rule. It runs from now on: what fell before the schedule
+    /// existed is not owed — except the one run of a `ONCE` schedule whose
+    /// start has just passed, which is due at once ("run once, now";
+    /// [`check_once_start`] refuses one too old to run).
     pub(super) fn set_spec(&mut self, spec: ScheduleSpec, now: DateTime<Utc>) {
         self.rule = Rule::new(spec.frequency, spec.start_time, spec.timezone, spec.policies);
+        self.handled_until = if spec.frequency == Frequency::Once && spec.start_time <= now {
+            spec.start_time - Duration::nanoseconds(1)
+        } else {
+            now - Duration::nanoseconds(1)
+        };
         self.spec = spec;
         self.updated_at = now;
-        // A new or changed rule runs from now on; what fell due under the
-        // old rule, or before the schedule existed, is not owed.
-        self.handled_until = now - Duration::nanoseconds(1);
     }
+
+    /// True when `spec` gives the same runs as the schedule's own spec (only
+    /// the callback URL or the active flag differ).
+    pub fn same_rule(&self, spec: &ScheduleSpec) -> bool {
+        let ScheduleSpec {
+            frequency,
+            start_time,
+            timezone,
+            policies,
+            callback_url: _,
+            is_active: _,
+        } = spec;
+        (*frequency, *start_time, *timezone, *policies)
+            == (
+                self.spec.frequency,
+                self.spec.start_time,
+                self.spec.timezone,
+                self.spec.policies,
+            )
+    }
+}
+
+/// Refuses a `ONCE` schedule whose start is older than the catch-up window:
+/// it would be created and never run.
+pub fn check_once_start(spec: &ScheduleSpec, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let age = now - spec.start_time;
+    if spec.frequency != Frequency::Once || age <= CATCH_UP_WINDOW {
+        return Ok(());
+    }
+    Err(ApiError::invalid_field(
+        "startTime",
+        format!(
+            "startTime {} is {} minutes in the past: a ONCE schedule runs at most {} minutes late, so this one \
+             would never run. Give a time within the last {} minutes (it runs at once) or in the future",
+            timestamp(spec.start_time),
+            age.num_minutes(),
+            CATCH_UP_WINDOW.num_minutes(),
+            CATCH_UP_WINDOW.num_minutes(),
+        ),
+    ))
 }
 
 /// RFC 3339 in UTC with a `Z`, as the API writes times.

@@ -4,11 +4,11 @@
 //! [`super::schedule`].
 
 use super::body;
-use super::model::State;
-use super::schedule::{validate, Schedule, ScheduleFields};
+use super::model::{HistoryEntry, Outcome, State};
+use super::schedule::{check_once_start, occurrence_id, timestamp, validate, Schedule, ScheduleFields};
 use super::ApiError;
 use super::SourceType;
-use assets_calendar::Rule;
+use assets_calendar::{Occurrence, Rule};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -29,6 +29,7 @@ pub fn create(
         ));
     }
     let spec = validate(fields, None, &source)?;
+    check_once_start(&spec, now)?;
     if let Some(existing) = state.schedule_of_source.get(source_id) {
         return Err(ApiError::invalid_state(
             "SCHEDULE_EXISTS",
@@ -64,8 +65,15 @@ pub fn get(state: &State, workspace_id: &str, source_id: &str, schedule_id: &str
     Ok(find(state, source_id, schedule_id)?.to_json())
 }
 
-/// `PUT .../importschedule/{id}`: fields left out keep their value; the next
-/// run is recomputed from the new rule.
+/// `PUT .../importschedule/{id}`: fields left out keep their value.
+///
+/// - Only the callback URL changes: the bookkeeping stays, so a run that is
+///   due but not yet started still runs.
+/// - The rule changes (frequency, start, zone, policies): what fell due under
+///   the old rule and was not started is recorded as missed, and the new
+///   rule runs from now on.
+/// - `isActive: false` pauses; `isActive: true` resumes from that moment on:
+///   what fell due while paused is recorded as skipped, not run late.
 pub fn update(
     state: &mut State,
     workspace_id: &str,
@@ -75,12 +83,88 @@ pub fn update(
     now: DateTime<Utc>,
 ) -> Result<Value, ApiError> {
     let source = state.source(workspace_id, source_id)?.clone();
-    find(state, source_id, schedule_id)?;
+    let current = find(state, source_id, schedule_id)?.clone();
     let fields: ScheduleFields = body::parse(request)?;
+    let spec = validate(fields, Some(&current.spec), &source)?;
+    let same_rule = current.same_rule(&spec);
+    if !same_rule {
+        check_once_start(&spec, now)?;
+        settle(state, &current, now, Outcome::Missed, |due| {
+            format!(
+                "missed: fell due at {due}, but the schedule was changed at {} before it started; the new rule runs from then on",
+                timestamp(now)
+            )
+        });
+    } else if current.spec.is_active && !spec.is_active {
+        settle(state, &current, now, Outcome::Skipped, |due| {
+            format!(
+                "skipped: fell due at {due}, but the schedule was paused (isActive false) at {} before it started",
+                timestamp(now)
+            )
+        });
+    } else if !current.spec.is_active && spec.is_active {
+        settle(state, &current, now, Outcome::Skipped, |due| {
+            format!("skipped: fell due at {due} while the schedule was paused (isActive false)")
+        });
+    }
     let schedule = state.schedule_mut(schedule_id).expect("found above");
-    let spec = validate(fields, Some(&schedule.spec), &source)?;
-    schedule.set_spec(spec, now);
+    if same_rule {
+        schedule.spec = spec;
+        schedule.updated_at = now;
+    } else {
+        schedule.set_spec(spec, now);
+    }
     Ok(schedule.to_json())
+}
+
+/// Records each occurrence of `schedule` that fell due by `now` and was not
+/// claimed yet as `outcome`, with `reason(nominal time)`, and moves the
+/// bookkeeping past them: nothing that was due leaves the history silently.
+fn settle(
+    state: &mut State,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+    outcome: Outcome,
+    reason: impl Fn(String) -> String,
+) {
+    let due: Vec<Occurrence> = schedule
+        .rule
+        .occurrences_after(schedule.handled_until)
+        .take_while(|o| o.instant <= now)
+        .collect();
+    for occurrence in &due {
+        let id = occurrence_id(&schedule.id, occurrence.instant);
+        if state.mark_fired(&id) {
+            let why = reason(timestamp(occurrence.instant));
+            state.record(unrun_entry(schedule, occurrence, &id, outcome, why));
+        }
+    }
+    if let (Some(last), Some(s)) = (due.last(), state.schedule_mut(&schedule.id)) {
+        s.handled_until = last.instant;
+    }
+}
+
+/// The history line of an occurrence that did not run (skipped or missed),
+/// with the reason people read.
+pub fn unrun_entry(
+    schedule: &Schedule,
+    occurrence: &Occurrence,
+    occurrence_id: &str,
+    status: Outcome,
+    reason: String,
+) -> HistoryEntry {
+    HistoryEntry {
+        execution_id: None,
+        import_source_id: schedule.import_source_id.clone(),
+        scheduled: true,
+        schedule_id: Some(schedule.id.clone()),
+        occurrence_id: Some(occurrence_id.to_owned()),
+        status,
+        failure_reason: Some(reason),
+        objects: 0,
+        started_at: occurrence.instant,
+        ended_at: Some(occurrence.instant),
+    }
 }
 
 /// `DELETE .../importschedule/{id}`: no future runs.
