@@ -16,6 +16,7 @@ struct Server {
     secret: String,
 }
 
+#[derive(Clone)]
 struct App {
     workspace_id: String,
     import_source_id: String,
@@ -298,6 +299,104 @@ fn forged_replayed_and_misdirected_callbacks_are_refused() {
         json!({ "workspaceId": app.workspace_id, "importSourceId": "someone-elses", "scheduled": true }).to_string();
     let (status, refused) = post(&elsewhere, &signed(&server.secret, &elsewhere, now));
     assert_eq!((status, refused["errorCode"].as_str()), (403, Some("FORBIDDEN")));
+}
+
+#[test]
+fn a_hosted_app_runs_every_import_source_made_for_it() {
+    let server = Server::fresh(&["--clock", "virtual", "--objects", "10"]);
+    let app = server.app();
+    let create = |owner: &str| {
+        let (status, created) = server.call(
+            "POST",
+            "/_admin/importsource",
+            Some(json!({"workspaceId": app.workspace_id, "type": "external", "app": owner})),
+        );
+        assert_eq!(status, 201, "{created}");
+        App {
+            import_source_id: created["id"].as_str().unwrap().to_owned(),
+            ..app.clone()
+        }
+    };
+    // A second installation of `demo`, scheduled through the API.
+    let second = create("demo");
+    let (status, schedule) = server.call(
+        "POST",
+        &Server::source_path(&second, "importschedule"),
+        Some(daily_schedule(&second, clock_now(&server), 1)),
+    );
+    assert_eq!(status, 201, "{schedule}");
+    let firings = server.advance(2 * 3600);
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0]["status"], "completed", "{firings:?}\n{}", server.log_text());
+    let history = server.history(&second);
+    assert_eq!((history.len(), history[0]["objects"].as_u64()), (1, Some(10)));
+    assert!(server.history(&app).is_empty(), "the first source did not run");
+
+    // A source made for another app is still not demo's to run.
+    let theirs = create("someone-else");
+    let body = json!({ "workspaceId": app.workspace_id, "importSourceId": theirs.import_source_id, "scheduled": true })
+        .to_string();
+    let (ts, sig) = signed(&server.secret, &body, chrono::Utc::now().timestamp());
+    let (status, refused) = server.call_with(
+        "POST",
+        &app.callback_url,
+        Some(body),
+        &[("x-assets-timestamp", &ts), ("x-assets-signature", &sig)],
+    );
+    assert_eq!(
+        (status, refused["errorCode"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{refused}"
+    );
+    assert!(refused["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not perform import source"));
+    server.stop();
+}
+
+#[test]
+fn a_restart_fails_what_an_app_left_ingesting_in_any_of_its_sources() {
+    let dir = temp_dir();
+    let (db, port) = (dir.join("state.db"), free_port());
+    let first = Server::start(&db, port, &["--clock", "virtual"]);
+    let app = first.app();
+    let (status, created) = first.call(
+        "POST",
+        "/_admin/importsource",
+        Some(json!({"workspaceId": app.workspace_id, "type": "external", "app": "demo"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let second_source = App {
+        import_source_id: created["id"].as_str().unwrap().to_owned(),
+        ..app.clone()
+    };
+    // An execution the app opened and never ended, as if it died mid-run.
+    let (status, opened) = first.call(
+        "POST",
+        &Server::source_path(&second_source, "executions"),
+        Some(json!({"scheduled": true})),
+    );
+    assert_eq!(status, 201, "{opened}");
+    first.kill_9();
+
+    let again = Server::start(&db, port, &["--clock", "virtual"]);
+    assert_eq!(
+        again.app().import_source_id,
+        app.import_source_id,
+        "the app keeps its first import source"
+    );
+    let history = again.history(&second_source);
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["status"], "failed");
+    assert!(
+        history[0]["failureReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the server stopped while app demo was running this import"),
+        "{history:?}"
+    );
+    again.stop();
 }
 
 #[test]

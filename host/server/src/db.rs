@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS history (idx INTEGER PRIMARY KEY, body TEXT NOT NULL)
 CREATE TABLE IF NOT EXISTS schedules (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS fired (occurrence_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS apps (name TEXT PRIMARY KEY, secret TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS app_first_source (app TEXT PRIMARY KEY, source_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS app_storage (
     app TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -276,6 +277,32 @@ impl SqliteStore {
         let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         conn.execute("INSERT INTO apps (name, secret) VALUES (?1, ?2)", [app, &secret])?;
         Ok(secret)
+    }
+
+    /// The import source made for `app` when it was first hosted: the one the
+    /// banner and `/_admin/apps` show, whatever other sources the app
+    /// performs. Recorded the first time it is asked for.
+    pub fn first_source(
+        &self,
+        app: &str,
+        otherwise: impl FnOnce() -> anyhow::Result<String>,
+    ) -> anyhow::Result<String> {
+        let stored: Option<String> = self
+            .conn()
+            .query_row("SELECT source_id FROM app_first_source WHERE app = ?1", [app], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        if let Some(id) = stored {
+            return Ok(id);
+        }
+        // Unlocked here: making the source saves the state through this store.
+        let id = otherwise()?;
+        self.conn().execute(
+            "INSERT INTO app_first_source (app, source_id) VALUES (?1, ?2)",
+            [app, &id],
+        )?;
+        Ok(id)
     }
 
     /// `app`'s storage as stored.

@@ -359,10 +359,32 @@ async fn webtrigger(
             message: refusal.to_string(),
         });
     }
-    let event = match callback_event(&server, hosted, &name, &body) {
+    let event = match callback_event(&server, &body) {
         Ok(event) => event,
         Err(e) => return error(e),
     };
+    // An app runs every import source made for it (one per installation or
+    // configuration), not only the one created for it at start-up.
+    let (assets, source_id, app_name) = (server.assets.clone(), event.import_source_id.clone(), name.clone());
+    let performs = blocking(move || {
+        let state = assets.state();
+        state
+            .source_by_id(&source_id)
+            .is_some_and(|s| s.app.as_deref() == Some(app_name.as_str()))
+    })
+    .await;
+    if !performs {
+        return error(ApiError {
+            status: 403,
+            code: "FORBIDDEN",
+            field: Some("importSourceId".into()),
+            message: format!(
+                "app {name} does not perform import source {} in workspace {}; create one for it with \
+                 POST /_admin/importsource {{\"workspaceId\", \"type\": \"external\", \"app\": \"{name}\"}}",
+                event.import_source_id, event.workspace_id
+            ),
+        });
+    }
     server.running.fetch_add(1, Ordering::SeqCst);
     let _running = Running(&server);
     let (app, assets) = (hosted.app.clone(), server.assets.clone());
@@ -370,14 +392,9 @@ async fn webtrigger(
     json_answer(200, &outcome)
 }
 
-/// The trigger event a verified callback asks for, checked against the app's
-/// own import source.
-fn callback_event(
-    server: &Server,
-    hosted: &crate::serve::HostedApp,
-    name: &str,
-    body: &[u8],
-) -> Result<TriggerEvent, ApiError> {
+/// The trigger event a verified callback asks for, in this server's
+/// workspace.
+fn callback_event(server: &Server, body: &[u8]) -> Result<TriggerEvent, ApiError> {
     let callback: Callback = body::parse(body)?;
     let source_id = match (callback.import_source_id, callback.importsource_id) {
         (Some(a), Some(b)) if a != b => {
@@ -394,14 +411,14 @@ fn callback_event(
             ))
         }
     };
-    if source_id != hosted.import_source_id || callback.workspace_id != server.workspace_id {
+    if callback.workspace_id != server.workspace_id {
         return Err(ApiError {
             status: 403,
             code: "FORBIDDEN",
-            field: Some("importSourceId".into()),
+            field: Some("workspaceId".into()),
             message: format!(
-                "app {name} performs import source {} in workspace {}; it does not run {source_id} in {}",
-                hosted.import_source_id, server.workspace_id, callback.workspace_id
+                "this server's apps live in workspace {}; they do not run imports in {}",
+                server.workspace_id, callback.workspace_id
             ),
         });
     }

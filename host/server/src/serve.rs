@@ -204,20 +204,34 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     let mut apps = HashMap::new();
     let mut secrets = HashMap::new();
     for (name, path) in &args.apps {
-        let existing = assets
+        // The app's first source, kept across restarts; a database from
+        // before that was recorded adopts the app's source with the lowest id.
+        let import_source_id = store.first_source(name, || {
+            let existing = assets
+                .state()
+                .sources()
+                .filter(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
+                .map(|s| s.id.clone())
+                .min();
+            match existing {
+                Some(id) => Ok(id),
+                None => Ok(assets.create_import_source(&workspace_id, SourceType::External, Some(name.clone()))?),
+            }
+        })?;
+        // A run this server was doing when it stopped cannot finish: say so
+        // in the history rather than leave it ingesting for ever, for every
+        // import source the app performs.
+        let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
+        let performed: Vec<String> = assets
             .state()
             .sources()
-            .find(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
-            .map(|s| s.id.clone());
-        let import_source_id = match existing {
-            Some(id) => id,
-            None => assets.create_import_source(&workspace_id, SourceType::External, Some(name.clone()))?,
-        };
-        // A run this server was doing when it stopped cannot finish: say so
-        // in the history rather than leave it ingesting for ever.
-        let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
-        if let Some(execution) = assets.fail_ingesting(&import_source_id, &reason) {
-            tracing::warn!(app = %name, %execution, "failed an import left running by the previous server");
+            .filter(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
+            .map(|s| s.id.clone())
+            .collect();
+        for source in performed {
+            if let Some(execution) = assets.fail_ingesting(&source, &reason) {
+                tracing::warn!(app = %name, %source, %execution, "failed an import left running by the previous server");
+            }
         }
         let runtime = Arc::new(Runtime::from_file(path)?);
         let source = SyntheticSource {
