@@ -163,6 +163,9 @@ fn updating_a_schedule_recomputes_its_next_run() {
 fn a_run_due_while_an_execution_is_ingesting_is_skipped_with_its_reason() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
+    // A manual import started five minutes before the run, well within the
+    // app's limit: it may still be running.
+    sim.clock.set(t("2026-05-01T07:55:00Z"));
     let (status, started) = sim.api("POST", "executions", json!({"scheduled": false}));
     assert_eq!(status, 201);
     let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
@@ -455,5 +458,29 @@ fn pausing_and_resuming_records_the_paused_runs_as_skipped() {
             .contains("fell due at 2026-05-02T09:00:00Z while the schedule was paused"),
         "{}",
         lines[1].1
+    );
+}
+
+#[test]
+fn an_execution_a_dead_app_left_ingesting_is_failed_and_the_next_run_goes_ahead() {
+    let sim = Sim::with_app("2026-05-01T08:00:00Z");
+    // The app opened an execution and died: no data, no completion, no failure.
+    let (status, opened) = sim.api("POST", "executions", json!({"scheduled": true}));
+    assert_eq!(status, 201, "{opened}");
+    sim.schedule("DAILY", "2026-05-01T08:05:00Z", "UTC");
+    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-02T09:00:00Z"));
+    // At 08:05 the app could still be running (its limit is 900 s): skipped.
+    // A day later it cannot: the execution is failed, and the run goes ahead.
+    let statuses: Vec<FiringStatus> = runs.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![FiringStatus::Skipped, FiringStatus::Completed]);
+    let lines = history_lines(&sim);
+    let outcomes: Vec<Outcome> = lines.iter().map(|l| l.0).collect();
+    assert_eq!(outcomes, vec![Outcome::Failed, Outcome::Skipped, Outcome::Completed]);
+    assert!(
+        lines[0].1.contains("no completion or failure for execution")
+            && lines[0].1.contains("15 min run limit")
+            && lines[0].1.contains("started at 2026-05-01T08:00:00Z"),
+        "{}",
+        lines[0].1
     );
 }

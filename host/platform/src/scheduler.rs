@@ -39,6 +39,10 @@ pub const DEFAULT_CATCH_UP: Duration = crate::assets::schedule::CATCH_UP_WINDOW;
 
 pub use crate::assets::schedule::occurrence_id;
 
+/// How long past its run limit an execution may stay ingesting before the
+/// platform fails it on the app's behalf.
+pub const STALE_GRACE: Duration = Duration::minutes(5);
+
 /// What happened to one occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -100,6 +104,8 @@ pub struct Scheduler {
     assets: Arc<AssetsService>,
     apps: RwLock<HashMap<String, App>>,
     callbacks: Option<Arc<dyn Callbacks>>,
+    /// How long an app called back over HTTP may run.
+    run_limit: Duration,
 }
 
 /// How a callback went.
@@ -126,6 +132,7 @@ impl Scheduler {
             assets,
             apps: RwLock::new(HashMap::new()),
             callbacks: None,
+            run_limit: Duration::from_std(assets_runtime::Limits::default().time).unwrap_or(Duration::MAX),
         }
     }
 
@@ -138,6 +145,22 @@ impl Scheduler {
     /// The service it schedules for.
     pub fn assets(&self) -> &Arc<AssetsService> {
         &self.assets
+    }
+
+    /// Sets how long an app that is called back over HTTP may run (serve
+    /// mode's `--run-timeout-secs`); in-process apps have their own limits.
+    pub fn with_run_limit(mut self, limit: std::time::Duration) -> Scheduler {
+        self.run_limit = Duration::from_std(limit).unwrap_or(Duration::MAX);
+        self
+    }
+
+    /// How long the app behind `source_id` may run.
+    fn run_limit(&self, source_id: &str) -> Duration {
+        let installed = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        installed
+            .get(source_id)
+            .and_then(|app| Duration::from_std(app.limits.time).ok())
+            .unwrap_or(self.run_limit)
     }
 
     /// Installs `app` as the one that answers callbacks for `import_source_id`.
@@ -312,8 +335,34 @@ impl Scheduler {
         let source_id = &schedule.import_source_id;
         // Bound to a local first: the guard must be dropped before the body
         // locks the state again.
-        let running = self.assets.state().ingesting(source_id).map(|e| e.id.clone());
-        if let Some(running) = running {
+        let running = {
+            let state = self.assets.state();
+            state
+                .ingesting(source_id)
+                .map(|e| (e.id.clone(), state.all_history()[e.history_index].started_at))
+        };
+        // An app cannot run past its limit (the host stops it there), so an
+        // execution still ingesting after the limit and a grace period was
+        // left by an app that died: fail it, or it blocks its source for ever.
+        let limit = self.run_limit(source_id);
+        let running = running.filter(|(running, started)| {
+            let now = self.assets.clock().now();
+            if now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+                return true;
+            }
+            let reason = format!(
+                "failed by the platform: no completion or failure for execution {running} within the app's {} run \
+                 limit and {} of grace since it started at {}; the app stopped without ending it",
+                human(limit),
+                human(STALE_GRACE),
+                timestamp(*started)
+            );
+            if self.assets.fail_ingesting(source_id, &reason).is_some() {
+                tracing::warn!(source = %source_id, execution = %running, "failed an execution left ingesting");
+            }
+            false
+        });
+        if let Some((running, _)) = running {
             let reason = format!(
                 "skipped: execution {running} of this import source was still ingesting when this run fell due"
             );

@@ -264,7 +264,9 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     }
     // The callback waits for the whole run; give it the run's limit and a margin.
     let callbacks = HttpCallbacks::new(args.run_timeout + Duration::from_secs(30), secrets.clone());
-    let scheduler = Scheduler::new(assets.clone()).with_callbacks(Arc::new(callbacks));
+    let scheduler = Scheduler::new(assets.clone())
+        .with_callbacks(Arc::new(callbacks))
+        .with_run_limit(args.run_timeout);
     let server = Server {
         assets,
         scheduler: Arc::new(scheduler),
