@@ -377,18 +377,20 @@ fn dst_fold_both_on_a_once_schedule_runs_both_instants() {
     );
 }
 
-#[test]
-fn a_put_that_changes_only_the_callback_keeps_a_due_run() {
+/// A DAILY 09:00 UTC schedule whose first run fell due half a minute ago,
+/// before the scheduler looked, changed by a `PUT` of `change`.
+fn put_while_a_run_is_due(change: Value) -> Sim {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-02T09:00:00Z", "UTC");
-    // 09:00 fell due, and the scheduler has not looked yet.
     sim.clock.set(t("2026-05-02T09:00:30Z"));
-    let (status, _) = sim.api(
-        "PUT",
-        &format!("importschedule/{id}"),
-        json!({"callbackUrl": "https://app.example.com/new-callback"}),
-    );
-    assert_eq!(status, 200);
+    let (status, body) = sim.api("PUT", &format!("importschedule/{id}"), change);
+    assert_eq!(status, 200, "{body}");
+    sim
+}
+
+#[test]
+fn a_put_that_changes_only_the_callback_keeps_a_due_run() {
+    let sim = put_while_a_run_is_due(json!({"callbackUrl": "https://app.example.com/new-callback"}));
     let runs = sim.scheduler.run_due();
     assert_eq!(runs.len(), 1, "the due run still runs");
     assert_eq!(runs[0].status, FiringStatus::Completed);
@@ -397,15 +399,7 @@ fn a_put_that_changes_only_the_callback_keeps_a_due_run() {
 
 #[test]
 fn a_put_that_changes_the_rule_records_what_was_due_as_missed() {
-    let sim = Sim::with_app("2026-05-01T00:00:00Z");
-    let id = sim.schedule("DAILY", "2026-05-02T09:00:00Z", "UTC");
-    sim.clock.set(t("2026-05-02T09:00:30Z"));
-    let (status, _) = sim.api(
-        "PUT",
-        &format!("importschedule/{id}"),
-        json!({"startTime": "2026-05-03T18:00:00Z"}),
-    );
-    assert_eq!(status, 200);
+    let sim = put_while_a_run_is_due(json!({"startTime": "2026-05-03T18:00:00Z"}));
     assert!(sim.scheduler.run_due().is_empty());
     let lines = history_lines(&sim);
     assert_eq!(lines.len(), 1, "{lines:?}");
