@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// Longest an app's run may take, in seconds (the callback waits for it).
     #[arg(long, default_value_t = 900)]
     pub run_timeout_secs: u64,
+    /// Scheduled callbacks delivered at once (system clock); more due at
+    /// the same moment wait in a queue, claimed.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: u16,
 }
 
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -103,6 +107,7 @@ impl ServeArgs {
             objects: self.objects,
             max_body_bytes: self.max_body_bytes,
             run_timeout: Duration::from_secs(self.run_timeout_secs),
+            workers: usize::from(self.workers),
         })
     }
 }

@@ -4,7 +4,7 @@
 //! A schedule fires and the data flows one way through these parts:
 //!
 //! ```text
-//! clock ─▶ scheduler ─▶ trigger ─▶ assets_runtime (guest) ─▶ assets (mock API) ─▶ history
+//! clock ─▶ scheduler ─▶ ledger ─▶ delivery ─▶ trigger ─▶ assets_runtime (guest) ─▶ assets (mock API) ─▶ history
 //! ```
 //!
 //! - [`assets`]: the Assets import API mock: one router, the execution
@@ -14,6 +14,10 @@
 //!   face for the guest's `timer` import.
 //! - [`scheduler`]: claims due occurrences, runs, skips or misses each, and
 //!   delivers callbacks ([`scheduler::Callbacks`] is the seam for HTTP).
+//! - [`assets::ledger`]: the occurrence ledger, one entry per occurrence
+//!   and exactly one terminal state each.
+//! - [`delivery`]: a bounded pool of workers that delivers claims, so a
+//!   slow import never holds up claiming.
 //! - [`trigger`]: delivers one trigger to an installed [`trigger::App`] and
 //!   makes the history tell the truth about it.
 //! - [`source`]: the built-in synthetic data source.
@@ -27,6 +31,7 @@
 
 pub mod assets;
 pub mod clock;
+pub mod delivery;
 pub mod faults;
 pub mod scheduler;
 pub mod source;

@@ -20,7 +20,8 @@
 //! - every occurrence is claimed under the state lock before it is acted on,
 //!   so none is ever handled twice.
 
-use crate::assets::model::{Outcome, SourceType};
+use crate::assets::ledger::{LedgerEntry, OccurrenceState};
+use crate::assets::model::{Outcome, SourceType, State};
 use crate::assets::schedule::{timestamp, Schedule};
 use crate::assets::schedules::unrun_entry;
 use crate::assets::AssetsService;
@@ -30,8 +31,8 @@ use assets_calendar::{Frequency, Occurrence};
 use assets_runtime::bindings::import_callback::TriggerEvent;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 /// The catch-up window: a run missed by less than this still runs. The
 /// schedule API refuses a `ONCE` start older than it.
@@ -106,6 +107,10 @@ pub struct Scheduler {
     callbacks: Option<Arc<dyn Callbacks>>,
     /// How long an app called back over HTTP may run.
     run_limit: Duration,
+    /// This scheduler's name as a lease owner: unique per process.
+    node: String,
+    /// Occurrences this process is delivering right now.
+    active: Mutex<HashSet<String>>,
 }
 
 /// How a callback went.
@@ -118,11 +123,20 @@ enum Delivery {
     Undelivered(String),
 }
 
-/// An occurrence claimed for running.
-struct Claimed {
+/// An occurrence claimed for running: in the ledger as `delivering`, held
+/// by this scheduler.
+pub struct Claimed {
     schedule: Schedule,
     occurrence: Occurrence,
     occurrence_id: String,
+    attempt: u32,
+}
+
+impl Claimed {
+    /// The occurrence's id.
+    pub fn occurrence_id(&self) -> &str {
+        &self.occurrence_id
+    }
 }
 
 impl Scheduler {
@@ -133,6 +147,8 @@ impl Scheduler {
             apps: RwLock::new(HashMap::new()),
             callbacks: None,
             run_limit: Duration::from_std(assets_runtime::Limits::default().time).unwrap_or(Duration::MAX),
+            node: uuid::Uuid::new_v4().to_string(),
+            active: Mutex::new(HashSet::new()),
         }
     }
 
@@ -205,12 +221,15 @@ impl Scheduler {
         firings
     }
 
-    /// Under the state lock: records skipped and missed occurrences, claims
-    /// the ones to run, and moves each schedule past what it handled.
-    fn claim_due(&self, now: DateTime<Utc>) -> (Vec<Firing>, Vec<Claimed>) {
+    /// Under the state lock: takes over deliveries whose owner is gone,
+    /// expires leases, records skipped and missed occurrences, claims the
+    /// ones to run, and moves each schedule past what it handled. Claims go
+    /// into the ledger in the same change, so a claim is on disk before any
+    /// callback is sent.
+    pub fn claim_due(&self, now: DateTime<Utc>) -> (Vec<Firing>, Vec<Claimed>) {
         let mut state = self.assets.state();
         let mut firings = Vec::new();
-        let mut claimed = Vec::new();
+        let mut claimed = self.recover(&mut state, now, &mut firings);
         let due_ids: Vec<String> = state
             .schedules()
             .filter(|s| {
@@ -232,7 +251,7 @@ impl Scheduler {
             let latest_run = due.iter().rposition(|o| o.runs);
             for (i, occurrence) in due.iter().enumerate() {
                 let occurrence_id = occurrence_id(&schedule.id, occurrence.instant);
-                if !state.mark_fired(&occurrence_id) {
+                if state.occurrence(&occurrence_id).is_some() {
                     continue;
                 }
                 let verdict = if !occurrence.runs {
@@ -260,11 +279,12 @@ impl Scheduler {
                         ),
                     ))
                 } else {
-                    None
+                    self.still_running(&mut state, &schedule.import_source_id, now)
+                        .map(|reason| (Outcome::Skipped, reason))
                 };
                 match verdict {
                     Some((outcome, reason)) => {
-                        state.record(unrun_entry(
+                        state.end_unrun(unrun_entry(
                             &schedule,
                             occurrence,
                             &occurrence_id,
@@ -281,11 +301,23 @@ impl Scheduler {
                             Some(reason),
                         ));
                     }
-                    None => claimed.push(Claimed {
-                        schedule: schedule.clone(),
-                        occurrence: occurrence.clone(),
-                        occurrence_id,
-                    }),
+                    None => {
+                        state.claim_occurrence(LedgerEntry::claim(
+                            occurrence_id.clone(),
+                            schedule.id.clone(),
+                            schedule.import_source_id.clone(),
+                            occurrence.instant,
+                            &self.node,
+                            now,
+                            now + self.lease(&schedule.import_source_id),
+                        ));
+                        claimed.push(Claimed {
+                            schedule: schedule.clone(),
+                            occurrence: occurrence.clone(),
+                            occurrence_id,
+                            attempt: 1,
+                        });
+                    }
                 }
             }
             if let (Some(last), Some(s)) = (due.last(), state.schedule_mut(&id)) {
@@ -297,7 +329,138 @@ impl Scheduler {
                 }
             }
         }
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(claimed.iter().map(|c| c.occurrence_id.clone()));
         (firings, claimed)
+    }
+
+    /// How long a claim is held: the app's run limit and the grace period.
+    fn lease(&self, source_id: &str) -> Duration {
+        self.run_limit(source_id)
+            .checked_add(&STALE_GRACE)
+            .unwrap_or(Duration::MAX)
+    }
+
+    /// Settles the deliveries nobody is working on. One whose owner is
+    /// another process (this one holds the database, so that process died)
+    /// and that has no execution yet is delivered again — same occurrence
+    /// id, next attempt — while within the catch-up window, else it fails
+    /// with that reason. One this process delivered, whose app accepted the
+    /// callback but created no execution within the lease, fails. One with
+    /// an execution ends when its execution does (see [`Self::still_running`]).
+    fn recover(&self, state: &mut State, now: DateTime<Utc>, firings: &mut Vec<Firing>) -> Vec<Claimed> {
+        let active = self.active.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut taken = Vec::new();
+        for entry in state.delivering() {
+            if entry.execution_id.is_some() || active.contains(&entry.occurrence_id) {
+                continue;
+            }
+            let schedule = state.schedule(&entry.schedule_id).cloned();
+            let occurrence = schedule.as_ref().and_then(|s| {
+                s.rule
+                    .occurrences_after(entry.nominal_time - Duration::nanoseconds(1))
+                    .next()
+                    .filter(|o| o.instant == entry.nominal_time)
+            });
+            let orphaned = entry.lease_owner.as_deref() != Some(self.node.as_str());
+            let expired = entry.lease_until.is_none_or(|until| until < now);
+            let reason = match (&schedule, &occurrence) {
+                (Some(_), Some(_)) if orphaned && now - entry.nominal_time <= DEFAULT_CATCH_UP => None,
+                (Some(_), Some(_)) if orphaned => Some(format!(
+                    "failed: the platform stopped while delivering the callback (attempt {}) and it is now {}, \
+                     beyond the {} catch-up window of the run due at {}; it was not delivered again",
+                    entry.attempt,
+                    timestamp(now),
+                    human(DEFAULT_CATCH_UP),
+                    timestamp(entry.nominal_time)
+                )),
+                (Some(_), Some(_)) if !expired => continue,
+                (Some(_), Some(_)) => Some(format!(
+                    "failed: the app accepted the callback at {} but created no execution before its lease ran out at {}",
+                    timestamp(entry.claimed_at),
+                    entry.lease_until.map(timestamp).unwrap_or_default()
+                )),
+                _ => Some("failed: its schedule was deleted or changed before the delivery could finish".to_owned()),
+            };
+            match reason {
+                None => {
+                    let (Some(schedule), Some(occurrence)) = (schedule, occurrence) else {
+                        continue;
+                    };
+                    let lease_until = now + self.lease(&schedule.import_source_id);
+                    let Some(entry) = state.take_over_occurrence(&entry.occurrence_id, &self.node, lease_until) else {
+                        continue;
+                    };
+                    tracing::warn!(occurrence = %entry.occurrence_id, attempt = entry.attempt, "delivering again an occurrence whose delivery was cut");
+                    taken.push(Claimed {
+                        schedule,
+                        occurrence,
+                        occurrence_id: entry.occurrence_id,
+                        attempt: entry.attempt,
+                    });
+                }
+                Some(reason) => {
+                    let line = crate::assets::HistoryEntry {
+                        execution_id: None,
+                        import_source_id: entry.import_source_id.clone(),
+                        scheduled: true,
+                        schedule_id: Some(entry.schedule_id.clone()),
+                        occurrence_id: Some(entry.occurrence_id.clone()),
+                        status: Outcome::Failed,
+                        failure_reason: Some(reason.clone()),
+                        objects: 0,
+                        started_at: entry.nominal_time,
+                        ended_at: Some(now),
+                    };
+                    if state.end_unrun(line) {
+                        firings.push(Firing {
+                            schedule_id: entry.schedule_id.clone(),
+                            import_source_id: entry.import_source_id.clone(),
+                            occurrence_id: entry.occurrence_id.clone(),
+                            nominal_utc: entry.nominal_time,
+                            local: String::new(),
+                            status: FiringStatus::Failed,
+                            execution_id: None,
+                            objects: 0,
+                            reason: Some(reason),
+                            note: None,
+                            retries: 0,
+                        });
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// Why a new run of `source_id` cannot start now, if a run of it is
+    /// still going: an occurrence still being delivered, or its execution
+    /// still ingesting. An execution ingesting past the app's run limit and
+    /// the grace period was left by an app that died: it is failed here,
+    /// or it would block its source for ever.
+    fn still_running(&self, state: &mut State, source_id: &str, now: DateTime<Utc>) -> Option<String> {
+        let previous = state.delivering_for(source_id)?.clone();
+        let Some(execution) = previous.execution_id.clone() else {
+            return Some(format!(
+                "skipped: occurrence {} (due {}) of this schedule was still being delivered when this run fell due",
+                previous.occurrence_id,
+                timestamp(previous.nominal_time)
+            ));
+        };
+        let started = state.history_of(&execution).map(|line| line.started_at)?;
+        let limit = self.run_limit(source_id);
+        if now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+            return Some(format!(
+                "skipped: execution {execution} of this import source was still ingesting when this run fell due"
+            ));
+        }
+        let reason = stale_reason(&execution, limit, started);
+        if state.fail(source_id, &execution, reason, now).is_ok() {
+            tracing::warn!(source = %source_id, %execution, "failed an execution left ingesting");
+        }
+        None
     }
 
     /// Runs claimed occurrences on every core: each worker takes the next
@@ -326,11 +489,39 @@ impl Scheduler {
     }
 
     /// Runs one claimed occurrence.
-    fn fire(&self, claim: Claimed) -> Firing {
+    pub fn fire(&self, claim: Claimed) -> Firing {
+        let id = claim.occurrence_id.clone();
+        let fired = self.deliver_claim(claim);
+        let now = self.assets.clock().now();
+        // An execution's end has usually ended the occurrence already (they
+        // are linked); this covers an app that answered without one.
+        match fired.status {
+            FiringStatus::Completed => {
+                self.assets
+                    .state()
+                    .end_occurrence(&id, OccurrenceState::Completed, None, now);
+            }
+            FiringStatus::Failed => {
+                self.assets
+                    .state()
+                    .end_occurrence(&id, OccurrenceState::Failed, fired.reason.clone(), now);
+            }
+            // Accepted: the execution, when the app creates it, ends it; or
+            // the lease runs out (see `recover`).
+            _ => {}
+        }
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        fired
+    }
+
+    /// Delivers one claimed occurrence and records what the ledger cannot
+    /// learn from an execution.
+    fn deliver_claim(&self, claim: Claimed) -> Firing {
         let Claimed {
             schedule,
             occurrence,
             occurrence_id,
+            attempt,
         } = claim;
         let source_id = &schedule.import_source_id;
         // Bound to a local first: the guard must be dropped before the body
@@ -350,13 +541,7 @@ impl Scheduler {
             if now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
                 return true;
             }
-            let reason = format!(
-                "failed by the platform: no completion or failure for execution {running} within the app's {} run \
-                 limit and {} of grace since it started at {}; the app stopped without ending it",
-                human(limit),
-                human(STALE_GRACE),
-                timestamp(*started)
-            );
+            let reason = stale_reason(running, limit, *started);
             if self.assets.fail_ingesting(source_id, &reason).is_some() {
                 tracing::warn!(source = %source_id, execution = %running, "failed an execution left ingesting");
             }
@@ -366,7 +551,7 @@ impl Scheduler {
             let reason = format!(
                 "skipped: execution {running} of this import source was still ingesting when this run fell due"
             );
-            self.assets.state().record(unrun_entry(
+            self.assets.state().end_unrun(unrun_entry(
                 &schedule,
                 &occurrence,
                 &occurrence_id,
@@ -393,7 +578,7 @@ impl Scheduler {
             schedule_id: Some(schedule.id.clone()),
             occurrence_id: occurrence_id.clone(),
             nominal_time: timestamp(occurrence.instant),
-            attempt: 1,
+            attempt,
         };
         // Each arm either returns its firing or gives the failed one and the
         // reason to record in the history.
@@ -452,7 +637,7 @@ impl Scheduler {
             .chars()
             .take(crate::assets::model::MAX_FAILURE_REASON_CHARS)
             .collect();
-        self.assets.state().record(unrun_entry(
+        self.assets.state().end_unrun(unrun_entry(
             &schedule,
             &occurrence,
             &occurrence_id,
@@ -543,6 +728,17 @@ fn firing(
         note: occurrence.adjustment.as_ref().map(|a| a.note.clone()),
         retries: 0,
     }
+}
+
+/// Why the platform failed an execution its app left ingesting.
+fn stale_reason(execution: &str, limit: Duration, started: DateTime<Utc>) -> String {
+    format!(
+        "failed by the platform: no completion or failure for execution {execution} within the app's {} run \
+         limit and {} of grace since it started at {}; the app stopped without ending it",
+        human(limit),
+        human(STALE_GRACE),
+        timestamp(started)
+    )
 }
 
 fn human(d: Duration) -> String {

@@ -18,8 +18,9 @@
 
 use anyhow::Context as _;
 use assets_calendar::{FoldPolicy, Frequency, GapPolicy, MonthEndPolicy, Policies, Rule};
+use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::model::{
-    Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, SourceType, State,
+    Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State,
 };
 use assets_platform::assets::schedule::{Schedule, ScheduleSpec};
 use assets_platform::assets::StateStore;
@@ -31,7 +32,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-const SCHEMA: &str = "
+/// Version 1: the tables as they were before the occurrence ledger.
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS workspaces (id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS sources (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS executions (
@@ -67,6 +69,30 @@ CREATE TABLE IF NOT EXISTS app_storage (
     PRIMARY KEY (app, key)
 ) WITHOUT ROWID;
 ";
+
+/// Version 2: the occurrence ledger replaces the set of fired occurrence
+/// ids. Rows of `fired` become ledger entries ended as their history line
+/// says (see [`migrate_fired`]).
+const SCHEMA_V2: &str = "
+CREATE TABLE occurrences (
+    id TEXT PRIMARY KEY,
+    schedule_id TEXT NOT NULL,
+    import_source_id TEXT NOT NULL,
+    nominal_time TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('delivering', 'completed', 'failed', 'skipped', 'missed')),
+    lease_owner TEXT,
+    lease_until TEXT,
+    execution_id TEXT,
+    reason TEXT,
+    claimed_at TEXT NOT NULL,
+    ended_at TEXT
+) WITHOUT ROWID;
+CREATE INDEX occurrences_delivering ON occurrences (state) WHERE state = 'delivering';
+";
+
+/// The migrations in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// A SQLite database holding the mock's state, the apps' secrets and their
 /// storage.
@@ -171,8 +197,7 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)
-            .with_context(|| format!("cannot create the tables in {}", path.display()))?;
+        migrate(&conn).with_context(|| format!("cannot bring the tables in {} up to date", path.display()))?;
         let mut state = load(&conn).with_context(|| format!("cannot read the state in {}", path.display()))?;
         state.track_changes();
         Ok((SqliteStore { conn: Mutex::new(conn) }, state))
@@ -255,9 +280,28 @@ impl SqliteStore {
                     None => tx.execute("DELETE FROM schedules WHERE id = ?1", [id])?,
                 };
             }
-            let mut put_fired = tx.prepare_cached("INSERT OR IGNORE INTO fired (occurrence_id) VALUES (?1)")?;
-            for id in &changes.fired {
-                put_fired.execute([id])?;
+            let mut put_occurrence = tx.prepare_cached(
+                "INSERT OR REPLACE INTO occurrences (id, schedule_id, import_source_id, nominal_time, attempt, state,
+                     lease_owner, lease_until, execution_id, reason, claimed_at, ended_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for id in &changes.ledger {
+                if let Some(e) = state.occurrence(id) {
+                    put_occurrence.execute(params![
+                        e.occurrence_id,
+                        e.schedule_id,
+                        e.import_source_id,
+                        e.nominal_time,
+                        e.attempt,
+                        e.state.name(),
+                        e.lease_owner,
+                        e.lease_until,
+                        e.execution_id,
+                        e.reason,
+                        e.claimed_at,
+                        e.ended_at
+                    ])?;
+                }
             }
         }
         tx.commit().context("cannot commit to the database")?;
@@ -422,10 +466,121 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
         let stored: StoredSchedule = serde_json::from_str(&body).context("a schedule row")?;
         state.restore_schedule(stored.into_schedule()?);
     }
-    for id in column::<String>(conn, "SELECT occurrence_id FROM fired")? {
-        state.restore_fired(id);
+    let mut query = conn.prepare(
+        "SELECT id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
+                execution_id, reason, claimed_at, ended_at FROM occurrences",
+    )?;
+    let rows = query.query_map([], |row| {
+        Ok((
+            LedgerEntry {
+                occurrence_id: row.get(0)?,
+                schedule_id: row.get(1)?,
+                import_source_id: row.get(2)?,
+                nominal_time: row.get(3)?,
+                attempt: row.get(4)?,
+                state: OccurrenceState::Delivering,
+                lease_owner: row.get(6)?,
+                lease_until: row.get(7)?,
+                execution_id: row.get(8)?,
+                reason: row.get(9)?,
+                claimed_at: row.get(10)?,
+                ended_at: row.get(11)?,
+            },
+            row.get::<_, String>(5)?,
+        ))
+    })?;
+    for row in rows {
+        let (mut entry, name) = row?;
+        entry.state = OccurrenceState::from_name(&name)
+            .with_context(|| format!("occurrence {} has unknown state {name:?}", entry.occurrence_id))?;
+        state.restore_occurrence(entry);
     }
     Ok(state)
+}
+
+/// Applies the migrations the database has not had yet, each in its own
+/// transaction with the version bump, so a crash leaves it at one version.
+fn migrate(conn: &Connection) -> anyhow::Result<()> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    // A database from before versioning has the version-1 tables already.
+    let applied = if applied == 0 && table_exists(conn, "history")? {
+        1
+    } else {
+        applied
+    };
+    anyhow::ensure!(
+        applied <= MIGRATIONS.len(),
+        "the database is at schema version {applied}, newer than this program's {}; use a newer assets-host",
+        MIGRATIONS.len()
+    );
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let version = version + 1;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration to schema version {version}"))?;
+        if version == 2 {
+            migrate_fired(&tx)?;
+        }
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+fn table_exists(conn: &Connection, name: &str) -> anyhow::Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// Turns each fired occurrence id into a ledger entry, ended as its history
+/// line says; one with no line (the platform stopped mid-delivery before
+/// the ledger existed) is ended failed with that reason.
+fn migrate_fired(tx: &Connection) -> anyhow::Result<()> {
+    let mut lines: HashMap<String, HistoryEntry> = HashMap::new();
+    for body in column::<String>(tx, "SELECT body FROM history ORDER BY idx")? {
+        let line: HistoryEntry = serde_json::from_str(&body).context("a history row")?;
+        if let Some(id) = line.occurrence_id.clone() {
+            lines.insert(id, line);
+        }
+    }
+    for id in column::<String>(tx, "SELECT occurrence_id FROM fired")? {
+        let line = lines.get(&id);
+        let (state, reason) = match line.map(|l| l.status) {
+            Some(Outcome::Completed) => (OccurrenceState::Completed, None),
+            Some(Outcome::Skipped) => (OccurrenceState::Skipped, line.and_then(|l| l.failure_reason.clone())),
+            Some(Outcome::Missed) => (OccurrenceState::Missed, line.and_then(|l| l.failure_reason.clone())),
+            Some(Outcome::Running) => (OccurrenceState::Delivering, None),
+            Some(_) => (OccurrenceState::Failed, line.and_then(|l| l.failure_reason.clone())),
+            None => (
+                OccurrenceState::Failed,
+                Some("failed: handled before this database kept an occurrence ledger, and no history line says how it ended".into()),
+            ),
+        };
+        let nominal = line.map(|l| l.started_at).unwrap_or_default();
+        tx.execute(
+            "INSERT INTO occurrences (id, schedule_id, import_source_id, nominal_time, attempt, state, execution_id,
+                 reason, claimed_at, ended_at)
+             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?4, ?8)",
+            params![
+                id,
+                line.and_then(|l| l.schedule_id.clone()).unwrap_or_default(),
+                line.map(|l| l.import_source_id.clone()).unwrap_or_default(),
+                nominal,
+                state.name(),
+                line.and_then(|l| l.execution_id.clone()),
+                reason,
+                line.and_then(|l| l.ended_at),
+            ],
+        )?;
+    }
+    tx.execute_batch("DROP TABLE fired")?;
+    Ok(())
 }
 
 fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> anyhow::Result<Vec<T>> {
@@ -485,16 +640,35 @@ mod tests {
             state.complete("src", "e1", now).unwrap();
             state.start_execution("src", "e2".into(), false, now).unwrap();
             state.add_chunk("src", "e2", chunk("c1", &["x"])).unwrap();
-            state.mark_fired("occurrence-1");
+            state.end_unrun(HistoryEntry {
+                execution_id: None,
+                import_source_id: "src".into(),
+                scheduled: true,
+                schedule_id: Some("sched".into()),
+                occurrence_id: Some("occurrence-1".into()),
+                status: Outcome::Missed,
+                failure_reason: Some("missed: test".into()),
+                objects: 0,
+                started_at: now,
+                ended_at: Some(now),
+            });
             let changes = state.take_changes();
             store.save(&state, changes).unwrap();
         }
         let (_store, mut state) = SqliteStore::open(&path).unwrap();
-        assert_eq!(state.history("src").len(), 2);
+        assert_eq!(
+            state.history("src").len(),
+            3,
+            "two executions and the missed occurrence"
+        );
         let e1 = state.execution("src", "e1").unwrap();
         assert_eq!((e1.status, e1.objects.len(), e1.chunks), (ExecutionStatus::Done, 2, 1));
         assert_eq!(state.ingesting("src").map(|e| e.id.as_str()), Some("e2"));
-        assert!(!state.mark_fired("occurrence-1"), "fired occurrences are remembered");
+        let entry = state.occurrence("occurrence-1").expect("the ledger is stored");
+        assert_eq!(
+            (entry.state, entry.reason.as_deref()),
+            (OccurrenceState::Missed, Some("missed: test"))
+        );
         assert_eq!(
             state.add_chunk("src", "e2", chunk("c1", &["x"])).unwrap(),
             0,

@@ -15,6 +15,7 @@
 
 use crate::serve::Server;
 use crate::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::schedule::timestamp;
 use assets_platform::assets::{body, ApiError, SourceType};
 use assets_platform::clock::Clock as _;
@@ -39,6 +40,7 @@ pub fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/_admin/apps", get(list_apps))
         .route("/_admin/importsource", post(create_import_source))
+        .route("/_admin/occurrences", get(list_occurrences))
         .route("/_admin/clock", get(read_clock))
         .route("/_admin/clock/advance", post(advance_clock))
         .route("/apps/{name}/webtrigger", post(webtrigger))
@@ -242,6 +244,89 @@ fn clock_kind(server: &Server) -> &'static str {
     } else {
         "system"
     }
+}
+
+/// The filters and page of `GET /_admin/occurrences`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OccurrenceQuery {
+    #[serde(default)]
+    schedule_id: Option<String>,
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// Largest page of `GET /_admin/occurrences`.
+const MAX_OCCURRENCE_PAGE: usize = 1000;
+
+/// `GET /_admin/occurrences[?scheduleId=…][&state=…][&limit=N][&cursor=C]`:
+/// the occurrence ledger, ordered by nominal time then occurrence id, a page
+/// at a time (`limit` default and maximum 1000). The answer's `nextCursor`,
+/// passed as `cursor`, gives the next page; it is null on the last.
+async fn list_occurrences(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Answer {
+    let result = (|| {
+        authorize(&server, &headers)?;
+        let query: OccurrenceQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default())
+            .map_err(|e| ApiError::invalid_field("query", format!("unreadable query string: {e}")))?;
+        let state = match &query.state {
+            Some(name) => Some(OccurrenceState::from_name(name).ok_or_else(|| {
+                ApiError::invalid_field(
+                    "state",
+                    format!("unknown state {name:?}; one of delivering, completed, failed, skipped, missed"),
+                )
+            })?),
+            None => None,
+        };
+        let limit = query.limit.unwrap_or(MAX_OCCURRENCE_PAGE);
+        if limit == 0 || limit > MAX_OCCURRENCE_PAGE {
+            return Err(ApiError::invalid_field(
+                "limit",
+                format!("limit must be between 1 and {MAX_OCCURRENCE_PAGE}; got {limit}"),
+            ));
+        }
+        let after = match &query.cursor {
+            Some(cursor) => Some(parse_cursor(cursor)?),
+            None => None,
+        };
+        let assets = server.assets.state();
+        let mut page: Vec<&LedgerEntry> = assets
+            .ledger()
+            .filter(|e| query.schedule_id.as_ref().is_none_or(|id| &e.schedule_id == id))
+            .filter(|e| state.is_none_or(|s| e.state == s))
+            .filter(|e| {
+                after
+                    .as_ref()
+                    .is_none_or(|(t, id)| (e.nominal_time, &e.occurrence_id) > (*t, id))
+            })
+            .collect();
+        page.sort_by(|a, b| (a.nominal_time, &a.occurrence_id).cmp(&(b.nominal_time, &b.occurrence_id)));
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = page.last().filter(|_| more).map(|e| {
+            format!(
+                "{}_{}",
+                e.nominal_time.timestamp_nanos_opt().unwrap_or_default(),
+                e.occurrence_id
+            )
+        });
+        Ok(json!({ "occurrences": page, "nextCursor": next }))
+    })();
+    match result {
+        Ok(page) => json_answer(200, &page),
+        Err(e) => error(e),
+    }
+}
+
+/// Reads a `nextCursor`: the nominal time in nanoseconds and the occurrence id.
+fn parse_cursor(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, String), ApiError> {
+    let bad = || ApiError::invalid_field("cursor", format!("cursor {cursor:?} is not one this server gave out"));
+    let (nanos, id) = cursor.split_once('_').ok_or_else(bad)?;
+    let nanos: i64 = nanos.parse().map_err(|_| bad())?;
+    Ok((chrono::DateTime::from_timestamp_nanos(nanos), id.to_owned()))
 }
 
 /// `GET /_admin/clock`.

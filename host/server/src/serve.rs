@@ -30,7 +30,8 @@ use crate::signing::Verifier;
 use anyhow::Context as _;
 use assets_platform::assets::{AssetsService, SourceType};
 use assets_platform::clock::{Clock, SystemClock, VirtualClock};
-use assets_platform::scheduler::Scheduler;
+use assets_platform::delivery::DeliveryPool;
+use assets_platform::scheduler::{Firing, Scheduler};
 use assets_platform::source::SyntheticSource;
 use assets_platform::trigger::App;
 use assets_runtime::{AppStorage, Limits, OutboundHttp, Runtime};
@@ -82,6 +83,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Longest an app's run may take (the callback waits for it).
     pub run_timeout: Duration,
+    /// Callbacks delivered at once on the system clock.
+    pub workers: usize,
 }
 
 /// An app this server hosts.
@@ -142,7 +145,11 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
         Some(_) => None,
         None => {
             let (scheduler, stop) = (server.scheduler.clone(), stop.clone());
-            Some(std::thread::spawn(move || scheduler_loop(&scheduler, &stop)))
+            let pool = DeliveryPool::start(scheduler.clone(), args.workers, log_firing);
+            Some(std::thread::spawn(move || {
+                scheduler_loop(&scheduler, &pool, &stop);
+                pool.stop();
+            }))
         }
     };
     let app = routes::router(server.clone());
@@ -341,19 +348,13 @@ impl Stop {
 /// Longest the loop sleeps: a schedule created meanwhile is seen this soon.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Fires what falls due on the system clock until stopped.
-fn scheduler_loop(scheduler: &Scheduler, stop: &Stop) {
+/// Claims what falls due on the system clock and hands it to the delivery
+/// workers, until stopped; never waits for an import.
+fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop) {
     while !stop.flag.load(Ordering::SeqCst) {
-        for firing in scheduler.run_due() {
-            tracing::info!(
-                schedule = %firing.schedule_id,
-                occurrence = %firing.occurrence_id,
-                execution = ?firing.execution_id,
-                status = ?firing.status,
-                reason = ?firing.reason,
-                "occurrence handled"
-            );
-        }
+        let (firings, claimed) = scheduler.claim_due(scheduler.assets().clock().now());
+        firings.iter().for_each(log_firing);
+        pool.submit(claimed);
         let now = scheduler.assets().clock().now();
         let wait = scheduler
             .next_due()
@@ -363,6 +364,17 @@ fn scheduler_loop(scheduler: &Scheduler, stop: &Stop) {
             break;
         }
     }
+}
+
+fn log_firing(firing: &Firing) {
+    tracing::info!(
+        schedule = %firing.schedule_id,
+        occurrence = %firing.occurrence_id,
+        execution = ?firing.execution_id,
+        status = ?firing.status,
+        reason = ?firing.reason,
+        "occurrence handled"
+    );
 }
 
 async fn shutdown_signal() {

@@ -7,6 +7,7 @@
 //! - [`model`]: the state (workspaces, import sources, executions, objects,
 //!   import history) and the lifecycle rules.
 //! - [`import_source`]: import sources and their kinds.
+//! - [`ledger`]: the occurrence ledger: what became of each occurrence.
 //! - [`schedule`]: a schedule, its validation and its bookkeeping.
 //! - [`router`]: paths and methods to handlers; [`schedules`] handles the
 //!   import-schedule resource.
@@ -20,6 +21,7 @@
 pub mod body;
 pub mod error;
 pub mod import_source;
+pub mod ledger;
 pub mod model;
 pub mod router;
 pub mod schedule;

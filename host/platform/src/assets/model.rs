@@ -5,6 +5,7 @@
 //! requests into these calls.
 
 pub use super::import_source::{ImportSource, SourceType};
+use super::ledger::{LedgerEntry, OccurrenceState};
 use super::schedule::Schedule;
 use super::ApiError;
 use chrono::{DateTime, Utc};
@@ -139,8 +140,12 @@ pub struct State {
     pub(super) schedules: HashMap<String, Schedule>,
     /// Schedule id by import source: at most one each.
     pub(super) schedule_of_source: HashMap<String, String>,
-    /// Occurrence ids the scheduler has handled, so none is handled twice.
-    pub(super) fired: HashSet<String>,
+    /// The occurrence ledger by occurrence id (see [`super::ledger`]): an
+    /// occurrence is claimed once, and ends in one terminal state.
+    pub(super) ledger: HashMap<String, LedgerEntry>,
+    /// The occurrence being delivered, by import source: at most one each
+    /// (runs of a source never overlap).
+    pub(super) delivering: HashMap<String, String>,
     /// What changed since the last [`State::take_changes`]; kept only while a
     /// durable store is attached, so the in-memory mock pays nothing.
     pub(super) changes: Option<Changes>,
@@ -166,8 +171,8 @@ pub struct Changes {
     pub history: BTreeSet<usize>,
     /// Schedules created, changed or deleted.
     pub schedules: BTreeSet<String>,
-    /// Occurrences marked handled.
-    pub fired: Vec<String>,
+    /// Ledger entries claimed or changed, by occurrence id.
+    pub ledger: BTreeSet<String>,
 }
 
 impl Changes {
@@ -181,7 +186,7 @@ impl Changes {
             && self.forgotten.is_empty()
             && self.history.is_empty()
             && self.schedules.is_empty()
-            && self.fired.is_empty()
+            && self.ledger.is_empty()
     }
 }
 
@@ -298,12 +303,29 @@ impl State {
                 ),
             ));
         }
+        // A scheduled execution belongs to the occurrence being delivered
+        // for its source: link them now, in the same change, so the ledger
+        // knows the execution even if the platform dies the next moment.
+        let occurrence = match self.delivering.get(source_id).and_then(|o| self.ledger.get_mut(o)) {
+            Some(entry) if scheduled && entry.execution_id.is_none() => {
+                entry.execution_id = Some(id.clone());
+                Some((entry.schedule_id.clone(), entry.occurrence_id.clone()))
+            }
+            _ => None,
+        };
+        if let Some((_, occurrence_id)) = &occurrence {
+            let occurrence_id = occurrence_id.clone();
+            self.touch(|c| {
+                c.ledger.insert(occurrence_id);
+            });
+        }
+        let (schedule_id, occurrence_id) = occurrence.unzip();
         self.history.push(HistoryEntry {
             execution_id: Some(id.clone()),
             import_source_id: source_id.to_owned(),
             scheduled,
-            schedule_id: None,
-            occurrence_id: None,
+            schedule_id,
+            occurrence_id,
             status: Outcome::Running,
             failure_reason: None,
             objects: 0,
@@ -383,6 +405,7 @@ impl State {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
         });
+        self.end_linked_occurrence(index, OccurrenceState::Completed, None, now);
         Ok(())
     }
 
@@ -399,12 +422,13 @@ impl State {
         let index = execution.history_index;
         let entry = &mut self.history[index];
         entry.status = Outcome::Failed;
-        entry.failure_reason = Some(reason);
+        entry.failure_reason = Some(reason.clone());
         entry.ended_at = Some(now);
         self.touch(|c| {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
         });
+        self.end_linked_occurrence(index, OccurrenceState::Failed, Some(reason), now);
         Ok(())
     }
 
@@ -420,16 +444,93 @@ impl State {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
         });
+        let reason = format!("execution {execution_id} was cancelled before it completed");
+        self.end_linked_occurrence(index, OccurrenceState::Failed, Some(reason), now);
         Ok(())
     }
 
-    /// Adds a history line that has no execution (a skipped or missed occurrence).
+    /// Adds a history line that has no execution.
     pub fn record(&mut self, entry: HistoryEntry) {
         self.history.push(entry);
         let index = self.history.len() - 1;
         self.touch(|c| {
             c.history.insert(index);
         });
+    }
+
+    /// Ends an occurrence that did not run — skipped, missed, or failed
+    /// without an execution — in the ledger and with its history line
+    /// `entry`, whether or not it was claimed before. False (nothing written)
+    /// when it already has a terminal state: an occurrence ends once.
+    pub fn end_unrun(&mut self, entry: HistoryEntry) -> bool {
+        let Some(occurrence_id) = entry.occurrence_id.clone() else {
+            self.record(entry);
+            return true;
+        };
+        let state = match entry.status {
+            Outcome::Skipped => OccurrenceState::Skipped,
+            Outcome::Missed => OccurrenceState::Missed,
+            _ => OccurrenceState::Failed,
+        };
+        let now = entry.ended_at.unwrap_or(entry.started_at);
+        let ended = match self.ledger.get_mut(&occurrence_id) {
+            Some(ledger) => ledger.end(state, entry.failure_reason.clone(), now),
+            None => {
+                let mut ledger = LedgerEntry::claim(
+                    occurrence_id.clone(),
+                    entry.schedule_id.clone().unwrap_or_default(),
+                    entry.import_source_id.clone(),
+                    entry.started_at,
+                    "",
+                    now,
+                    now,
+                );
+                ledger.end(state, entry.failure_reason.clone(), now);
+                self.ledger.insert(occurrence_id.clone(), ledger);
+                true
+            }
+        };
+        if !ended {
+            return false;
+        }
+        self.release(&entry.import_source_id, &occurrence_id);
+        self.touch(|c| {
+            c.ledger.insert(occurrence_id);
+        });
+        self.record(entry);
+        true
+    }
+
+    /// Ends the occurrence linked to history line `index`, if it is still
+    /// being delivered.
+    fn end_linked_occurrence(
+        &mut self,
+        index: usize,
+        state: OccurrenceState,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        let line = &self.history[index];
+        let (Some(occurrence_id), Some(execution_id)) = (line.occurrence_id.clone(), line.execution_id.clone()) else {
+            return;
+        };
+        let source_id = line.import_source_id.clone();
+        let Some(entry) = self.ledger.get_mut(&occurrence_id) else {
+            return;
+        };
+        if entry.execution_id.as_deref() == Some(execution_id.as_str()) && entry.end(state, reason, now) {
+            self.release(&source_id, &occurrence_id);
+            self.touch(|c| {
+                c.ledger.insert(occurrence_id);
+            });
+        }
+    }
+
+    /// Forgets that `occurrence_id` is being delivered for `source_id`.
+    fn release(&mut self, source_id: &str, occurrence_id: &str) {
+        if self.delivering.get(source_id).map(String::as_str) == Some(occurrence_id) {
+            self.delivering.remove(source_id);
+        }
     }
 
     /// Attaches the schedule and occurrence that caused an execution to its
@@ -532,13 +633,88 @@ impl State {
         self.schedules.get_mut(schedule_id)
     }
 
-    /// Marks an occurrence handled; false if it already was.
-    pub fn mark_fired(&mut self, occurrence_id: &str) -> bool {
-        let new = self.fired.insert(occurrence_id.to_owned());
-        if new {
-            self.touch(|c| c.fired.push(occurrence_id.to_owned()));
+    /// Claims an occurrence for delivery: false if the ledger already has
+    /// it (claimed, or ended), so no occurrence is ever claimed twice.
+    pub fn claim_occurrence(&mut self, entry: LedgerEntry) -> bool {
+        if self.ledger.contains_key(&entry.occurrence_id) {
+            return false;
         }
-        new
+        let id = entry.occurrence_id.clone();
+        if !entry.state.is_terminal() {
+            self.delivering.insert(entry.import_source_id.clone(), id.clone());
+        }
+        self.ledger.insert(id.clone(), entry);
+        self.touch(|c| {
+            c.ledger.insert(id);
+        });
+        true
+    }
+
+    /// Ends a claimed occurrence in `state` unless it has ended already (its
+    /// execution's end usually ends it first); false when it had.
+    pub fn end_occurrence(
+        &mut self,
+        occurrence_id: &str,
+        state: OccurrenceState,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let Some(entry) = self.ledger.get_mut(occurrence_id) else {
+            return false;
+        };
+        if !entry.end(state, reason, now) {
+            return false;
+        }
+        let source_id = entry.import_source_id.clone();
+        self.release(&source_id, occurrence_id);
+        self.touch(|c| {
+            c.ledger.insert(occurrence_id.to_owned());
+        });
+        true
+    }
+
+    /// An occurrence's ledger entry.
+    pub fn occurrence(&self, occurrence_id: &str) -> Option<&LedgerEntry> {
+        self.ledger.get(occurrence_id)
+    }
+
+    /// The whole ledger, in no particular order.
+    pub fn ledger(&self) -> impl Iterator<Item = &LedgerEntry> {
+        self.ledger.values()
+    }
+
+    /// The occurrence being delivered for `source_id`, if any.
+    pub fn delivering_for(&self, source_id: &str) -> Option<&LedgerEntry> {
+        self.delivering.get(source_id).and_then(|o| self.ledger.get(o))
+    }
+
+    /// Every occurrence still being delivered.
+    pub fn delivering(&self) -> Vec<LedgerEntry> {
+        self.delivering
+            .values()
+            .filter_map(|o| self.ledger.get(o))
+            .cloned()
+            .collect()
+    }
+
+    /// Takes over a delivery whose owner is gone (see
+    /// [`LedgerEntry::take_over`]); returns the entry as it now is.
+    pub fn take_over_occurrence(
+        &mut self,
+        occurrence_id: &str,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Option<LedgerEntry> {
+        let entry = self.ledger.get_mut(occurrence_id)?;
+        if entry.state.is_terminal() {
+            return None;
+        }
+        entry.take_over(owner, lease_until);
+        let taken = entry.clone();
+        self.touch(|c| {
+            c.ledger.insert(occurrence_id.to_owned());
+        });
+        Some(taken)
     }
 }
 
@@ -588,8 +764,12 @@ impl State {
         self.schedules.insert(schedule.id.clone(), schedule);
     }
 
-    /// An occurrence the scheduler handled.
-    pub fn restore_fired(&mut self, occurrence_id: String) {
-        self.fired.insert(occurrence_id);
+    /// A ledger entry as stored.
+    pub fn restore_occurrence(&mut self, entry: LedgerEntry) {
+        if !entry.state.is_terminal() {
+            self.delivering
+                .insert(entry.import_source_id.clone(), entry.occurrence_id.clone());
+        }
+        self.ledger.insert(entry.occurrence_id.clone(), entry);
     }
 }

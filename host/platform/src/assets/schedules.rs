@@ -134,10 +134,8 @@ fn settle(
         .collect();
     for occurrence in &due {
         let id = occurrence_id(&schedule.id, occurrence.instant);
-        if state.mark_fired(&id) {
-            let why = reason(timestamp(occurrence.instant));
-            state.record(unrun_entry(schedule, occurrence, &id, outcome, why));
-        }
+        let why = reason(timestamp(occurrence.instant));
+        state.end_unrun(unrun_entry(schedule, occurrence, &id, outcome, why));
     }
     if let (Some(last), Some(s)) = (due.last(), state.schedule_mut(&schedule.id)) {
         s.handled_until = last.instant;
