@@ -2,203 +2,11 @@
 //! a loopback port: schedules, the virtual clock, signed callbacks to the web
 //! trigger, the history, restarts and `kill -9`.
 
+mod common;
+
+use common::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-/// A running `assets-host serve`.
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-    secret: String,
-}
-
-#[derive(Clone)]
-struct App {
-    workspace_id: String,
-    import_source_id: String,
-    callback_url: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("assets-serve-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-impl Server {
-    /// Starts a server on `port` with `db`, hosting the importer as `demo`.
-    fn start(db: &Path, port: u16, extra: &[&str]) -> Server {
-        let component = assets_host::cli::default_component_path();
-        assert!(
-            component.exists(),
-            "{} is missing; run `make test`",
-            component.display()
-        );
-        let log = db.with_extension(format!("{port}.{}.log", uuid::Uuid::new_v4().simple()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_assets-host"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(db)
-            .arg("--app")
-            .arg(format!("demo={}", component.display()))
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("assets-host starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut base, mut secret) = (String::new(), String::new());
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(url) = line.strip_prefix("listening on ") {
-                base = url.trim().to_owned();
-            }
-            if let Some(s) = line.trim().strip_prefix("secret") {
-                secret = s.trim().to_owned();
-            }
-            if line.starts_with("ready") {
-                break;
-            }
-        }
-        let server = Server {
-            child,
-            base,
-            log,
-            secret,
-        };
-        assert!(
-            !server.base.is_empty(),
-            "no address printed; log:\n{}",
-            server.log_text()
-        );
-        server
-    }
-
-    /// Starts a server on a free port with a new database.
-    fn fresh(extra: &[&str]) -> Server {
-        Server::start(&temp_dir().join("state.db"), free_port(), extra)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn app(&self) -> App {
-        let (status, apps) = self.call("GET", "/_admin/apps", None);
-        assert_eq!(status, 200);
-        let app = &apps[0];
-        App {
-            workspace_id: app["workspaceId"].as_str().unwrap().to_owned(),
-            import_source_id: app["importSourceId"].as_str().unwrap().to_owned(),
-            callback_url: app["callbackUrl"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    /// One request; the status and the JSON body (Null when empty).
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call_with(method, path, body.map(|b| b.to_string()), &[])
-    }
-
-    fn call_with(&self, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> (u16, Value) {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        };
-        let mut request = ureq::request(method, &url).timeout(Duration::from_secs(120));
-        for (name, value) in headers {
-            request = request.set(name, value);
-        }
-        let result = match body {
-            Some(body) => request.set("content-type", "application/json").send_string(&body),
-            None => request.call(),
-        };
-        let response = match result {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}\nlog:\n{}", self.log_text()),
-        };
-        let status = response.status();
-        let text = response.into_string().unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path} answered non-JSON: {text}"))
-        };
-        (status, value)
-    }
-
-    fn source_path(app: &App, rest: &str) -> String {
-        format!(
-            "/jsm/assets/workspace/{}/v1/importsource/{}/{rest}",
-            app.workspace_id, app.import_source_id
-        )
-    }
-
-    fn advance(&self, seconds: u64) -> Vec<Value> {
-        let (status, body) = self.call("POST", "/_admin/clock/advance", Some(json!({ "seconds": seconds })));
-        assert_eq!(status, 200, "{body}");
-        body["firings"].as_array().unwrap().clone()
-    }
-
-    fn history(&self, app: &App) -> Vec<Value> {
-        let (status, body) = self.call("GET", &Server::source_path(app, "history"), None);
-        assert_eq!(status, 200, "{body}");
-        body.as_array().unwrap().clone()
-    }
-
-    /// SIGTERM, then wait: the graceful path.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "serve exited with {status}; log:\n{}",
-            self.log_text()
-        );
-    }
-
-    /// SIGKILL: no chance to clean up.
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A DAILY schedule whose first run is `hours_ahead` after `from`.
-fn daily_schedule(app: &App, from: chrono::DateTime<chrono::Utc>, hours_ahead: i64) -> Value {
-    let start = from + chrono::Duration::hours(hours_ahead);
-    json!({
-        "runFrequency": "DAILY",
-        "startTime": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "timezone": "America/New_York",
-        "callbackUrl": app.callback_url,
-    })
-}
-
-fn clock_now(server: &Server) -> chrono::DateTime<chrono::Utc> {
-    let (_, clock) = server.call("GET", "/_admin/clock", None);
-    clock["now"].as_str().unwrap().parse().unwrap()
-}
 
 #[test]
 fn a_schedule_fires_a_signed_callback_and_the_import_fills_the_history() {
@@ -775,4 +583,74 @@ fn random_requests_over_http_always_get_json_with_a_2xx_or_4xx() {
             "request {i}: {method} {path} answered {status} with non-JSON {text:?}"
         );
     }
+}
+
+/// An external import source (an app that runs elsewhere) in `app`'s workspace.
+fn external_source(server: &Server, app: &App) -> App {
+    let (status, created) = server.call(
+        "POST",
+        "/_admin/importsource",
+        Some(json!({ "workspaceId": app.workspace_id, "type": "external" })),
+    );
+    assert_eq!(status, 201, "{created}");
+    App {
+        import_source_id: created["id"].as_str().unwrap().to_owned(),
+        callback_url: String::new(),
+        ..app.clone()
+    }
+}
+
+#[test]
+fn a_slow_import_does_not_delay_another_schedules_callback() {
+    // The system clock: deliveries run on the worker pool.
+    let server = Server::fresh(&[]);
+    let app = server.app();
+    let (slow, quick) = (external_source(&server, &app), external_source(&server, &app));
+    let (slow_receiver, quick_receiver) = (Receiver::new(), Receiver::new());
+    let hold = Duration::from_secs(8);
+    let start = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let once = |at: chrono::DateTime<chrono::Utc>, url: &str| {
+        json!({
+            "runFrequency": "ONCE",
+            "startTime": at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "timezone": "UTC",
+            "callbackUrl": url,
+        })
+    };
+    let (status, body) = server.call(
+        "POST",
+        &Server::source_path(&slow, "importschedule"),
+        Some(once(start, &slow_receiver.url)),
+    );
+    assert_eq!(status, 201, "{body}");
+    let quick_due = start + chrono::Duration::seconds(1);
+    let (status, body) = server.call(
+        "POST",
+        &Server::source_path(&quick, "importschedule"),
+        Some(once(quick_due, &quick_receiver.url)),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // The slow app holds its callback for `hold`.
+    let slow_app = std::thread::spawn(move || {
+        let callback = Receiver::read(slow_receiver.accept());
+        let received = std::time::Instant::now();
+        std::thread::sleep(hold);
+        Receiver::accept_callback(callback.stream);
+        received
+    });
+    let callback = Receiver::read(quick_receiver.accept());
+    let quick_received = std::time::Instant::now();
+    let quick_late = chrono::Utc::now() - quick_due;
+    Receiver::accept_callback(callback.stream);
+    let slow_received = slow_app.join().unwrap();
+    assert!(
+        quick_received < slow_received + hold,
+        "the quick schedule's callback came while the slow one was still held"
+    );
+    assert!(
+        quick_late < chrono::Duration::seconds(3),
+        "the quick callback came {quick_late} after it fell due; the slow import held it up\n{}",
+        server.log_text()
+    );
 }

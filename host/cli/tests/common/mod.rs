@@ -1,0 +1,258 @@
+//! The `assets-host serve` child process and HTTP helpers the serve tests share.
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running `assets-host serve`.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub log: PathBuf,
+    pub secret: String,
+}
+
+#[derive(Clone)]
+pub struct App {
+    pub workspace_id: String,
+    pub import_source_id: String,
+    pub callback_url: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("assets-serve-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Server {
+    /// Starts a server on `port` with `db`, hosting the importer as `demo`.
+    pub fn start(db: &Path, port: u16, extra: &[&str]) -> Server {
+        let component = assets_host::cli::default_component_path();
+        assert!(
+            component.exists(),
+            "{} is missing; run `make test`",
+            component.display()
+        );
+        let log = db.with_extension(format!("{port}.{}.log", uuid::Uuid::new_v4().simple()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_assets-host"))
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--db"])
+            .arg(db)
+            .arg("--app")
+            .arg(format!("demo={}", component.display()))
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("assets-host starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut base, mut secret) = (String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(url) = line.strip_prefix("listening on ") {
+                base = url.trim().to_owned();
+            }
+            if let Some(s) = line.trim().strip_prefix("secret") {
+                secret = s.trim().to_owned();
+            }
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        let server = Server {
+            child,
+            base,
+            log,
+            secret,
+        };
+        assert!(
+            !server.base.is_empty(),
+            "no address printed; log:\n{}",
+            server.log_text()
+        );
+        server
+    }
+
+    /// Starts a server on a free port with a new database.
+    pub fn fresh(extra: &[&str]) -> Server {
+        Server::start(&temp_dir().join("state.db"), free_port(), extra)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn app(&self) -> App {
+        let (status, apps) = self.call("GET", "/_admin/apps", None);
+        assert_eq!(status, 200);
+        let app = &apps[0];
+        App {
+            workspace_id: app["workspaceId"].as_str().unwrap().to_owned(),
+            import_source_id: app["importSourceId"].as_str().unwrap().to_owned(),
+            callback_url: app["callbackUrl"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// One request; the status and the JSON body (Null when empty).
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, path, body.map(|b| b.to_string()), &[])
+    }
+
+    pub fn call_with(&self, method: &str, path: &str, body: Option<String>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        };
+        let mut request = ureq::request(method, &url).timeout(Duration::from_secs(120));
+        for (name, value) in headers {
+            request = request.set(name, value);
+        }
+        let result = match body {
+            Some(body) => request.set("content-type", "application/json").send_string(&body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}\nlog:\n{}", self.log_text()),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path} answered non-JSON: {text}"))
+        };
+        (status, value)
+    }
+
+    pub fn source_path(app: &App, rest: &str) -> String {
+        format!(
+            "/jsm/assets/workspace/{}/v1/importsource/{}/{rest}",
+            app.workspace_id, app.import_source_id
+        )
+    }
+
+    pub fn advance(&self, seconds: u64) -> Vec<Value> {
+        let (status, body) = self.call("POST", "/_admin/clock/advance", Some(json!({ "seconds": seconds })));
+        assert_eq!(status, 200, "{body}");
+        body["firings"].as_array().unwrap().clone()
+    }
+
+    pub fn history(&self, app: &App) -> Vec<Value> {
+        let (status, body) = self.call("GET", &Server::source_path(app, "history"), None);
+        assert_eq!(status, 200, "{body}");
+        body.as_array().unwrap().clone()
+    }
+
+    /// SIGTERM, then wait: the graceful path.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "serve exited with {status}; log:\n{}",
+            self.log_text()
+        );
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A DAILY schedule whose first run is `hours_ahead` after `from`.
+pub fn daily_schedule(app: &App, from: chrono::DateTime<chrono::Utc>, hours_ahead: i64) -> Value {
+    let start = from + chrono::Duration::hours(hours_ahead);
+    json!({
+        "runFrequency": "DAILY",
+        "startTime": start.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "timezone": "America/New_York",
+        "callbackUrl": app.callback_url,
+    })
+}
+
+pub fn clock_now(server: &Server) -> chrono::DateTime<chrono::Utc> {
+    let (_, clock) = server.call("GET", "/_admin/clock", None);
+    clock["now"].as_str().unwrap().parse().unwrap()
+}
+
+/// An external app at a loopback address: it takes callbacks one at a time.
+pub struct Receiver {
+    pub listener: TcpListener,
+    pub url: String,
+}
+
+/// One callback as received.
+pub struct Callback {
+    pub stream: TcpStream,
+    pub body: Value,
+}
+
+impl Receiver {
+    pub fn new() -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/callback", listener.local_addr().unwrap());
+        Receiver { listener, url }
+    }
+
+    pub fn accept(&self) -> TcpStream {
+        let (stream, _) = self.listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+    }
+
+    /// Reads one HTTP request from `stream`: its JSON body.
+    pub fn read(stream: TcpStream) -> Callback {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        Callback {
+            stream,
+            body: serde_json::from_slice(&body).unwrap(),
+        }
+    }
+
+    /// Answers 202: accepted; the import is reported through the API.
+    pub fn accept_callback(mut stream: TcpStream) {
+        let _ = stream.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    }
+}
