@@ -654,3 +654,37 @@ fn a_slow_import_does_not_delay_another_schedules_callback() {
         server.log_text()
     );
 }
+
+#[test]
+fn a_second_server_on_the_same_database_refuses_to_start() {
+    let db = temp_dir().join("state.db");
+    let first = Server::start(&db, free_port(), &["--clock", "virtual"]);
+    let err = db.with_extension("second.log");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_assets-host"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--clock", "virtual", "--db"])
+        .arg(&db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("assets-host runs");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server started on {} and kept running", db.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(!status.success(), "a second server started on {}", db.display());
+    assert!(
+        stderr.contains("is in use by another assets-host serve") && stderr.contains("run every schedule twice"),
+        "{stderr}"
+    );
+    // Once the first has stopped, the file is free again.
+    first.stop();
+    Server::start(&db, free_port(), &["--clock", "virtual"]).stop();
+}

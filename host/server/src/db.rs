@@ -98,6 +98,11 @@ const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 /// storage.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The database file, held with an exclusive lock for as long as the
+    /// store lives (dropped after the connection, by field order): a second
+    /// server on the same file would fire every schedule twice. `None` for
+    /// `:memory:`.
+    _lock: Option<std::fs::File>,
 }
 
 /// A schedule as stored: what the client asked for plus the scheduler's
@@ -188,7 +193,9 @@ impl SqliteStore {
     /// that lives as long as the process — and reads the state it holds. The
     /// returned state tracks changes, ready for [`SqliteStore::save`].
     pub fn open(path: &Path) -> anyhow::Result<(SqliteStore, State)> {
-        let conn = if path.as_os_str() == ":memory:" {
+        let in_memory = path.as_os_str() == ":memory:";
+        let lock = if in_memory { None } else { Some(lock(path)?) };
+        let conn = if in_memory {
             Connection::open_in_memory()
         } else {
             Connection::open(path)
@@ -200,7 +207,13 @@ impl SqliteStore {
         migrate(&conn).with_context(|| format!("cannot bring the tables in {} up to date", path.display()))?;
         let mut state = load(&conn).with_context(|| format!("cannot read the state in {}", path.display()))?;
         state.track_changes();
-        Ok((SqliteStore { conn: Mutex::new(conn) }, state))
+        Ok((
+            SqliteStore {
+                conn: Mutex::new(conn),
+                _lock: lock,
+            },
+            state,
+        ))
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -525,6 +538,31 @@ fn migrate(conn: &Connection) -> anyhow::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Takes an exclusive lock on the database file, creating it if needed.
+/// The lock is `flock`, which SQLite's own (`fcntl`) locks do not touch; the
+/// file stays open until the store is dropped, since closing a descriptor
+/// of the file would drop SQLite's locks too.
+fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "the database {} is in use by another assets-host serve; stop that one or give this one its own --db \
+             (two servers on one SQLite file would run every schedule twice)",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock the database {}", path.display()))
+        }
+    }
 }
 
 fn table_exists(conn: &Connection, name: &str) -> anyhow::Result<bool> {

@@ -138,6 +138,9 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     let base_url = format!("http://{addr}");
     let (server, secrets) = tokio::task::block_in_place(|| start(&args, &base_url))?;
     let server = Arc::new(server);
+    // Listen for the stop signals before saying "ready": a SIGTERM sent
+    // right after would otherwise kill the process ungracefully.
+    let stop_signal = shutdown_signal()?;
     print_banner(&server, &args, &base_url, &secrets);
 
     let stop = Arc::new(Stop::default());
@@ -156,7 +159,7 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     let shutdown = {
         let server = server.clone();
         async move {
-            shutdown_signal().await;
+            stop_signal.await;
             tracing::info!("shutting down: no new runs; waiting for running imports");
             stop.stop();
             if let Some(thread) = scheduler_thread {
@@ -377,23 +380,25 @@ fn log_firing(firing: &Firing) {
     );
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Installs the Ctrl-C and SIGTERM handlers now; the future ends when
+/// either arrives.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }
