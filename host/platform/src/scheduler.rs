@@ -329,6 +329,11 @@ impl Scheduler {
                 }
             }
         }
+        // Nothing is delivered or reported before the claims are stored.
+        if let Err(e) = state.commit() {
+            tracing::error!("claims not stored, so not delivered; tried again on the next pass: {e:#}");
+            return (Vec::new(), Vec::new());
+        }
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())

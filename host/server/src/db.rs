@@ -205,6 +205,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&conn).with_context(|| format!("cannot bring the tables in {} up to date", path.display()))?;
+        repair_history(&conn).with_context(|| format!("cannot repair the history in {}", path.display()))?;
         let mut state = load(&conn).with_context(|| format!("cannot read the state in {}", path.display()))?;
         state.track_changes();
         Ok((
@@ -375,6 +376,10 @@ impl StateStore for SqliteStore {
     fn save(&self, state: &State, changes: Changes) -> anyhow::Result<()> {
         SqliteStore::save(self, state, changes)
     }
+
+    fn load(&self) -> anyhow::Result<State> {
+        load(&self.conn()).context("cannot read the state back from the database")
+    }
 }
 
 /// One app's storage rows, written through as the app changes them.
@@ -537,6 +542,92 @@ fn migrate(conn: &Connection) -> anyhow::Result<()> {
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
     }
+    Ok(())
+}
+
+/// Makes the history dense again if rows are missing (a file restored from
+/// an old copy, a hand edit): the lines left are renumbered in order, and an
+/// execution whose line is gone gets a rebuilt one that says so. One
+/// transaction; a database without gaps is not touched.
+fn repair_history(conn: &Connection) -> anyhow::Result<()> {
+    let indices: Vec<i64> = column(conn, "SELECT idx FROM history ORDER BY idx")?;
+    let known: HashSet<i64> = indices.iter().copied().collect();
+    let mut query = conn.prepare(
+        "SELECT id, source_id, scheduled, status, history_index,
+                (SELECT COUNT(*) FROM objects WHERE execution_id = executions.id)
+         FROM executions ORDER BY history_index",
+    )?;
+    let orphans = query
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, i64>(5)?,
+            ))
+        })?
+        .filter(|row| row.as_ref().map_or(true, |r| !known.contains(&r.4)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dense = indices.iter().enumerate().all(|(i, &idx)| i as i64 == idx);
+    if dense && orphans.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(
+        lines = indices.len(),
+        rebuilt = orphans.len(),
+        "the history has missing rows; renumbering it and rebuilding the lines of executions that lost theirs"
+    );
+    let tx = conn.unchecked_transaction()?;
+    // Out of the way first, so no renumbered row meets an old number.
+    tx.execute("UPDATE history SET idx = -1 - idx", [])?;
+    tx.execute("UPDATE executions SET history_index = -1 - history_index", [])?;
+    for (new, old) in indices.iter().enumerate() {
+        tx.execute(
+            "UPDATE history SET idx = ?1 WHERE idx = ?2",
+            params![new as i64, -1 - old],
+        )?;
+        tx.execute(
+            "UPDATE executions SET history_index = ?1 WHERE history_index = ?2",
+            params![new as i64, -1 - old],
+        )?;
+    }
+    let now = Utc::now();
+    for (next, (id, source_id, scheduled, status, _, objects)) in (indices.len()..).zip(orphans) {
+        let status: ExecutionStatus = serde_json::from_value(status.clone().into())
+            .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
+        let line = HistoryEntry {
+            execution_id: Some(id.clone()),
+            import_source_id: source_id,
+            scheduled,
+            schedule_id: None,
+            occurrence_id: None,
+            status: match status {
+                ExecutionStatus::Ingesting => Outcome::Running,
+                ExecutionStatus::Processing | ExecutionStatus::Done => Outcome::Completed,
+                ExecutionStatus::Failed => Outcome::Failed,
+                ExecutionStatus::Cancelled => Outcome::Cancelled,
+            },
+            failure_reason: Some(format!(
+                "this history line was lost from the database and rebuilt from execution {id} at start-up ({}); \
+                 its start and end times are not known",
+                now.format("%Y-%m-%dT%H:%M:%SZ")
+            )),
+            objects: objects as u64,
+            started_at: now,
+            ended_at: (status != ExecutionStatus::Ingesting).then_some(now),
+        };
+        tx.execute(
+            "INSERT INTO history (idx, body) VALUES (?1, ?2)",
+            params![next as i64, serde_json::to_string(&line)?],
+        )?;
+        tx.execute(
+            "UPDATE executions SET history_index = ?1 WHERE id = ?2",
+            params![next as i64, id],
+        )?;
+    }
+    tx.commit()?;
     Ok(())
 }
 

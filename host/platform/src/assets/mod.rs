@@ -35,7 +35,6 @@ use assets_runtime::bindings::assets_api;
 use assets_runtime::AssetsBackend;
 use serde::Serialize;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Base URL the mock writes into `links` when none is given.
@@ -73,12 +72,23 @@ impl From<Response> for assets_api::Response {
     }
 }
 
-/// Where the state is kept beyond the process: a store writes the rows a
-/// call changed before the call is answered.
+/// Where the state is kept beyond the process, and its truth: a store
+/// writes the rows a call changed before the call is answered, and when a
+/// write fails the in-memory copy is read back from it, so memory never
+/// runs ahead of what is stored.
 pub trait StateStore: Send + Sync {
     /// Writes the rows `changes` names, as they are in `state`, at once (one
     /// transaction); an error means nothing of it may be acknowledged.
     fn save(&self, state: &State, changes: Changes) -> anyhow::Result<()>;
+
+    /// Reads the whole state back, as stored.
+    fn load(&self) -> anyhow::Result<State>;
+}
+
+thread_local! {
+    /// Set when a change made on this thread could not be saved; the call
+    /// being answered on it gets 503 instead of an acknowledgement.
+    static UNSAVED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// The mock Assets service: its state behind a lock, a clock for timestamps,
@@ -89,9 +99,6 @@ pub struct AssetsService {
     base_url: String,
     credential: Option<String>,
     store: Option<Arc<dyn StateStore>>,
-    /// Set when a change could not be saved; the call that made it is
-    /// answered 503 rather than acknowledged.
-    unsaved: AtomicBool,
 }
 
 /// The locked state. Dropping it writes what changed to the durable store,
@@ -114,17 +121,42 @@ impl DerefMut for StateGuard<'_> {
     }
 }
 
-impl Drop for StateGuard<'_> {
-    fn drop(&mut self) {
-        let Some(store) = &self.service.store else { return };
+impl StateGuard<'_> {
+    /// Saves what changed now and says whether it worked: for callers that
+    /// act on a change only once it is stored (the scheduler's claims).
+    /// After an error the state is as stored, without the change.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        self.save()
+    }
+
+    fn save(&mut self) -> anyhow::Result<()> {
+        let Some(store) = &self.service.store else {
+            return Ok(());
+        };
         let changes = self.guard.take_changes();
         if changes.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Err(e) = store.save(&self.guard, changes) {
-            tracing::error!("state not saved: {e:#}");
-            self.service.unsaved.store(true, Ordering::SeqCst);
+        let Err(e) = store.save(&self.guard, changes) else {
+            return Ok(());
+        };
+        tracing::error!("state not saved: {e:#}");
+        UNSAVED.with(|flag| flag.set(true));
+        // The database is the truth: drop the unsaved change from memory.
+        match store.load() {
+            Ok(mut stored) => {
+                stored.track_changes();
+                *self.guard = stored;
+            }
+            Err(reload) => tracing::error!("state not read back after a failed save either: {reload:#}"),
         }
+        Err(e)
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.save();
     }
 }
 
@@ -137,7 +169,6 @@ impl AssetsService {
             base_url: DEFAULT_BASE_URL.to_owned(),
             credential: None,
             store: None,
-            unsaved: AtomicBool::new(false),
         }
     }
 
@@ -193,8 +224,9 @@ impl AssetsService {
     /// `path` is the full path, e.g.
     /// `/jsm/assets/workspace/{ws}/v1/importsource/{id}/executions`.
     pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        UNSAVED.with(|flag| flag.set(false));
         let response = router::route(self, method, path, body).unwrap_or_else(ApiError::into_response);
-        if self.unsaved.swap(false, Ordering::SeqCst) {
+        if UNSAVED.with(|flag| flag.replace(false)) {
             // A server fault, not the client's: say so rather than
             // acknowledge a change that is not on disk.
             return ApiError {
