@@ -417,3 +417,65 @@ fn unknown_paths_are_404_and_wrong_methods_405_both_as_json() {
     assert_error(api.call("GET", "/executions", ""), 405, None, "use POST");
     assert_error(api.call("BREW", "/executions", ""), 405, None, "method BREW");
 }
+
+#[test]
+fn the_history_comes_a_page_at_a_time_with_a_next_link() {
+    let api = Api::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = api.start();
+        let (status, _) = api.call("POST", &format!("/executions/{id}/history/completed"), "");
+        assert_eq!(status, 200);
+        ids.push(id);
+    }
+    let page = |query: &str| {
+        let r = api
+            .service
+            .handle("GET", &format!("{}/history{query}", api.base()), b"");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let lines: Vec<Value> = serde_json::from_str(&r.body).unwrap();
+        let link = r.headers.iter().find(|(n, _)| n == "link").map(|(_, v)| v.clone());
+        let next = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-next-cursor")
+            .map(|(_, v)| v.clone());
+        let ids: Vec<String> = lines
+            .iter()
+            .map(|l| l["executionId"].as_str().unwrap().to_owned())
+            .collect();
+        (ids, link, next)
+    };
+    let (first, link, next) = page("?limit=2");
+    assert_eq!(first, ids[..2]);
+    let next = next.expect("more lines: a cursor");
+    assert_eq!(
+        link.as_deref(),
+        Some(
+            format!(
+                "<http://assets.local{}/history?limit=2&cursor={next}>; rel=\"next\"",
+                api.base()
+            )
+            .as_str()
+        )
+    );
+    let (second, _, next) = page(&format!("?limit=2&cursor={}", next));
+    assert_eq!(second, ids[2..4]);
+    let (last, link, next) = page(&format!("?limit=2&cursor={}", next.unwrap()));
+    assert_eq!(
+        (last.as_slice(), link, next),
+        (&ids[4..], None, None),
+        "the last page has no next"
+    );
+    assert_eq!(page("").0, ids, "no limit: up to 1000 lines");
+
+    for (query, field) in [
+        ("?limit=0", "limit"),
+        ("?limit=1001", "limit"),
+        ("?cursor=x", "cursor"),
+        ("?page=2", "page"),
+    ] {
+        let (status, body) = api.call("GET", &format!("/history{query}"), "");
+        assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{query}: {body}");
+    }
+}

@@ -457,7 +457,12 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             history_index: history_index as usize,
         });
     }
-    let mut query = conn.prepare("SELECT execution_id, object_type_id, external_id, body FROM objects")?;
+    // Only a running execution needs its objects in memory (to count
+    // distinct ones as chunks come); an ended one's stay on disk.
+    let mut query = conn.prepare(
+        "SELECT execution_id, object_type_id, external_id, body FROM objects
+         WHERE execution_id IN (SELECT id FROM executions WHERE status = 'INGESTING')",
+    )?;
     let rows = query.query_map([], |row| {
         Ok((
             row.get::<_, String>(0)?,
@@ -475,7 +480,11 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             );
         }
     }
-    for (execution, chunk) in pairs::<String, String>(conn, "SELECT execution_id, chunk_id FROM chunk_ids")? {
+    for (execution, chunk) in pairs::<String, String>(
+        conn,
+        "SELECT execution_id, chunk_id FROM chunk_ids
+         WHERE execution_id IN (SELECT id FROM executions WHERE status = 'INGESTING')",
+    )? {
         if let Some(e) = state.restore_execution_mut(&execution) {
             e.chunk_ids.insert(chunk);
         }
@@ -791,7 +800,16 @@ mod tests {
             "two executions and the missed occurrence"
         );
         let e1 = state.execution("src", "e1").unwrap();
-        assert_eq!((e1.status, e1.objects.len(), e1.chunks), (ExecutionStatus::Done, 2, 1));
+        assert_eq!((e1.status, e1.chunks), (ExecutionStatus::Done, 1));
+        assert_eq!(state.history_of("e1").map(|l| l.objects), Some(2));
+        assert!(e1.objects.is_empty(), "an ended execution's objects stay on disk");
+        let stored: i64 = _store
+            .conn()
+            .query_row("SELECT COUNT(*) FROM objects WHERE execution_id = 'e1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, 2);
         assert_eq!(state.ingesting("src").map(|e| e.id.as_str()), Some("e2"));
         let entry = state.occurrence("occurrence-1").expect("the ledger is stored");
         assert_eq!(

@@ -158,7 +158,9 @@ async fn assets_api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let path = uri.path().to_owned();
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned());
     if !path.starts_with("/jsm/") {
         return error(ApiError::not_found(format!(
             "no endpoint at {path}; the API lives under /jsm/assets/workspace/{{workspaceId}}/v1/, \

@@ -199,3 +199,55 @@ fn no_callback_is_sent_for_a_claim_that_was_not_stored() {
         "delivered once the claim is stored"
     );
 }
+
+#[test]
+fn an_ended_executions_objects_live_on_disk_not_in_memory() {
+    let path = temp_db();
+    let service = open(&path);
+    let base = source(&service);
+    let (status, _) = call(
+        &service,
+        "POST",
+        &format!("{base}/executions"),
+        r#"{"scheduled": false}"#,
+    );
+    assert_eq!(status, 201);
+    let (_, latest) = call(&service, "GET", &format!("{base}/executions/status"), "");
+    let id = latest["executionId"].as_str().unwrap().to_owned();
+    let objects: Vec<Value> = (0..50)
+        .map(|i| serde_json::json!({"externalId": format!("h{i}"), "label": format!("host {i}")}))
+        .collect();
+    let chunk = serde_json::json!({"objectTypeId": "server", "objects": objects}).to_string();
+    let (status, body) = call(&service, "POST", &format!("{base}/executions/{id}/data"), &chunk);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        service.state().execution_by_id(&id).unwrap().objects.len(),
+        50,
+        "ingesting: in memory"
+    );
+
+    let (status, _) = call(
+        &service,
+        "POST",
+        &format!("{base}/executions/{id}/history/completed"),
+        "",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        service.state().execution_by_id(&id).unwrap().objects.is_empty(),
+        "completed and stored: no longer held in memory"
+    );
+    let (_, state) = call(&service, "GET", &format!("{base}/executions/{id}/status"), "");
+    assert_eq!(
+        (state["objects"].as_u64(), state["objectsReceived"].as_u64()),
+        (Some(50), Some(50))
+    );
+    drop(service);
+    let stored: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM objects WHERE execution_id = ?1", [&id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(stored, 50, "the objects are on disk");
+}

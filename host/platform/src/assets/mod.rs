@@ -137,7 +137,10 @@ impl StateGuard<'_> {
         if changes.is_empty() {
             return Ok(());
         }
+        let executions: Vec<String> = changes.executions.iter().cloned().collect();
         let Err(e) = store.save(&self.guard, changes) else {
+            // Stored: an ended execution's objects live on disk only.
+            self.guard.evict_objects(&executions);
             return Ok(());
         };
         tracing::error!("state not saved: {e:#}");

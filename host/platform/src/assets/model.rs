@@ -136,6 +136,9 @@ pub struct State {
     /// Latest execution per import source.
     pub(super) latest: HashMap<String, String>,
     pub(super) history: Vec<HistoryEntry>,
+    /// Indices into `history` by import source, ascending: a page of one
+    /// source's history costs the page, not the whole history.
+    pub(super) history_by_source: HashMap<String, Vec<usize>>,
     /// Schedules by id (see `schedules.rs`).
     pub(super) schedules: HashMap<String, Schedule>,
     /// Schedule id by import source: at most one each.
@@ -320,7 +323,7 @@ impl State {
             });
         }
         let (schedule_id, occurrence_id) = occurrence.unzip();
-        self.history.push(HistoryEntry {
+        self.push_history(HistoryEntry {
             execution_id: Some(id.clone()),
             import_source_id: source_id.to_owned(),
             scheduled,
@@ -451,8 +454,7 @@ impl State {
 
     /// Adds a history line that has no execution.
     pub fn record(&mut self, entry: HistoryEntry) {
-        self.history.push(entry);
-        let index = self.history.len() - 1;
+        let index = self.push_history(entry);
         self.touch(|c| {
             c.history.insert(index);
         });
@@ -547,13 +549,38 @@ impl State {
         }
     }
 
+    fn push_history(&mut self, entry: HistoryEntry) -> usize {
+        let index = self.history.len();
+        self.history_by_source
+            .entry(entry.import_source_id.clone())
+            .or_default()
+            .push(index);
+        self.history.push(entry);
+        index
+    }
+
     /// The history of `source_id`, oldest first.
     pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
-        self.history
-            .iter()
-            .filter(|e| e.import_source_id == source_id)
-            .cloned()
-            .collect()
+        self.history_page(source_id, None, usize::MAX).0
+    }
+
+    /// Up to `limit` lines of `source_id`'s history, oldest first, after the
+    /// line at `after` (an index the previous page gave); and the index to
+    /// pass for the next page, when there is more.
+    pub fn history_page(
+        &self,
+        source_id: &str,
+        after: Option<usize>,
+        limit: usize,
+    ) -> (Vec<HistoryEntry>, Option<usize>) {
+        let Some(indices) = self.history_by_source.get(source_id) else {
+            return (Vec::new(), None);
+        };
+        let from = after.map_or(0, |after| indices.partition_point(|&i| i <= after));
+        let rest = &indices[from..];
+        let page: Vec<HistoryEntry> = rest.iter().take(limit).map(|&i| self.history[i].clone()).collect();
+        let next = (rest.len() > limit).then(|| rest[limit - 1]);
+        (page, next)
     }
 
     /// The whole history, oldest first.
@@ -578,6 +605,20 @@ impl State {
                 self.touch(|c| {
                     c.forgotten.insert(execution_id.to_owned());
                 });
+            }
+        }
+    }
+
+    /// Drops from memory the objects and chunk ids of those of `ids` that
+    /// have ended, once a durable store holds them: counts and history stay,
+    /// so memory does not grow with every import ever made.
+    pub fn evict_objects(&mut self, ids: &[String]) {
+        for id in ids {
+            if let Some(e) = self.executions.get_mut(id) {
+                if e.status != ExecutionStatus::Ingesting {
+                    e.objects = HashMap::new();
+                    e.chunk_ids = HashSet::new();
+                }
             }
         }
     }
@@ -740,7 +781,7 @@ impl State {
                 self.history.len()
             ));
         }
-        self.history.push(entry);
+        self.push_history(entry);
         Ok(())
     }
 

@@ -12,7 +12,10 @@ use serde_json::json;
 
 /// Answers one request or says why it cannot.
 pub fn route(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Result<Response, ApiError> {
-    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let (path, query) = match path.split('#').next().unwrap_or_default().split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (path.split('#').next().unwrap_or_default(), ""),
+    };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let (workspace_id, source_id, rest) = match segments.as_slice() {
         ["jsm", "assets", "workspace", ws, "v1", "importsource", src, rest @ ..] => (*ws, *src, rest),
@@ -42,7 +45,7 @@ pub fn route(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> 
         ["executions", id, "data"] => allow("POST").and_then(|_| source.submit_data(id, body)),
         ["executions", id, "history", "completed"] => allow("POST").and_then(|_| source.complete(id)),
         ["executions", id, "history", "failed"] => allow("POST").and_then(|_| source.fail(id, body)),
-        ["history"] => allow("GET").and_then(|_| source.history()),
+        ["history"] => allow("GET").and_then(|_| source.history(query)),
         ["importschedule"] => allow("POST").and_then(|_| source.create_schedule(body)),
         ["importschedule", id] => match method.to_ascii_uppercase().as_str() {
             "GET" => source.get_schedule(id),
@@ -53,6 +56,9 @@ pub fn route(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> 
         _ => Err(ApiError::not_found(format!("no endpoint at {path}"))),
     }
 }
+
+/// Most history lines one answer holds.
+pub const MAX_HISTORY_PAGE: usize = 1000;
 
 /// Handlers for one import source.
 struct SourceRoute<'a> {
@@ -213,10 +219,60 @@ impl SourceRoute<'_> {
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 
-    fn history(&self) -> Result<Response, ApiError> {
+    /// `GET …/history[?limit=N][&cursor=C]`: the history oldest first, a
+    /// page at a time (`limit` 1 to 1000, default 1000). When there is more,
+    /// the answer has `Link: <…?limit=N&cursor=C>; rel="next"` (RFC 8288)
+    /// and the same cursor in `x-next-cursor`.
+    fn history(&self, query: &str) -> Result<Response, ApiError> {
+        let mut limit = MAX_HISTORY_PAGE;
+        let mut after = None;
+        for (name, value) in query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+        {
+            match name {
+                "limit" => {
+                    limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::invalid_field(
+                                "limit",
+                                format!("limit must be a whole number from 1 to {MAX_HISTORY_PAGE}; got {value:?}"),
+                            )
+                        })?
+                }
+                "cursor" => {
+                    after = Some(value.parse::<usize>().map_err(|_| {
+                        ApiError::invalid_field("cursor", format!("cursor {value:?} is not one this API gave out"))
+                    })?)
+                }
+                other => {
+                    return Err(ApiError::invalid_field(
+                        other,
+                        format!("unknown query parameter {other:?}; the history takes limit and cursor"),
+                    ))
+                }
+            }
+        }
         let state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
-        Ok(Response::json(200, &state.history(self.source_id)))
+        let (page, next) = state.history_page(self.source_id, after, limit);
+        drop(state);
+        let mut response = Response::json(200, &page);
+        if let Some(next) = next {
+            let url = format!(
+                "{}/jsm/assets/workspace/{}/v1/importsource/{}/history?limit={limit}&cursor={next}",
+                self.service.base_url(),
+                self.workspace_id,
+                self.source_id
+            );
+            response.headers.push(("link".into(), format!("<{url}>; rel=\"next\"")));
+            response.headers.push(("x-next-cursor".into(), next.to_string()));
+        }
+        Ok(response)
     }
 }
 
@@ -226,7 +282,8 @@ fn status_body(state: &super::State, execution: &Execution) -> serde_json::Value
         "executionId": execution.id,
         "status": execution.status,
         "scheduled": execution.scheduled,
-        "objects": execution.objects.len(),
+        // The line's count: an ended execution's objects stay on disk.
+        "objects": entry.map_or(execution.objects.len() as u64, |e| e.objects),
         "objectsReceived": execution.received,
         "chunks": execution.chunks,
         "startedAt": entry.map(|e| e.started_at),
