@@ -95,6 +95,7 @@ runtime-deps:
 # (BENCHMARKS.md explains them). `make bench BENCH_ARGS=--json` for JSON.
 bench: component
 	$(CARGO) run --release --quiet -p assets-host -- bench --component $(COMPONENT) $(BENCH_ARGS)
+	$(CARGO) run --release --quiet -p assets-host -- bench --serve $(BENCH_SERVE_ARGS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -39,6 +39,12 @@ pub struct BenchArgs {
     /// Fewer repetitions: a smoke run, not figures to quote.
     #[arg(long)]
     pub quick: bool,
+    /// Measure serve mode instead: a real server over HTTP and SQLite.
+    #[arg(long)]
+    pub serve: bool,
+    /// With `--serve`: imports of 1,000 objects for the memory figure.
+    #[arg(long, default_value_t = 10_000)]
+    pub imports: u64,
 }
 
 /// The figures, named as in BENCHMARKS.md.
@@ -474,6 +480,21 @@ pub const TARGETS: &[(&str, f64, bool)] = &[
 
 /// `assets-host bench`.
 pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
+    if args.serve {
+        let f = crate::bench_serve::run(args.imports)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&f)?);
+            return Ok(());
+        }
+        println!("{:<28} {:>14}", "figure", "measured");
+        println!("{:<28} {:>14.0}", "serve_objects_per_s", f.serve_objects_per_s);
+        println!("{:<28} {:>14.0}", "ledger_claims_per_s", f.ledger_claims_per_s);
+        println!("{:<28} {:>14}", "imports", f.imports);
+        println!("{:<28} {:>14}", "rss_after_first_kib", f.rss_after_first_kib);
+        println!("{:<28} {:>14}", "rss_after_all_kib", f.rss_after_all_kib);
+        println!("{:<28} {:>14.1}", "db_mib", f.db_mib);
+        return Ok(());
+    }
     let path = args.component.unwrap_or_else(crate::cli::default_component_path);
     let bytes = std::fs::metadata(&path)
         .with_context(|| format!("cannot read {}", path.display()))?
