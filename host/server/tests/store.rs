@@ -26,6 +26,16 @@ fn call(service: &AssetsService, method: &str, path: &str, body: &str) -> (u16, 
     (response.status, body)
 }
 
+/// `POST …/executions` for a manual run.
+fn create_execution(service: &AssetsService, base: &str) -> (u16, Value) {
+    call(
+        service,
+        "POST",
+        &format!("{base}/executions"),
+        r#"{"scheduled": false}"#,
+    )
+}
+
 /// A workspace with one import source; its API base path.
 fn source(service: &AssetsService) -> String {
     let workspace = service.create_workspace();
@@ -49,12 +59,7 @@ fn a_failed_write_is_answered_503_and_memory_keeps_to_the_database() {
         )
         .unwrap();
 
-    let (status, body) = call(
-        &service,
-        "POST",
-        &format!("{base}/executions"),
-        r#"{"scheduled": false}"#,
-    );
+    let (status, body) = create_execution(&service, &base);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["errorCode"], "STATE_NOT_SAVED", "{body}");
     assert!(body["message"].as_str().unwrap().contains("retry"), "{body}");
@@ -67,12 +72,7 @@ fn a_failed_write_is_answered_503_and_memory_keeps_to_the_database() {
 
     // The disk recovers: the retry is acknowledged and stays.
     saboteur.execute_batch("DROP TRIGGER refuse;").unwrap();
-    let (status, body) = call(
-        &service,
-        "POST",
-        &format!("{base}/executions"),
-        r#"{"scheduled": false}"#,
-    );
+    let (status, body) = create_execution(&service, &base);
     assert_eq!(status, 201, "{body}");
     drop(service);
     let reopened = open(&path);
@@ -87,12 +87,7 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
     let base = source(&service);
     let mut executions = Vec::new();
     for _ in 0..3 {
-        let (status, created) = call(
-            &service,
-            "POST",
-            &format!("{base}/executions"),
-            r#"{"scheduled": false}"#,
-        );
+        let (status, created) = create_execution(&service, &base);
         assert_eq!(status, 201, "{created}");
         let (status, latest) = call(&service, "GET", &format!("{base}/executions/status"), "");
         assert_eq!(status, 200);
@@ -126,12 +121,7 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
         .unwrap()
         .contains("lost from the database"));
     // It goes on working, and starts again.
-    let (status, _) = call(
-        &reopened,
-        "POST",
-        &format!("{base}/executions"),
-        r#"{"scheduled": false}"#,
-    );
+    let (status, _) = create_execution(&reopened, &base);
     assert_eq!(status, 201);
     drop(reopened);
     let again = open(&path);
@@ -205,12 +195,7 @@ fn an_ended_executions_objects_live_on_disk_not_in_memory() {
     let path = temp_db();
     let service = open(&path);
     let base = source(&service);
-    let (status, _) = call(
-        &service,
-        "POST",
-        &format!("{base}/executions"),
-        r#"{"scheduled": false}"#,
-    );
+    let (status, _) = create_execution(&service, &base);
     assert_eq!(status, 201);
     let (_, latest) = call(&service, "GET", &format!("{base}/executions/status"), "");
     let id = latest["executionId"].as_str().unwrap().to_owned();
