@@ -236,3 +236,21 @@ fn an_ended_executions_objects_live_on_disk_not_in_memory() {
         .unwrap();
     assert_eq!(stored, 50, "the objects are on disk");
 }
+
+#[test]
+fn an_import_source_that_was_not_stored_is_not_created() {
+    let path = temp_db();
+    let service = open(&path);
+    let workspace = service.create_workspace();
+    let saboteur = rusqlite::Connection::open(&path).unwrap();
+    saboteur
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON sources BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;",
+        )
+        .unwrap();
+    let refused = service
+        .create_import_source(&workspace, SourceType::External, None)
+        .expect_err("the admin call cannot report a source it did not store");
+    assert_eq!((refused.status, refused.code), (503, "STATE_NOT_SAVED"));
+    assert_eq!(service.state().sources().count(), 0, "memory holds no unstored source");
+}

@@ -85,6 +85,17 @@ impl ApiError {
         }
     }
 
+    /// 503 `STATE_NOT_SAVED`: the database refused the change, which was
+    /// therefore not made; the client may retry.
+    pub fn not_saved() -> ApiError {
+        ApiError {
+            status: 503,
+            code: "STATE_NOT_SAVED",
+            field: None,
+            message: "the change could not be saved to the database (see the server log); retry".into(),
+        }
+    }
+
     /// The wire form.
     pub fn into_response(self) -> Response {
         let mut body = json!({

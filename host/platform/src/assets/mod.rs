@@ -232,13 +232,7 @@ impl AssetsService {
         if UNSAVED.with(|flag| flag.replace(false)) {
             // A server fault, not the client's: say so rather than
             // acknowledge a change that is not on disk.
-            return ApiError {
-                status: 503,
-                code: "STATE_NOT_SAVED",
-                field: None,
-                message: "the change could not be saved to the database (see the server log); retry".into(),
-            }
-            .into_response();
+            return ApiError::not_saved().into_response();
         }
         response
     }
@@ -258,12 +252,16 @@ impl AssetsService {
         app: Option<String>,
     ) -> Result<String, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
-        self.state().add_source(ImportSource {
+        let mut state = self.state();
+        state.add_source(ImportSource {
             id: id.clone(),
             workspace_id: workspace_id.to_owned(),
             source_type,
             app,
         })?;
+        // Outside `handle`, so say it here: a source that is not stored
+        // does not exist.
+        state.commit().map_err(|_| ApiError::not_saved())?;
         Ok(id)
     }
 
