@@ -17,8 +17,13 @@
 //!   delivery to the schedule's `callbackUrl` (serve mode: a signed HTTP
 //!   POST), where a failed or timed-out callback is a failed history entry;
 //!   other source types get the platform's own run;
-//! - every occurrence is claimed under the state lock before it is acted on,
-//!   so none is ever handled twice.
+//! - every occurrence is claimed in the [ledger](crate::assets::ledger)
+//!   under the state lock, and the claim is stored before it is acted on,
+//!   so none is ever handled twice; a delivery cut by the platform's death
+//!   is delivered again (attempt + 1) within the catch-up window, or fails
+//!   saying so ([`Scheduler::claim_due`]);
+//! - one run of a source at a time: an occurrence due while the previous
+//!   one is still delivering or ingesting is skipped with that reason.
 
 use crate::assets::ledger::{LedgerEntry, OccurrenceState};
 use crate::assets::model::{Outcome, SourceType, State};
