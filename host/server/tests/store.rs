@@ -36,6 +36,17 @@ fn create_execution(service: &AssetsService, base: &str) -> (u16, Value) {
     )
 }
 
+/// Signals completion of execution `id`.
+fn complete(service: &AssetsService, base: &str, id: &str) {
+    let (status, body) = call(
+        service,
+        "POST",
+        &format!("{base}/executions/{id}/history/completed"),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
 /// A workspace with one import source; its API base path.
 fn source(service: &AssetsService) -> String {
     let workspace = service.create_workspace();
@@ -92,13 +103,7 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
         let (status, latest) = call(&service, "GET", &format!("{base}/executions/status"), "");
         assert_eq!(status, 200);
         let id = latest["executionId"].as_str().unwrap().to_owned();
-        let (status, _) = call(
-            &service,
-            "POST",
-            &format!("{base}/executions/{id}/history/completed"),
-            "",
-        );
-        assert_eq!(status, 200);
+        complete(&service, &base, &id);
         executions.push(id);
     }
     drop(service);
@@ -211,13 +216,7 @@ fn an_ended_executions_objects_live_on_disk_not_in_memory() {
         "ingesting: in memory"
     );
 
-    let (status, _) = call(
-        &service,
-        "POST",
-        &format!("{base}/executions/{id}/history/completed"),
-        "",
-    );
-    assert_eq!(status, 200);
+    complete(&service, &base, &id);
     assert!(
         service.state().execution_by_id(&id).unwrap().objects.is_empty(),
         "completed and stored: no longer held in memory"
