@@ -24,8 +24,10 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// SQLite database file; `:memory:` keeps nothing across restarts.
-    #[arg(long, default_value = "assets-host.db")]
+    /// Where the state lives: a SQLite file (one server; `:memory:` keeps
+    /// nothing across restarts) or a PostgreSQL URL,
+    /// `postgres://USER@HOST:PORT/DB`, which several servers share.
+    #[arg(long, env = "ASSETS_DB", default_value = "assets-host.db")]
     pub db: PathBuf,
     /// An app to host: `NAME=COMPONENT.wasm` (repeatable). Each gets an
     /// external-app import source and the web trigger `/apps/NAME/webtrigger`.

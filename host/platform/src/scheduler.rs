@@ -105,6 +105,14 @@ pub trait Callbacks: Send + Sync {
     fn call(&self, app: Option<&str>, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String>;
 }
 
+/// The other platform nodes on a shared database: who still holds a lease.
+/// Without it, this process is the only one (one server per SQLite file),
+/// so any other lease owner is a process that died.
+pub trait Peers: Send + Sync {
+    /// The nodes whose leases have not run out, by name.
+    fn alive(&self) -> anyhow::Result<HashSet<String>>;
+}
+
 /// The scheduling service.
 pub struct Scheduler {
     assets: Arc<AssetsService>,
@@ -116,6 +124,8 @@ pub struct Scheduler {
     node: String,
     /// Occurrences this process is delivering right now.
     active: Mutex<HashSet<String>>,
+    /// The other nodes, when several share the database.
+    peers: Option<Arc<dyn Peers>>,
 }
 
 /// How a callback went.
@@ -154,6 +164,40 @@ impl Scheduler {
             run_limit: Duration::from_std(assets_runtime::Limits::default().time).unwrap_or(Duration::MAX),
             node: uuid::Uuid::new_v4().to_string(),
             active: Mutex::new(HashSet::new()),
+            peers: None,
+        }
+    }
+
+    /// Shares the ledger with other nodes: this scheduler owns its leases as
+    /// `node`, and takes over a delivery only when its owner is not among
+    /// the living `peers`.
+    pub fn with_peers(mut self, node: impl Into<String>, peers: Arc<dyn Peers>) -> Scheduler {
+        self.node = node.into();
+        self.peers = Some(peers);
+        self
+    }
+
+    /// This scheduler's name as a lease owner.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The lease owners other than this one that are alive: none without
+    /// peers; `None` when the peers cannot be asked (then nothing is taken
+    /// over this pass).
+    fn alive_elsewhere(&self) -> Option<HashSet<String>> {
+        let Some(peers) = &self.peers else {
+            return Some(HashSet::new());
+        };
+        match peers.alive() {
+            Ok(mut alive) => {
+                alive.remove(&self.node);
+                Some(alive)
+            }
+            Err(e) => {
+                tracing::warn!("cannot tell which nodes are alive, so no delivery is taken over this pass: {e:#}");
+                None
+            }
         }
     }
 
@@ -223,6 +267,8 @@ impl Scheduler {
             firings.extend(self.run_due());
         }
         clock.set(end);
+        // A shared store publishes the clock as the lock is released.
+        drop(self.assets.state());
         firings
     }
 
@@ -362,9 +408,18 @@ impl Scheduler {
     /// an execution ends when its execution does (see [`Self::still_running`]).
     fn recover(&self, state: &mut State, now: DateTime<Utc>, firings: &mut Vec<Firing>) -> Vec<Claimed> {
         let active = self.active.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(alive) = self.alive_elsewhere() else {
+            return Vec::new();
+        };
         let mut taken = Vec::new();
         for entry in state.delivering() {
-            if entry.execution_id.is_some() || active.contains(&entry.occurrence_id) {
+            if active.contains(&entry.occurrence_id)
+                || entry.lease_owner.as_ref().is_some_and(|owner| alive.contains(owner))
+            {
+                continue;
+            }
+            if let Some(execution) = &entry.execution_id {
+                self.reap(state, &entry.import_source_id, execution, now);
                 continue;
             }
             let schedule = state.schedule(&entry.schedule_id).cloned();
@@ -445,6 +500,26 @@ impl Scheduler {
         taken
     }
 
+    /// Fails `execution` if it is still ingesting past its app's run limit
+    /// and the grace period while nobody delivers it: the app died with it
+    /// (or with the node it ran on), and its occurrence ends with it.
+    fn reap(&self, state: &mut State, source_id: &str, execution: &str, now: DateTime<Utc>) {
+        let ingesting = state.ingesting(source_id).is_some_and(|e| e.id == execution);
+        let Some(started) = state.history_of(execution).map(|line| line.started_at) else {
+            return;
+        };
+        let limit = self.run_limit(source_id);
+        if !ingesting || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+            return;
+        }
+        if state
+            .fail(source_id, execution, stale_reason(execution, limit, started), now)
+            .is_ok()
+        {
+            tracing::warn!(source = %source_id, %execution, "failed an execution left ingesting");
+        }
+    }
+
     /// Why a new run of `source_id` cannot start now, if a run of it is
     /// still going: an occurrence still being delivered, or its execution
     /// still ingesting. An execution ingesting past the app's run limit and
@@ -461,7 +536,18 @@ impl Scheduler {
         };
         let started = state.history_of(&execution).map(|line| line.started_at)?;
         let limit = self.run_limit(source_id);
-        if now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+        // Still being delivered by a node that lives (this one, or another on
+        // the shared database): that node ends it when its callback returns,
+        // however far a virtual clock has moved meanwhile.
+        let delivered = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&previous.occurrence_id)
+            || previous.lease_owner.as_ref().is_some_and(|owner| {
+                owner != &self.node && self.alive_elsewhere().is_none_or(|alive| alive.contains(owner))
+            });
+        if delivered || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
             return Some(format!(
                 "skipped: execution {execution} of this import source was still ingesting when this run fell due"
             ));

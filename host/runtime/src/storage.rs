@@ -20,6 +20,14 @@ pub const MAX_KEYS: usize = 100_000;
 pub trait StorageBacking: Send + Sync {
     /// Writes `key` (`None` deletes it) before the change is acknowledged.
     fn put(&self, key: &str, value: Option<&str>) -> Result<(), String>;
+
+    /// The value stored under `key`, when other hosts write the same rows
+    /// (so this process's copy may be behind): `Some(Ok(None))` for none.
+    /// `None`, the default, when this process is the only writer and its
+    /// copy is the whole truth.
+    fn read(&self, _key: &str) -> Option<Result<Option<String>, String>> {
+        None
+    }
 }
 
 /// One app's storage; clones share it.
@@ -49,6 +57,21 @@ impl AppStorage {
 
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<String> {
+        if let Some(read) = self.backing.as_ref().and_then(|b| b.read(key)) {
+            match read {
+                Ok(value) => {
+                    let mut entries = self.lock();
+                    match &value {
+                        Some(v) => entries.insert(key.to_owned(), v.clone()),
+                        None => entries.remove(key),
+                    };
+                    return value;
+                }
+                // The contract's get cannot fail: answer from this host's
+                // copy, and say so.
+                Err(why) => tracing::error!(key, %why, "app storage read from this host's copy"),
+            }
+        }
         self.lock().get(key).cloned()
     }
 

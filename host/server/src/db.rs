@@ -109,7 +109,7 @@ pub struct SqliteStore {
 /// bookkeeping; the calendar rule is derived again on load.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct StoredSchedule {
+pub(crate) struct StoredSchedule {
     id: String,
     import_source_id: String,
     workspace_id: String,
@@ -150,7 +150,7 @@ impl From<&Schedule> for StoredSchedule {
 }
 
 impl StoredSchedule {
-    fn into_schedule(self) -> anyhow::Result<Schedule> {
+    pub(crate) fn into_schedule(self) -> anyhow::Result<Schedule> {
         let timezone = self
             .timezone
             .parse()
@@ -181,7 +181,7 @@ impl StoredSchedule {
     }
 }
 
-fn status_name(status: ExecutionStatus) -> String {
+pub(crate) fn status_name(status: ExecutionStatus) -> String {
     serde_json::to_value(status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

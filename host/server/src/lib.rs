@@ -23,6 +23,7 @@
 
 pub mod db;
 pub mod http_client;
+pub mod pg;
 pub mod routes;
 pub mod serve;
 pub mod signing;

@@ -14,7 +14,7 @@
 //! SQLite, guests) runs off the async workers.
 
 use crate::serve::Server;
-use crate::signing::{SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::signing::{Refusal, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::schedule::timestamp;
 use assets_platform::assets::{body, ApiError, SourceType};
@@ -270,7 +270,8 @@ const MAX_OCCURRENCE_PAGE: usize = 1000;
 /// at a time (`limit` default and maximum 1000). The answer's `nextCursor`,
 /// passed as `cursor`, gives the next page; it is null on the last.
 async fn list_occurrences(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Answer {
-    let result = (|| {
+    // The state lock may read a shared database: off the async threads.
+    let result = tokio::task::block_in_place(|| {
         authorize(&server, &headers)?;
         let query: OccurrenceQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default())
             .map_err(|e| ApiError::invalid_field("query", format!("unreadable query string: {e}")))?;
@@ -295,6 +296,7 @@ async fn list_occurrences(State(server): State<Arc<Server>>, headers: HeaderMap,
             None => None,
         };
         let assets = server.assets.state();
+        assets.current()?;
         let mut page: Vec<&LedgerEntry> = assets
             .ledger()
             .filter(|e| query.schedule_id.as_ref().is_none_or(|id| &e.schedule_id == id))
@@ -316,7 +318,7 @@ async fn list_occurrences(State(server): State<Arc<Server>>, headers: HeaderMap,
             )
         });
         Ok(json!({ "occurrences": page, "nextCursor": next }))
-    })();
+    });
     match result {
         Ok(page) => json_answer(200, &page),
         Err(e) => error(e),
@@ -333,6 +335,9 @@ fn parse_cursor(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, String),
 
 /// `GET /_admin/clock`.
 async fn read_clock(State(server): State<Arc<Server>>) -> Answer {
+    // On a shared database another node may have moved the clock; taking
+    // the state lock reads it.
+    tokio::task::block_in_place(|| drop(server.assets.state()));
     json_answer(
         200,
         &json!({ "clock": clock_kind(&server), "now": timestamp(server.assets.clock().now()) }),
@@ -372,6 +377,8 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, bo
         let _one_at_a_time = server.advancing.lock().await;
         let scheduler = server.scheduler.clone();
         let firings = blocking(move || {
+            // From the shared clock as it stands, if another node moved it.
+            drop(scheduler.assets().state());
             let end = clock.now() + chrono::Duration::seconds(advance.seconds as i64);
             let firings = scheduler.run_until(&clock, end);
             (firings, clock.now())
@@ -432,16 +439,33 @@ async fn webtrigger(
     let Some(hosted) = server.apps.get(&name) else {
         return error(ApiError::not_found(format!("no app named {name:?} is hosted here")));
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (timestamp_header, signature_header) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
     let now = chrono::Utc::now().timestamp();
-    if let Err(refusal) = hosted
-        .verifier
-        .verify(header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER), &body, now)
-    {
+    let verified = {
+        let (server, name, body) = (server.clone(), name.clone(), body.clone());
+        // The replay record may be the shared database: off the async threads.
+        blocking(move || {
+            server.apps[&name]
+                .verifier
+                .verify(timestamp_header.as_deref(), signature_header.as_deref(), &body, now)
+        })
+        .await
+    };
+    if let Err(refusal) = verified {
         tracing::warn!(app = %name, %refusal, "callback refused");
+        let status = if matches!(refusal, Refusal::Unavailable(_)) {
+            503
+        } else {
+            401
+        };
         return error(ApiError {
-            status: 401,
-            code: "CALLBACK_REFUSED",
+            status,
+            code: if status == 503 {
+                "CALLBACK_NOT_CHECKED"
+            } else {
+                "CALLBACK_REFUSED"
+            },
             field: None,
             message: refusal.to_string(),
         });

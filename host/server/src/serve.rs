@@ -25,16 +25,18 @@
 
 use crate::db::{AppRows, SqliteStore};
 use crate::http_client::{HttpAssets, HttpCallbacks};
+use crate::pg::{self, PgAppRows, PgReplays, PgStore};
 use crate::routes;
 use crate::signing::Verifier;
 use anyhow::Context as _;
-use assets_platform::assets::{AssetsService, SourceType};
+use assets_platform::assets::{AssetsService, SourceType, StateStore};
 use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::delivery::DeliveryPool;
 use assets_platform::scheduler::{Firing, Scheduler};
 use assets_platform::source::SyntheticSource;
 use assets_platform::trigger::App;
 use assets_runtime::{AppStorage, Limits, OutboundHttp, Runtime};
+use chrono::SubsecRound as _;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,7 +59,9 @@ pub enum ClockKind {
 pub struct ServeOptions {
     /// Address to listen on; port 0 picks a free port.
     pub addr: SocketAddr,
-    /// SQLite database file; `:memory:` keeps nothing across restarts.
+    /// SQLite database file (`:memory:` keeps nothing across restarts), or
+    /// a PostgreSQL URL (`postgres://USER@HOST:PORT/DB`), which several
+    /// servers may share.
     pub db: PathBuf,
     /// Apps to host: name and component file. Each gets an external-app
     /// import source and the web trigger `/apps/NAME/webtrigger`.
@@ -119,6 +123,8 @@ pub struct Server {
     pub running: AtomicUsize,
     /// One clock advance at a time.
     pub advancing: tokio::sync::Mutex<()>,
+    /// The shared database, when this is one node of several.
+    pub shared: Option<Arc<PgStore>>,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -144,17 +150,24 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     print_banner(&server, &args, &base_url, &secrets);
 
     let stop = Arc::new(Stop::default());
-    let scheduler_thread = match server.virtual_clock {
-        Some(_) => None,
-        None => {
+    // On a shared database every node's scheduler follows the shared clock,
+    // virtual or not, so any node picks up what a dead one left.
+    let scheduler_thread = match (&server.virtual_clock, &server.shared) {
+        (Some(_), None) => None,
+        (clock, _) => {
             let (scheduler, stop) = (server.scheduler.clone(), stop.clone());
             let pool = DeliveryPool::start(scheduler.clone(), args.workers, log_firing);
+            let follow_due = clock.is_none();
             Some(std::thread::spawn(move || {
-                scheduler_loop(&scheduler, &pool, &stop);
+                scheduler_loop(&scheduler, &pool, &stop, follow_due);
                 pool.stop();
             }))
         }
     };
+    let heartbeat_thread = server.shared.clone().map(|store| {
+        let stop = stop.clone();
+        std::thread::spawn(move || heartbeat_loop(&store, &stop))
+    });
     let app = routes::router(server.clone());
     let shutdown = {
         let server = server.clone();
@@ -163,6 +176,9 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
             tracing::info!("shutting down: no new runs; waiting for running imports");
             stop.stop();
             if let Some(thread) = scheduler_thread {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+            if let Some(thread) = heartbeat_thread {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
             while server.running.load(Ordering::SeqCst) > 0 {
@@ -185,17 +201,46 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         args.clock_start.is_none() || args.clock == ClockKind::Virtual,
         "--clock-start needs --clock virtual: the system clock cannot be moved"
     );
-    let (store, state) = SqliteStore::open(&args.db)?;
-    let store = Arc::new(store);
+    let db = args.db.to_string_lossy().into_owned();
     let (clock, virtual_clock): (Arc<dyn Clock>, _) = match args.clock {
         ClockKind::System => (Arc::new(SystemClock), None),
         ClockKind::Virtual => {
-            let clock = Arc::new(VirtualClock::new(args.clock_start.unwrap_or_else(chrono::Utc::now)));
+            let start = args.clock_start.unwrap_or_else(chrono::Utc::now);
+            // A node joining a shared database follows the clock the others
+            // have moved, not its own start.
+            let start = match pg::is_postgres(&db) {
+                true => {
+                    let shared = pg::shared_clock_start(&db, start)?;
+                    if args.clock_start.is_some_and(|asked| asked.trunc_subsecs(6) != shared) {
+                        tracing::warn!(
+                            "--clock-start ignored: the nodes on this database share a virtual clock, now at {}",
+                            shared.format("%Y-%m-%dT%H:%M:%S%.fZ")
+                        );
+                    }
+                    shared
+                }
+                false => start,
+            };
+            let clock = Arc::new(VirtualClock::new(start));
             (clock.clone(), Some(clock))
         }
     };
+    let node = uuid::Uuid::new_v4().to_string();
+    let (store, state) = if pg::is_postgres(&db) {
+        let (store, state) = PgStore::open(&db, &node, virtual_clock.clone())?;
+        store.heartbeat().context("cannot register this node in PostgreSQL")?;
+        (Store::Pg(Arc::new(store)), state)
+    } else {
+        let (store, state) = SqliteStore::open(&args.db)?;
+        (Store::Sqlite(Arc::new(store)), state)
+    };
+    // Nodes starting together set up the workspace and the apps one at a time.
+    let _startup = match &store {
+        Store::Pg(pg) => Some(pg.startup_lock()?),
+        Store::Sqlite(_) => None,
+    };
     let mut service = AssetsService::new(clock)
-        .with_store(store.clone(), state)
+        .with_store(store.state_store(), state)
         .with_base_url(base_url);
     if let Some(token) = &args.token {
         service = service.with_credential(token.clone());
@@ -230,7 +275,9 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         })?;
         // A run this server was doing when it stopped cannot finish: say so
         // in the history rather than leave it ingesting for ever, for every
-        // import source the app performs.
+        // import source the app performs. Not on a shared database, where
+        // the run may be another node's: there the scheduler fails a run
+        // once nobody delivers it and it is past its limit.
         let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
         let performed: Vec<String> = assets
             .state()
@@ -238,7 +285,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             .filter(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
             .map(|s| s.id.clone())
             .collect();
-        for source in performed {
+        for source in performed.into_iter().filter(|_| !store.is_shared()) {
             if let Some(execution) = assets.fail_ingesting(&source, &reason) {
                 tracing::warn!(app = %name, %source, %execution, "failed an import left running by the previous server");
             }
@@ -256,17 +303,18 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
                 time: args.run_timeout,
                 ..Limits::default()
             });
-        app.storage = AppStorage::durable(
-            store.app_storage(name)?,
-            Arc::new(AppRows::new(store.clone(), name.clone())),
-        );
+        app.storage = store.app_storage(name)?;
         let secret = store.app_secret(name)?;
         secrets.insert(name.clone(), secret.clone());
+        let verifier = match &store {
+            Store::Pg(pg) => Verifier::new(secret).with_replay_record(Arc::new(PgReplays(pg.clone()))),
+            Store::Sqlite(_) => Verifier::new(secret),
+        };
         apps.insert(
             name.clone(),
             HostedApp {
                 app,
-                verifier: Verifier::new(secret),
+                verifier,
                 import_source_id,
                 callback_url: format!("{base_url}/apps/{name}/webtrigger"),
             },
@@ -274,9 +322,12 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     }
     // The callback waits for the whole run; give it the run's limit and a margin.
     let callbacks = HttpCallbacks::new(args.run_timeout + Duration::from_secs(30), secrets.clone());
-    let scheduler = Scheduler::new(assets.clone())
+    let mut scheduler = Scheduler::new(assets.clone())
         .with_callbacks(Arc::new(callbacks))
         .with_run_limit(args.run_timeout);
+    if let Store::Pg(pg) = &store {
+        scheduler = scheduler.with_peers(node, pg.clone());
+    }
     let server = Server {
         assets,
         scheduler: Arc::new(scheduler),
@@ -287,6 +338,10 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         max_body_bytes: args.max_body_bytes,
         running: AtomicUsize::new(0),
         advancing: tokio::sync::Mutex::new(()),
+        shared: match &store {
+            Store::Pg(pg) => Some(pg.clone()),
+            Store::Sqlite(_) => None,
+        },
     };
     Ok((server, secrets))
 }
@@ -300,7 +355,10 @@ fn print_banner(server: &Server, args: &ServeOptions, base_url: &str, secrets: &
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {base_url}");
     let _ = writeln!(out, "  clock      {clock}");
-    let _ = writeln!(out, "  database   {}", args.db.display());
+    let _ = writeln!(out, "  database   {}", pg::redact(&args.db.to_string_lossy()));
+    if let Some(shared) = &server.shared {
+        let _ = writeln!(out, "  node       {}", shared.node());
+    }
     let _ = writeln!(out, "  workspace  {}", server.workspace_id);
     let mut names: Vec<&String> = server.apps.keys().collect();
     names.sort();
@@ -351,9 +409,11 @@ impl Stop {
 /// Longest the loop sleeps: a schedule created meanwhile is seen this soon.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Claims what falls due on the system clock and hands it to the delivery
-/// workers, until stopped; never waits for an import.
-fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop) {
+/// Claims what falls due and hands it to the delivery workers, until
+/// stopped; never waits for an import. With `follow_due` (the system clock)
+/// it wakes at the next due time; on a shared virtual clock, which another
+/// node may move, it looks every [`POLL`].
+fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop, follow_due: bool) {
     while !stop.flag.load(Ordering::SeqCst) {
         let (firings, claimed) = scheduler.claim_due(scheduler.assets().clock().now());
         firings.iter().for_each(log_firing);
@@ -361,11 +421,86 @@ fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop) {
         let now = scheduler.assets().clock().now();
         let wait = scheduler
             .next_due()
+            .filter(|_| follow_due)
             .and_then(|due| (due - now).to_std().ok())
             .map_or(POLL, |until| until.min(POLL));
         if stop.wait(wait) {
             break;
         }
+    }
+}
+
+/// Renews this node's lease in the shared database every
+/// [`pg::HEARTBEAT_EVERY`] until stopped, saying in the log when the
+/// database is lost and when it is back; gives the lease up at the end.
+fn heartbeat_loop(store: &PgStore, stop: &Stop) {
+    let mut lost = false;
+    loop {
+        match store.heartbeat() {
+            Ok(()) if lost => {
+                lost = false;
+                tracing::warn!("the database is back: claiming again");
+            }
+            Ok(()) => {}
+            Err(e) if !lost => {
+                lost = true;
+                tracing::error!(
+                    "lost the database: this node claims nothing until it is back, and after {} s the other nodes take over its deliveries: {e:#}",
+                    pg::NODE_LEASE.as_secs()
+                );
+            }
+            Err(_) => {}
+        }
+        if stop.wait(pg::HEARTBEAT_EVERY) {
+            break;
+        }
+    }
+    if let Err(e) = store.leave() {
+        tracing::warn!("could not give this node's lease up; the others take over when it runs out: {e:#}");
+    }
+}
+
+/// Where the server keeps its state.
+enum Store {
+    /// One file, one server.
+    Sqlite(Arc<SqliteStore>),
+    /// One database, any number of nodes.
+    Pg(Arc<PgStore>),
+}
+
+impl Store {
+    fn state_store(&self) -> Arc<dyn StateStore> {
+        match self {
+            Store::Sqlite(s) => s.clone(),
+            Store::Pg(s) => s.clone(),
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        matches!(self, Store::Pg(_))
+    }
+
+    fn first_source(&self, app: &str, otherwise: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<String> {
+        match self {
+            Store::Sqlite(s) => s.first_source(app, otherwise),
+            Store::Pg(s) => s.first_source(app, otherwise),
+        }
+    }
+
+    fn app_secret(&self, app: &str) -> anyhow::Result<String> {
+        match self {
+            Store::Sqlite(s) => s.app_secret(app),
+            Store::Pg(s) => s.app_secret(app),
+        }
+    }
+
+    /// `app`'s storage, written through (and on a shared database read
+    /// through) to its rows.
+    fn app_storage(&self, app: &str) -> anyhow::Result<AppStorage> {
+        Ok(match self {
+            Store::Sqlite(s) => AppStorage::durable(s.app_storage(app)?, Arc::new(AppRows::new(s.clone(), app))),
+            Store::Pg(s) => AppStorage::durable(s.app_storage(app)?, Arc::new(PgAppRows::new(s.clone(), app))),
+        })
     }
 }
 

@@ -16,7 +16,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Header carrying `sha256=<hex>`.
 pub const SIGNATURE_HEADER: &str = "x-assets-signature";
@@ -59,6 +59,9 @@ pub enum Refusal {
     BadSignature,
     /// This exact signed request was already accepted.
     Replayed,
+    /// The shared replay record could not be reached, so the callback
+    /// cannot be told from a replay (not the caller's fault: retry).
+    Unavailable(String),
 }
 
 impl fmt::Display for Refusal {
@@ -75,6 +78,7 @@ impl fmt::Display for Refusal {
                 "the signature does not match: the callback was not signed with this app's secret, or was altered"
             ),
             Refusal::Replayed => write!(f, "this signed callback was already delivered once; replays are refused"),
+            Refusal::Unavailable(why) => write!(f, "the callback could not be checked against replays: {why}"),
         }
     }
 }
@@ -87,6 +91,19 @@ pub struct Verifier {
     /// Accepted signatures and their timestamps, kept for the tolerance
     /// window (after it a replay is refused as stale anyway).
     seen: Mutex<HashMap<String, i64>>,
+    /// Where accepted signatures are recorded when several nodes share the
+    /// work; `None`: this process's memory (`seen`).
+    shared: Option<Arc<dyn ReplayRecord>>,
+}
+
+/// A record of accepted callback signatures that several nodes share, so a
+/// callback accepted by one is a replay on all.
+pub trait ReplayRecord: Send + Sync {
+    /// Records `signature` (signed at `signed_at`, unix seconds) and says
+    /// whether this was its first time; it must be remembered for
+    /// `tolerance_secs` past `signed_at`. `Err` when the record cannot be
+    /// reached.
+    fn first_time(&self, signature: &str, signed_at: i64, tolerance_secs: i64) -> Result<bool, String>;
 }
 
 impl Verifier {
@@ -95,7 +112,15 @@ impl Verifier {
         Verifier {
             secret: secret.into(),
             seen: Mutex::new(HashMap::new()),
+            shared: None,
         }
+    }
+
+    /// Records accepted signatures in `record` instead of this process's
+    /// memory.
+    pub fn with_replay_record(mut self, record: Arc<dyn ReplayRecord>) -> Verifier {
+        self.shared = Some(record);
+        self
     }
 
     /// Accepts the request once, or says why not; `now` is Unix seconds.
@@ -125,6 +150,13 @@ impl Verifier {
         let age_secs = now - timestamp;
         if age_secs.abs() > TOLERANCE_SECS {
             return Err(Refusal::Stale { age_secs });
+        }
+        if let Some(shared) = &self.shared {
+            return match shared.first_time(signature.trim(), timestamp, TOLERANCE_SECS) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Refusal::Replayed),
+                Err(why) => Err(Refusal::Unavailable(why)),
+            };
         }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|_, at| (now - *at).abs() <= TOLERANCE_SECS);

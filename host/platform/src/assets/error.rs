@@ -92,7 +92,9 @@ impl ApiError {
             status: 503,
             code: "STATE_NOT_SAVED",
             field: None,
-            message: "the change could not be saved to the database (see the server log); retry".into(),
+            message:
+                "the change could not be saved to the database, or the state read from it (see the server log); retry"
+                    .into(),
         }
     }
 

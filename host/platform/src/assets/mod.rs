@@ -83,6 +83,19 @@ pub trait StateStore: Send + Sync {
 
     /// Reads the whole state back, as stored.
     fn load(&self) -> anyhow::Result<State>;
+
+    /// Called as the state lock is taken, before anyone reads the state. A
+    /// store shared by several hosts brings `state` up to what they wrote
+    /// and holds their changes off until [`StateStore::save`] or
+    /// [`StateStore::release`]; a store only this process writes has
+    /// nothing to do. An error means the state may be behind the store:
+    /// nothing decided on it may be saved.
+    fn begin(&self, _state: &mut State) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Ends what [`StateStore::begin`] started when nothing changed.
+    fn release(&self) {}
 }
 
 thread_local! {
@@ -106,6 +119,9 @@ pub struct AssetsService {
 pub struct StateGuard<'a> {
     guard: MutexGuard<'a, State>,
     service: &'a AssetsService,
+    /// Why the store could not bring the state up to date, if it could not:
+    /// then nothing changed under this guard is saved.
+    stale: Option<String>,
 }
 
 impl Deref for StateGuard<'_> {
@@ -129,12 +145,30 @@ impl StateGuard<'_> {
         self.save()
     }
 
+    /// 503 when the store could not bring the state up to date (a shared
+    /// database out of reach): for callers outside
+    /// [`AssetsService::handle`] that answer from the state.
+    pub fn current(&self) -> Result<(), ApiError> {
+        match self.stale {
+            Some(_) => Err(ApiError::not_saved()),
+            None => Ok(()),
+        }
+    }
+
     fn save(&mut self) -> anyhow::Result<()> {
         let Some(store) = &self.service.store else {
             return Ok(());
         };
         let changes = self.guard.take_changes();
+        if let Some(why) = self.stale.take() {
+            // Read or decided on a state that may be behind the store: the
+            // caller gets 503, nothing is saved, and the store reads
+            // everything again on the next lock.
+            UNSAVED.with(|flag| flag.set(true));
+            return Err(anyhow::anyhow!("not saved: {why}"));
+        }
         if changes.is_empty() {
+            store.release();
             return Ok(());
         }
         let executions: Vec<String> = changes.executions.iter().cloned().collect();
@@ -287,9 +321,18 @@ impl AssetsService {
     pub fn state(&self) -> StateGuard<'_> {
         // A panic while holding the lock would be a bug in the mock; the state
         // is still consistent at every await-free step, so keep serving.
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = match &self.store {
+            Some(store) => store.begin(&mut guard).err().map(|e| {
+                tracing::error!("{e:#}");
+                format!("{e:#}")
+            }),
+            None => None,
+        };
         StateGuard {
-            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            guard,
             service: self,
+            stale,
         }
     }
 

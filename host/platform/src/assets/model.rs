@@ -814,3 +814,62 @@ impl State {
         self.ledger.insert(entry.occurrence_id.clone(), entry);
     }
 }
+
+/// Bringing a cached state up to date with rows another host wrote to a
+/// shared store (several nodes on one database): each row replaces what the
+/// cache had under its key. Nothing here is noted as a change.
+impl State {
+    /// History line `index` as stored: replaces the line, or appends it
+    /// when it is the next one. A line past the next means rows are missing
+    /// from what was read, so the caller reads everything again.
+    pub fn apply_history(&mut self, index: usize, entry: HistoryEntry) -> Result<(), String> {
+        match index.cmp(&self.history.len()) {
+            std::cmp::Ordering::Less => {
+                self.history[index] = entry;
+                Ok(())
+            }
+            _ => self.restore_history(index, entry),
+        }
+    }
+
+    /// An execution as stored, keeping the objects and chunk ids the cache
+    /// already holds for it while it ingests; apply them in history order.
+    pub fn apply_execution(&mut self, mut execution: Execution) {
+        if let Some(cached) = self.executions.remove(&execution.id) {
+            if execution.status == ExecutionStatus::Ingesting {
+                execution.objects = cached.objects;
+                execution.chunk_ids = cached.chunk_ids;
+            }
+        }
+        let newer = self
+            .latest
+            .get(&execution.import_source_id)
+            .and_then(|id| self.executions.get(id))
+            .is_none_or(|latest| latest.history_index <= execution.history_index);
+        if newer {
+            self.latest
+                .insert(execution.import_source_id.clone(), execution.id.clone());
+        }
+        self.executions.insert(execution.id.clone(), execution);
+    }
+
+    /// A schedule as stored, or its deletion (`None`).
+    pub fn apply_schedule(&mut self, schedule_id: &str, schedule: Option<Schedule>) {
+        if let Some(old) = self.schedules.remove(schedule_id) {
+            if self.schedule_of_source.get(&old.import_source_id).map(String::as_str) == Some(schedule_id) {
+                self.schedule_of_source.remove(&old.import_source_id);
+            }
+        }
+        if let Some(schedule) = schedule {
+            self.restore_schedule(schedule);
+        }
+    }
+
+    /// A ledger entry as stored.
+    pub fn apply_occurrence(&mut self, entry: LedgerEntry) {
+        if entry.state.is_terminal() {
+            self.release(&entry.import_source_id.clone(), &entry.occurrence_id.clone());
+        }
+        self.restore_occurrence(entry);
+    }
+}

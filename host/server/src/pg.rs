@@ -1,0 +1,833 @@
+//! Shared state: the Assets mock's [`State`] in PostgreSQL, so several
+//! `assets-host serve` nodes on one database run one platform.
+//!
+//! Each node keeps its [`State`] as a cache of the database and every rule
+//! is still checked there, as with SQLite. What makes the database the truth
+//! for several nodes is the lock every state change is made under:
+//!
+//! ```text
+//! state lock taken ─▶ BEGIN; SELECT rev … FROM meta FOR UPDATE  (one writer across all nodes)
+//!                     rows with rev > what this node has seen ─▶ applied to the cache
+//! the call runs on the cache
+//! lock released    ─▶ the rows it changed, stamped rev + 1; meta.rev = rev + 1; COMMIT
+//! ```
+//!
+//! So a node always decides on what every other node wrote before it, and
+//! the occurrence ledger's primary key (the v5 occurrence id) stays the
+//! exactly-once fence: a second claim of an id is a row that already exists.
+//! Writes are serialized through the `meta` row, a single writer at a time
+//! across the cluster, which keeps each call's rules exactly those of one
+//! node; the figures in BENCHMARKS.md say what it costs.
+//!
+//! Beside the state: the nodes' heartbeats (`nodes`, leases in database
+//! time, [`PgStore::heartbeat`]), the shared virtual clock (`meta`), the
+//! apps' storage read through ([`PgAppRows`]), the callback replay record
+//! ([`PgReplays`]), app secrets and first sources. Migrations are numbered
+//! in `schema_migrations` and applied under an advisory lock, so nodes
+//! starting together apply each once.
+
+use crate::db::{status_name, StoredSchedule};
+use crate::signing::ReplayRecord;
+use anyhow::Context as _;
+use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
+use assets_platform::assets::model::{Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, State};
+use assets_platform::assets::StateStore;
+use assets_platform::clock::{Clock, VirtualClock};
+use assets_platform::scheduler::Peers;
+use assets_runtime::storage::StorageBacking;
+use chrono::{DateTime, SubsecRound as _, Utc};
+use postgres::{Client, NoTls};
+use r2d2_postgres::{r2d2, PostgresConnectionManager};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// The schema, one migration per entry; `schema_migrations` records which
+/// ran.
+const MIGRATIONS: &[&str] = &[
+    // 1: the state, the ledger, and what the nodes share beside it.
+    "
+CREATE TABLE meta (id INT PRIMARY KEY CHECK (id = 1), rev BIGINT NOT NULL, virtual_now TIMESTAMPTZ);
+INSERT INTO meta (id, rev) VALUES (1, 0);
+CREATE TABLE workspaces (id TEXT PRIMARY KEY, rev BIGINT NOT NULL);
+CREATE TABLE sources (id TEXT PRIMARY KEY, body TEXT NOT NULL, rev BIGINT NOT NULL);
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    source_id TEXT NOT NULL,
+    scheduled BOOLEAN NOT NULL,
+    status TEXT NOT NULL,
+    received BIGINT NOT NULL,
+    chunks BIGINT NOT NULL,
+    history_index BIGINT NOT NULL,
+    rev BIGINT NOT NULL
+);
+CREATE TABLE chunk_ids (
+    execution_id TEXT NOT NULL,
+    chunk_id TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    PRIMARY KEY (execution_id, chunk_id)
+);
+CREATE TABLE objects (
+    execution_id TEXT NOT NULL,
+    object_type_id TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    PRIMARY KEY (execution_id, object_type_id, external_id)
+);
+CREATE TABLE history (idx BIGINT PRIMARY KEY, body TEXT NOT NULL, rev BIGINT NOT NULL);
+-- body NULL: the schedule was deleted (kept so other nodes learn it).
+CREATE TABLE schedules (id TEXT PRIMARY KEY, body TEXT, rev BIGINT NOT NULL);
+CREATE TABLE occurrences (
+    id TEXT PRIMARY KEY,
+    schedule_id TEXT NOT NULL,
+    import_source_id TEXT NOT NULL,
+    nominal_time TIMESTAMPTZ NOT NULL,
+    attempt BIGINT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('delivering', 'completed', 'failed', 'skipped', 'missed')),
+    lease_owner TEXT,
+    lease_until TIMESTAMPTZ,
+    execution_id TEXT,
+    reason TEXT,
+    claimed_at TIMESTAMPTZ NOT NULL,
+    ended_at TIMESTAMPTZ,
+    rev BIGINT NOT NULL
+);
+CREATE INDEX workspaces_rev ON workspaces (rev);
+CREATE INDEX sources_rev ON sources (rev);
+CREATE INDEX executions_rev ON executions (rev);
+CREATE INDEX chunk_ids_rev ON chunk_ids (rev);
+CREATE INDEX objects_rev ON objects (rev);
+CREATE INDEX history_rev ON history (rev);
+CREATE INDEX schedules_rev ON schedules (rev);
+CREATE INDEX occurrences_rev ON occurrences (rev);
+CREATE INDEX occurrences_delivering ON occurrences (state) WHERE state = 'delivering';
+CREATE TABLE apps (name TEXT PRIMARY KEY, secret TEXT NOT NULL);
+CREATE TABLE app_first_source (app TEXT PRIMARY KEY, source_id TEXT NOT NULL);
+CREATE TABLE app_storage (app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (app, key));
+CREATE TABLE callbacks_seen (signature TEXT PRIMARY KEY, seen_until TIMESTAMPTZ NOT NULL);
+CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_until TIMESTAMPTZ NOT NULL);
+",
+];
+
+/// Advisory lock keys (arbitrary, fixed).
+const MIGRATION_LOCK: i64 = 0x6173_7365_7401;
+const STARTUP_LOCK: i64 = 0x6173_7365_7402;
+
+/// How long a node's heartbeat holds: a node silent for longer is dead, and
+/// its deliveries are taken over.
+pub const NODE_LEASE: Duration = Duration::from_secs(5);
+/// How often a node renews its heartbeat.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// The state and everything the nodes share, in one PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+    /// The connection state calls run on, with the transaction `begin`
+    /// opened; one at a time, under the service's state lock.
+    session: Mutex<Session>,
+    /// The virtual clock, when the platform runs on one: shared through
+    /// `meta.virtual_now`.
+    clock: Option<Arc<VirtualClock>>,
+    /// This node's name in `nodes` and as a lease owner.
+    node: String,
+}
+
+#[derive(Default)]
+struct Session {
+    conn: Option<Conn>,
+    /// The revision the cache reflects; `None`: read everything again.
+    seen: Option<i64>,
+    /// The revision read by the open transaction.
+    rev: i64,
+    /// The shared clock as the open transaction read it.
+    clock: Option<DateTime<Utc>>,
+    /// A transaction is open (`begin` succeeded).
+    open: bool,
+}
+
+impl Session {
+    fn conn(&mut self) -> anyhow::Result<&mut Client> {
+        self.conn.as_deref_mut().context("no database connection")
+    }
+
+    /// After any error: roll back, drop a broken connection, and read the
+    /// whole state again next time.
+    fn abandon(&mut self) {
+        if let Some(conn) = self.conn.as_deref_mut() {
+            if conn.is_closed() || conn.batch_execute("ROLLBACK").is_err() {
+                self.conn = None;
+            }
+        }
+        self.open = false;
+        self.seen = None;
+    }
+}
+
+/// Connects a pool to `url` (`postgres://USER@HOST:PORT/DB`).
+fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
+    let config: postgres::Config = url
+        .parse()
+        .with_context(|| format!("{url} is not a PostgreSQL connection string (postgres://USER@HOST:PORT/DB)"))?;
+    r2d2::Pool::builder()
+        .max_size(size)
+        .connection_timeout(Duration::from_secs(5))
+        .build(PostgresConnectionManager::new(config, NoTls))
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
+}
+
+/// The URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            let user = user.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Where the shared virtual clock stands: as the database at `url` holds
+/// it, or, for the first node ever to run one there, `proposed`, stored. A
+/// node that joins follows the clock the others moved, not its own start.
+pub fn shared_clock_start(url: &str, proposed: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    let mut conn = pool(url, 1)?.get()?;
+    migrate(&mut conn).context("cannot bring the PostgreSQL tables up to date")?;
+    // PostgreSQL keeps microseconds: so does every node's clock.
+    let proposed = proposed.trunc_subsecs(6);
+    Ok(conn
+        .query_one(
+            "UPDATE meta SET virtual_now = COALESCE(virtual_now, $1) WHERE id = 1 RETURNING virtual_now",
+            &[&proposed],
+        )?
+        .get(0))
+}
+
+/// True when `db` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+impl PgStore {
+    /// Connects to `url`, applies pending migrations and reads the state.
+    /// `node` names this process in `nodes` and as a lease owner; `clock`,
+    /// when given, is the virtual clock the nodes share.
+    pub fn open(url: &str, node: &str, clock: Option<Arc<VirtualClock>>) -> anyhow::Result<(PgStore, State)> {
+        let pool = pool(url, 16)?;
+        migrate(&mut *pool.get()?).context("cannot bring the PostgreSQL tables up to date")?;
+        let store = PgStore {
+            pool,
+            session: Mutex::new(Session::default()),
+            clock,
+            node: node.to_owned(),
+        };
+        let mut state = State::default();
+        store
+            .begin(&mut state)
+            .context("cannot read the state from PostgreSQL")?;
+        store.release();
+        Ok((store, state))
+    }
+
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn conn(&self) -> anyhow::Result<Conn> {
+        self.pool.get().context("no PostgreSQL connection")
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Holds the start-up lock until dropped: nodes starting together set
+    /// up the workspace and the apps' sources one after the other.
+    pub fn startup_lock(&self) -> anyhow::Result<StartupLock> {
+        let mut conn = self.conn()?;
+        conn.execute("SELECT pg_advisory_lock($1)", &[&STARTUP_LOCK])?;
+        Ok(StartupLock(conn))
+    }
+
+    /// Renews this node's lease in `nodes`, in database time.
+    pub fn heartbeat(&self) -> anyhow::Result<()> {
+        let lease = NODE_LEASE.as_secs_f64();
+        self.conn()?.execute(
+            "INSERT INTO nodes (id, started_at, alive_until) VALUES ($1, now(), now() + make_interval(secs => $2))
+             ON CONFLICT (id) DO UPDATE SET alive_until = EXCLUDED.alive_until",
+            &[&self.node, &lease],
+        )?;
+        Ok(())
+    }
+
+    /// Gives this node's lease up (a clean stop): its deliveries are taken
+    /// over at once rather than when the lease runs out.
+    pub fn leave(&self) -> anyhow::Result<()> {
+        self.conn()?.execute("DELETE FROM nodes WHERE id = $1", &[&self.node])?;
+        Ok(())
+    }
+
+    /// The secret `app`'s callbacks are signed with; the first node to ask
+    /// makes it.
+    pub fn app_secret(&self, app: &str) -> anyhow::Result<String> {
+        let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let mut conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO apps (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&app, &secret],
+        )?;
+        Ok(conn
+            .query_one("SELECT secret FROM apps WHERE name = $1", &[&app])?
+            .get(0))
+    }
+
+    /// The import source made for `app` when it was first hosted (see
+    /// [`crate::db::SqliteStore::first_source`]); call under
+    /// [`PgStore::startup_lock`].
+    pub fn first_source(
+        &self,
+        app: &str,
+        otherwise: impl FnOnce() -> anyhow::Result<String>,
+    ) -> anyhow::Result<String> {
+        let stored = self
+            .conn()?
+            .query_opt("SELECT source_id FROM app_first_source WHERE app = $1", &[&app])?;
+        if let Some(row) = stored {
+            return Ok(row.get(0));
+        }
+        let id = otherwise()?;
+        self.conn()?.execute(
+            "INSERT INTO app_first_source (app, source_id) VALUES ($1, $2) ON CONFLICT (app) DO NOTHING",
+            &[&app, &id],
+        )?;
+        Ok(id)
+    }
+
+    /// `app`'s storage as stored.
+    pub fn app_storage(&self, app: &str) -> anyhow::Result<HashMap<String, String>> {
+        let rows = self
+            .conn()?
+            .query("SELECT key, value FROM app_storage WHERE app = $1", &[&app])?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Publishes the virtual clock when this node moved it: a call that
+    /// changed nothing else (the end of a clock advance) still moves it for
+    /// every node.
+    fn clock_moved(&self, session: &Session) -> Option<DateTime<Utc>> {
+        let now = self.clock.as_ref()?.now();
+        (session.clock.is_none_or(|stored| now > stored)).then_some(now)
+    }
+}
+
+/// The start-up advisory lock; released when dropped (the connection goes
+/// back to the pool, so it is unlocked explicitly).
+pub struct StartupLock(Conn);
+
+impl Drop for StartupLock {
+    fn drop(&mut self) {
+        let _ = self.0.execute("SELECT pg_advisory_unlock($1)", &[&STARTUP_LOCK]);
+    }
+}
+
+impl StateStore for PgStore {
+    fn begin(&self, state: &mut State) -> anyhow::Result<()> {
+        let mut session = self.session();
+        if session.open {
+            // A guard dropped without a save (a panic): start afresh.
+            session.abandon();
+        }
+        if session.conn.as_ref().is_none_or(|c| c.is_closed()) {
+            session.conn = Some(self.conn()?);
+            session.seen = None;
+        }
+        let result = (|| {
+            let seen = session.seen;
+            let conn = session.conn()?;
+            conn.batch_execute("BEGIN")?;
+            let row = conn.query_one("SELECT rev, virtual_now FROM meta WHERE id = 1 FOR UPDATE", &[])?;
+            let (rev, clock): (i64, Option<DateTime<Utc>>) = (row.get(0), row.get(1));
+            match seen {
+                Some(seen) if seen == rev => {}
+                Some(seen) => {
+                    if let Err(e) = apply_since(conn, state, seen) {
+                        tracing::warn!("reading everything again after a partial refresh failed: {e:#}");
+                        *state = load(conn)?;
+                    }
+                }
+                None => *state = load(conn)?,
+            }
+            anyhow::Ok((rev, clock))
+        })();
+        match result {
+            Ok((rev, clock)) => {
+                state.track_changes();
+                if let (Some(shared), Some(stored)) = (&self.clock, clock) {
+                    shared.set(stored);
+                }
+                session.rev = rev;
+                session.seen = Some(rev);
+                session.clock = clock;
+                session.open = true;
+                Ok(())
+            }
+            Err(e) => {
+                session.abandon();
+                Err(e.context("cannot read the shared state from PostgreSQL"))
+            }
+        }
+    }
+
+    fn release(&self) {
+        let mut session = self.session();
+        if !session.open {
+            return;
+        }
+        let moved = self.clock_moved(&session);
+        let result = (|| {
+            let conn = session.conn()?;
+            if let Some(now) = moved {
+                conn.execute("UPDATE meta SET virtual_now = $1 WHERE id = 1", &[&now])?;
+            }
+            conn.batch_execute("COMMIT")?;
+            anyhow::Ok(())
+        })();
+        session.open = false;
+        match result {
+            Ok(()) => session.clock = moved.or(session.clock),
+            Err(e) => {
+                tracing::warn!("ending a read of the shared state: {e:#}");
+                session.abandon();
+            }
+        }
+    }
+
+    fn save(&self, state: &State, changes: Changes) -> anyhow::Result<()> {
+        let mut session = self.session();
+        anyhow::ensure!(
+            session.open,
+            "the state was not read from PostgreSQL before this change, so it is not saved"
+        );
+        let rev = session.rev + 1;
+        let moved = self.clock_moved(&session);
+        let result = (|| {
+            let conn = session.conn()?;
+            write(conn, state, &changes, rev)?;
+            conn.execute(
+                "UPDATE meta SET rev = $1, virtual_now = GREATEST(virtual_now, $2) WHERE id = 1",
+                &[&rev, &moved],
+            )?;
+            conn.batch_execute("COMMIT").context("cannot commit to PostgreSQL")?;
+            anyhow::Ok(())
+        })();
+        session.open = false;
+        match result {
+            Ok(()) => {
+                session.seen = Some(rev);
+                session.clock = moved.or(session.clock);
+                Ok(())
+            }
+            Err(e) => {
+                session.abandon();
+                Err(e)
+            }
+        }
+    }
+
+    fn load(&self) -> anyhow::Result<State> {
+        let mut state = load(&mut *self.conn()?)?;
+        state.track_changes();
+        Ok(state)
+    }
+}
+
+impl Peers for PgStore {
+    fn alive(&self) -> anyhow::Result<HashSet<String>> {
+        let rows = self
+            .conn()?
+            .query("SELECT id FROM nodes WHERE alive_until > now()", &[])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+/// Applies the migrations the database has not had, under an advisory lock
+/// so nodes starting at once apply each exactly once.
+fn migrate(conn: &mut Client) -> anyhow::Result<()> {
+    conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let result = (|| {
+        conn.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )?;
+        let applied: i32 = conn
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?
+            .get(0);
+        let applied = applied as usize;
+        anyhow::ensure!(
+            applied <= MIGRATIONS.len(),
+            "the database is at schema version {applied}, newer than this program's {}; use a newer assets-host",
+            MIGRATIONS.len()
+        );
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+            let version = (index + 1) as i32;
+            let mut tx = conn.transaction()?;
+            tx.batch_execute(sql)
+                .with_context(|| format!("migration to schema version {version}"))?;
+            tx.execute("INSERT INTO schema_migrations (version) VALUES ($1)", &[&version])?;
+            tx.commit()?;
+            tracing::info!(version, "applied a PostgreSQL migration");
+        }
+        anyhow::Ok(())
+    })();
+    conn.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])?;
+    result
+}
+
+/// Writes the rows `changes` names, stamped `rev`, one statement per table.
+fn write(conn: &mut Client, state: &State, changes: &Changes, rev: i64) -> anyhow::Result<()> {
+    if !changes.workspaces.is_empty() {
+        let ids: Vec<&String> = changes.workspaces.iter().collect();
+        conn.execute(
+            "INSERT INTO workspaces (id, rev) SELECT id, $2 FROM unnest($1::text[]) AS id
+             ON CONFLICT (id) DO NOTHING",
+            &[&ids, &rev],
+        )?;
+    }
+    let sources: Vec<(String, String)> = changes
+        .sources
+        .iter()
+        .filter_map(|id| state.source_by_id(id))
+        .map(|s| Ok((s.id.clone(), serde_json::to_string(s)?)))
+        .collect::<anyhow::Result<_>>()?;
+    if !sources.is_empty() {
+        let (ids, bodies): (Vec<String>, Vec<String>) = sources.into_iter().unzip();
+        conn.execute(
+            "INSERT INTO sources (id, body, rev) SELECT id, body, $3 FROM unnest($1::text[], $2::text[]) AS t(id, body)
+             ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, rev = EXCLUDED.rev",
+            &[&ids, &bodies, &rev],
+        )?;
+    }
+    let executions: Vec<&Execution> = changes
+        .executions
+        .iter()
+        .filter_map(|id| state.execution_by_id(id))
+        .collect();
+    if !executions.is_empty() {
+        let ids: Vec<&str> = executions.iter().map(|e| e.id.as_str()).collect();
+        let sources: Vec<&str> = executions.iter().map(|e| e.import_source_id.as_str()).collect();
+        let scheduled: Vec<bool> = executions.iter().map(|e| e.scheduled).collect();
+        let status: Vec<String> = executions.iter().map(|e| status_name(e.status)).collect();
+        let received: Vec<i64> = executions.iter().map(|e| e.received as i64).collect();
+        let chunks: Vec<i64> = executions.iter().map(|e| i64::from(e.chunks)).collect();
+        let index: Vec<i64> = executions.iter().map(|e| e.history_index as i64).collect();
+        conn.execute(
+            "INSERT INTO executions (id, source_id, scheduled, status, received, chunks, history_index, rev)
+             SELECT t.*, $8 FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::int8[], $6::int8[], $7::int8[])
+                 AS t(id, source_id, scheduled, status, received, chunks, history_index)
+             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, received = EXCLUDED.received,
+                 chunks = EXCLUDED.chunks, history_index = EXCLUDED.history_index, rev = EXCLUDED.rev",
+            &[&ids, &sources, &scheduled, &status, &received, &chunks, &index, &rev],
+        )?;
+    }
+    if !changes.chunk_ids.is_empty() {
+        let (executions, chunks): (Vec<&str>, Vec<&str>) =
+            changes.chunk_ids.iter().map(|(e, c)| (e.as_str(), c.as_str())).unzip();
+        conn.execute(
+            "INSERT INTO chunk_ids (execution_id, chunk_id, rev) SELECT e, c, $3 FROM unnest($1::text[], $2::text[]) AS t(e, c)
+             ON CONFLICT DO NOTHING",
+            &[&executions, &chunks, &rev],
+        )?;
+    }
+    if !changes.objects.is_empty() {
+        // One row per key: a statement may not update a row twice.
+        let mut seen = HashSet::new();
+        let (mut executions, mut types, mut external, mut bodies) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for key @ (execution, object_type, external_id) in &changes.objects {
+            if !seen.insert(key) {
+                continue;
+            }
+            let object = state
+                .execution_by_id(execution)
+                .and_then(|e| e.objects.get(&(object_type.clone(), external_id.clone())));
+            if let Some(object) = object {
+                executions.push(execution.as_str());
+                types.push(object_type.as_str());
+                external.push(external_id.as_str());
+                bodies.push(serde_json::to_string(object)?);
+            }
+        }
+        conn.execute(
+            "INSERT INTO objects (execution_id, object_type_id, external_id, body, rev)
+             SELECT t.*, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(e, o, x, b)
+             ON CONFLICT (execution_id, object_type_id, external_id) DO UPDATE SET body = EXCLUDED.body, rev = EXCLUDED.rev",
+            &[&executions, &types, &external, &bodies, &rev],
+        )?;
+    }
+    if !changes.forgotten.is_empty() {
+        let ids: Vec<&String> = changes.forgotten.iter().collect();
+        conn.execute("DELETE FROM objects WHERE execution_id = ANY($1)", &[&ids])?;
+        conn.execute("DELETE FROM chunk_ids WHERE execution_id = ANY($1)", &[&ids])?;
+    }
+    let lines: Vec<(i64, String)> = changes
+        .history
+        .iter()
+        .filter_map(|&i| state.all_history().get(i).map(|line| (i, line)))
+        .map(|(i, line)| Ok((i as i64, serde_json::to_string(line)?)))
+        .collect::<anyhow::Result<_>>()?;
+    if !lines.is_empty() {
+        let (indices, bodies): (Vec<i64>, Vec<String>) = lines.into_iter().unzip();
+        conn.execute(
+            "INSERT INTO history (idx, body, rev) SELECT i, b, $3 FROM unnest($1::int8[], $2::text[]) AS t(i, b)
+             ON CONFLICT (idx) DO UPDATE SET body = EXCLUDED.body, rev = EXCLUDED.rev",
+            &[&indices, &bodies, &rev],
+        )?;
+    }
+    if !changes.schedules.is_empty() {
+        let mut ids = Vec::new();
+        let mut bodies: Vec<Option<String>> = Vec::new();
+        for id in &changes.schedules {
+            ids.push(id.as_str());
+            bodies.push(match state.schedule(id) {
+                Some(s) => Some(serde_json::to_string(&StoredSchedule::from(s))?),
+                None => None,
+            });
+        }
+        conn.execute(
+            "INSERT INTO schedules (id, body, rev) SELECT i, b, $3 FROM unnest($1::text[], $2::text[]) AS t(i, b)
+             ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, rev = EXCLUDED.rev",
+            &[&ids, &bodies, &rev],
+        )?;
+    }
+    let entries: Vec<&LedgerEntry> = changes.ledger.iter().filter_map(|id| state.occurrence(id)).collect();
+    if !entries.is_empty() {
+        let col = |f: fn(&LedgerEntry) -> Option<String>| entries.iter().map(|e| f(e)).collect::<Vec<_>>();
+        let time = |f: fn(&LedgerEntry) -> Option<DateTime<Utc>>| entries.iter().map(|e| f(e)).collect::<Vec<_>>();
+        let ids = col(|e| Some(e.occurrence_id.clone()));
+        let schedules = col(|e| Some(e.schedule_id.clone()));
+        let sources = col(|e| Some(e.import_source_id.clone()));
+        let nominal = time(|e| Some(e.nominal_time));
+        let attempts: Vec<i64> = entries.iter().map(|e| i64::from(e.attempt)).collect();
+        let states = col(|e| Some(e.state.name().to_owned()));
+        let owners = col(|e| e.lease_owner.clone());
+        let until = time(|e| e.lease_until);
+        let executions = col(|e| e.execution_id.clone());
+        let reasons = col(|e| e.reason.clone());
+        let claimed = time(|e| Some(e.claimed_at));
+        let ended = time(|e| e.ended_at);
+        conn.execute(
+            "INSERT INTO occurrences (id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner,
+                 lease_until, execution_id, reason, claimed_at, ended_at, rev)
+             SELECT t.*, $13 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::text[],
+                 $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[])
+                 AS t(id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
+                      execution_id, reason, claimed_at, ended_at)
+             ON CONFLICT (id) DO UPDATE SET attempt = EXCLUDED.attempt, state = EXCLUDED.state,
+                 lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until,
+                 execution_id = EXCLUDED.execution_id, reason = EXCLUDED.reason, ended_at = EXCLUDED.ended_at,
+                 rev = EXCLUDED.rev",
+            &[
+                &ids,
+                &schedules,
+                &sources,
+                &nominal,
+                &attempts,
+                &states,
+                &owners,
+                &until,
+                &executions,
+                &reasons,
+                &claimed,
+                &ended,
+                &rev,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Every row; `since` limits it to rows written after that revision (and
+/// objects to executions still ingesting, the only ones kept in memory).
+struct Rows<'a> {
+    conn: &'a mut Client,
+    since: i64,
+}
+
+impl Rows<'_> {
+    fn query(&mut self, sql: &str) -> anyhow::Result<Vec<postgres::Row>> {
+        Ok(self.conn.query(sql, &[&self.since])?)
+    }
+
+    fn into_state(mut self, state: &mut State, fresh: bool) -> anyhow::Result<()> {
+        for row in self.query("SELECT id FROM workspaces WHERE rev > $1")? {
+            state.restore_workspace(row.get(0));
+        }
+        for row in self.query("SELECT body FROM sources WHERE rev > $1")? {
+            let source: ImportSource = serde_json::from_str(row.get(0)).context("an import source row")?;
+            state.restore_source(source);
+        }
+        for row in self.query("SELECT idx, body FROM history WHERE rev > $1 ORDER BY idx")? {
+            let entry: HistoryEntry = serde_json::from_str(row.get(1)).context("a history row")?;
+            state
+                .apply_history(row.get::<_, i64>(0) as usize, entry)
+                .map_err(anyhow::Error::msg)?;
+        }
+        for row in self.query(
+            "SELECT id, source_id, scheduled, status, received, chunks, history_index FROM executions
+             WHERE rev > $1 ORDER BY history_index",
+        )? {
+            let (id, status): (String, String) = (row.get(0), row.get(3));
+            let status: ExecutionStatus = serde_json::from_value(status.clone().into())
+                .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
+            state.apply_execution(Execution {
+                id,
+                import_source_id: row.get(1),
+                scheduled: row.get(2),
+                status,
+                objects: HashMap::new(),
+                received: row.get::<_, i64>(4) as u64,
+                chunks: row.get::<_, i64>(5) as u32,
+                chunk_ids: HashSet::new(),
+                history_index: row.get::<_, i64>(6) as usize,
+            });
+        }
+        for row in self.query(
+            "SELECT o.execution_id, o.object_type_id, o.external_id, o.body FROM objects o
+             JOIN executions e ON e.id = o.execution_id AND e.status = 'INGESTING' WHERE o.rev > $1",
+        )? {
+            if let Some(e) = state.restore_execution_mut(row.get(0)) {
+                e.objects.insert(
+                    (row.get(1), row.get(2)),
+                    serde_json::from_str(row.get(3)).context("an object row")?,
+                );
+            }
+        }
+        for row in self.query(
+            "SELECT c.execution_id, c.chunk_id FROM chunk_ids c
+             JOIN executions e ON e.id = c.execution_id AND e.status = 'INGESTING' WHERE c.rev > $1",
+        )? {
+            if let Some(e) = state.restore_execution_mut(row.get(0)) {
+                e.chunk_ids.insert(row.get(1));
+            }
+        }
+        for row in self.query("SELECT id, body FROM schedules WHERE rev > $1")? {
+            let id: String = row.get(0);
+            let schedule = match row.get::<_, Option<&str>>(1) {
+                Some(body) => Some(
+                    serde_json::from_str::<StoredSchedule>(body)
+                        .context("a schedule row")?
+                        .into_schedule()?,
+                ),
+                None => None,
+            };
+            state.apply_schedule(&id, schedule);
+        }
+        for row in self.query(
+            "SELECT id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
+                    execution_id, reason, claimed_at, ended_at FROM occurrences WHERE rev > $1",
+        )? {
+            let name: String = row.get(5);
+            let entry = LedgerEntry {
+                occurrence_id: row.get(0),
+                schedule_id: row.get(1),
+                import_source_id: row.get(2),
+                nominal_time: row.get(3),
+                attempt: row.get::<_, i64>(4) as u32,
+                state: OccurrenceState::from_name(&name)
+                    .with_context(|| format!("an occurrence has unknown state {name:?}"))?,
+                lease_owner: row.get(6),
+                lease_until: row.get(7),
+                execution_id: row.get(8),
+                reason: row.get(9),
+                claimed_at: row.get(10),
+                ended_at: row.get(11),
+            };
+            if fresh {
+                state.restore_occurrence(entry);
+            } else {
+                state.apply_occurrence(entry);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the whole state.
+fn load(conn: &mut Client) -> anyhow::Result<State> {
+    let mut state = State::default();
+    Rows { conn, since: -1 }.into_state(&mut state, true)?;
+    Ok(state)
+}
+
+/// Brings `state` up to date with the rows written after revision `seen`.
+fn apply_since(conn: &mut Client, state: &mut State, seen: i64) -> anyhow::Result<()> {
+    Rows { conn, since: seen }.into_state(state, false)
+}
+
+/// One app's storage rows in PostgreSQL, written through and read through:
+/// a re-delivery on another node must see the occurrence record this node
+/// wrote, or it would start a second run.
+pub struct PgAppRows {
+    store: Arc<PgStore>,
+    app: String,
+}
+
+impl PgAppRows {
+    /// The rows of `app` in `store`.
+    pub fn new(store: Arc<PgStore>, app: impl Into<String>) -> PgAppRows {
+        PgAppRows { store, app: app.into() }
+    }
+}
+
+impl StorageBacking for PgAppRows {
+    fn put(&self, key: &str, value: Option<&str>) -> Result<(), String> {
+        let result = self.store.conn().and_then(|mut conn| {
+            match value {
+                Some(value) => conn.execute(
+                    "INSERT INTO app_storage (app, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (app, key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&self.app, &key, &value],
+                ),
+                None => conn.execute(
+                    "DELETE FROM app_storage WHERE app = $1 AND key = $2",
+                    &[&self.app, &key],
+                ),
+            }?;
+            Ok(())
+        });
+        result.map_err(|e| format!("app storage could not be saved: {e:#}"))
+    }
+
+    fn read(&self, key: &str) -> Option<Result<Option<String>, String>> {
+        let result = self.store.conn().and_then(|mut conn| {
+            Ok(conn
+                .query_opt(
+                    "SELECT value FROM app_storage WHERE app = $1 AND key = $2",
+                    &[&self.app, &key],
+                )?
+                .map(|row| row.get(0)))
+        });
+        Some(result.map_err(|e| format!("app storage could not be read: {e:#}")))
+    }
+}
+
+/// The callback replay record shared by every node: a signature accepted
+/// on one node is refused as a replay on all of them.
+pub struct PgReplays(pub Arc<PgStore>);
+
+impl ReplayRecord for PgReplays {
+    fn first_time(&self, signature: &str, signed_at: i64, tolerance_secs: i64) -> Result<bool, String> {
+        let result = self.0.conn().and_then(|mut conn| {
+            let until = DateTime::<Utc>::from_timestamp(signed_at + tolerance_secs, 0).unwrap_or_default();
+            conn.execute("DELETE FROM callbacks_seen WHERE seen_until < now()", &[])?;
+            Ok(conn.execute(
+                "INSERT INTO callbacks_seen (signature, seen_until) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&signature, &until],
+            )? == 1)
+        });
+        result.map_err(|e| format!("the replay record could not be checked: {e:#}"))
+    }
+}
