@@ -1,23 +1,139 @@
-//! The SQLite store as the truth: a write that fails is answered 503 and
-//! leaves nothing in memory that is not on disk; a damaged history does not
-//! stop the next start.
+//! The store as the truth, on both engines: SQLite (one server per file)
+//! and PostgreSQL (any number of nodes on one database). Every behaviour
+//! here runs against each (`mod sqlite`, `mod postgres` at the end): a
+//! write that fails is answered 503 and leaves nothing in memory that is
+//! not stored; what was acknowledged reads back after a restart; ended
+//! executions' objects live in the database only; no callback goes out for
+//! a claim that was not stored. The PostgreSQL-only part is what several
+//! nodes share: each other's writes, one claim per occurrence when they
+//! race, and a node that loses its connections.
+//!
+//! The PostgreSQL tests need `ASSETS_TEST_PG` (a server they may create
+//! databases on); `make test` starts a throwaway cluster and sets it. They
+//! fail, never skip, without it.
 
 use assets_platform::assets::{AssetsService, SourceType};
-use assets_platform::clock::SystemClock;
+use assets_platform::clock::{Clock, SystemClock, VirtualClock};
+use assets_platform::scheduler::Scheduler;
 use assets_server::db::SqliteStore;
+use assets_server::pg::PgStore;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-fn temp_db() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("assets-store-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("state.db")
+/// A database of one engine, fresh for one test.
+enum Db {
+    Sqlite(PathBuf),
+    Postgres(String),
 }
 
-fn open(path: &Path) -> AssetsService {
-    let (store, state) = SqliteStore::open(path).unwrap();
-    AssetsService::new(Arc::new(SystemClock)).with_store(Arc::new(store), state)
+impl Db {
+    fn sqlite() -> Db {
+        let dir = std::env::temp_dir().join(format!("assets-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Db::Sqlite(dir.join("state.db"))
+    }
+
+    /// A new database on the server `ASSETS_TEST_PG` names.
+    fn postgres() -> Db {
+        let base = std::env::var("ASSETS_TEST_PG").expect(
+            "ASSETS_TEST_PG is not set: the PostgreSQL tests need a server. `make test` starts a throwaway one \
+             (scripts/with-postgres); by hand: scripts/with-postgres cargo test -p assets-server --test store",
+        );
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = ::postgres::Client::connect(&base, ::postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {base}: {e}"));
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        let (server, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
+        Db::Postgres(format!("{server}/{name}"))
+    }
+
+    /// The state service on this database, as one server (or node) opens it.
+    fn open_with(&self, clock: Arc<dyn Clock>) -> AssetsService {
+        self.open_node(clock, "node-a", None).0
+    }
+
+    fn open(&self) -> AssetsService {
+        self.open_with(Arc::new(SystemClock))
+    }
+
+    /// One node: its service and, on PostgreSQL, its store (the scheduler's
+    /// peers).
+    fn open_node(
+        &self,
+        clock: Arc<dyn Clock>,
+        node: &str,
+        shared_clock: Option<Arc<VirtualClock>>,
+    ) -> (AssetsService, Option<Arc<PgStore>>) {
+        match self {
+            Db::Sqlite(path) => {
+                let (store, state) = SqliteStore::open(path).unwrap();
+                (AssetsService::new(clock).with_store(Arc::new(store), state), None)
+            }
+            Db::Postgres(url) => {
+                let (store, state) = PgStore::open(url, node, shared_clock).unwrap();
+                let store = Arc::new(store);
+                (AssetsService::new(clock).with_store(store.clone(), state), Some(store))
+            }
+        }
+    }
+
+    /// Makes every insert into `table` fail, as a full disk would.
+    fn refuse_inserts(&self, table: &str) {
+        match self {
+            Db::Sqlite(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(&format!(
+                    "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                     BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;"
+                ))
+                .unwrap(),
+            Db::Postgres(url) => {
+                let mut conn = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+                conn.batch_execute(&format!(
+                    "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
+                         $$ BEGIN RAISE EXCEPTION 'disk full (simulated)'; END $$;
+                     CREATE TRIGGER refuse_{table} BEFORE INSERT OR UPDATE ON {table}
+                         FOR EACH ROW EXECUTE FUNCTION refuse();"
+                ))
+                .unwrap()
+            }
+        }
+    }
+
+    /// Undoes [`Db::refuse_inserts`].
+    fn allow_inserts(&self, table: &str) {
+        match self {
+            Db::Sqlite(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(&format!("DROP TRIGGER refuse_{table};"))
+                .unwrap(),
+            Db::Postgres(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
+                .unwrap()
+                .batch_execute(&format!("DROP TRIGGER refuse_{table} ON {table};"))
+                .unwrap(),
+        }
+    }
+
+    /// Rows of `objects` stored for `execution`.
+    fn stored_objects(&self, execution: &str) -> i64 {
+        match self {
+            Db::Sqlite(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .query_row(
+                    "SELECT COUNT(*) FROM objects WHERE execution_id = ?1",
+                    [execution],
+                    |r| r.get(0),
+                )
+                .unwrap(),
+            Db::Postgres(url) => ::postgres::Client::connect(url, ::postgres::NoTls)
+                .unwrap()
+                .query_one("SELECT COUNT(*) FROM objects WHERE execution_id = $1", &[&execution])
+                .unwrap()
+                .get(0),
+        }
+    }
 }
 
 fn call(service: &AssetsService, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -36,6 +152,13 @@ fn create_execution(service: &AssetsService, base: &str) -> (u16, Value) {
     )
 }
 
+/// The id of the source's latest execution.
+fn latest_execution(service: &AssetsService, base: &str) -> String {
+    let (status, latest) = call(service, "GET", &format!("{base}/executions/status"), "");
+    assert_eq!(status, 200, "{latest}");
+    latest["executionId"].as_str().unwrap().to_owned()
+}
+
 /// Signals completion of execution `id`.
 fn complete(service: &AssetsService, base: &str, id: &str) {
     let (status, body) = call(
@@ -47,6 +170,14 @@ fn complete(service: &AssetsService, base: &str, id: &str) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A chunk of `n` servers named `{prefix}{i}`.
+fn chunk(prefix: &str, n: usize, id: &str) -> String {
+    let objects: Vec<Value> = (0..n)
+        .map(|i| serde_json::json!({"externalId": format!("{prefix}{i}"), "label": format!("host {i}")}))
+        .collect();
+    serde_json::json!({"objectTypeId": "server", "clientGeneratedId": id, "objects": objects}).to_string()
+}
+
 /// A workspace with one import source; its API base path.
 fn source(service: &AssetsService) -> String {
     let workspace = service.create_workspace();
@@ -56,19 +187,10 @@ fn source(service: &AssetsService) -> String {
     format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}")
 }
 
-#[test]
-fn a_failed_write_is_answered_503_and_memory_keeps_to_the_database() {
-    let path = temp_db();
-    let service = open(&path);
+fn a_failed_write_is_answered_503_and_memory_keeps_to_the_database(db: Db) {
+    let service = db.open();
     let base = source(&service);
-    // Another connection makes every new execution row fail to insert, as a
-    // full disk would.
-    let saboteur = rusqlite::Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON executions BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;",
-        )
-        .unwrap();
+    db.refuse_inserts("executions");
 
     let (status, body) = create_execution(&service, &base);
     assert_eq!(status, 503, "{body}");
@@ -82,61 +204,86 @@ fn a_failed_write_is_answered_503_and_memory_keeps_to_the_database() {
     assert_eq!((status, history.as_array().map(Vec::len)), (200, Some(0)), "{history}");
 
     // The disk recovers: the retry is acknowledged and stays.
-    saboteur.execute_batch("DROP TRIGGER refuse;").unwrap();
+    db.allow_inserts("executions");
     let (status, body) = create_execution(&service, &base);
     assert_eq!(status, 201, "{body}");
     drop(service);
-    let reopened = open(&path);
+    let reopened = db.open();
     let (status, history) = call(&reopened, "GET", &format!("{base}/history"), "");
     assert_eq!((status, history.as_array().map(Vec::len)), (200, Some(1)), "{history}");
 }
 
-#[test]
-fn a_lost_history_row_does_not_stop_the_next_start() {
-    let path = temp_db();
-    let service = open(&path);
+fn what_was_acknowledged_reads_back_after_a_restart(db: Db) {
+    let service = db.open();
     let base = source(&service);
-    let mut executions = Vec::new();
-    for _ in 0..3 {
-        let (status, created) = create_execution(&service, &base);
-        assert_eq!(status, 201, "{created}");
-        let (status, latest) = call(&service, "GET", &format!("{base}/executions/status"), "");
-        assert_eq!(status, 200);
-        let id = latest["executionId"].as_str().unwrap().to_owned();
-        complete(&service, &base, &id);
-        executions.push(id);
-    }
+    create_execution(&service, &base);
+    let done = latest_execution(&service, &base);
+    let (status, _) = call(
+        &service,
+        "POST",
+        &format!("{base}/executions/{done}/data"),
+        &chunk("a", 3, "c1"),
+    );
+    assert_eq!(status, 200);
+    complete(&service, &base, &done);
+    create_execution(&service, &base);
+    let running = latest_execution(&service, &base);
+    let (status, _) = call(
+        &service,
+        "POST",
+        &format!("{base}/executions/{running}/data"),
+        &chunk("b", 2, "c1"),
+    );
+    assert_eq!(status, 200);
+    let (status, schedule) = call(
+        &service,
+        "POST",
+        &format!("{base}/importschedule"),
+        r#"{"runFrequency": "WEEKLY", "startTime": "2030-01-06T09:00:00Z", "timezone": "Europe/Paris",
+            "callbackUrl": "https://app.example/callback"}"#,
+    );
+    assert_eq!(status, 201, "{schedule}");
     drop(service);
-    let hand = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(hand.execute("DELETE FROM history WHERE idx = 1", []).unwrap(), 1);
-    drop(hand);
 
-    let reopened = open(&path);
-    let (status, history) = call(&reopened, "GET", &format!("{base}/history"), "");
-    assert_eq!(status, 200, "{history}");
+    let reopened = db.open();
+    let (_, history) = call(&reopened, "GET", &format!("{base}/history"), "");
     let history = history.as_array().unwrap();
-    assert_eq!(history.len(), 3, "every execution has its line: {history:?}");
-    let rebuilt = history
-        .iter()
-        .find(|line| line["executionId"] == executions[1].as_str())
-        .expect("the execution that lost its line has one again");
-    assert_eq!(rebuilt["status"], "completed");
-    assert!(rebuilt["failureReason"]
-        .as_str()
-        .unwrap()
-        .contains("lost from the database"));
-    // It goes on working, and starts again.
-    let (status, _) = create_execution(&reopened, &base);
-    assert_eq!(status, 201);
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        (history[0]["status"].as_str(), history[0]["objects"].as_u64()),
+        (Some("completed"), Some(3))
+    );
+    assert_eq!(history[1]["status"], "running");
+    let (status, body) = call(
+        &reopened,
+        "POST",
+        &format!("{base}/executions/{running}/data"),
+        &chunk("b", 2, "c1"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, status_body) = call(&reopened, "GET", &format!("{base}/executions/{running}/status"), "");
+    assert_eq!(
+        (status_body["objects"].as_u64(), status_body["objectsReceived"].as_u64()),
+        (Some(2), Some(2)),
+        "a resent chunk is still recognised after a restart: {status_body}"
+    );
+    let id = schedule["id"].as_str().unwrap();
+    let (status, stored) = call(&reopened, "GET", &format!("{base}/importschedule/{id}"), "");
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(
+        (stored["timezone"].as_str(), stored["runFrequency"].as_str()),
+        (Some("Europe/Paris"), Some("WEEKLY"))
+    );
+    let (status, _) = call(&reopened, "DELETE", &format!("{base}/importschedule/{id}"), "");
+    assert_eq!(status, 200);
     drop(reopened);
-    let again = open(&path);
-    let (_, history) = call(&again, "GET", &format!("{base}/history"), "");
-    assert_eq!(history.as_array().unwrap().len(), 4);
+    let (status, _) = call(&db.open(), "GET", &format!("{base}/importschedule/{id}"), "");
+    assert_eq!(status, 404, "a deletion is stored too");
 }
 
 /// Counts the callbacks it is asked to deliver, and accepts each.
 #[derive(Default)]
-struct Counting(std::sync::atomic::AtomicUsize);
+struct Counting(AtomicUsize);
 
 impl assets_platform::scheduler::Callbacks for Counting {
     fn call(
@@ -145,20 +292,15 @@ impl assets_platform::scheduler::Callbacks for Counting {
         _url: &str,
         _event: &assets_runtime::bindings::import_callback::TriggerEvent,
     ) -> Result<Option<assets_platform::trigger::TriggerOutcome>, String> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_add(1, Ordering::SeqCst);
         Ok(None)
     }
 }
 
-#[test]
-fn no_callback_is_sent_for_a_claim_that_was_not_stored() {
-    use assets_platform::clock::VirtualClock;
-    use assets_platform::scheduler::Scheduler;
-    let path = temp_db();
+fn no_callback_is_sent_for_a_claim_that_was_not_stored(db: Db) {
     let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
     let clock = Arc::new(VirtualClock::new(start));
-    let (store, state) = SqliteStore::open(&path).unwrap();
-    let service = Arc::new(AssetsService::new(clock.clone()).with_store(Arc::new(store), state));
+    let service = Arc::new(db.open_with(clock.clone()));
     let base = source(&service);
     let (status, body) = call(
         &service,
@@ -170,45 +312,40 @@ fn no_callback_is_sent_for_a_claim_that_was_not_stored() {
     assert_eq!(status, 201, "{body}");
     let callbacks = Arc::new(Counting::default());
     let scheduler = Scheduler::new(service.clone()).with_callbacks(callbacks.clone());
-    let saboteur = rusqlite::Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch("CREATE TRIGGER refuse BEFORE INSERT ON occurrences BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;")
-        .unwrap();
+    db.refuse_inserts("occurrences");
 
     clock.set("2026-11-02T13:00:00Z".parse().unwrap());
     assert!(scheduler.run_due().is_empty(), "nothing is reported as handled");
     assert_eq!(
-        callbacks.0.load(std::sync::atomic::Ordering::SeqCst),
+        callbacks.0.load(Ordering::SeqCst),
         0,
         "no callback without a stored claim"
     );
     assert_eq!(service.state().ledger().count(), 0);
 
-    saboteur.execute_batch("DROP TRIGGER refuse;").unwrap();
+    db.allow_inserts("occurrences");
     clock.set("2026-11-02T13:05:00Z".parse().unwrap());
     let firings = scheduler.run_due();
     assert_eq!(firings.len(), 1, "{firings:?}");
     assert_eq!(
-        callbacks.0.load(std::sync::atomic::Ordering::SeqCst),
+        callbacks.0.load(Ordering::SeqCst),
         1,
         "delivered once the claim is stored"
     );
 }
 
-#[test]
-fn an_ended_executions_objects_live_on_disk_not_in_memory() {
-    let path = temp_db();
-    let service = open(&path);
+fn an_ended_executions_objects_live_on_disk_not_in_memory(db: Db) {
+    let service = db.open();
     let base = source(&service);
     let (status, _) = create_execution(&service, &base);
     assert_eq!(status, 201);
-    let (_, latest) = call(&service, "GET", &format!("{base}/executions/status"), "");
-    let id = latest["executionId"].as_str().unwrap().to_owned();
-    let objects: Vec<Value> = (0..50)
-        .map(|i| serde_json::json!({"externalId": format!("h{i}"), "label": format!("host {i}")}))
-        .collect();
-    let chunk = serde_json::json!({"objectTypeId": "server", "objects": objects}).to_string();
-    let (status, body) = call(&service, "POST", &format!("{base}/executions/{id}/data"), &chunk);
+    let id = latest_execution(&service, &base);
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{base}/executions/{id}/data"),
+        &chunk("h", 50, "c1"),
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         service.state().execution_by_id(&id).unwrap().objects.len(),
@@ -227,29 +364,254 @@ fn an_ended_executions_objects_live_on_disk_not_in_memory() {
         (Some(50), Some(50))
     );
     drop(service);
-    let stored: i64 = rusqlite::Connection::open(&path)
-        .unwrap()
-        .query_row("SELECT COUNT(*) FROM objects WHERE execution_id = ?1", [&id], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert_eq!(stored, 50, "the objects are on disk");
+    assert_eq!(db.stored_objects(&id), 50, "the objects are in the database");
 }
 
-#[test]
-fn an_import_source_that_was_not_stored_is_not_created() {
-    let path = temp_db();
-    let service = open(&path);
+fn an_import_source_that_was_not_stored_is_not_created(db: Db) {
+    let service = db.open();
     let workspace = service.create_workspace();
-    let saboteur = rusqlite::Connection::open(&path).unwrap();
-    saboteur
-        .execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON sources BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;",
-        )
-        .unwrap();
+    db.refuse_inserts("sources");
     let refused = service
         .create_import_source(&workspace, SourceType::External, None)
         .expect_err("the admin call cannot report a source it did not store");
     assert_eq!((refused.status, refused.code), (503, "STATE_NOT_SAVED"));
     assert_eq!(service.state().sources().count(), 0, "memory holds no unstored source");
+}
+
+/// The same suite on each engine.
+macro_rules! on_both_engines {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $test() { super::$test(super::Db::sqlite()) })*
+        }
+        mod postgres {
+            $(#[test] fn $test() { super::$test(super::Db::postgres()) })*
+        }
+    };
+}
+
+on_both_engines!(
+    a_failed_write_is_answered_503_and_memory_keeps_to_the_database,
+    what_was_acknowledged_reads_back_after_a_restart,
+    no_callback_is_sent_for_a_claim_that_was_not_stored,
+    an_ended_executions_objects_live_on_disk_not_in_memory,
+    an_import_source_that_was_not_stored_is_not_created,
+);
+
+/// SQLite only: a file restored from an old copy, or edited by hand, may
+/// lose history rows; PostgreSQL is not edited under a running platform.
+#[test]
+fn a_lost_history_row_does_not_stop_the_next_start() {
+    let db = Db::sqlite();
+    let Db::Sqlite(path) = &db else { unreachable!() };
+    let service = db.open();
+    let base = source(&service);
+    let mut executions = Vec::new();
+    for _ in 0..3 {
+        let (status, created) = create_execution(&service, &base);
+        assert_eq!(status, 201, "{created}");
+        let id = latest_execution(&service, &base);
+        complete(&service, &base, &id);
+        executions.push(id);
+    }
+    drop(service);
+    let hand = rusqlite::Connection::open(path).unwrap();
+    assert_eq!(hand.execute("DELETE FROM history WHERE idx = 1", []).unwrap(), 1);
+    drop(hand);
+
+    let reopened = db.open();
+    let (status, history) = call(&reopened, "GET", &format!("{base}/history"), "");
+    assert_eq!(status, 200, "{history}");
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 3, "every execution has its line: {history:?}");
+    let rebuilt = history
+        .iter()
+        .find(|line| line["executionId"] == executions[1].as_str())
+        .expect("the execution that lost its line has one again");
+    assert_eq!(rebuilt["status"], "completed");
+    assert!(rebuilt["failureReason"]
+        .as_str()
+        .unwrap()
+        .contains("lost from the database"));
+    // It goes on working, and starts again.
+    let (status, _) = create_execution(&reopened, &base);
+    assert_eq!(status, 201);
+    drop(reopened);
+    let again = db.open();
+    let (_, history) = call(&again, "GET", &format!("{base}/history"), "");
+    assert_eq!(history.as_array().unwrap().len(), 4);
+}
+
+// ---- PostgreSQL: what several nodes share -------------------------------
+
+#[test]
+fn two_nodes_on_one_database_see_each_others_writes() {
+    let db = Db::postgres();
+    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
+    let b = db.open_node(Arc::new(SystemClock), "node-b", None).0;
+    let base = source(&a);
+    let (status, body) = create_execution(&b, &base);
+    assert_eq!(status, 201, "node b sees the source node a made: {body}");
+    let id = latest_execution(&a, &base);
+    let (status, _) = call(
+        &a,
+        "POST",
+        &format!("{base}/executions/{id}/data"),
+        &chunk("x", 10, "c1"),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &b,
+        "POST",
+        &format!("{base}/executions/{id}/data"),
+        &chunk("x", 10, "c1"),
+    );
+    assert_eq!(status, 200);
+    let (status, body) = call(
+        &b,
+        "POST",
+        &format!("{base}/executions/{id}/data"),
+        &chunk("y", 5, "c2"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, on_a) = call(&a, "GET", &format!("{base}/executions/{id}/status"), "");
+    assert_eq!(
+        (on_a["objects"].as_u64(), on_a["objectsReceived"].as_u64()),
+        (Some(15), Some(15)),
+        "a chunk resent to the other node is stored once, and the counts agree: {on_a}"
+    );
+    let (status, body) = create_execution(&a, &base);
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (409, Some("IN_PROGRESS")),
+        "one run at a time across nodes: {body}"
+    );
+    complete(&b, &base, &id);
+    let (_, history_a) = call(&a, "GET", &format!("{base}/history"), "");
+    let (_, history_b) = call(&b, "GET", &format!("{base}/history"), "");
+    assert_eq!(history_a, history_b, "the history reads the same from either node");
+    assert_eq!(history_a[0]["status"], "completed");
+}
+
+#[test]
+fn two_nodes_racing_for_a_thousand_due_schedules_claim_each_occurrence_once() {
+    const SCHEDULES: usize = 1000;
+    let db = Db::postgres();
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let due: chrono::DateTime<chrono::Utc> = "2026-11-02T13:00:00Z".parse().unwrap();
+    let nodes: Vec<(Arc<AssetsService>, Arc<Scheduler>, Arc<Counting>)> = ["node-a", "node-b"]
+        .into_iter()
+        .map(|name| {
+            let clock = Arc::new(VirtualClock::new(start));
+            let (service, store) = db.open_node(clock.clone(), name, Some(clock));
+            let store = store.unwrap();
+            // Alive, as each node's heartbeat says: neither takes over the
+            // other's deliveries.
+            store.heartbeat().unwrap();
+            let service = Arc::new(service);
+            let callbacks = Arc::new(Counting::default());
+            let scheduler = Scheduler::new(service.clone())
+                .with_callbacks(callbacks.clone())
+                .with_peers(name, store);
+            (service, Arc::new(scheduler), callbacks)
+        })
+        .collect();
+    let workspace = nodes[0].0.create_workspace();
+    for _ in 0..SCHEDULES {
+        let id = nodes[0]
+            .0
+            .create_import_source(&workspace, SourceType::External, None)
+            .unwrap();
+        let (status, body) = call(
+            &nodes[0].0,
+            "POST",
+            &format!("/jsm/assets/workspace/{workspace}/v1/importsource/{id}/importschedule"),
+            r#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+                "callbackUrl": "https://app.example/callback"}"#,
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    // Both at the due instant, then both claim at once, several passes each.
+    let barrier = std::sync::Barrier::new(nodes.len());
+    let claimed: Vec<Vec<String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|(_, scheduler, _)| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    barrier.wait();
+                    let mut ids = Vec::new();
+                    for _ in 0..3 {
+                        let (_, claims) = scheduler.claim_due(due);
+                        ids.extend(claims.iter().map(|c| c.occurrence_id().to_owned()));
+                        for claim in claims {
+                            scheduler.fire(claim);
+                        }
+                    }
+                    ids
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let all: Vec<&String> = claimed.iter().flatten().collect();
+    let distinct: std::collections::HashSet<&&String> = all.iter().collect();
+    assert_eq!(
+        all.len(),
+        SCHEDULES,
+        "every occurrence claimed, none twice (per node: {:?})",
+        claimed.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_eq!(distinct.len(), SCHEDULES);
+    let sent: usize = nodes.iter().map(|(_, _, c)| c.0.load(Ordering::SeqCst)).sum();
+    assert_eq!(sent, SCHEDULES, "one callback per occurrence across both nodes");
+    let ledger = nodes[1].0.state().ledger().count();
+    assert_eq!(ledger, SCHEDULES, "node b's ledger has them all");
+}
+
+#[test]
+fn a_node_whose_connections_are_cut_answers_503_then_carries_on() {
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let service = db.open();
+    let base = source(&service);
+    let (status, _) = create_execution(&service, &base);
+    assert_eq!(status, 201);
+    let id = latest_execution(&service, &base);
+    // Every connection to this database dropped, as a restarted server or a
+    // network cut would.
+    let name = url.rsplit('/').next().unwrap();
+    let mut admin = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap();
+    let mut answers = Vec::new();
+    for n in 0..3 {
+        let (status, body) = call(
+            &service,
+            "POST",
+            &format!("{base}/executions/{id}/data"),
+            &chunk("z", 4, &format!("c{n}")),
+        );
+        answers.push(status);
+        assert!(
+            status == 200 || (status == 503 && body["errorCode"] == "STATE_NOT_SAVED"),
+            "{status} {body}"
+        );
+    }
+    assert_eq!(
+        answers.last(),
+        Some(&200),
+        "a fresh connection after the cut: {answers:?}"
+    );
+    let (_, state) = call(&service, "GET", &format!("{base}/executions/{id}/status"), "");
+    let accepted = answers.iter().filter(|&&s| s == 200).count() as u64;
+    assert_eq!(
+        state["objectsReceived"].as_u64(),
+        Some(accepted * 4),
+        "only acknowledged chunks count: {state}"
+    );
 }
