@@ -58,8 +58,11 @@ demo: component
 test-guest: setup
 	$(CARGO) build --target $(WASM_TARGET) --profile wasm -p misbehaving-guest
 
+# The PostgreSQL tests run against a throwaway cluster that
+# scripts/with-postgres starts (installing the server with apt-get where it
+# is missing) and stops afterwards, also when tests fail.
 test: component test-guest compose
-	ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) ASSETS_TEST_GUEST=$(CURDIR)/$(TEST_GUEST) \
+	scripts/with-postgres env ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) ASSETS_TEST_GUEST=$(CURDIR)/$(TEST_GUEST) \
 		ASSETS_COMPOSED_DIR=$(CURDIR)/$(COMPOSED) $(CARGO) test --workspace
 	@$(MAKE) --no-print-directory shared-build runtime-deps
 

@@ -234,6 +234,12 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         let (store, state) = SqliteStore::open(&args.db)?;
         (Store::Sqlite(Arc::new(store)), state)
     };
+    // Compiled before the start-up lock below, so nodes starting together
+    // compile at once and only set up one at a time.
+    let mut runtimes = HashMap::new();
+    for (name, path) in &args.apps {
+        runtimes.insert(name.clone(), Arc::new(Runtime::from_file(path)?));
+    }
     // Nodes starting together set up the workspace and the apps one at a time.
     let _startup = match &store {
         Store::Pg(pg) => Some(pg.startup_lock()?),
@@ -258,7 +264,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     let settings = args.app_settings.clone();
     let mut apps = HashMap::new();
     let mut secrets = HashMap::new();
-    for (name, path) in &args.apps {
+    for (name, _) in &args.apps {
         // The app's first source, kept across restarts; a database from
         // before that was recorded adopts the app's source with the lowest id.
         let import_source_id = store.first_source(name, || {
@@ -290,7 +296,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
                 tracing::warn!(app = %name, %source, %execution, "failed an import left running by the previous server");
             }
         }
-        let runtime = Arc::new(Runtime::from_file(path)?);
+        let runtime = runtimes.remove(name).expect("compiled above");
         let source = SyntheticSource {
             objects: args.objects,
             ..SyntheticSource::default()

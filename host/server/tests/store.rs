@@ -615,3 +615,85 @@ fn a_node_whose_connections_are_cut_answers_503_then_carries_on() {
         "only acknowledged chunks count: {state}"
     );
 }
+
+/// Records the attempt of every callback it is asked to deliver.
+#[derive(Default)]
+struct Attempts(std::sync::Mutex<Vec<(String, u32)>>);
+
+impl assets_platform::scheduler::Callbacks for Attempts {
+    fn call(
+        &self,
+        _app: Option<&str>,
+        _url: &str,
+        event: &assets_runtime::bindings::import_callback::TriggerEvent,
+    ) -> Result<Option<assets_platform::trigger::TriggerOutcome>, String> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((event.occurrence_id.clone(), event.attempt));
+        Ok(None)
+    }
+}
+
+#[test]
+fn a_dead_nodes_delivery_is_delivered_again_by_another_node_with_the_next_attempt() {
+    let db = Db::postgres();
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let due: chrono::DateTime<chrono::Utc> = "2026-11-02T13:00:00Z".parse().unwrap();
+    let node = |name: &str| {
+        let clock = Arc::new(VirtualClock::new(start));
+        let (service, store) = db.open_node(clock.clone(), name, Some(clock));
+        let store = store.unwrap();
+        store.heartbeat().unwrap();
+        let service = Arc::new(service);
+        let callbacks = Arc::new(Attempts::default());
+        let scheduler = Scheduler::new(service.clone())
+            .with_callbacks(callbacks.clone())
+            .with_peers(name, store.clone());
+        (service, scheduler, callbacks, store)
+    };
+    let (a, a_scheduler, _, a_store) = node("node-a");
+    let (_b, b_scheduler, b_callbacks, _b_store) = node("node-b");
+    let base = source(&a);
+    let (status, body) = call(
+        &a,
+        "POST",
+        &format!("{base}/importschedule"),
+        r#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+            "callbackUrl": "https://app.example/callback"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // Node a claims the occurrence, then dies before delivering it.
+    let (_, claimed) = a_scheduler.claim_due(due);
+    assert_eq!(claimed.len(), 1);
+    let occurrence = claimed[0].occurrence_id().to_owned();
+    drop(claimed);
+    let (_, taken) = b_scheduler.claim_due(due);
+    assert!(taken.is_empty(), "node a still holds its lease: not taken over");
+
+    // Its heartbeat stops; once the lease runs out (database time), node b
+    // takes the delivery over.
+    drop(a_store);
+    let waited = std::time::Instant::now();
+    let taken = loop {
+        let (_, taken) = b_scheduler.claim_due(due);
+        if !taken.is_empty() {
+            break taken;
+        }
+        assert!(waited.elapsed() < assets_server::pg::NODE_LEASE * 3, "never taken over");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].occurrence_id(), occurrence, "the same occurrence id");
+    for claim in taken {
+        b_scheduler.fire(claim);
+    }
+    assert_eq!(
+        *b_callbacks.0.lock().unwrap(),
+        vec![(occurrence.clone(), 2)],
+        "delivered again by node b as attempt 2"
+    );
+    let entry = a.state().occurrence(&occurrence).cloned().unwrap();
+    assert_eq!((entry.attempt, entry.lease_owner.as_deref()), (2, Some("node-b")));
+}

@@ -41,13 +41,19 @@ pub fn temp_dir() -> PathBuf {
 impl Server {
     /// Starts a server on `port` with `db`, hosting the importer as `demo`.
     pub fn start(db: &Path, port: u16, extra: &[&str]) -> Server {
+        let log = db.with_extension(format!("{port}.{}.log", uuid::Uuid::new_v4().simple()));
+        Server::launch(db.as_os_str(), log, port, extra)
+    }
+
+    /// Starts a server on `port` with `db` (a file or a PostgreSQL URL),
+    /// logging to `log`, hosting the importer as `demo`.
+    pub fn launch(db: &std::ffi::OsStr, log: PathBuf, port: u16, extra: &[&str]) -> Server {
         let component = assets_host::cli::default_component_path();
         assert!(
             component.exists(),
             "{} is missing; run `make test`",
             component.display()
         );
-        let log = db.with_extension(format!("{port}.{}.log", uuid::Uuid::new_v4().simple()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_assets-host"))
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--db"])
             .arg(db)
@@ -255,4 +261,59 @@ impl Receiver {
     pub fn accept_callback(mut stream: TcpStream) {
         let _ = stream.write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
     }
+}
+
+/// A new database on the PostgreSQL server `ASSETS_TEST_PG` names (`make
+/// test` starts one); its URL. Fails, never skips, without a server.
+pub fn fresh_postgres() -> String {
+    let base = std::env::var("ASSETS_TEST_PG").expect(
+        "ASSETS_TEST_PG is not set: the PostgreSQL tests need a server. `make test` starts a throwaway one \
+         (scripts/with-postgres); by hand: scripts/with-postgres cargo test -p assets-host --test cluster",
+    );
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = postgres::Client::connect(&base, postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {base}: {e}"));
+    admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+    let (server, _) = base.rsplit_once('/').expect("a URL ending in /DATABASE");
+    format!("{server}/{name}")
+}
+
+/// A load balancer in miniature: each connection goes to the next backend
+/// port that accepts it, so a dead node is passed over.
+pub struct Proxy {
+    pub url: String,
+}
+
+impl Proxy {
+    pub fn start(ports: Vec<u16>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut next = 0usize;
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                next += 1;
+                let backend = (0..ports.len())
+                    .find_map(|k| TcpStream::connect(("127.0.0.1", ports[(next + k) % ports.len()])).ok());
+                if let Some(backend) = backend {
+                    pipe(client, backend);
+                }
+            }
+        });
+        Proxy { url }
+    }
+}
+
+/// Copies bytes both ways until either side closes.
+fn pipe(client: TcpStream, backend: TcpStream) {
+    let (mut client_in, mut backend_out) = (client.try_clone().unwrap(), backend.try_clone().unwrap());
+    let (mut backend_in, mut client_out) = (backend, client);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut backend_out);
+        let _ = backend_out.shutdown(std::net::Shutdown::Write);
+    });
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut backend_in, &mut client_out);
+        let _ = client_out.shutdown(std::net::Shutdown::Write);
+    });
 }
