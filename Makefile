@@ -99,6 +99,7 @@ runtime-deps:
 bench: component
 	$(CARGO) run --release --quiet -p assets-host -- bench --component $(COMPONENT) $(BENCH_ARGS)
 	$(CARGO) run --release --quiet -p assets-host -- bench --serve $(BENCH_SERVE_ARGS)
+	scripts/with-postgres $(CARGO) run --release --quiet -p assets-host -- bench --cluster --component $(COMPONENT) $(BENCH_ARGS)
 
 lint:
 	$(CARGO) fmt --all -- --check

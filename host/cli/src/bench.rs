@@ -45,6 +45,13 @@ pub struct BenchArgs {
     /// With `--serve`: imports of 1,000 objects for the memory figure.
     #[arg(long, default_value_t = 10_000)]
     pub imports: u64,
+    /// Measure several nodes on PostgreSQL instead (needs `--postgres`).
+    #[arg(long)]
+    pub cluster: bool,
+    /// With `--cluster`: a PostgreSQL server URL the bench may create
+    /// databases on (`make bench` starts a throwaway one).
+    #[arg(long, env = "ASSETS_TEST_PG")]
+    pub postgres: Option<String>,
 }
 
 /// The figures, named as in BENCHMARKS.md.
@@ -480,6 +487,24 @@ pub const TARGETS: &[(&str, f64, bool)] = &[
 
 /// `assets-host bench`.
 pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
+    if args.cluster {
+        let url = args
+            .postgres
+            .context("--cluster needs --postgres postgres://USER@HOST:PORT/DB (make bench starts a server)")?;
+        let component = args.component.unwrap_or_else(crate::cli::default_component_path);
+        let f = crate::bench_cluster::run(&url, &component.to_string_lossy())?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&f)?);
+            return Ok(());
+        }
+        println!("{:<28} {:>14}", "figure", "measured");
+        println!("{:<28} {:>14.0}", "claims_per_s_sqlite", f.claims_per_s_sqlite);
+        println!("{:<28} {:>14.0}", "claims_per_s_postgres", f.claims_per_s_postgres);
+        println!("{:<28} {:>14.2}", "herd_1_node_s", f.herd_1_node_s);
+        println!("{:<28} {:>14.2}", "herd_3_nodes_s", f.herd_3_nodes_s);
+        println!("{:<28} {:>14.2}", "takeover_s", f.takeover_s);
+        return Ok(());
+    }
     if args.serve {
         let f = crate::bench_serve::run(args.imports)?;
         if args.json {

@@ -33,10 +33,12 @@ pub struct ServeFigures {
     pub db_mib: f64,
 }
 
-struct Served {
-    child: Child,
-    base: String,
-    workspace: String,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) base: String,
+    pub(crate) workspace: String,
+    /// The node's name on a shared database.
+    pub(crate) node: String,
     agent: ureq::Agent,
     dir: std::path::PathBuf,
 }
@@ -51,18 +53,28 @@ impl Drop for Served {
 
 impl Served {
     fn start() -> anyhow::Result<Served> {
+        Served::start_on(None, &[])
+    }
+
+    /// A server on `db` (default: a new SQLite file), with `extra` arguments.
+    pub(crate) fn start_on(db: Option<&str>, extra: &[&str]) -> anyhow::Result<Served> {
         let dir = std::env::temp_dir().join(format!("assets-bench-serve-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
+        let db = db.map_or_else(|| dir.join("bench.db").into_os_string(), Into::into);
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--addr", "127.0.0.1:0", "--clock", "virtual", "--db"])
-            .arg(dir.join("bench.db"))
+            .arg(db)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start assets-host serve")?;
-        let (mut base, mut workspace) = (String::new(), String::new());
+        let (mut base, mut workspace, mut node) = (String::new(), String::new(), String::new());
         for line in BufReader::new(child.stdout.take().context("no stdout")?).lines() {
             let line = line?;
+            if let Some(id) = line.trim().strip_prefix("node ") {
+                node = id.trim().to_owned();
+            }
             if let Some(url) = line.strip_prefix("listening on ") {
                 base = url.trim().to_owned();
             }
@@ -78,12 +90,13 @@ impl Served {
             child,
             base,
             workspace,
+            node,
             agent: ureq::AgentBuilder::new().build(),
             dir,
         })
     }
 
-    fn call(&self, method: &str, path: &str, body: &str) -> anyhow::Result<Value> {
+    pub(crate) fn call(&self, method: &str, path: &str, body: &str) -> anyhow::Result<Value> {
         let url = if path.starts_with("http") {
             path.to_owned()
         } else {
@@ -112,7 +125,7 @@ impl Served {
         Ok(created["id"].as_str().context("no source id")?.to_owned())
     }
 
-    fn base_of(&self, source: &str) -> String {
+    pub(crate) fn base_of(&self, source: &str) -> String {
         format!("/jsm/assets/workspace/{}/v1/importsource/{source}", self.workspace)
     }
 

@@ -20,6 +20,7 @@
 //! Nothing depends on this crate but the end-to-end tests.
 
 pub mod bench;
+pub mod bench_cluster;
 pub mod bench_serve;
 pub mod chaos;
 pub mod cli;

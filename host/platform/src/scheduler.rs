@@ -729,6 +729,27 @@ impl Scheduler {
                 (fired, reason)
             }
         };
+        // The app started an execution before the call broke (its node died,
+        // the connection was cut): that execution, not the callback, says how
+        // the occurrence ends, or the stale rule fails it once nobody
+        // delivers it and it is past its limit (`recover`).
+        let linked = self
+            .assets
+            .state()
+            .occurrence(&occurrence_id)
+            .and_then(|e| e.execution_id.clone());
+        if let Some(execution) = linked {
+            tracing::warn!(occurrence = %occurrence_id, %execution, %reason, "the callback failed after the app started its execution; the execution ends the occurrence");
+            return firing(
+                &schedule,
+                &occurrence,
+                &occurrence_id,
+                FiringStatus::Delivered,
+                Some(execution),
+                0,
+                Some(reason),
+            );
+        }
         let reason: String = reason
             .chars()
             .take(crate::assets::model::MAX_FAILURE_REASON_CHARS)

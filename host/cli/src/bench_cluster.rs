@@ -1,0 +1,238 @@
+//! `assets-host bench --cluster --db postgres://…`: what several nodes on
+//! one PostgreSQL cost and buy, measured against real `serve` processes
+//! (`make bench` runs it on a throwaway cluster).
+//!
+//! - ledger claims per second, 1,000 schedules due at one instant run by
+//!   the platform, on SQLite and on PostgreSQL, in the same run;
+//! - the thousand-schedule herd: 1,000 schedules of the hosted importer due
+//!   at one instant, 100 objects each, on one node and on three;
+//! - how long a dead node's delivery waits before another node delivers it
+//!   again (the node lease plus the scheduler's poll).
+
+use crate::bench_serve::Served;
+use anyhow::{ensure, Context as _};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Cluster figures, named as in BENCHMARKS.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterFigures {
+    /// Occurrences claimed and ended per second, 1,000 due at once, SQLite.
+    pub claims_per_s_sqlite: f64,
+    /// The same on PostgreSQL.
+    pub claims_per_s_postgres: f64,
+    /// The herd (1,000 imports of 100 objects) on one node, seconds.
+    pub herd_1_node_s: f64,
+    /// The same herd on three nodes, seconds.
+    pub herd_3_nodes_s: f64,
+    /// From `kill -9` of the node delivering an occurrence to its delivery
+    /// by another node (attempt 2), seconds.
+    pub takeover_s: f64,
+}
+
+/// A new database on the server `url` points at; its URL.
+fn fresh_database(url: &str) -> anyhow::Result<String> {
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).with_context(|| format!("cannot reach {url}"))?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let (server, _) = url.rsplit_once('/').context("a URL ending in /DATABASE")?;
+    Ok(format!("{server}/{name}"))
+}
+
+/// 1,000 platform-run (csv) schedules due in an hour; seconds per claim.
+fn claims_per_s(served: &Served) -> anyhow::Result<f64> {
+    let now = clock(served)?;
+    let due = stamp(now + chrono::Duration::hours(1));
+    for _ in 0..1000 {
+        let source = served.call(
+            "POST",
+            "/_admin/importsource",
+            &json!({ "workspaceId": served.workspace, "type": "csv" }).to_string(),
+        )?["id"]
+            .as_str()
+            .context("no source id")?
+            .to_owned();
+        served.call(
+            "POST",
+            &format!("{}/importschedule", served.base_of(&source)),
+            &json!({ "runFrequency": "DAILY", "startTime": due, "timezone": "UTC" }).to_string(),
+        )?;
+    }
+    let start = Instant::now();
+    let advanced = served.call("POST", "/_admin/clock/advance", r#"{"seconds": 7200}"#)?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let firings = advanced["firings"].as_array().context("no firings")?;
+    ensure!(
+        firings.len() == 1000,
+        "expected 1,000 occurrences, got {}",
+        firings.len()
+    );
+    Ok(1000.0 / elapsed)
+}
+
+fn clock(served: &Served) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    Ok(served.call("GET", "/_admin/clock", "")?["now"]
+        .as_str()
+        .context("no clock")?
+        .parse()?)
+}
+
+fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The ledger entries in `state`, read from `served`.
+fn count(served: &Served, state: &str) -> anyhow::Result<usize> {
+    let mut total = 0;
+    let mut cursor = String::new();
+    loop {
+        let page = served.call("GET", &format!("/_admin/occurrences?state={state}{cursor}"), "")?;
+        total += page["occurrences"].as_array().map_or(0, Vec::len);
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return Ok(total),
+        }
+    }
+}
+
+/// `nodes` nodes hosting the importer on a fresh database; 1,000 schedules
+/// due at one instant, their callbacks spread over the nodes; seconds from
+/// the clock advance until all 1,000 have ended.
+fn herd(url: &str, component: &str, nodes: usize) -> anyhow::Result<f64> {
+    let db = fresh_database(url)?;
+    let app = format!("demo={component}");
+    let args = [
+        "--app",
+        app.as_str(),
+        "--objects",
+        "100",
+        "--clock-start",
+        "2026-03-01T00:00:00Z",
+    ];
+    let nodes: Vec<Served> = (0..nodes)
+        .map(|_| Served::start_on(Some(&db), &args))
+        .collect::<anyhow::Result<_>>()?;
+    let first = &nodes[0];
+    let due = stamp(clock(first)? + chrono::Duration::hours(1));
+    for i in 0..1000 {
+        let source = first.call(
+            "POST",
+            "/_admin/importsource",
+            &json!({ "workspaceId": first.workspace, "type": "external", "app": "demo" }).to_string(),
+        )?["id"]
+            .as_str()
+            .context("no source id")?
+            .to_owned();
+        let callback = format!("{}/apps/demo/webtrigger", nodes[i % nodes.len()].base);
+        first.call(
+            "POST",
+            &format!("{}/importschedule", first.base_of(&source)),
+            &json!({ "runFrequency": "DAILY", "startTime": due, "timezone": "UTC", "callbackUrl": callback })
+                .to_string(),
+        )?;
+    }
+    let start = Instant::now();
+    first.call("POST", "/_admin/clock/advance", r#"{"seconds": 7200}"#)?;
+    while count(first, "completed")? + count(first, "failed")? + count(first, "skipped")? < 1000 {
+        ensure!(
+            start.elapsed() < Duration::from_secs(600),
+            "the herd did not finish in 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    ensure!(
+        count(first, "completed")? == 1000,
+        "not every run of the herd completed"
+    );
+    Ok(elapsed)
+}
+
+/// Two nodes; a callback that never answers holds a delivery on one; that
+/// node is killed; seconds until the other delivers it again.
+fn takeover(url: &str) -> anyhow::Result<f64> {
+    let db = fresh_database(url)?;
+    // A receiver that accepts callbacks and never answers.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let hang_url = format!("http://{}/callback", hang.local_addr()?);
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        std::thread::spawn(move || {
+            for stream in hang.incoming().flatten() {
+                held.lock().unwrap_or_else(|e| e.into_inner()).push(stream);
+            }
+        });
+    }
+    let args = ["--clock-start", "2026-03-01T00:00:00Z"];
+    let mut nodes: Vec<Option<Served>> = vec![
+        Some(Served::start_on(Some(&db), &args)?),
+        Some(Served::start_on(Some(&db), &args)?),
+    ];
+    let first = nodes[0].as_ref().context("node")?;
+    let source = first.call(
+        "POST",
+        "/_admin/importsource",
+        &json!({ "workspaceId": first.workspace, "type": "external" }).to_string(),
+    )?["id"]
+        .as_str()
+        .context("no source id")?
+        .to_owned();
+    let due = stamp(clock(first)? + chrono::Duration::minutes(1));
+    first.call(
+        "POST",
+        &format!("{}/importschedule", first.base_of(&source)),
+        &json!({ "runFrequency": "DAILY", "startTime": due, "timezone": "UTC", "callbackUrl": hang_url }).to_string(),
+    )?;
+    let base = first.base.clone();
+    // The advance waits on the hanging callback; let it.
+    std::thread::spawn(move || {
+        let _ = ureq::post(&format!("{base}/_admin/clock/advance")).send_string(r#"{"seconds": 120}"#);
+    });
+    let entry = |served: &Served| -> anyhow::Result<Option<Value>> {
+        let page = served.call("GET", "/_admin/occurrences", "")?;
+        Ok(page["occurrences"].as_array().and_then(|o| o.first().cloned()))
+    };
+    let owner = loop {
+        if let Some(e) = entry(first)? {
+            if let Some(owner) = e["leaseOwner"].as_str() {
+                break owner.to_owned();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let victim = nodes
+        .iter()
+        .position(|n| n.as_ref().is_some_and(|n| n.node == owner))
+        .context("the owner is one of the nodes")?;
+    let mut killed = nodes[victim].take().context("node")?;
+    killed.child.kill()?;
+    killed.child.wait()?;
+    let killed_at = Instant::now();
+    let survivor = nodes.iter().flatten().next().context("a survivor")?;
+    loop {
+        if entry(survivor)?.is_some_and(|e| e["attempt"].as_u64() == Some(2)) {
+            return Ok(killed_at.elapsed().as_secs_f64());
+        }
+        ensure!(killed_at.elapsed() < Duration::from_secs(60), "never taken over");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the measurements against the PostgreSQL server `url` (databases are
+/// created on it) with the importer `component`.
+pub fn run(url: &str, component: &str) -> anyhow::Result<ClusterFigures> {
+    let claims_per_s_sqlite = claims_per_s(&Served::start_on(None, &[])?)?;
+    let claims_per_s_postgres = claims_per_s(&Served::start_on(Some(&fresh_database(url)?), &[])?)?;
+    let herd_1_node_s = herd(url, component, 1)?;
+    let herd_3_nodes_s = herd(url, component, 3)?;
+    let takeover_s = takeover(url)?;
+    Ok(ClusterFigures {
+        claims_per_s_sqlite,
+        claims_per_s_postgres,
+        herd_1_node_s,
+        herd_3_nodes_s,
+        takeover_s,
+    })
+}
