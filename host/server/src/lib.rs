@@ -1,5 +1,5 @@
 //! Serve mode: the simulated platform (`assets-platform`) over real HTTP,
-//! its state in SQLite, schedules calling apps back with signed HTTP
+//! its state in SQLite (one server) or PostgreSQL (several nodes), schedules calling apps back with signed HTTP
 //! callbacks, and the real HTTP client for apps' outbound calls.
 //!
 //! - [`serve`]: start-up (database, workspace, one import source per hosted
@@ -11,6 +11,9 @@
 //! - [`db`]: the platform's state and the apps' storage and secrets in
 //!   SQLite, behind the platform's `StateStore` and the runtime's
 //!   `StorageBacking`.
+//! - [`pg`]: the same in PostgreSQL, shared by several nodes: each node's
+//!   state a cache brought up to date under one row lock, node heartbeats,
+//!   the shared virtual clock, storage and replay record.
 //! - [`signing`]: HMAC-SHA256 callback signatures, the five-minute window,
 //!   replay refusal.
 //! - [`http_client`]: `ureq` behind the runtime's `OutboundHttp` and
@@ -18,7 +21,7 @@
 //!
 //! Its own crate, not part of the CLI, so that the network edge and the
 //! database stay out of the runtime and the platform (which must not depend
-//! on axum, rusqlite or ureq) and so that another front end can start a
+//! on axum, rusqlite, postgres or ureq) and so that another front end can start a
 //! server without the command line. It must not depend on `assets-host`.
 
 pub mod db;

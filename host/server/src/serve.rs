@@ -1,5 +1,6 @@
 //! Serve mode: a local stand-in for the Assets service and the app platform,
-//! over real HTTP, with its state in SQLite.
+//! over real HTTP, with its state in SQLite, or in PostgreSQL shared by
+//! several nodes.
 //!
 //! `assets-host serve` puts the same pieces the in-process commands use behind
 //! a network edge:
