@@ -9,7 +9,7 @@
 //! - how long a dead node's delivery waits before another node delivers it
 //!   again (the node lease plus the scheduler's poll).
 
-use crate::bench_serve::Served;
+use crate::bench_serve::{ledger_claims_per_s, Served};
 use anyhow::{ensure, Context as _};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -38,37 +38,6 @@ fn fresh_database(url: &str) -> anyhow::Result<String> {
     admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
     let (server, _) = url.rsplit_once('/').context("a URL ending in /DATABASE")?;
     Ok(format!("{server}/{name}"))
-}
-
-/// 1,000 platform-run (csv) schedules due in an hour; seconds per claim.
-fn claims_per_s(served: &Served) -> anyhow::Result<f64> {
-    let now = clock(served)?;
-    let due = stamp(now + chrono::Duration::hours(1));
-    for _ in 0..1000 {
-        let source = served.call(
-            "POST",
-            "/_admin/importsource",
-            &json!({ "workspaceId": served.workspace, "type": "csv" }).to_string(),
-        )?["id"]
-            .as_str()
-            .context("no source id")?
-            .to_owned();
-        served.call(
-            "POST",
-            &format!("{}/importschedule", served.base_of(&source)),
-            &json!({ "runFrequency": "DAILY", "startTime": due, "timezone": "UTC" }).to_string(),
-        )?;
-    }
-    let start = Instant::now();
-    let advanced = served.call("POST", "/_admin/clock/advance", r#"{"seconds": 7200}"#)?;
-    let elapsed = start.elapsed().as_secs_f64();
-    let firings = advanced["firings"].as_array().context("no firings")?;
-    ensure!(
-        firings.len() == 1000,
-        "expected 1,000 occurrences, got {}",
-        firings.len()
-    );
-    Ok(1000.0 / elapsed)
 }
 
 fn clock(served: &Served) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
@@ -223,8 +192,8 @@ fn takeover(url: &str) -> anyhow::Result<f64> {
 /// Runs the measurements against the PostgreSQL server `url` (databases are
 /// created on it) with the importer `component`.
 pub fn run(url: &str, component: &str) -> anyhow::Result<ClusterFigures> {
-    let claims_per_s_sqlite = claims_per_s(&Served::start_on(None, &[])?)?;
-    let claims_per_s_postgres = claims_per_s(&Served::start_on(Some(&fresh_database(url)?), &[])?)?;
+    let claims_per_s_sqlite = ledger_claims_per_s(&Served::start_on(None, &[])?)?;
+    let claims_per_s_postgres = ledger_claims_per_s(&Served::start_on(Some(&fresh_database(url)?), &[])?)?;
     let herd_1_node_s = herd(url, component, 1)?;
     let herd_3_nodes_s = herd(url, component, 3)?;
     let takeover_s = takeover(url)?;
