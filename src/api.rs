@@ -54,6 +54,17 @@ impl fmt::Display for CallError {
     }
 }
 
+impl CallError {
+    /// The same error with `note` (e.g. how retrying ended) added.
+    pub fn noted(self, note: &str) -> CallError {
+        match self {
+            CallError::InvalidPath(m) => CallError::InvalidPath(format!("{m}; {note}")),
+            CallError::Unreachable(m) => CallError::Unreachable(format!("{m}; {note}")),
+            CallError::Timeout(m) => CallError::Timeout(format!("{m}; {note}")),
+        }
+    }
+}
+
 /// The Assets API as the platform exposes it: paths are relative to the
 /// workspace base path, the platform adds the credentials.
 pub trait AssetsApi {
@@ -153,6 +164,76 @@ pub fn classify(failure: &ApiFailure, now_ms: u64) -> Verdict {
         ApiFailure::Call(CallError::Unreachable(_) | CallError::Timeout(_)) => Verdict::Backoff,
         _ => Verdict::Fatal,
     }
+}
+
+/// True when a failed call may still have been carried out: no answer came
+/// back (a timeout or a broken connection) or the server failed (5xx) after
+/// the request arrived.
+pub fn is_ambiguous(failure: &ApiFailure) -> bool {
+    match failure {
+        ApiFailure::Call(CallError::Timeout(_) | CallError::Unreachable(_)) => true,
+        ApiFailure::Status { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
+/// Path of the import source's latest execution's status.
+pub fn latest_status_path(import_source_id: &str) -> String {
+    format!("{}/status", executions_path(import_source_id))
+}
+
+/// Reads a latest-execution status answer and returns the execution's id if
+/// it can only be the one this run asked for: still `INGESTING`, of the same
+/// kind (`scheduled`), with no data yet, started no earlier than `since_ms`.
+/// A field the answer leaves out is not held against it.
+pub fn created_by_us(body: &str, scheduled: bool, since_ms: u64) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    let id = value.get("executionId").and_then(Value::as_str)?;
+    let ingesting = value.get("status").and_then(Value::as_str) == Some("INGESTING");
+    let same_kind = value
+        .get("scheduled")
+        .and_then(Value::as_bool)
+        .is_none_or(|s| s == scheduled);
+    let empty = value.get("chunks").and_then(Value::as_u64).is_none_or(|c| c == 0);
+    let recent = value
+        .get("startedAt")
+        .and_then(Value::as_str)
+        .and_then(rfc3339_ms)
+        .is_none_or(|at| at >= since_ms);
+    (ingesting && same_kind && empty && recent && !id.is_empty()).then(|| id.to_owned())
+}
+
+/// `2026-01-01T01:00:00Z` (fractions and `±HH:MM` offsets too) as
+/// milliseconds since the Unix epoch.
+pub fn rfc3339_ms(text: &str) -> Option<u64> {
+    let (date, time) = text.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (d.next()??, d.next()??, d.next()??);
+    let (clock, offset_s) = match time.find(['Z', 'z', '+', '-']) {
+        Some(i) if matches!(&time[i..i + 1], "Z" | "z") => (&time[..i], 0),
+        Some(i) => {
+            let sign = if &time[i..i + 1] == "-" { -1 } else { 1 };
+            let (h, m) = time[i + 1..].split_once(':')?;
+            (
+                &time[..i],
+                sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
+            )
+        }
+        None => return None,
+    };
+    let mut c = clock.splitn(3, ':');
+    let (h, m) = (c.next()?.parse::<i64>().ok()?, c.next()?.parse::<i64>().ok()?);
+    let seconds: f64 = c.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = (days * 86_400 + h * 3600 + m * 60 - offset_s) * 1000 + (seconds * 1000.0).round() as i64;
+    u64::try_from(ms).ok()
 }
 
 /// The `state` field of an execution-status answer (`DONE`, `FAILED`, ...).
@@ -279,5 +360,49 @@ mod tests {
             body: "<html>gateway</html>".into(),
         };
         assert_eq!(summarise_error(&r).to_string(), "HTTP 502: <html>gateway</html>");
+    }
+
+    #[test]
+    fn rfc3339_times_read_as_epoch_milliseconds() {
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_ms("2015-10-21T07:28:00Z"), Some(1_445_412_480_000));
+        assert_eq!(rfc3339_ms("2015-10-21T09:28:00.250+02:00"), Some(1_445_412_480_250));
+        assert_eq!(rfc3339_ms("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(rfc3339_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn only_a_fresh_empty_ingesting_execution_of_the_same_kind_is_ours() {
+        let body = |status: &str, scheduled: bool, chunks: u64, at: &str| {
+            serde_json::json!({"executionId": "e-1", "status": status, "scheduled": scheduled, "chunks": chunks, "startedAt": at}).to_string()
+        };
+        let since = rfc3339_ms("2026-01-01T01:00:00Z").unwrap();
+        assert_eq!(
+            created_by_us(&body("INGESTING", true, 0, "2026-01-01T01:00:05Z"), true, since).as_deref(),
+            Some("e-1")
+        );
+        assert_eq!(
+            created_by_us(&body("DONE", true, 0, "2026-01-01T01:00:05Z"), true, since),
+            None
+        );
+        assert_eq!(
+            created_by_us(&body("INGESTING", false, 0, "2026-01-01T01:00:05Z"), true, since),
+            None,
+            "a manual run"
+        );
+        assert_eq!(
+            created_by_us(&body("INGESTING", true, 3, "2026-01-01T01:00:05Z"), true, since),
+            None,
+            "already has data"
+        );
+        assert_eq!(
+            created_by_us(&body("INGESTING", true, 0, "2026-01-01T00:59:00Z"), true, since),
+            None,
+            "older than this run"
+        );
+        assert_eq!(
+            created_by_us(r#"{"executionId":"e-2","status":"INGESTING"}"#, true, since).as_deref(),
+            Some("e-2")
+        );
     }
 }

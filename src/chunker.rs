@@ -13,6 +13,10 @@ use crate::settings::ChunkLimits;
 use serde::ser::{SerializeMap, Serializer};
 use std::fmt;
 
+/// Where an object was in the source's stream: (page number in the run,
+/// index of the object on its page). Checkpoints are made of these.
+pub type Mark = (u64, u32);
+
 /// A finished chunk, ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
@@ -22,6 +26,19 @@ pub struct Chunk {
     pub objects: usize,
     /// The JSON body.
     pub body: String,
+    /// Where its last object was in the stream.
+    pub last: Mark,
+}
+
+/// An open chunk that holds objects not yet sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending<'a> {
+    /// Its object type.
+    pub object_type_id: &'a str,
+    /// The number in its `clientGeneratedId`.
+    pub id: u64,
+    /// Where its first object was in the stream.
+    pub first: Mark,
 }
 
 /// Data that cannot be chunked; the import cannot go on.
@@ -79,17 +96,23 @@ pub struct Chunker {
     object_json: Vec<u8>,
     /// Chunk ids are this prefix and a counter.
     id_prefix: String,
+    /// Chunk numbers used so far; the next chunk opened takes `opened + 1`.
     opened: u64,
 }
 
 #[derive(Debug)]
 struct OpenChunk {
     object_type_id: String,
-    /// The body so far, without its closing `]}`.
+    /// The body so far, without its closing `]}`; empty until it is started.
     body: String,
     count: usize,
-    /// Length of `{"clientGeneratedId":..,"objectTypeId":..,"objects":[`.
-    prefix_len: usize,
+    /// The number in its `clientGeneratedId`, once started.
+    id: u64,
+    /// A number to start with instead of a new one (a resumed run reopens
+    /// the chunk it had open, so a re-sent chunk keeps its id).
+    reserved: Option<u64>,
+    first: Mark,
+    last: Mark,
 }
 
 const CLOSING: &str = "]}";
@@ -107,9 +130,48 @@ impl Chunker {
         }
     }
 
-    /// Adds one object of type `object_type_id`. Returns the chunk it closed,
-    /// if the object did not fit in its type's open chunk.
-    pub fn push(&mut self, object_type_id: &str, object: &AssetObject) -> Result<Option<Chunk>, InvalidData> {
+    /// A chunker that goes on where a checkpoint left off: `opened` chunk
+    /// numbers are used, and each of `reopen`'s object types starts again
+    /// with the chunk number it had open.
+    pub fn resume(
+        limits: ChunkLimits,
+        id_prefix: impl Into<String>,
+        opened: u64,
+        reopen: impl IntoIterator<Item = (String, u64)>,
+    ) -> Chunker {
+        let mut chunker = Chunker::new(limits, id_prefix);
+        chunker.opened = opened;
+        for (object_type_id, id) in reopen {
+            let mut chunk = OpenChunk::new(&object_type_id);
+            chunk.reserved = Some(id);
+            chunker.open.push(chunk);
+        }
+        chunker
+    }
+
+    /// Chunk numbers used so far.
+    pub fn opened(&self) -> u64 {
+        self.opened
+    }
+
+    /// The open chunks that hold objects not yet sent.
+    pub fn pending(&self) -> impl Iterator<Item = Pending<'_>> {
+        self.open.iter().filter(|c| c.count > 0).map(|c| Pending {
+            object_type_id: &c.object_type_id,
+            id: c.id,
+            first: c.first,
+        })
+    }
+
+    /// Adds one object of type `object_type_id`, found at `mark` in the
+    /// stream. Returns the chunk it closed, if the object did not fit in its
+    /// type's open chunk. A refused object leaves the chunker as it was.
+    pub fn push(
+        &mut self,
+        object_type_id: &str,
+        object: &AssetObject,
+        mark: Mark,
+    ) -> Result<Option<Chunk>, InvalidData> {
         if object_type_id.is_empty() {
             return Err(InvalidData::EmptyObjectType);
         }
@@ -132,31 +194,52 @@ impl Chunker {
                 self.open.len() - 1
             }
         };
-        let chunk = &mut self.open[index];
-        if chunk.body.is_empty() {
-            self.opened += 1;
-            chunk.start(&format!("{}{}", self.id_prefix, self.opened));
-        }
-        let alone = chunk.prefix_len + json.len() + CLOSING.len();
-        if alone > self.limits.max_bytes {
-            return Err(InvalidData::ObjectTooLarge {
-                external_id: object.external_id.clone(),
-                bytes: alone,
-                limit: self.limits.max_bytes,
-            });
-        }
-        let fits = chunk.count < self.limits.max_objects
-            && chunk.body.len() + 1 + json.len() + CLOSING.len() <= self.limits.max_bytes;
-        let closed = if fits {
-            None
-        } else {
-            let closed = chunk.take();
-            self.opened += 1;
-            chunk.start(&format!("{}{}", self.id_prefix, self.opened));
-            closed
+        let max_bytes = self.limits.max_bytes;
+        let too_large = |bytes: usize| InvalidData::ObjectTooLarge {
+            external_id: object.external_id.clone(),
+            bytes,
+            limit: max_bytes,
         };
-        chunk.append(json);
+        let chunk = &mut self.open[index];
+        if chunk.count == 0 {
+            // The object opens a chunk: it must fit alone, under the id that
+            // chunk gets.
+            let id = chunk.reserved.unwrap_or(self.opened + 1);
+            let alone = prefix_len(&self.id_prefix, id, object_type_id) + json.len() + CLOSING.len();
+            if alone > max_bytes {
+                return Err(too_large(alone));
+            }
+            if chunk.reserved.take().is_none() {
+                self.opened += 1;
+            }
+            chunk.start(&self.id_prefix, id);
+            chunk.append(json, mark);
+            return Ok(None);
+        }
+        let fits =
+            chunk.count < self.limits.max_objects && chunk.body.len() + 1 + json.len() + CLOSING.len() <= max_bytes;
+        if fits {
+            chunk.append(json, mark);
+            return Ok(None);
+        }
+        // Close this chunk and open the next: the object must fit alone under
+        // the next id, which may be a digit longer than this one.
+        let id = self.opened + 1;
+        let alone = prefix_len(&self.id_prefix, id, object_type_id) + json.len() + CLOSING.len();
+        if alone > max_bytes {
+            return Err(too_large(alone));
+        }
+        let closed = chunk.take();
+        self.opened = id;
+        chunk.start(&self.id_prefix, id);
+        chunk.append(json, mark);
         Ok(closed)
+    }
+
+    /// Closes and returns the first open chunk that holds an object, leaving
+    /// the others open.
+    pub fn close_next(&mut self) -> Option<Chunk> {
+        self.open.iter_mut().find(|c| c.count > 0).and_then(OpenChunk::take)
     }
 
     /// Closes and returns every open chunk that holds an object, in the order
@@ -166,35 +249,51 @@ impl Chunker {
     }
 }
 
+/// Length of `{"clientGeneratedId":..,"objectTypeId":..,"objects":[` for
+/// chunk number `id`.
+fn prefix_len(id_prefix: &str, id: u64, object_type_id: &str) -> usize {
+    let mut body = String::new();
+    write_prefix(&mut body, id_prefix, id, object_type_id);
+    body.len()
+}
+
+fn write_prefix(body: &mut String, id_prefix: &str, id: u64, object_type_id: &str) {
+    body.push_str("{\"clientGeneratedId\":");
+    body.push_str(&serde_json::to_string(&format!("{id_prefix}{id}")).expect("a string serializes"));
+    body.push_str(",\"objectTypeId\":");
+    body.push_str(&serde_json::to_string(object_type_id).expect("a string serializes"));
+    body.push_str(",\"objects\":[");
+}
+
 impl OpenChunk {
     fn new(object_type_id: &str) -> OpenChunk {
         OpenChunk {
             object_type_id: object_type_id.to_owned(),
             body: String::new(),
             count: 0,
-            prefix_len: 0,
+            id: 0,
+            reserved: None,
+            first: (0, 0),
+            last: (0, 0),
         }
     }
 
-    /// Begins the body: `{"clientGeneratedId":..,"objectTypeId":..,"objects":[`.
-    fn start(&mut self, chunk_id: &str) {
+    /// Begins the body of chunk number `id`.
+    fn start(&mut self, id_prefix: &str, id: u64) {
         self.body.clear();
-        self.body.push_str("{\"clientGeneratedId\":");
-        self.body
-            .push_str(&serde_json::to_string(chunk_id).expect("a string serializes"));
-        self.body.push_str(",\"objectTypeId\":");
-        self.body
-            .push_str(&serde_json::to_string(&self.object_type_id).expect("a string serializes"));
-        self.body.push_str(",\"objects\":[");
-        self.prefix_len = self.body.len();
+        write_prefix(&mut self.body, id_prefix, id, &self.object_type_id);
+        self.id = id;
     }
 
-    fn append(&mut self, json: &str) {
+    fn append(&mut self, json: &str, mark: Mark) {
         if self.count > 0 {
             self.body.push(',');
+        } else {
+            self.first = mark;
         }
         self.body.push_str(json);
         self.count += 1;
+        self.last = mark;
     }
 
     /// The finished chunk, leaving this one empty and ready for more.
@@ -209,6 +308,7 @@ impl OpenChunk {
             object_type_id: self.object_type_id.clone(),
             objects: self.count,
             body,
+            last: self.last,
         };
         self.count = 0;
         Some(chunk)
@@ -260,8 +360,8 @@ mod tests {
     fn chunk_all(limits: ChunkLimits, items: &[(&str, AssetObject)]) -> Vec<Chunk> {
         let mut chunker = Chunker::new(limits, "c-");
         let mut chunks = Vec::new();
-        for (t, o) in items {
-            chunks.extend(chunker.push(t, o).unwrap());
+        for (i, (t, o)) in items.iter().enumerate() {
+            chunks.extend(chunker.push(t, o, (1, i as u32)).unwrap());
         }
         chunks.extend(chunker.finish());
         chunks
@@ -352,7 +452,7 @@ mod tests {
             },
             "c-",
         );
-        let err = chunker.push("t", &object(7, 1000)).unwrap_err();
+        let err = chunker.push("t", &object(7, 1000), (1, 0)).unwrap_err();
         assert!(matches!(err, InvalidData::ObjectTooLarge { ref external_id, .. } if external_id == "asset-7"));
         assert!(err.to_string().contains("chunk-max-bytes"));
     }
@@ -360,11 +460,14 @@ mod tests {
     #[test]
     fn empty_ids_are_refused() {
         let mut chunker = Chunker::new(ChunkLimits::default(), "c-");
-        assert_eq!(chunker.push("", &object(1, 1)), Err(InvalidData::EmptyObjectType));
+        assert_eq!(
+            chunker.push("", &object(1, 1), (1, 0)),
+            Err(InvalidData::EmptyObjectType)
+        );
         let mut nameless = object(1, 1);
         nameless.external_id.clear();
         assert!(matches!(
-            chunker.push("t", &nameless),
+            chunker.push("t", &nameless, (1, 0)),
             Err(InvalidData::EmptyExternalId { .. })
         ));
     }
@@ -377,5 +480,152 @@ mod tests {
         let body: Value = serde_json::from_str(&chunks[0].body).unwrap();
         assert_eq!(body["objectTypeId"], "type \"x\"");
         assert_eq!(body["objects"][0]["label"], o.label.as_str());
+    }
+
+    #[test]
+    fn a_chunk_never_passes_the_byte_limit_when_its_id_gains_a_digit() {
+        // Chunk 9 is exactly at the limit; chunk 10's id is one byte longer,
+        // so the same object no longer fits (it used to go out at 109 bytes).
+        let o = object(1, 0);
+        let mut probe = Chunker::new(
+            ChunkLimits {
+                max_objects: 1,
+                max_bytes: 1 << 20,
+            },
+            "c-",
+        );
+        probe.push("t", &o, (1, 0)).unwrap();
+        let at_nine = probe.finish()[0].body.len();
+        let limits = ChunkLimits {
+            max_objects: 1,
+            max_bytes: at_nine,
+        };
+        let mut chunker = Chunker::new(limits, "c-");
+        let mut sent = Vec::new();
+        let mut refused = None;
+        for i in 0..12 {
+            match chunker.push("t", &o, (1, i)) {
+                Ok(closed) => sent.extend(closed),
+                Err(e) => {
+                    refused = Some((i, e));
+                    break;
+                }
+            }
+        }
+        sent.extend(chunker.finish());
+        assert!(sent.iter().all(|c| c.body.len() <= at_nine));
+        let (i, e) = refused.expect("the tenth chunk cannot hold the object");
+        assert_eq!(i, 9, "objects 0..9 went out in chunks c-1..c-9");
+        assert_eq!(
+            e,
+            InvalidData::ObjectTooLarge {
+                external_id: "asset-1".into(),
+                bytes: at_nine + 1,
+                limit: at_nine
+            }
+        );
+    }
+
+    #[test]
+    fn a_resumed_chunker_reopens_its_chunk_under_the_same_id() {
+        let limits = ChunkLimits {
+            max_objects: 2,
+            max_bytes: 1 << 20,
+        };
+        let mut chunker = Chunker::resume(limits, "e-", 7, [("t".to_owned(), 5)]);
+        assert_eq!(chunker.push("t", &object(1, 1), (3, 0)).unwrap(), None);
+        assert_eq!(
+            chunker.pending().next().unwrap(),
+            Pending {
+                object_type_id: "t",
+                id: 5,
+                first: (3, 0)
+            }
+        );
+        chunker.push("t", &object(2, 1), (3, 1)).unwrap();
+        let closed = chunker.push("t", &object(3, 1), (3, 2)).unwrap().unwrap();
+        assert!(closed.body.contains("\"e-5\""));
+        assert_eq!(closed.last, (3, 1));
+        assert_eq!(chunker.opened(), 8, "the next chunk took the next unused number");
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            // ASCII, characters JSON escapes, and multi-byte text.
+            proptest::string::string_regex("[a-z0-9 \"\\\n\u{e9}\u{65e5}\u{1f600}]{0,40}").unwrap()
+        }
+
+        fn item() -> impl Strategy<Value = (u8, AssetObject)> {
+            (
+                0u8..3,
+                text(),
+                proptest::collection::vec((text(), proptest::collection::vec(text(), 0..3)), 0..3),
+            )
+                .prop_map(|(t, label, attributes)| {
+                    (
+                        t,
+                        AssetObject {
+                            external_id: String::new(),
+                            label,
+                            attributes,
+                        },
+                    )
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+
+            /// Every body fits the byte and object limits, and every object
+            /// goes out exactly once, in order within its type; an object is
+            /// refused only when it could not fit in a chunk of its own.
+            #[test]
+            fn every_chunk_fits_and_every_object_goes_out_once(
+                items in proptest::collection::vec(item(), 0..120),
+                max_bytes in 90usize..1500,
+                max_objects in 1usize..12,
+            ) {
+                let limits = ChunkLimits { max_objects, max_bytes };
+                let mut chunker = Chunker::new(limits, "exec-");
+                let mut chunks = Vec::new();
+                let mut pushed: Vec<(String, String)> = Vec::new();
+                for (i, (t, mut o)) in items.into_iter().enumerate() {
+                    o.external_id = format!("id-{i}");
+                    let object_type = format!("type-{t}");
+                    match chunker.push(&object_type, &o, (1, i as u32)) {
+                        Ok(closed) => {
+                            chunks.extend(closed);
+                            pushed.push((object_type, o.external_id));
+                        }
+                        Err(InvalidData::ObjectTooLarge { bytes, limit, .. }) => {
+                            prop_assert!(bytes > limit);
+                            break;
+                        }
+                        Err(e) => return Err(TestCaseError::fail(e.to_string())),
+                    }
+                }
+                chunks.extend(chunker.finish());
+                let mut sent: Vec<(String, String)> = Vec::new();
+                let mut ids = std::collections::HashSet::new();
+                for c in &chunks {
+                    prop_assert!(c.body.len() <= max_bytes, "a {}-byte body over {}", c.body.len(), max_bytes);
+                    prop_assert!(c.objects >= 1 && c.objects <= max_objects);
+                    let body: Value = serde_json::from_str(&c.body).unwrap();
+                    prop_assert!(ids.insert(body["clientGeneratedId"].as_str().unwrap().to_owned()));
+                    for o in body["objects"].as_array().unwrap() {
+                        sent.push((c.object_type_id.clone(), o["externalId"].as_str().unwrap().to_owned()));
+                    }
+                }
+                for t in 0..3 {
+                    let of = |list: &[(String, String)]| -> Vec<String> {
+                        list.iter().filter(|(ty, _)| *ty == format!("type-{t}")).map(|(_, id)| id.clone()).collect()
+                    };
+                    prop_assert_eq!(of(&sent), of(&pushed));
+                }
+            }
+        }
     }
 }

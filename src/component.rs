@@ -10,7 +10,7 @@ mod bindings {
 
 use bindings::assets::scheduled_import::{assets_api, config, data_source, storage, timer, types};
 use bindings::exports::assets::scheduled_import::import_callback::{
-    self as callback, FailedRun, RunError, RunReport, TriggerEvent,
+    self as callback, FailedRun, PausedRun, RunError, RunOutcome, RunReport, TriggerEvent,
 };
 
 use crate::api::{ApiResponse, AssetsApi, CallError, Method};
@@ -22,7 +22,7 @@ use crate::settings::Settings;
 struct Importer;
 
 impl callback::Guest for Importer {
-    fn on_trigger(event: TriggerEvent) -> Result<RunReport, RunError> {
+    fn on_trigger(event: TriggerEvent) -> Result<RunOutcome, RunError> {
         let trigger = Trigger {
             import_source_id: &event.import_source_id,
             scheduled: event.scheduled,
@@ -37,12 +37,20 @@ impl callback::Guest for Importer {
             &mut PlatformTimer,
             &mut AppStorage,
         )
-        .map(|r| RunReport {
-            execution_id: r.execution_id,
-            chunks_sent: r.chunks_sent,
-            objects_sent: r.objects_sent,
-            retries: r.retries,
-            replayed: r.replayed,
+        .map(|outcome| match outcome {
+            lifecycle::Outcome::Completed(r) => RunOutcome::Completed(RunReport {
+                execution_id: r.execution_id,
+                chunks_sent: r.chunks_sent,
+                objects_sent: r.objects_sent,
+                retries: r.retries,
+                replayed: r.replayed,
+            }),
+            lifecycle::Outcome::Paused(p) => RunOutcome::Paused(PausedRun {
+                execution_id: p.execution_id,
+                chunks_sent: p.chunks_sent,
+                objects_sent: p.objects_sent,
+                retries: p.retries,
+            }),
         })
         .map_err(|e| match e {
             lifecycle::RunError::ExecutionNotCreated(reason) => RunError::ExecutionNotCreated(reason),
@@ -111,6 +119,9 @@ impl Timer for PlatformTimer {
     }
     fn sleep_ms(&mut self, ms: u64) {
         timer::sleep_ms(ms)
+    }
+    fn time_left_ms(&mut self) -> u64 {
+        timer::time_left_ms()
     }
 }
 

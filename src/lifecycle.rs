@@ -12,16 +12,33 @@
 //!   within the configured budget; each chunk carries a `clientGeneratedId`
 //!   so a chunk sent twice is stored once;
 //! - an occurrence is handled once: the execution it created is recorded in
-//!   app storage, and a duplicate delivery reports that run instead of
-//!   starting another.
+//!   app storage as soon as its id is known, and a duplicate delivery
+//!   reports that run instead of starting another;
+//! - creating an execution is safe to repeat: after a call that may have
+//!   gone through without an answer, the latest execution is looked up
+//!   before asking again, and adopted when it can only be this run's;
+//! - a run survives being cut short: after every accepted chunk the record
+//!   holds a checkpoint ([`Checkpoint`]), and a later delivery of the same
+//!   occurrence whose execution is still ingesting goes on from it, on the
+//!   same execution, without sending accepted objects again. When the
+//!   platform says the invocation is nearly out of time, the run stops at a
+//!   checkpoint by itself and returns [`Outcome::Paused`];
+//! - a source that hands back a cursor already read in this delivery, or
+//!   more pages than `source-max-pages`, fails the run by name.
 
 use crate::api::{self, ApiFailure, ApiResponse, AssetsApi, Method};
-use crate::chunker::{Chunk, Chunker};
+use crate::chunker::{Chunk, Chunker, Mark};
 use crate::model::{DataSource, Page, SourceError};
 use crate::reason::cut_reason;
 use crate::retry::{self, GaveUp, Retrier, Timer, Verdict};
 use crate::settings::{SettingError, Settings};
 use serde::{Deserialize, Serialize};
+use std::collections::{HashSet, VecDeque};
+
+/// How far back an execution's start may be, by the API's clock, and still
+/// be taken for the one this run asked for (clocks of the platform and the
+/// API may differ).
+const ADOPT_CLOCK_SLACK_MS: u64 = 60_000;
 
 /// App storage, as the `storage` import gives it.
 pub trait KeyValue {
@@ -57,6 +74,29 @@ pub struct RunReport {
     pub replayed: bool,
 }
 
+/// A delivery that stopped at a checkpoint because the invocation was
+/// nearly out of time; calling again with the same occurrence goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PausedRun {
+    /// The execution, still ingesting.
+    pub execution_id: String,
+    /// Chunks accepted so far, over every delivery.
+    pub chunks_sent: u32,
+    /// Objects accepted so far, over every delivery.
+    pub objects_sent: u64,
+    /// Calls repeated after transient failures in this delivery.
+    pub retries: u32,
+}
+
+/// How a delivery ended when nothing failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Completion was signalled (or an earlier delivery's was replayed).
+    Completed(RunReport),
+    /// Stopped at a checkpoint before the time limit; deliver again.
+    Paused(PausedRun),
+}
+
 /// A run that created an execution and then failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedRun {
@@ -90,6 +130,51 @@ struct OccurrenceRecord {
     chunks: u32,
     objects: u64,
     reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<Checkpoint>,
+}
+
+/// Where a run can go on from. Every object before `resume` was accepted,
+/// and so was every object of a type up to that type's `sent_through` mark
+/// (chunks of different types close at different times, so accepted objects
+/// are not one prefix of the stream). Sources must give the same pages for
+/// the same cursors for a resumed run to be exact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Where reading goes on; `None` once every page was read and every
+    /// object accepted, so only completion is left.
+    pub resume: Option<ResumeAt>,
+    /// Per object type, in the order the types appeared.
+    pub types: Vec<TypeMark>,
+    /// Chunk numbers used (chunk ids are `{executionId}-{number}`).
+    pub opened: u64,
+    /// Source pages read in the run so far.
+    pub pages: u64,
+}
+
+/// A place in the source's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeAt {
+    /// The page's number in the run, 1 for the first.
+    pub page: u64,
+    /// The cursor that reads it; `None` for the first page.
+    pub cursor: Option<String>,
+    /// Objects on that page before this index were accepted.
+    pub index: u32,
+}
+
+/// What a checkpoint keeps of one object type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeMark {
+    /// The object type.
+    pub object_type_id: String,
+    /// Its last accepted object's (page, index), if any.
+    pub sent_through: Option<Mark>,
+    /// The number of its chunk that was open, reopened under the same id.
+    pub open_chunk: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,15 +185,15 @@ enum RecordState {
     Failed,
 }
 
+/// The checkpoint stored for `occurrence_id`, if any (for tests and tools).
+pub fn stored_checkpoint(storage: &mut impl KeyValue, occurrence_id: &str) -> Option<Checkpoint> {
+    let stored = storage.get(&occurrence_key(occurrence_id))?;
+    serde_json::from_str::<OccurrenceRecord>(&stored).ok()?.checkpoint
+}
+
 /// The storage key of an occurrence's record.
 pub fn occurrence_key(occurrence_id: &str) -> String {
     format!("occurrence/{occurrence_id}")
-}
-
-#[derive(Default)]
-struct Progress {
-    chunks: u32,
-    objects: u64,
 }
 
 /// The run's view of the platform: every call goes through here, retried.
@@ -126,14 +211,49 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
         let Io {
             api, timer, retrier, ..
         } = self;
-        let now = timer.now_ms();
         retrier
-            .run(
-                &mut **timer,
-                || api::check(api.call(method, path, body)),
-                |f| api::classify(f, now),
-            )
+            .run(&mut **timer, || api::check(api.call(method, path, body)), api::classify)
             .map_err(|(failure, gave_up)| with_gave_up(failure, gave_up))
+    }
+
+    /// Creates an execution, safely repeated: once an attempt may have gone
+    /// through unanswered, the latest execution is looked up first, and one
+    /// that can only be ours is adopted instead of asking again (which would
+    /// leave the first one ingesting, with nobody to end it).
+    fn create_execution(&mut self, source_id: &str, scheduled: bool) -> Result<String, ApiFailure> {
+        let path = api::executions_path(source_id);
+        let since_ms = self.timer.now_ms().saturating_sub(ADOPT_CLOCK_SLACK_MS);
+        let Io {
+            api, timer, retrier, ..
+        } = self;
+        let mut unsure = false;
+        let ours = |api: &mut A| {
+            let answer = api::check(api.call(Method::Get, &api::latest_status_path(source_id), None)).ok()?;
+            api::created_by_us(&answer.body, scheduled, since_ms)
+        };
+        let created = retrier.run(
+            &mut **timer,
+            || {
+                if unsure {
+                    if let Some(id) = ours(api) {
+                        return Ok(id);
+                    }
+                }
+                let answer = api::check(api.call(Method::Post, &path, Some(api::create_execution_body(scheduled))));
+                unsure |= answer.as_ref().err().is_some_and(api::is_ambiguous);
+                answer.and_then(|r| api::execution_id_from_response(&r.body).map_err(ApiFailure::Unreadable))
+            },
+            api::classify,
+        );
+        match created {
+            Ok(id) => Ok(id),
+            // The last word: a run that may have created an execution never
+            // leaves without looking for it.
+            Err((failure, gave_up)) => match unsure.then(|| ours(api)).flatten() {
+                Some(id) => Ok(id),
+                None => Err(with_gave_up(failure, gave_up)),
+            },
+        }
     }
 
     /// One source page, retried on timeouts and connection failures.
@@ -145,7 +265,7 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
             .run(
                 &mut **timer,
                 || source.next_page(cursor),
-                |e| match e {
+                |e, _| match e {
                     SourceError::Timeout(_) | SourceError::Connection(_) => Verdict::Backoff,
                     _ => Verdict::Fatal,
                 },
@@ -189,7 +309,7 @@ fn with_gave_up(failure: ApiFailure, gave_up: Option<GaveUp>) -> ApiFailure {
             message: format!("{message} ({})", g.why),
             retry_after,
         },
-        (ApiFailure::Call(e), Some(g)) => ApiFailure::Unreadable(format!("{e} ({})", g.why)),
+        (ApiFailure::Call(e), Some(g)) => ApiFailure::Call(e.noted(&g.why)),
         (failure, _) => failure,
     }
 }
@@ -203,7 +323,7 @@ pub fn run_import(
     source: &mut impl DataSource,
     timer: &mut impl Timer,
     storage: &mut impl KeyValue,
-) -> Result<RunReport, RunError> {
+) -> Result<Outcome, RunError> {
     let policy = settings.as_ref().map(|s| s.retry).unwrap_or_default();
     let mut io = Io {
         api,
@@ -214,102 +334,165 @@ pub fn run_import(
     };
     let source_id = trigger.import_source_id;
 
-    if let Some(earlier) = replay(&mut io, trigger) {
-        return earlier;
-    }
-
-    let created = io.send(
-        Method::Post,
-        &api::executions_path(source_id),
-        Some(api::create_execution_body(trigger.scheduled)),
-    );
-    let execution_id = created
-        .and_then(|r| api::execution_id_from_response(&r.body).map_err(ApiFailure::Unreadable))
-        .map_err(|failure| RunError::ExecutionNotCreated(not_created_reason(source_id, &failure)))?;
-    let mut record = OccurrenceRecord {
-        execution_id: execution_id.clone(),
-        state: RecordState::Started,
-        chunks: 0,
-        objects: 0,
-        reason: None,
-    };
-    io.remember(trigger.occurrence_id, &record);
-
-    let mut progress = Progress::default();
-    let ingested = settings
-        .map_err(|e| e.to_string())
-        .and_then(|settings| ingest(&settings, &mut io, source_id, &execution_id, &mut progress));
-    (record.chunks, record.objects) = (progress.chunks, progress.objects);
-
-    if let Err(reason) = ingested {
-        let failed = fail(&mut io, source_id, execution_id, &reason, progress);
-        record.state = RecordState::Failed;
-        record.reason = Some(failed.reason.clone());
-        io.remember(trigger.occurrence_id, &record);
-        return Err(RunError::ImportFailed(failed));
-    }
-
-    let completed_path = api::execution_path(source_id, &execution_id, "/history/completed");
-    if let Err(failure) = io.send(Method::Post, &completed_path, None) {
-        // A retried completion that the API calls "already completed" did
-        // go through; anything else is returned, never reported, since
-        // completion may have taken effect.
-        let done = matches!(
-            io.execution_state(source_id, &execution_id).as_deref(),
-            Some("DONE" | "PROCESSING")
-        );
-        if !done {
-            return Err(RunError::ImportFailed(FailedRun {
+    let record = match earlier_delivery(&mut io, trigger) {
+        Earlier::None => {
+            let execution_id = io
+                .create_execution(source_id, trigger.scheduled)
+                .map_err(|failure| RunError::ExecutionNotCreated(not_created_reason(source_id, &failure)))?;
+            let record = OccurrenceRecord {
                 execution_id,
-                reason: cut_reason(&format!("Signalling completion failed: {failure}")),
-                reported: false,
-                chunks_sent: progress.chunks,
-                objects_sent: progress.objects,
-            }));
+                state: RecordState::Started,
+                chunks: 0,
+                objects: 0,
+                reason: None,
+                checkpoint: None,
+            };
+            io.remember(trigger.occurrence_id, &record);
+            record
         }
-    }
-    record.state = RecordState::Completed;
-    io.remember(trigger.occurrence_id, &record);
-    Ok(RunReport {
-        execution_id,
-        chunks_sent: progress.chunks,
-        objects_sent: progress.objects,
-        retries: io.retrier.retries(),
-        replayed: false,
-    })
+        Earlier::Ended(result) => return result,
+        Earlier::Ingesting(record) => record,
+    };
+    go_on(&mut io, trigger, settings, record)
 }
 
-/// A duplicate delivery: the earlier run's result, if this occurrence was
-/// already handled.
-fn replay<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
+/// Ingests from `record`'s checkpoint (or from the start), then completes,
+/// pauses or fails the execution.
+fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     io: &mut Io<'_, A, S, T, K>,
     trigger: Trigger<'_>,
-) -> Option<Result<RunReport, RunError>> {
-    let stored = io.storage.get(&occurrence_key(trigger.occurrence_id))?;
-    let record: OccurrenceRecord = serde_json::from_str(&stored).ok()?;
+    settings: Result<Settings, SettingError>,
+    record: OccurrenceRecord,
+) -> Result<Outcome, RunError> {
+    let source_id = trigger.import_source_id;
+    let mut run = match settings {
+        Ok(settings) => Run::new(settings, trigger.occurrence_id, record),
+        Err(e) => {
+            let mut record = record;
+            return Err(failed(io, trigger, &mut record, &e.to_string()));
+        }
+    };
+    match ingest(io, source_id, &mut run) {
+        Err(reason) => Err(failed(io, trigger, &mut run.record, &reason)),
+        Ok(Ingested::Paused) => Ok(Outcome::Paused(PausedRun {
+            execution_id: run.record.execution_id,
+            chunks_sent: run.record.chunks,
+            objects_sent: run.record.objects,
+            retries: io.retrier.retries(),
+        })),
+        Ok(Ingested::Done) => {
+            let mut record = run.record;
+            let execution_id = record.execution_id.clone();
+            let completed_path = api::execution_path(source_id, &execution_id, "/history/completed");
+            if let Err(failure) = io.send(Method::Post, &completed_path, None) {
+                // A retried completion that the API calls "already completed"
+                // did go through; anything else is returned, never reported,
+                // since completion may have taken effect.
+                let done = matches!(
+                    io.execution_state(source_id, &execution_id).as_deref(),
+                    Some("DONE" | "PROCESSING")
+                );
+                if !done {
+                    return Err(RunError::ImportFailed(FailedRun {
+                        execution_id,
+                        reason: cut_reason(&format!("Signalling completion failed: {failure}")),
+                        reported: false,
+                        chunks_sent: record.chunks,
+                        objects_sent: record.objects,
+                    }));
+                }
+            }
+            record.state = RecordState::Completed;
+            record.checkpoint = None;
+            io.remember(trigger.occurrence_id, &record);
+            Ok(Outcome::Completed(RunReport {
+                execution_id,
+                chunks_sent: record.chunks,
+                objects_sent: record.objects,
+                retries: io.retrier.retries(),
+                replayed: false,
+            }))
+        }
+    }
+}
+
+/// Reports `reason` against the record's execution and records the failure.
+fn failed<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
+    io: &mut Io<'_, A, S, T, K>,
+    trigger: Trigger<'_>,
+    record: &mut OccurrenceRecord,
+    reason: &str,
+) -> RunError {
+    let failed = fail(
+        io,
+        trigger.import_source_id,
+        record.execution_id.clone(),
+        reason,
+        record.chunks,
+        record.objects,
+    );
+    record.state = RecordState::Failed;
+    record.reason = Some(failed.reason.clone());
+    record.checkpoint = None;
+    io.remember(trigger.occurrence_id, record);
+    RunError::ImportFailed(failed)
+}
+
+/// What app storage says of an earlier delivery of this occurrence.
+enum Earlier {
+    /// Nothing: this is the first.
+    None,
+    /// It ended; its result, replayed.
+    Ended(Result<Outcome, RunError>),
+    /// Its execution is still ingesting: go on from its checkpoint.
+    Ingesting(OccurrenceRecord),
+}
+
+fn earlier_delivery<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
+    io: &mut Io<'_, A, S, T, K>,
+    trigger: Trigger<'_>,
+) -> Earlier {
+    let Some(stored) = io.storage.get(&occurrence_key(trigger.occurrence_id)) else {
+        return Earlier::None;
+    };
+    let Ok(record) = serde_json::from_str::<OccurrenceRecord>(&stored) else {
+        return Earlier::None;
+    };
     let state = match record.state {
-        RecordState::Started => match io.execution_state(trigger.import_source_id, &record.execution_id).as_deref() {
+        RecordState::Started => match io
+            .execution_state(trigger.import_source_id, &record.execution_id)
+            .as_deref()
+        {
             Some("DONE" | "PROCESSING") => RecordState::Completed,
             Some("FAILED" | "CANCELLED") => RecordState::Failed,
+            Some("INGESTING") => return Earlier::Ingesting(record),
             other => {
-                return Some(Err(RunError::ExecutionNotCreated(format!(
-                    "Occurrence {} is already being handled by execution {} ({}); this duplicate delivery did not start another",
-                    trigger.occurrence_id,
-                    record.execution_id,
-                    other.unwrap_or("state unknown")
-                ))))
+                // Neither resumed nor failed: without the execution's state
+                // this delivery cannot tell which is right.
+                return Earlier::Ended(Err(RunError::ImportFailed(FailedRun {
+                    reason: cut_reason(&format!(
+                        "Occurrence {} is being handled by execution {}, whose state could not be read ({}); this delivery left it as it is",
+                        trigger.occurrence_id,
+                        record.execution_id,
+                        other.unwrap_or("no answer")
+                    )),
+                    execution_id: record.execution_id,
+                    reported: false,
+                    chunks_sent: record.chunks,
+                    objects_sent: record.objects,
+                })));
             }
         },
         state => state,
     };
-    Some(match state {
-        RecordState::Completed => Ok(RunReport {
+    Earlier::Ended(match state {
+        RecordState::Completed => Ok(Outcome::Completed(RunReport {
             execution_id: record.execution_id,
             chunks_sent: record.chunks,
             objects_sent: record.objects,
             retries: 0,
             replayed: true,
-        }),
+        })),
         _ => Err(RunError::ImportFailed(FailedRun {
             execution_id: record.execution_id,
             reason: record
@@ -322,64 +505,243 @@ fn replay<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     })
 }
 
-/// Reads every page and submits every chunk; on failure returns the reason.
+/// How ingesting ended, when nothing failed.
+enum Ingested {
+    /// Every page read, every object accepted.
+    Done,
+    /// Stopped at a checkpoint before the time limit.
+    Paused,
+}
+
+/// One run's position in the source and in its chunks, and its record.
+struct Run<'o> {
+    settings: Settings,
+    occurrence_id: &'o str,
+    record: OccurrenceRecord,
+    chunker: Chunker,
+    /// Per object type, the last accepted object's mark.
+    sent_through: Vec<(String, Option<Mark>)>,
+    /// Objects before this mark were accepted (a resumed run skips them).
+    skip_before: Mark,
+    /// Cursors of the pages read from the earliest one still needed on.
+    cursors: VecDeque<(u64, Option<String>)>,
+    /// The next page to read: its number and cursor; `None` after the last.
+    next: Option<(u64, Option<String>)>,
+    pages: u64,
+}
+
+impl<'o> Run<'o> {
+    fn new(settings: Settings, occurrence_id: &'o str, record: OccurrenceRecord) -> Run<'o> {
+        let prefix = format!("{}-", record.execution_id);
+        let Some(checkpoint) = record.checkpoint.clone() else {
+            return Run {
+                chunker: Chunker::new(settings.chunk, prefix),
+                settings,
+                occurrence_id,
+                record,
+                sent_through: Vec::new(),
+                skip_before: (0, 0),
+                cursors: VecDeque::new(),
+                next: Some((1, None)),
+                pages: 0,
+            };
+        };
+        let reopen = checkpoint
+            .types
+            .iter()
+            .filter_map(|t| Some((t.object_type_id.clone(), t.open_chunk?)));
+        let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reopen);
+        let (skip_before, next) = match checkpoint.resume {
+            Some(at) => ((at.page, at.index), Some((at.page, at.cursor))),
+            None => ((u64::MAX, 0), None),
+        };
+        Run {
+            chunker,
+            settings,
+            occurrence_id,
+            sent_through: checkpoint
+                .types
+                .into_iter()
+                .map(|t| (t.object_type_id, t.sent_through))
+                .collect(),
+            skip_before,
+            cursors: VecDeque::new(),
+            next,
+            pages: checkpoint.pages,
+            record,
+        }
+    }
+
+    /// True when the object at `mark` of `object_type_id` was accepted by an
+    /// earlier delivery.
+    fn accepted(&self, object_type_id: &str, mark: Mark) -> bool {
+        mark < self.skip_before
+            || self
+                .sent_through
+                .iter()
+                .any(|(t, through)| t == object_type_id && through.is_some_and(|s| mark <= s))
+    }
+
+    fn checkpoint(&mut self) -> Checkpoint {
+        let resume = match self.chunker.pending().map(|p| p.first).min() {
+            Some((page, index)) => {
+                let cursor = self
+                    .cursors
+                    .iter()
+                    .find(|(n, _)| *n == page)
+                    .and_then(|(_, c)| c.clone());
+                Some(ResumeAt { page, cursor, index })
+            }
+            None => self
+                .next
+                .clone()
+                .map(|(page, cursor)| ResumeAt { page, cursor, index: 0 }),
+        };
+        if let Some(at) = &resume {
+            while self.cursors.front().is_some_and(|(n, _)| *n < at.page) {
+                self.cursors.pop_front();
+            }
+        }
+        let open: Vec<(String, u64)> = self
+            .chunker
+            .pending()
+            .map(|p| (p.object_type_id.to_owned(), p.id))
+            .collect();
+        Checkpoint {
+            resume,
+            types: self
+                .sent_through
+                .iter()
+                .map(|(t, through)| TypeMark {
+                    object_type_id: t.clone(),
+                    sent_through: *through,
+                    open_chunk: open.iter().find(|(o, _)| o == t).map(|(_, id)| *id),
+                })
+                .chain(
+                    // Types with an open chunk but nothing accepted yet.
+                    open.iter()
+                        .filter(|(o, _)| !self.sent_through.iter().any(|(t, _)| t == o))
+                        .map(|(o, id)| TypeMark {
+                            object_type_id: o.clone(),
+                            sent_through: None,
+                            open_chunk: Some(*id),
+                        }),
+                )
+                .collect(),
+            opened: self.chunker.opened(),
+            pages: self.pages,
+        }
+    }
+}
+
+/// Reads pages from the run's position and submits every chunk; stops at a
+/// checkpoint when the invocation is nearly out of time. On failure returns
+/// the reason.
 fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
-    settings: &Settings,
     io: &mut Io<'_, A, S, T, K>,
     source_id: &str,
-    execution_id: &str,
-    progress: &mut Progress,
-) -> Result<(), String> {
-    let mut chunker = Chunker::new(settings.chunk, format!("{execution_id}-"));
-    let mut cursor: Option<String> = None;
-    let mut page_number = 0u64;
-    loop {
-        page_number += 1;
+    run: &mut Run<'_>,
+) -> Result<Ingested, String> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut read_here = 0u64;
+    while let Some((number, cursor)) = run.next.clone() {
+        if read_here > 0 && io.timer.time_left_ms() < run.settings.run.margin_ms {
+            // Out of time soon: send what is open, so the checkpoint is the
+            // next page, and let the platform call again.
+            flush(io, source_id, run)?;
+            return Ok(Ingested::Paused);
+        }
+        if run.pages >= run.settings.run.max_pages {
+            return Err(format!(
+                "Data source did not end after {} pages (source-max-pages); stopped to avoid an endless import",
+                run.pages
+            ));
+        }
+        if let Some(c) = &cursor {
+            seen.insert(c.clone());
+        }
         let page = io
             .next_page(cursor.as_deref())
-            .map_err(|e| format!("{e} while reading page {page_number}"))?;
+            .map_err(|e| format!("{e} while reading page {number}"))?;
+        run.pages += 1;
+        read_here += 1;
+        run.cursors.push_back((number, cursor));
+        let mut index = 0u32;
         for batch in &page.batches {
             for object in &batch.objects {
-                let closed = chunker.push(&batch.object_type_id, object).map_err(|e| e.to_string())?;
+                let mark = (number, index);
+                index += 1;
+                if run.accepted(&batch.object_type_id, mark) {
+                    continue;
+                }
+                let closed = run
+                    .chunker
+                    .push(&batch.object_type_id, object, mark)
+                    .map_err(|e| e.to_string())?;
+                if !run.sent_through.iter().any(|(t, _)| *t == batch.object_type_id) {
+                    run.sent_through.push((batch.object_type_id.clone(), None));
+                }
                 if let Some(chunk) = closed {
-                    submit(io, source_id, execution_id, chunk, progress)?;
+                    submit(io, source_id, run, chunk)?;
                 }
             }
         }
-        match page.next_cursor {
-            None => break,
-            Some(next) if cursor.as_deref() == Some(next.as_str()) => {
+        run.next = match page.next_cursor {
+            None => None,
+            Some(next) if seen.contains(&next) => {
+                let shown: String = next.chars().take(200).collect();
                 return Err(format!(
-                    "Data source returned the same cursor {next:?} twice after page {page_number}; stopped to avoid an endless import"
+                    "Data source returned cursor {shown:?} after page {number}, but that page was already read in this run; stopped to avoid an endless import"
                 ));
             }
-            next => cursor = next,
-        }
+            Some(next) => Some((number + 1, Some(next))),
+        };
     }
-    for chunk in chunker.finish() {
-        submit(io, source_id, execution_id, chunk, progress)?;
+    flush(io, source_id, run)?;
+    Ok(Ingested::Done)
+}
+
+/// Sends every open chunk, one at a time, so each checkpoint still sees
+/// the chunks not yet sent.
+fn flush<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
+    io: &mut Io<'_, A, S, T, K>,
+    source_id: &str,
+    run: &mut Run<'_>,
+) -> Result<(), String> {
+    while let Some(chunk) = run.chunker.close_next() {
+        submit(io, source_id, run, chunk)?;
     }
     Ok(())
 }
 
+/// Sends one chunk, then records the checkpoint after it.
 fn submit<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     io: &mut Io<'_, A, S, T, K>,
     source_id: &str,
-    execution_id: &str,
+    run: &mut Run<'_>,
     chunk: Chunk,
-    progress: &mut Progress,
 ) -> Result<(), String> {
-    let path = api::execution_path(source_id, execution_id, "/data");
+    let path = api::execution_path(source_id, &run.record.execution_id, "/data");
     io.send(Method::Post, &path, Some(&chunk.body)).map_err(|failure| {
-        format!(
-            "Assets API rejected data chunk {} ({} objects of type {:?}): {failure}",
-            progress.chunks + 1,
+        let what = format!(
+            "data chunk {} ({} objects of type {:?})",
+            run.record.chunks + 1,
             chunk.objects,
             chunk.object_type_id
-        )
+        );
+        match failure {
+            ApiFailure::Status { .. } => format!("Assets API rejected {what}: {failure}"),
+            ApiFailure::Call(_) => format!("Could not send {what}: {failure}"),
+            ApiFailure::Unreadable(_) => format!("Assets API took {what}, but its answer was not usable: {failure}"),
+        }
     })?;
-    progress.chunks += 1;
-    progress.objects += chunk.objects as u64;
+    run.record.chunks += 1;
+    run.record.objects += chunk.objects as u64;
+    if let Some((_, through)) = run.sent_through.iter_mut().find(|(t, _)| *t == chunk.object_type_id) {
+        *through = Some(chunk.last);
+    }
+    run.record.checkpoint = Some(run.checkpoint());
+    io.remember(run.occurrence_id, &run.record);
     Ok(())
 }
 
@@ -388,7 +750,8 @@ fn fail<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     source_id: &str,
     execution_id: String,
     reason: &str,
-    progress: Progress,
+    chunks_sent: u32,
+    objects_sent: u64,
 ) -> FailedRun {
     let reason = cut_reason(reason);
     let path = api::execution_path(source_id, &execution_id, "/history/failed");
@@ -411,8 +774,8 @@ fn fail<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         execution_id,
         reason,
         reported,
-        chunks_sent: progress.chunks,
-        objects_sent: progress.objects,
+        chunks_sent,
+        objects_sent,
     }
 }
 

@@ -1,34 +1,45 @@
-//! Failure reasons, cut to what the import history accepts.
+//! Failure reasons, made fit for the import history: credentials hidden and
+//! cut to what the API accepts.
 
 /// The Assets API's limit on `failureReason`, in characters.
 pub const MAX_REASON_CHARS: usize = 1024;
 
-/// Cuts `reason` to at most [`MAX_REASON_CHARS`] characters, on a character
-/// boundary, ending a cut reason with `…` so readers can tell it was cut.
+/// `reason` with credentials hidden ([`assets_redact::redact`]) and cut to at
+/// most [`MAX_REASON_CHARS`] characters, ending a cut reason with `…` so
+/// readers can tell it was cut.
 ///
-/// Characters are Unicode scalar values, as the API counts them; a reason of
-/// multi-byte text is never split inside a character.
+/// "Characters" is counted both ways a server may count them: as Unicode
+/// scalar values (Rust, Python) and as UTF-16 code units (Java, JavaScript).
+/// A character outside the Basic Multilingual Plane (an emoji) is one of the
+/// first and two of the second, so the cut keeps at most 1024 UTF-16 units,
+/// which is never more than 1024 scalar values. Text is never split inside
+/// a character.
 pub fn cut_reason(reason: &str) -> String {
-    match reason.char_indices().nth(MAX_REASON_CHARS) {
-        None => reason.to_owned(),
-        Some(_) => {
-            // Keep room for the ellipsis, itself one character.
-            let end = reason
-                .char_indices()
-                .nth(MAX_REASON_CHARS - 1)
-                .map(|(i, _)| i)
-                .unwrap_or(reason.len());
-            let mut cut = String::with_capacity(end + 3);
-            cut.push_str(&reason[..end]);
-            cut.push('…');
-            cut
-        }
+    let reason = assets_redact::redact(reason);
+    if reason.encode_utf16().count() <= MAX_REASON_CHARS {
+        return reason;
     }
+    // Keep room for the ellipsis, itself one unit.
+    let mut units = 0;
+    let mut cut = String::with_capacity(reason.len().min(4 * MAX_REASON_CHARS));
+    for c in reason.chars() {
+        if units + c.len_utf16() > MAX_REASON_CHARS - 1 {
+            break;
+        }
+        units += c.len_utf16();
+        cut.push(c);
+    }
+    cut.push('…');
+    cut
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn utf16(s: &str) -> usize {
+        s.encode_utf16().count()
+    }
 
     #[test]
     fn short_reason_is_kept_whole() {
@@ -46,15 +57,35 @@ mod tests {
     }
 
     #[test]
-    fn multibyte_reason_is_cut_on_a_character_boundary() {
-        // 3-byte and 4-byte characters: a byte-based cut would split them.
-        let reason = "日本語のエラー😀".repeat(300);
+    fn emoji_count_twice_so_a_java_server_takes_the_reason_too() {
+        // 1,024 emoji: 1,024 scalar values but 2,048 UTF-16 units.
+        let reason = "😀".repeat(1024);
         let cut = cut_reason(&reason);
-        assert_eq!(cut.chars().count(), MAX_REASON_CHARS);
+        assert!(utf16(&cut) <= MAX_REASON_CHARS, "{} UTF-16 units", utf16(&cut));
+        assert!(cut.chars().count() <= MAX_REASON_CHARS);
+        // As many whole emoji as fit beside the ellipsis: 511 × 2 + 1.
+        assert_eq!(cut.chars().filter(|c| *c == '😀').count(), 511);
+        assert!(cut.ends_with('…'));
+        // 512 emoji are exactly 1,024 units and stay whole.
+        let exact = "😀".repeat(512);
+        assert_eq!(cut_reason(&exact), exact);
+    }
+
+    #[test]
+    fn mixed_text_never_passes_either_count_nor_splits_a_character() {
+        let reason = "日本語のエラー😀a".repeat(300);
+        let cut = cut_reason(&reason);
+        assert!(utf16(&cut) <= MAX_REASON_CHARS && cut.chars().count() <= MAX_REASON_CHARS);
         assert!(reason.starts_with(cut.trim_end_matches('…')));
-        assert!(
-            cut.len() > MAX_REASON_CHARS,
-            "multi-byte text is longer in bytes than in chars"
+        assert_eq!(utf16(&cut), MAX_REASON_CHARS, "nothing left over that would have fit");
+    }
+
+    #[test]
+    fn credentials_never_reach_the_history() {
+        let cut = cut_reason("GET https://u:pw@api.example.com/x?api_key=k1 answered 401: {\"token\":\"t\"}");
+        assert_eq!(
+            cut,
+            "GET https://***@api.example.com/x?api_key=*** answered 401: {\"token\":\"***\"}"
         );
     }
 }

@@ -14,6 +14,11 @@ pub trait Timer {
     fn now_ms(&mut self) -> u64;
     /// Waits `ms` milliseconds.
     fn sleep_ms(&mut self, ms: u64);
+    /// Milliseconds before the platform stops this invocation; `u64::MAX`
+    /// when there is no limit.
+    fn time_left_ms(&mut self) -> u64 {
+        u64::MAX
+    }
 }
 
 /// What to do about one failed attempt.
@@ -62,13 +67,15 @@ impl Retrier {
     }
 
     /// Runs `attempt` until it succeeds, `classify` calls its error fatal,
-    /// or the attempt or time budget runs out. The error returned is the
-    /// last one, with how retrying ended.
+    /// or the attempt or time budget runs out. `classify` gets the clock
+    /// read just after the failed attempt, to turn an HTTP-date
+    /// `Retry-After` into a wait. The error returned is the last one, with
+    /// how retrying ended.
     pub fn run<T, E>(
         &mut self,
         timer: &mut impl Timer,
         mut attempt: impl FnMut() -> Result<T, E>,
-        classify: impl Fn(&E) -> Verdict,
+        classify: impl Fn(&E, u64) -> Verdict,
     ) -> Result<T, (E, Option<GaveUp>)> {
         let mut attempts = 0;
         loop {
@@ -77,7 +84,8 @@ impl Retrier {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            let wait = match classify(&error) {
+            let now = timer.now_ms();
+            let wait = match classify(&error, now) {
                 Verdict::Fatal => return Err((error, None)),
                 _ if attempts >= self.policy.max_attempts => {
                     let why = format!("gave up after {attempts} attempts");
@@ -183,7 +191,7 @@ mod tests {
                     Ok(calls)
                 }
             },
-            |_| Verdict::Backoff,
+            |_, _| Verdict::Backoff,
         );
         assert_eq!(result.unwrap(), 4);
         assert_eq!(retrier.retries(), 3);
@@ -201,7 +209,7 @@ mod tests {
     fn fatal_errors_are_not_retried() {
         let mut timer = FakeTimer::default();
         let mut retrier = Retrier::new(policy(5, 60_000), 1);
-        let result: Result<(), _> = retrier.run(&mut timer, || Err("400"), |_| Verdict::Fatal);
+        let result: Result<(), _> = retrier.run(&mut timer, || Err("400"), |_, _| Verdict::Fatal);
         assert_eq!(result.unwrap_err(), ("400", None));
         assert!(timer.sleeps.is_empty());
     }
@@ -217,7 +225,7 @@ mod tests {
                 calls += 1;
                 Err("500")
             },
-            |_| Verdict::Backoff,
+            |_, _| Verdict::Backoff,
         );
         let (_, gave_up) = result.unwrap_err();
         assert_eq!(calls, 3);
@@ -228,7 +236,7 @@ mod tests {
     fn retry_after_is_honoured_and_total_time_is_bounded() {
         let mut timer = FakeTimer::default();
         let mut retrier = Retrier::new(policy(10, 5_000), 1);
-        let result: Result<(), _> = retrier.run(&mut timer, || Err("429"), |_| Verdict::After(2_000));
+        let result: Result<(), _> = retrier.run(&mut timer, || Err("429"), |_, _| Verdict::After(2_000));
         let (_, gave_up) = result.unwrap_err();
         assert_eq!(timer.sleeps, vec![2_000, 2_000]);
         assert!(gave_up.unwrap().why.contains("retry budget"));
@@ -239,7 +247,7 @@ mod tests {
         let waits = |seed| {
             let mut timer = FakeTimer::default();
             let mut retrier = Retrier::new(policy(4, 60_000), seed);
-            let _: Result<(), _> = retrier.run(&mut timer, || Err(()), |_| Verdict::Backoff);
+            let _: Result<(), _> = retrier.run(&mut timer, || Err(()), |_, _| Verdict::Backoff);
             timer.sleeps
         };
         assert_eq!(waits(7), waits(7));
@@ -253,5 +261,27 @@ mod tests {
         assert_eq!(retry_after_ms("Wed, 21 Oct 2015 07:28:05 GMT", now), Some(5_000));
         assert_eq!(retry_after_ms("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(0));
         assert_eq!(retry_after_ms("soon", now), None);
+    }
+
+    #[test]
+    fn an_http_date_retry_after_is_measured_from_the_failed_attempt() {
+        // The first attempt fails at once, the second after the first wait:
+        // the second wait counts from the clock after that, not from the first reading.
+        let mut timer = FakeTimer {
+            now: 1_445_412_480_000, // Wed, 21 Oct 2015 07:28:00 GMT
+            ..FakeTimer::default()
+        };
+        let mut retrier = Retrier::new(policy(3, 600_000), 1);
+        let mut calls = 0;
+        let result: Result<(), _> = retrier.run(
+            &mut timer,
+            || {
+                calls += 1;
+                Err("429")
+            },
+            |_, now| Verdict::After(retry_after_ms("Wed, 21 Oct 2015 07:28:30 GMT", now).unwrap()),
+        );
+        assert!(result.is_err());
+        assert_eq!(timer.sleeps, vec![30_000, 0], "the second wait ends at the same date");
     }
 }

@@ -18,6 +18,12 @@ pub const RETRY_MAX_ATTEMPTS: &str = "retry-max-attempts";
 pub const RETRY_BASE_DELAY_MS: &str = "retry-base-delay-ms";
 /// Setting: the most milliseconds one run spends waiting between retries.
 pub const RETRY_MAX_TOTAL_MS: &str = "retry-max-total-ms";
+/// Setting: the most source pages one run reads (a backstop against a
+/// source whose pages never end).
+pub const SOURCE_MAX_PAGES: &str = "source-max-pages";
+/// Setting: stop at a checkpoint when an invocation has less than this many
+/// milliseconds left, so the platform can call again to continue.
+pub const TIME_LIMIT_MARGIN_MS: &str = "time-limit-margin-ms";
 
 /// Objects per chunk when the setting is absent. Reference apps send tens to
 /// hundreds of records per chunk; 500 keeps requests small and few.
@@ -69,6 +75,24 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How long one run may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Most source pages per run.
+    pub max_pages: u64,
+    /// Pause when an invocation has less time left than this.
+    pub margin_ms: u64,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            max_pages: 100_000,
+            margin_ms: 10_000,
+        }
+    }
+}
+
 /// Everything the importer reads from its configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Settings {
@@ -76,6 +100,8 @@ pub struct Settings {
     pub chunk: ChunkLimits,
     /// Retries of transient failures.
     pub retry: RetryPolicy,
+    /// Page cap and time-limit margin.
+    pub run: RunLimits,
 }
 
 /// A setting whose value is not allowed.
@@ -125,6 +151,10 @@ impl Settings {
                 max_attempts: whole_number(RETRY_MAX_ATTEMPTS, get(RETRY_MAX_ATTEMPTS), 1..=20, 5)? as u32,
                 base_delay_ms: whole_number(RETRY_BASE_DELAY_MS, get(RETRY_BASE_DELAY_MS), 0..=60_000, 500)? as u64,
                 max_total_ms: whole_number(RETRY_MAX_TOTAL_MS, get(RETRY_MAX_TOTAL_MS), 0..=900_000, 120_000)? as u64,
+            },
+            run: RunLimits {
+                max_pages: whole_number(SOURCE_MAX_PAGES, get(SOURCE_MAX_PAGES), 1..=100_000_000, 100_000)? as u64,
+                margin_ms: whole_number(TIME_LIMIT_MARGIN_MS, get(TIME_LIMIT_MARGIN_MS), 0..=600_000, 10_000)? as u64,
             },
         })
     }

@@ -2,12 +2,12 @@
 //! fake data source (no wasm involved).
 
 use assets_scheduled_import::api::{ApiResponse, AssetsApi, CallError, Method};
-use assets_scheduled_import::lifecycle::{occurrence_key, KeyValue, RunError, RunReport, Trigger};
+use assets_scheduled_import::lifecycle::{occurrence_key, KeyValue, Outcome, RunError, RunReport, Trigger};
 use assets_scheduled_import::model::{AssetObject, DataSource, ObjectBatch, Page, SourceError};
 use assets_scheduled_import::retry::Timer;
 use assets_scheduled_import::settings::{ChunkLimits, RetryPolicy, SettingError, Settings};
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Records every call; answers 200 unless a rule for the path's last segment says otherwise.
 #[derive(Default)]
@@ -159,6 +159,7 @@ fn settings(max_objects: usize) -> Result<Settings, SettingError> {
             max_bytes: 1 << 20,
         },
         retry: RetryPolicy::default(),
+        ..Settings::default()
     })
 }
 
@@ -168,6 +169,8 @@ struct FakeHost {
     now_ms: u64,
     sleeps: Vec<u64>,
     storage: HashMap<String, String>,
+    /// The invocation is nearly out of time from this many time checks on.
+    out_of_time_after: Option<u32>,
 }
 
 impl Timer for FakeHost {
@@ -177,6 +180,16 @@ impl Timer for FakeHost {
     fn sleep_ms(&mut self, ms: u64) {
         self.now_ms += ms;
         self.sleeps.push(ms);
+    }
+    fn time_left_ms(&mut self) -> u64 {
+        match &mut self.out_of_time_after {
+            Some(0) => 0,
+            Some(n) => {
+                *n -= 1;
+                u64::MAX
+            }
+            None => u64::MAX,
+        }
     }
 }
 
@@ -208,8 +221,23 @@ fn run_with(
     source: &mut impl DataSource,
     host: &mut FakeHost,
 ) -> Result<RunReport, RunError> {
+    deliver(trigger, settings, api, source, host).map(|outcome| match outcome {
+        Outcome::Completed(report) => report,
+        Outcome::Paused(paused) => panic!("paused with no time limit: {paused:?}"),
+    })
+}
+
+/// One delivery, which may pause.
+fn deliver(
+    trigger: Trigger<'_>,
+    settings: Result<Settings, SettingError>,
+    api: &mut impl AssetsApi,
+    source: &mut impl DataSource,
+    host: &mut FakeHost,
+) -> Result<Outcome, RunError> {
     let mut timer = FakeHost {
         now_ms: host.now_ms,
+        out_of_time_after: host.out_of_time_after,
         ..FakeHost::default()
     };
     let result = assets_scheduled_import::lifecycle::run_import(trigger, settings, api, source, &mut timer, host);
@@ -411,7 +439,11 @@ fn a_source_that_repeats_its_cursor_is_stopped() {
     let RunError::ImportFailed(failed) = run_import(SCHEDULED, settings(100), &mut api, &mut Stuck).unwrap_err() else {
         panic!()
     };
-    assert!(failed.reason.contains("same cursor"), "{}", failed.reason);
+    assert!(
+        failed.reason.contains("\"same\"") && failed.reason.contains("already read"),
+        "{}",
+        failed.reason
+    );
 }
 
 /// Answers scripted statuses for `/data` in turn, then 200.
@@ -551,7 +583,8 @@ fn a_duplicate_delivery_while_the_first_is_ingesting_does_not_start_another() {
         occurrence_key("occ-1"),
         r#"{"executionId":"exec-1","state":"started","chunks":0,"objects":0,"reason":null}"#.into(),
     );
-    // The fake API answers 404 to the status query: state unknown.
+    // The fake API answers 404 to the status query: state unknown, so this
+    // delivery neither resumes nor fails the execution, and says so.
     let err = run_with(
         SCHEDULED,
         settings(100),
@@ -560,12 +593,364 @@ fn a_duplicate_delivery_while_the_first_is_ingesting_does_not_start_another() {
         &mut host,
     )
     .unwrap_err();
-    let RunError::ExecutionNotCreated(reason) = err else {
+    let RunError::ImportFailed(failed) = err else {
         panic!("{err:?}")
     };
-    assert!(reason.contains("already being handled by execution exec-1"), "{reason}");
+    assert_eq!((failed.execution_id.as_str(), failed.reported), ("exec-1", false));
+    assert!(
+        failed.reason.contains("being handled by execution exec-1"),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.reason.contains("could not be read"), "{}", failed.reason);
+    assert!(
+        !api.paths().iter().any(|p| p.ends_with("/data")),
+        "nothing sent to an execution of unknown state"
+    );
     assert!(
         !api.paths().iter().any(|p| p.ends_with("/executions")),
         "no second execution"
+    );
+}
+
+/// A fake Assets API that keeps state like the real one: one execution
+/// ingesting at a time (409 `IN_PROGRESS`), chunks stored once per
+/// `clientGeneratedId`, objects by external id, status endpoints. It can
+/// lose the answer of a call it processed, or stop the run dead (a panic,
+/// like the host stopping the guest) right after processing one.
+#[derive(Default)]
+struct StatefulApi {
+    executions: Vec<FakeExecution>,
+    calls: Vec<String>,
+    /// Numbers (1-based) of calls whose answer is lost after processing.
+    lose_answers: HashSet<usize>,
+    /// Stop the run right after processing this data call (1-based).
+    die_after_data_call: Option<usize>,
+    data_calls: usize,
+}
+
+#[derive(Default)]
+struct FakeExecution {
+    id: String,
+    status: &'static str,
+    chunk_ids: HashSet<String>,
+    /// Objects received, counting repeats.
+    received: u64,
+    objects: HashMap<String, usize>,
+}
+
+impl StatefulApi {
+    fn answer(&mut self, method: Method, path: &str, body: Option<&str>) -> (u16, String) {
+        let ok = (200, r#"{"result":"success"}"#.to_owned());
+        let rest = path.strip_prefix("importsource/src-1/executions").unwrap();
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match (method, segments.as_slice()) {
+            (Method::Post, []) => {
+                if self.executions.iter().any(|e| e.status == "INGESTING") {
+                    return (409, r#"{"errorCode":"IN_PROGRESS"}"#.into());
+                }
+                let id = format!("exec-{}", self.executions.len() + 1);
+                self.executions.push(FakeExecution {
+                    id: id.clone(),
+                    status: "INGESTING",
+                    ..FakeExecution::default()
+                });
+                (
+                    201,
+                    format!(r#"{{"links":{{"submitResults":"https://x/executions/{id}/data"}}}}"#),
+                )
+            }
+            (Method::Get, ["status"]) => match self.executions.last() {
+                Some(e) => (200, status_json(e)),
+                None => (404, "{}".into()),
+            },
+            (Method::Get, [id, "status"]) => match self.executions.iter().find(|e| e.id == *id) {
+                Some(e) => (200, status_json(e)),
+                None => (404, "{}".into()),
+            },
+            (Method::Post, [id, what]) => {
+                let Some(e) = self.executions.iter_mut().find(|e| e.id == *id) else {
+                    return (404, "{}".into());
+                };
+                if e.status != "INGESTING" {
+                    return (409, r#"{"errorCode":"NOT_INGESTING"}"#.into());
+                }
+                match *what {
+                    "data" => {
+                        let chunk: Value = serde_json::from_str(body.unwrap()).unwrap();
+                        if e.chunk_ids
+                            .insert(chunk["clientGeneratedId"].as_str().unwrap().to_owned())
+                        {
+                            for o in chunk["objects"].as_array().unwrap() {
+                                e.received += 1;
+                                *e.objects
+                                    .entry(o["externalId"].as_str().unwrap().to_owned())
+                                    .or_default() += 1;
+                            }
+                        }
+                        ok
+                    }
+                    _ => (404, "{}".into()),
+                }
+            }
+            (Method::Post, [id, "history", end]) => {
+                let Some(e) = self.executions.iter_mut().find(|e| e.id == *id) else {
+                    return (404, "{}".into());
+                };
+                if e.status != "INGESTING" {
+                    return (409, r#"{"errorCode":"NOT_INGESTING"}"#.into());
+                }
+                e.status = if *end == "completed" { "DONE" } else { "FAILED" };
+                ok
+            }
+            _ => (404, "{}".into()),
+        }
+    }
+}
+
+fn status_json(e: &FakeExecution) -> String {
+    serde_json::json!({"executionId": e.id, "status": e.status, "scheduled": true, "chunks": e.chunk_ids.len()})
+        .to_string()
+}
+
+impl AssetsApi for StatefulApi {
+    fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+        self.calls.push(format!("{method:?} {path}"));
+        let number = self.calls.len();
+        let (status, body) = self.answer(method, path, body);
+        if path.ends_with("/data") {
+            self.data_calls += 1;
+            if self.die_after_data_call == Some(self.data_calls) {
+                panic!("the host stopped the guest");
+            }
+        }
+        if self.lose_answers.contains(&number) {
+            return Err(CallError::Timeout("no answer within 30 s".into()));
+        }
+        Ok(ApiResponse {
+            status,
+            headers: vec![],
+            body,
+        })
+    }
+}
+
+/// `total` objects over three interleaved types, `per_page` a page.
+fn mixed_source(total: usize, per_page: usize) -> FakeSource {
+    let mut source = FakeSource::objects(total, per_page);
+    for page in &mut source.pages {
+        let objects = std::mem::take(&mut page.batches[0].objects);
+        for t in ["laptop", "phone", "server"] {
+            let of_type: Vec<AssetObject> = objects
+                .iter()
+                .filter(|o| {
+                    let i: usize = o.external_id.trim_start_matches("asset-").parse().unwrap();
+                    // Uneven: servers are rare, so their chunk stays open
+                    // across many pages while the others close.
+                    t == match i {
+                        i if i % 7 == 0 => "server",
+                        i if i % 2 == 0 => "laptop",
+                        _ => "phone",
+                    }
+                })
+                .cloned()
+                .collect();
+            page.batches.push(ObjectBatch {
+                object_type_id: t.into(),
+                objects: of_type,
+            });
+        }
+        page.batches.remove(0);
+    }
+    source
+}
+
+fn every_object_once(api: &StatefulApi, total: usize) {
+    assert_eq!(api.executions.len(), 1, "one execution for the occurrence");
+    let e = &api.executions[0];
+    assert_eq!(e.status, "DONE");
+    assert_eq!(e.objects.len(), total, "every object arrived");
+    assert_eq!(e.received, total as u64, "no object was stored twice");
+}
+
+#[test]
+fn a_lost_answer_to_create_execution_adopts_the_execution_instead_of_orphaning_it() {
+    let mut api = StatefulApi::default();
+    api.lose_answers.insert(1);
+    let mut host = FakeHost::default();
+    let report = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(250, 100),
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(report.execution_id, "exec-1");
+    every_object_once(&api, 250);
+    assert_eq!(
+        api.calls[1], "Get importsource/src-1/executions/status",
+        "looked before asking again"
+    );
+    assert!(
+        host.storage[&occurrence_key("occ-1")].contains("exec-1"),
+        "the occurrence record names the adopted execution"
+    );
+}
+
+#[test]
+fn a_delivery_after_a_run_was_stopped_mid_import_goes_on_from_its_checkpoint() {
+    // Stopped right after the 5th chunk was stored but before its answer
+    // came back: the checkpoint is the 4th, and the 5th is sent again under
+    // the same clientGeneratedId, so it is stored once.
+    let total = 1000;
+    let mut api = StatefulApi {
+        die_after_data_call: Some(5),
+        ..StatefulApi::default()
+    };
+    let mut host = FakeHost::default();
+    let mut source = mixed_source(total, 90);
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        deliver(SCHEDULED, settings(40), &mut api, &mut source, &mut host)
+    }));
+    assert!(stopped.is_err(), "the first delivery was stopped");
+    let checkpoint = assets_scheduled_import::lifecycle::stored_checkpoint(&mut host, "occ-1").expect("a checkpoint");
+    assert!(checkpoint.resume.is_some());
+    api.die_after_data_call = None;
+    let data_before = api.data_calls;
+
+    let report = run_with(SCHEDULED, settings(40), &mut api, &mut source, &mut host).unwrap();
+    assert_eq!(report.execution_id, "exec-1");
+    assert_eq!(report.objects_sent, total as u64);
+    every_object_once(&api, total);
+    let chunks = api.executions[0].chunk_ids.len();
+    assert!(data_before == 5);
+    assert_eq!(
+        api.data_calls,
+        chunks + 1,
+        "only the chunk whose answer was lost went twice"
+    );
+}
+
+#[test]
+fn a_run_nearly_out_of_time_pauses_at_a_checkpoint_and_later_deliveries_finish_it() {
+    let total = 3000;
+    let mut api = StatefulApi::default();
+    let mut source = mixed_source(total, 100);
+    let mut host = FakeHost::default();
+    let mut deliveries = 0;
+    let report = loop {
+        deliveries += 1;
+        // Each delivery has time for four pages.
+        host.out_of_time_after = Some(3);
+        match deliver(SCHEDULED, settings(70), &mut api, &mut source, &mut host).unwrap() {
+            Outcome::Paused(p) => {
+                assert_eq!(p.execution_id, "exec-1");
+                assert!(deliveries < 100, "no progress");
+            }
+            Outcome::Completed(r) => break r,
+        }
+    };
+    assert_eq!(deliveries, 8, "30 pages at 4 a delivery");
+    assert_eq!(report.objects_sent, total as u64);
+    every_object_once(&api, total);
+    assert_eq!(
+        api.data_calls,
+        api.executions[0].chunk_ids.len(),
+        "no chunk was sent twice"
+    );
+}
+
+#[test]
+fn a_source_whose_cursors_go_round_in_a_circle_fails_naming_the_cursor() {
+    struct Circle;
+    impl DataSource for Circle {
+        fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError> {
+            let next = match cursor {
+                None => "A",
+                Some("A") => "B",
+                _ => "A",
+            };
+            Ok(Page {
+                batches: vec![ObjectBatch {
+                    object_type_id: "laptop".into(),
+                    objects: vec![object(next.len())],
+                }],
+                next_cursor: Some(next.into()),
+            })
+        }
+    }
+    let mut api = FakeApi::new();
+    let RunError::ImportFailed(failed) = run_import(SCHEDULED, settings(100), &mut api, &mut Circle).unwrap_err()
+    else {
+        panic!()
+    };
+    assert!(
+        failed.reason.contains("cursor \"A\" after page 3") && failed.reason.contains("already read"),
+        "{}",
+        failed.reason
+    );
+}
+
+#[test]
+fn a_source_that_never_ends_is_stopped_at_the_page_cap() {
+    struct Endless;
+    impl DataSource for Endless {
+        fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError> {
+            let n: u64 = cursor.map_or(0, |c| c.parse().unwrap());
+            Ok(Page {
+                batches: vec![],
+                next_cursor: Some((n + 1).to_string()),
+            })
+        }
+    }
+    let mut api = FakeApi::new();
+    let mut capped = settings(100).unwrap();
+    capped.run.max_pages = 50;
+    let RunError::ImportFailed(failed) = run_import(SCHEDULED, Ok(capped), &mut api, &mut Endless).unwrap_err() else {
+        panic!()
+    };
+    assert!(
+        failed.reason.contains("did not end after 50 pages (source-max-pages)"),
+        "{}",
+        failed.reason
+    );
+}
+
+#[test]
+fn a_chunk_that_never_gets_an_answer_is_reported_as_no_answer_not_as_a_rejection() {
+    struct Silent(FakeApi);
+    impl AssetsApi for Silent {
+        fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+            if path.ends_with("/data") {
+                return Err(CallError::Timeout("no answer within 30 s".into()));
+            }
+            self.0.call(method, path, body)
+        }
+    }
+    let mut api = Silent(FakeApi::new());
+    let mut host = FakeHost::default();
+    let RunError::ImportFailed(failed) = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(10, 10),
+        &mut host,
+    )
+    .unwrap_err() else {
+        panic!()
+    };
+    assert!(
+        failed.reason.starts_with(
+            "Could not send data chunk 1 (10 objects of type \"laptop\"): the Assets API did not answer in time"
+        ),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.reason.contains("gave up after 5 attempts"), "{}", failed.reason);
+    assert!(
+        !failed.reason.contains("rejected") && !failed.reason.contains("unreadable"),
+        "{}",
+        failed.reason
     );
 }

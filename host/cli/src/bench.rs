@@ -13,6 +13,7 @@ use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::scheduler::{FiringStatus, Scheduler};
 use assets_platform::source::{DataSourceProvider, SyntheticSource};
 use assets_platform::trigger::{self, App, RunStatus};
+use assets_runtime::bindings::import_callback::RunOutcome;
 use assets_runtime::sandbox::confine_path;
 use assets_runtime::AppStorage;
 use assets_runtime::Grants;
@@ -167,7 +168,7 @@ pub fn run(runtime: Arc<Runtime>, component_bytes: u64, quick: bool) -> anyhow::
     event.occurrence_id = occurrence.into();
     let floor = time(scale(200), scale(3000), || {
         let invocation = runtime.invoke(&event, grants.clone(), Limits::default());
-        assert!(matches!(invocation.result, Ok(Ok(ref r)) if r.replayed));
+        assert!(matches!(invocation.result, Ok(Ok(RunOutcome::Completed(ref r))) if r.replayed));
     });
 
     // trigger_overhead_us: create execution, complete, history entry.
@@ -189,7 +190,7 @@ pub fn run(runtime: Arc<Runtime>, component_bytes: u64, quick: bool) -> anyhow::
         let event = trigger::manual_event(&w.workspace, &w.source_id);
         let invocation = runtime.invoke(&event, grants, Limits::default());
         assert!(
-            matches!(invocation.result, Ok(Ok(ref r)) if r.objects_sent == OBJECTS),
+            matches!(invocation.result, Ok(Ok(RunOutcome::Completed(ref r))) if r.objects_sent == OBJECTS),
             "wasm import failed"
         );
         peak = peak.max(invocation.peak_memory_bytes);
@@ -310,6 +311,11 @@ fn native_run(w: &World, objects: u64) -> guest::lifecycle::RunReport {
         &mut timer,
         &mut storage,
     )
+    .ok()
+    .and_then(|outcome| match outcome {
+        guest::lifecycle::Outcome::Completed(report) => Some(report),
+        guest::lifecycle::Outcome::Paused(_) => None,
+    })
     .expect("the native import completes")
 }
 

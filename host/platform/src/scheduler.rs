@@ -478,6 +478,7 @@ impl Scheduler {
                         objects: 0,
                         started_at: entry.nominal_time,
                         ended_at: Some(now),
+                        invocations: None,
                     };
                     if state.end_unrun(line) {
                         firings.push(Firing {
@@ -802,7 +803,7 @@ impl Scheduler {
             .start_execution(&schedule.import_source_id, id.clone(), true, now)
             .map(|_| ());
         let result = started.and_then(|_| state.complete(&schedule.import_source_id, &id, now));
-        state.annotate(&id, Some(schedule.id.clone()), Some(occurrence_id.to_owned()));
+        state.annotate(&id, Some(schedule.id.clone()), Some(occurrence_id.to_owned()), None);
         let (status, reason) = match result {
             Ok(()) => (FiringStatus::Completed, None),
             Err(e) => (FiringStatus::Failed, Some(e.message)),

@@ -4,12 +4,18 @@
 //! `import-callback` in the sandbox, and make sure the import history tells
 //! the truth afterwards — including when the app trapped and could not report
 //! its own failure.
+//!
+//! One delivery may take several invocations: an app that pauses at a
+//! checkpoint before its time limit (`run-outcome::paused`), or that the
+//! host stopped at the limit after it had sent data, is called again with
+//! the same event and goes on from its checkpoint on the same execution,
+//! until it completes, fails, or stops making progress.
 
 use crate::assets::InProcessAssets;
 use crate::assets::{AssetsService, HistoryEntry, Outcome};
 use crate::clock::ClockTimer;
-use assets_runtime::bindings::import_callback::{RunError, TriggerEvent};
-use assets_runtime::{AppStorage, AssetsBackend, DataSourceProvider, Grants, NoEgress, OutboundHttp};
+use assets_runtime::bindings::import_callback::{RunError, RunOutcome, TriggerEvent};
+use assets_runtime::{AppStorage, AssetsBackend, DataSourceProvider, Fault, Grants, NoEgress, OutboundHttp};
 use assets_runtime::{Limits, Runtime};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,6 +84,12 @@ impl App {
     }
 }
 
+/// Most invocations one delivery takes, however the app keeps pausing.
+pub const MAX_INVOCATIONS: u32 = 10_000;
+/// Invocations in a row that may end without the import moving on before
+/// the platform stops calling the app.
+pub const MAX_STALLS: u32 = 3;
+
 /// How a trigger ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,8 +128,21 @@ pub struct TriggerOutcome {
     /// What the app wrote to stdout/stderr.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub guest_output: String,
-    /// Wall time of the invocation, in milliseconds.
+    /// Wall time of the invocations, in milliseconds.
     pub elapsed_ms: f64,
+    /// Times the app was invoked for this delivery: more than one when it
+    /// went on from a checkpoint after pausing or being stopped at its time
+    /// limit.
+    #[serde(default = "one")]
+    pub invocations: u32,
+    /// An execution the app itself left ingesting when it returned or was
+    /// stopped, which the platform then failed. A correct app leaves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_by_app: Option<String>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A manual (unscheduled) trigger event.
@@ -137,6 +162,12 @@ fn ingesting(assets: &AssetsService, source_id: &str) -> Option<String> {
     assets.state().ingesting(source_id).map(|e| e.id.clone())
 }
 
+/// The ingesting execution of `source_id` and the objects it has received:
+/// what changes when an import moves on.
+fn progress(assets: &AssetsService, source_id: &str) -> Option<(String, u64)> {
+    assets.state().ingesting(source_id).map(|e| (e.id.clone(), e.received))
+}
+
 /// Runs `event` in `app` against `assets` and returns what happened. A trap
 /// or a limit never escapes: it becomes a failed outcome, and a failed
 /// history entry if the app had created an execution.
@@ -152,7 +183,6 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
         .with_storage(Arc::new(app.storage.clone()))
         .with_timer(Arc::new(ClockTimer(assets.clock().clone())));
     let ingesting_before = ingesting(assets, &event.import_source_id);
-    let invocation = app.runtime.invoke(event, grants, app.limits);
     let mut outcome = TriggerOutcome {
         execution_id: None,
         status: RunStatus::Failed,
@@ -163,17 +193,61 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
         retries: 0,
         replayed: false,
         failure_reason: None,
-        guest_output: invocation.guest_output,
-        elapsed_ms: invocation.elapsed.as_secs_f64() * 1e3,
+        guest_output: String::new(),
+        elapsed_ms: 0.0,
+        invocations: 0,
+        left_by_app: None,
     };
-    match invocation.result {
-        Ok(Ok(report)) => {
+    let mut stalls = 0;
+    let result = loop {
+        let before = progress(assets, &event.import_source_id);
+        let invocation = app.runtime.invoke(event, grants.clone(), app.limits);
+        outcome.invocations += 1;
+        outcome.elapsed_ms += invocation.elapsed.as_secs_f64() * 1e3;
+        outcome.guest_output.push_str(&invocation.guest_output);
+        let after = progress(assets, &event.import_source_id);
+        let moved = after.is_some() && after != before;
+        let go_on = match &invocation.result {
+            Ok(Ok(RunOutcome::Paused(paused))) => {
+                outcome.retries += paused.retries;
+                true
+            }
+            // Stopped mid-import after it moved on: its checkpoint holds.
+            Err(Fault::TimeLimit(_)) => moved,
+            _ => false,
+        };
+        if !go_on {
+            break invocation.result.map_err(|fault| fault.to_string());
+        }
+        stalls = if moved { 0 } else { stalls + 1 };
+        if stalls >= MAX_STALLS || outcome.invocations >= MAX_INVOCATIONS {
+            break Err(format!(
+                "the app was invoked {} times for this run and the last {stalls} moved the import no further",
+                outcome.invocations
+            ));
+        }
+        tracing::info!(
+            app = %app.name,
+            invocation = outcome.invocations,
+            received = after.map_or(0, |(_, r)| r),
+            "the app stopped at a checkpoint before its time limit; invoking it again to go on"
+        );
+    };
+    match result {
+        Ok(Ok(RunOutcome::Completed(report))) => {
             outcome.status = RunStatus::Completed;
             outcome.execution_id = Some(report.execution_id);
             outcome.chunks = report.chunks_sent;
             outcome.objects = report.objects_sent;
-            outcome.retries = report.retries;
+            outcome.retries += report.retries;
             outcome.replayed = report.replayed;
+        }
+        // Only after the stall rule ended the loop.
+        Ok(Ok(RunOutcome::Paused(paused))) => {
+            outcome.execution_id = Some(paused.execution_id);
+            outcome.chunks = paused.chunks_sent;
+            outcome.objects = paused.objects_sent;
+            outcome.failure_reason = Some(format!("app {} kept pausing without finishing", app.name));
         }
         Ok(Err(RunError::ExecutionNotCreated(reason))) => {
             outcome.status = RunStatus::NotStarted;
@@ -202,6 +276,7 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
                 app.name
             )
         });
+        outcome.left_by_app = Some(left.clone());
         if assets.fail_ingesting(&event.import_source_id, &reason).is_some() {
             outcome.status = RunStatus::Failed;
             outcome.execution_id = Some(left);
@@ -210,13 +285,7 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
     }
     // Stopped before it created an execution: the history still says so.
     if outcome.status == RunStatus::Failed && outcome.execution_id.is_none() {
-        let reason: String = outcome
-            .failure_reason
-            .clone()
-            .unwrap_or_default()
-            .chars()
-            .take(1024)
-            .collect();
+        let reason = crate::assets::fit_reason(&outcome.failure_reason.clone().unwrap_or_default());
         let now = assets.clock().now();
         assets.state().record(HistoryEntry {
             execution_id: None,
@@ -229,6 +298,7 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
             objects: 0,
             started_at: now,
             ended_at: Some(now),
+            invocations: None,
         });
     }
     if let Some(id) = &outcome.execution_id {
@@ -236,10 +306,13 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
             id,
             event.schedule_id.clone(),
             event.scheduled.then(|| event.occurrence_id.clone()),
+            (outcome.invocations > 1).then_some(outcome.invocations),
         );
     }
     if !outcome.guest_output.is_empty() {
         for line in outcome.guest_output.lines() {
+            // Guest output is the app's own text: hide any credential in it.
+            let line = assets_redact::redact(line);
             tracing::info!(app = %app.name, execution = ?outcome.execution_id, "guest: {line}");
         }
     }
@@ -248,6 +321,7 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
         execution = ?outcome.execution_id,
         status = ?outcome.status,
         objects = outcome.objects,
+        invocations = outcome.invocations,
         "trigger delivered"
     );
     outcome

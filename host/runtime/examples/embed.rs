@@ -3,7 +3,7 @@
 //! `make component && cargo run -p assets-runtime --example embed [COMPONENT.wasm]`
 use assets_runtime::bindings::assets_api::{CallError, Response};
 use assets_runtime::bindings::data_source::{Page, SourceError};
-use assets_runtime::bindings::import_callback::TriggerEvent;
+use assets_runtime::bindings::import_callback::{RunOutcome, TriggerEvent};
 use assets_runtime::bindings::types::{AssetObject, ObjectBatch};
 use assets_runtime::{AssetsBackend, DataSourceProvider, Grants, Limits, Runtime};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -82,7 +82,9 @@ fn main() -> anyhow::Result<()> {
     };
     // A fresh sandboxed instance runs `import-callback.on-trigger(event)`.
     let report = match runtime.invoke(&event, grants, Limits::default()).result {
-        Ok(Ok(report)) => report,
+        Ok(Ok(RunOutcome::Completed(report))) => report,
+        // Only when the invocation nears its time limit; 900 s is plenty here.
+        Ok(Ok(RunOutcome::Paused(paused))) => anyhow::bail!("paused at {} objects", paused.objects_sent),
         Ok(Err(error)) => anyhow::bail!("the import failed: {error:?}"),
         Err(fault) => anyhow::bail!("the host stopped the app: {fault}"),
     };

@@ -10,7 +10,7 @@
 //! [`EPOCH_TICK`]), and linear memory, enforced by the store's limiter. A
 //! guest that hits either is stopped with a trap the host can name.
 
-use crate::bindings::import_callback::{RunError, RunReport, TriggerEvent};
+use crate::bindings::import_callback::{RunError, RunOutcome, TriggerEvent};
 use crate::bindings::{Importer, ImporterPre};
 use crate::sandbox::{Grants, GuestLog, Sandbox};
 use std::path::Path;
@@ -86,7 +86,7 @@ impl Drop for Runtime {
 /// The result of one invocation of the guest.
 pub struct Invocation {
     /// What the guest returned, or why the host stopped it.
-    pub result: Result<Result<RunReport, RunError>, Fault>,
+    pub result: Result<Result<RunOutcome, RunError>, Fault>,
     /// What the guest wrote to stdout and stderr.
     pub guest_output: String,
     /// The most linear memory the instance held, in bytes.

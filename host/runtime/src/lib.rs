@@ -25,7 +25,7 @@
 //!
 //! ```no_run
 //! use assets_runtime::bindings::assets_api::{CallError, Response};
-//! use assets_runtime::bindings::import_callback::TriggerEvent;
+//! use assets_runtime::bindings::import_callback::{RunOutcome, TriggerEvent};
 //! use assets_runtime::{AssetsBackend, Grants, Limits, Runtime};
 //! use std::sync::Arc;
 //!
@@ -56,7 +56,9 @@
 //! let invocation = runtime.invoke(&event, grants, Limits::default());
 //! // 4. The guest's run report, its error, or why the host stopped it.
 //! match invocation.result {
-//!     Ok(Ok(report)) => println!("imported {} objects", report.objects_sent),
+//!     Ok(Ok(RunOutcome::Completed(report))) => println!("imported {} objects", report.objects_sent),
+//!     // Stopped at a checkpoint before the time limit: invoke again to go on.
+//!     Ok(Ok(RunOutcome::Paused(paused))) => println!("{} objects so far", paused.objects_sent),
 //!     Ok(Err(error)) => println!("the import failed: {error:?}"),
 //!     Err(fault) => println!("stopped: {fault}"),
 //! }

@@ -108,6 +108,9 @@ pub struct Sandbox {
     pub limiter: MemoryLimiter,
     /// When the invocation's time limit runs out; real waits stop here.
     deadline: Instant,
+    /// The same limit by the platform's clock (a virtual clock's simulated
+    /// time), in epoch milliseconds.
+    clock_deadline_ms: u64,
 }
 
 /// Caps the linear memory of one instance, and remembers whether the guest
@@ -173,12 +176,15 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let limit = deadline.saturating_duration_since(Instant::now());
+        let clock_deadline_ms = grants.timer.now_ms().saturating_add(limit.as_millis() as u64);
         Sandbox {
             wasi,
             table: ResourceTable::new(),
             grants,
             limiter: MemoryLimiter::new(memory_limit),
             deadline,
+            clock_deadline_ms,
         }
     }
 }
@@ -261,6 +267,11 @@ impl timer::Host for Sandbox {
         // wait must end there itself; the guest is stopped right after.
         let left = self.deadline.saturating_duration_since(Instant::now());
         self.grants.timer.sleep(Duration::from_millis(ms).min(left));
+    }
+    fn time_left_ms(&mut self) -> u64 {
+        let wall = self.deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
+        let clock = self.clock_deadline_ms.saturating_sub(self.grants.timer.now_ms());
+        wall.min(clock)
     }
 }
 

@@ -626,6 +626,7 @@ fn repair_history(conn: &Connection) -> anyhow::Result<()> {
             objects: objects as u64,
             started_at: now,
             ended_at: (status != ExecutionStatus::Ingesting).then_some(now),
+            invocations: None,
         };
         tx.execute(
             "INSERT INTO history (idx, body) VALUES (?1, ?2)",
@@ -789,6 +790,7 @@ mod tests {
                 objects: 0,
                 started_at: now,
                 ended_at: Some(now),
+                invocations: None,
             });
             let changes = state.take_changes();
             store.save(&state, changes).unwrap();

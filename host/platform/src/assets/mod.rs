@@ -28,7 +28,7 @@ pub mod schedule;
 pub mod schedules;
 
 pub use error::ApiError;
-pub use model::{Changes, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State};
+pub use model::{fit_reason, Changes, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State};
 
 use crate::clock::Clock;
 use assets_runtime::bindings::assets_api;
@@ -311,7 +311,7 @@ impl AssetsService {
         let now = self.clock.now();
         let mut state = self.state();
         let id = state.ingesting(source_id)?.id.clone();
-        let reason: String = reason.chars().take(model::MAX_FAILURE_REASON_CHARS).collect();
+        let reason = model::fit_reason(reason);
         state.fail(source_id, &id, reason, now).ok()?;
         Some(id)
     }

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-/// Largest `failureReason` the API takes, in characters.
+/// Largest `failureReason` the API takes, in characters counted as a Java
+/// server counts them: UTF-16 code units (an emoji is two).
 pub const MAX_FAILURE_REASON_CHARS: usize = 1024;
 
 /// State of an execution, as the real API names them.
@@ -74,6 +75,32 @@ pub struct HistoryEntry {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub ended_at: Option<DateTime<Utc>>,
+    /// Times the platform invoked the app for this run, when more than one:
+    /// the import went on from a checkpoint after pausing before its time
+    /// limit or being stopped at it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocations: Option<u32>,
+}
+
+/// Cuts a failure reason to the API's limit, [`MAX_FAILURE_REASON_CHARS`]
+/// UTF-16 code units (which is never more Unicode scalar values), with
+/// credentials hidden: for the reasons the platform writes itself.
+pub fn fit_reason(reason: &str) -> String {
+    let reason = assets_redact::redact(reason);
+    if reason.encode_utf16().count() <= MAX_FAILURE_REASON_CHARS {
+        return reason;
+    }
+    let mut units = 0;
+    let mut cut = String::new();
+    for c in reason.chars() {
+        if units + c.len_utf16() > MAX_FAILURE_REASON_CHARS - 1 {
+            break;
+        }
+        units += c.len_utf16();
+        cut.push(c);
+    }
+    cut.push('…');
+    cut
 }
 
 /// An object as stored by an execution.
@@ -334,6 +361,7 @@ impl State {
             objects: 0,
             started_at: now,
             ended_at: None,
+            invocations: None,
         });
         let execution = Execution {
             id: id.clone(),
@@ -537,12 +565,19 @@ impl State {
 
     /// Attaches the schedule and occurrence that caused an execution to its
     /// history line.
-    pub fn annotate(&mut self, execution_id: &str, schedule_id: Option<String>, occurrence_id: Option<String>) {
+    pub fn annotate(
+        &mut self,
+        execution_id: &str,
+        schedule_id: Option<String>,
+        occurrence_id: Option<String>,
+        invocations: Option<u32>,
+    ) {
         if let Some(execution) = self.executions.get(execution_id) {
             let index = execution.history_index;
             let entry = &mut self.history[index];
             entry.schedule_id = schedule_id;
             entry.occurrence_id = occurrence_id;
+            entry.invocations = invocations.or(entry.invocations);
             self.touch(|c| {
                 c.history.insert(index);
             });

@@ -147,11 +147,16 @@ impl SourceRoute<'_> {
 
     fn fail(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
         let report: FailureReport = body::parse(body)?;
-        let chars = report.failure_reason.chars().count();
-        if chars > MAX_FAILURE_REASON_CHARS {
+        // Counted in UTF-16 code units, as a Java server counts `length()`:
+        // an app that counts Unicode scalar values and sends 1,024 emoji
+        // (2,048 units) is refused here as it would be there.
+        let units = report.failure_reason.encode_utf16().count();
+        if units > MAX_FAILURE_REASON_CHARS {
             return Err(ApiError::invalid_field(
                 "failureReason",
-                format!("failureReason is {chars} characters long; at most {MAX_FAILURE_REASON_CHARS} are allowed"),
+                format!(
+                    "failureReason is {units} characters long counted in UTF-16 code units (an emoji counts 2); at most {MAX_FAILURE_REASON_CHARS} are allowed"
+                ),
             ));
         }
         if report.failure_reason.trim().is_empty() {

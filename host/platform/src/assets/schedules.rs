@@ -162,6 +162,7 @@ pub fn unrun_entry(
         objects: 0,
         started_at: occurrence.instant,
         ended_at: Some(occurrence.instant),
+        invocations: None,
     }
 }
 

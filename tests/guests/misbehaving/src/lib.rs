@@ -14,12 +14,12 @@ mod guest {
     wit_bindgen::generate!({ world: "importer", path: "../../../wit" });
 
     use assets::scheduled_import::{assets_api, config, outbound_http, storage};
-    use exports::assets::scheduled_import::import_callback::{Guest, RunError, RunReport, TriggerEvent};
+    use exports::assets::scheduled_import::import_callback::{Guest, RunError, RunOutcome, RunReport, TriggerEvent};
 
     struct Misbehaving;
 
     impl Guest for Misbehaving {
-        fn on_trigger(event: TriggerEvent) -> Result<RunReport, RunError> {
+        fn on_trigger(event: TriggerEvent) -> Result<RunOutcome, RunError> {
             match config::get("test-behaviour").as_deref() {
                 Some("loop") => {
                     let mut n: u64 = 0;
@@ -45,7 +45,7 @@ mod guest {
     }
 
     /// Everything a guest can reach, printed to stdout for the host's log.
-    fn probe(event: &TriggerEvent) -> Result<RunReport, RunError> {
+    fn probe(event: &TriggerEvent) -> Result<RunOutcome, RunError> {
         println!("env: {:?}", std::env::vars().collect::<Vec<_>>());
         println!("args: {:?}", std::env::args().collect::<Vec<_>>());
         for dir in ["/", ".", "/proc/self"] {
@@ -92,13 +92,13 @@ mod guest {
             timeout_ms: None,
         };
         println!("http: {:?}", outbound_http::send(&request).map(|r| r.status));
-        Ok(RunReport {
+        Ok(RunOutcome::Completed(RunReport {
             execution_id: "probe".into(),
             chunks_sent: 0,
             objects_sent: 0,
             retries: 0,
             replayed: false,
-        })
+        }))
     }
 
     export!(Misbehaving);
