@@ -30,6 +30,7 @@ impl Http for PlatformHttp {
         })
         .map(|r| Response {
             status: r.status,
+            headers: r.headers,
             body: r.body,
         })
         .map_err(|e| match e {

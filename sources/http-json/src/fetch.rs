@@ -1,8 +1,14 @@
 //! One page: request it, check the answer, map its records, find the next.
 //!
-//! The cursor the importer hands back is `"{page number}|{URL}"` of the page
-//! to read, so the source keeps no state between calls and the page count
-//! guards against an API whose links go round in a circle.
+//! The cursor the importer hands back is the URL of the page to read, so the
+//! source keeps no state between calls, and an API whose links go round in a
+//! circle hands the importer a cursor it has already read, which it refuses.
+//!
+//! The configured headers (usually credentials) go only to the scheme, host
+//! and port of `source-url`: a next link that leaves them is followed
+//! without them. Messages name the call with credentials hidden
+//! ([`assets_redact`]) and quote at most [`EXCERPT_CHARS`] characters of an
+//! unusable answer, redacted the same way.
 
 use crate::mapping::Object;
 use crate::settings::Settings;
@@ -14,6 +20,8 @@ use url::Url;
 pub struct Response {
     /// HTTP status.
     pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Vec<u8>,
 }
@@ -66,47 +74,54 @@ pub struct Page {
 }
 
 /// Up to this many characters of an unusable body are quoted in errors.
-const EXCERPT_CHARS: usize = 200;
+pub const EXCERPT_CHARS: usize = 120;
 
 fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let cut: String = text.chars().take(EXCERPT_CHARS).collect();
-    if cut.len() < text.len() {
-        format!("{cut}…")
-    } else {
-        cut
-    }
+    assets_redact::excerpt(&String::from_utf8_lossy(body), EXCERPT_CHARS)
 }
 
-fn parse_cursor(cursor: &str) -> Result<(u64, Url), SourceError> {
-    cursor
-        .split_once('|')
-        .and_then(|(n, url)| Some((n.parse().ok()?, Url::parse(url).ok()?)))
-        .ok_or_else(|| SourceError::Other(format!("cursor {cursor:?} was not made by this source")))
+fn parse_cursor(cursor: &str) -> Result<Url, SourceError> {
+    Url::parse(cursor)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| {
+            SourceError::Other(assets_redact::redact(&format!(
+                "cursor {cursor:?} was not made by this source"
+            )))
+        })
+}
+
+/// True when `url` has the scheme, host and port of `configured`.
+pub fn same_origin(url: &Url, configured: &Url) -> bool {
+    url.scheme() == configured.scheme()
+        && url.host_str() == configured.host_str()
+        && url.port_or_known_default() == configured.port_or_known_default()
 }
 
 /// Reads the page at `cursor` (`None`: the first).
 pub fn next_page(settings: &Settings, http: &mut impl Http, cursor: Option<&str>) -> Result<Page, SourceError> {
-    let (number, url) = match cursor {
-        None => (1, settings.pagination.first_url(&settings.url)),
+    let url = match cursor {
+        None => settings.pagination.first_url(&settings.url),
         Some(cursor) => parse_cursor(cursor)?,
     };
-    if number > settings.max_pages {
-        return Err(SourceError::BadResponse(format!(
-            "GET {url}: more than {} pages (source-max-pages); the API's pagination may go round in a circle",
-            settings.max_pages
-        )));
-    }
-    let call = format!("GET {url}");
+    let call = assets_redact::redact(&format!("GET {url}"));
+    // Credentials stay with the origin they were configured for.
+    let headers: &[(String, String)] = if same_origin(&url, &settings.url) {
+        &settings.headers
+    } else {
+        &[]
+    };
     let response = http
-        .get(url.as_str(), &settings.headers, settings.timeout_ms)
+        .get(url.as_str(), headers, settings.timeout_ms)
         .map_err(|failure| match failure {
             HttpFailure::Timeout(_) => {
                 SourceError::Timeout(format!("{call}: no answer within {} ms", settings.timeout_ms))
             }
-            HttpFailure::Connection(why) => SourceError::Connection(format!("{call}: {why}")),
-            HttpFailure::Denied(why) => SourceError::Denied(why),
-            HttpFailure::InvalidUrl(why) => SourceError::BadResponse(format!("{call}: invalid URL ({why})")),
+            HttpFailure::Connection(why) => SourceError::Connection(assets_redact::redact(&format!("{call}: {why}"))),
+            HttpFailure::Denied(why) => SourceError::Denied(assets_redact::redact(&why)),
+            HttpFailure::InvalidUrl(why) => {
+                SourceError::BadResponse(assets_redact::redact(&format!("{call}: invalid URL ({why})")))
+            }
         })?;
     match response.status {
         200..=299 => {}
@@ -151,11 +166,11 @@ pub fn next_page(settings: &Settings, http: &mut impl Http, cursor: Option<&str>
         .enumerate()
         .map(|(i, record)| settings.mapping.map(record, i))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|why| SourceError::BadResponse(format!("{call}: {why}")))?;
+        .map_err(|why| SourceError::BadResponse(assets_redact::redact(&format!("{call}: {why}"))))?;
     let next = settings
         .pagination
-        .next_url(&url, &body, records.len())
-        .map_err(|why| SourceError::BadResponse(format!("{call}: {why}")))?;
+        .next_url(&url, &response.headers, &body, records.len())
+        .map_err(|why| SourceError::BadResponse(assets_redact::redact(&format!("{call}: {why}"))))?;
     if next.as_ref() == Some(&url) {
         return Err(SourceError::BadResponse(format!(
             "{call}: the next page is this page again; the API's pagination does not advance"
@@ -164,7 +179,7 @@ pub fn next_page(settings: &Settings, http: &mut impl Http, cursor: Option<&str>
     Ok(Page {
         object_type_id: settings.mapping.object_type_id.clone(),
         objects,
-        next_cursor: next.map(|u| format!("{}|{u}", number + 1)),
+        next_cursor: next.map(String::from),
     })
 }
 
@@ -206,6 +221,7 @@ mod tests {
                 if n == call {
                     return Ok(Response {
                         status,
+                        headers: vec![],
                         body: body.into(),
                     });
                 }
@@ -223,6 +239,7 @@ mod tests {
             let body = json!({"count": self.total, "next": next, "previous": null, "results": results});
             Ok(Response {
                 status: 200,
+                headers: vec![],
                 body: body.to_string().into_bytes(),
             })
         }
@@ -296,6 +313,7 @@ mod tests {
             fn get(&mut self, url: &str, _: &[(String, String)], _: u32) -> Result<Response, HttpFailure> {
                 Ok(Response {
                     status: 200,
+                    headers: vec![],
                     body: json!({"next": url, "results": []}).to_string().into_bytes(),
                 })
             }
@@ -308,5 +326,124 @@ mod tests {
     fn a_foreign_cursor_is_refused() {
         let e = next_page(&settings(), &mut NetBox::new(1), Some("page-two")).unwrap_err();
         assert!(matches!(e, SourceError::Other(m) if m.contains("not made by this source")));
+    }
+
+    /// Answers with a recorder of the headers each request carried.
+    struct Recorder {
+        seen: Vec<(String, Vec<(String, String)>)>,
+        pages: Vec<(u16, Vec<(String, String)>, Value)>,
+    }
+
+    impl Http for Recorder {
+        fn get(&mut self, url: &str, headers: &[(String, String)], _: u32) -> Result<Response, HttpFailure> {
+            self.seen.push((url.to_owned(), headers.to_vec()));
+            let (status, headers, body) = self.pages.remove(0);
+            Ok(Response {
+                status,
+                headers,
+                body: body.to_string().into_bytes(),
+            })
+        }
+    }
+
+    fn with(pairs: &[(&str, &str)]) -> Settings {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        Settings::read(|k| map.get(k).cloned()).unwrap()
+    }
+
+    #[test]
+    fn link_header_pages_are_followed_and_credentials_stay_with_their_origin() {
+        let settings = with(&[
+            ("source-url", "https://api.example.com/v1/users?limit=2"),
+            ("source-pagination", "link-header"),
+            ("source-headers", "Authorization: SSWS secret-1"),
+            ("map-object-type", "user"),
+            ("map-external-id", "id"),
+            ("map-label", "name"),
+        ]);
+        let link = |to: &str| vec![("link".to_owned(), format!("<{to}>; rel=\"next\""))];
+        let mut api = Recorder {
+            seen: vec![],
+            pages: vec![
+                (200, link("/v1/users?after=2&limit=2"), json!([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])),
+                (200, link("https://api.example.com:8443/v1/users?after=4"), json!([{"id": 3, "name": "c"}])),
+                (200, link("http://api.example.com/v1/users?after=5"), json!([{"id": 4, "name": "d"}])),
+                (200, vec![], json!([{"id": 5, "name": "e"}])),
+            ],
+        };
+        let mut cursor = None;
+        let mut ids = Vec::new();
+        loop {
+            let page = next_page(&settings, &mut api, cursor.as_deref()).unwrap();
+            ids.extend(page.objects.into_iter().map(|o| o.external_id));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(ids, ["1", "2", "3", "4", "5"]);
+        let carried: Vec<bool> = api.seen.iter().map(|(_, h)| !h.is_empty()).collect();
+        assert_eq!(carried, [true, true, false, false], "another port or scheme gets no credentials");
+        assert_eq!(api.seen[1].0, "https://api.example.com/v1/users?after=2&limit=2");
+    }
+
+    #[test]
+    fn a_page_capped_below_the_asked_size_does_not_end_the_import() {
+        // Asked for 100 a page, the API gives 30 and says nothing.
+        let settings = with(&[
+            ("source-url", "https://api.example.com/hosts"),
+            ("source-pagination", "offset"),
+            ("source-limit", "100"),
+            ("map-object-type", "host"),
+            ("map-external-id", "id"),
+            ("map-label", "id"),
+        ]);
+        struct Capped;
+        impl Http for Capped {
+            fn get(&mut self, url: &str, _: &[(String, String)], _: u32) -> Result<Response, HttpFailure> {
+                let url = Url::parse(url).unwrap();
+                let q: HashMap<_, _> = url.query_pairs().into_owned().collect();
+                let offset: usize = q["offset"].parse().unwrap();
+                let records: Vec<Value> = (offset..(offset + 30).min(95)).map(|i| json!({"id": i})).collect();
+                Ok(Response {
+                    status: 200,
+                    headers: vec![],
+                    body: Value::Array(records).to_string().into_bytes(),
+                })
+            }
+        }
+        let mut cursor = None;
+        let mut count = 0;
+        loop {
+            let page = next_page(&settings, &mut Capped, cursor.as_deref()).unwrap();
+            count += page.objects.len();
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(count, 95, "every record, not the first 30");
+    }
+
+    #[test]
+    fn messages_hide_credentials_in_urls_and_quoted_bodies() {
+        let settings = with(&[
+            ("source-url", "https://bot:pw@api.example.com/hosts?api_key=k-123&limit=5"),
+            ("map-object-type", "host"),
+            ("map-external-id", "id"),
+            ("map-label", "id"),
+        ]);
+        let mut api = Recorder {
+            seen: vec![],
+            pages: vec![(401, vec![], json!({"error": "bad token", "token": "t-456", "pad": "x".repeat(500)}))],
+        };
+        let SourceError::BadResponse(message) = next_page(&settings, &mut api, None).unwrap_err() else {
+            panic!()
+        };
+        for secret in ["pw", "k-123", "t-456"] {
+            assert!(!message.contains(secret), "{secret} leaked: {message}");
+        }
+        assert!(message.contains("https://***@api.example.com/hosts?api_key=***&limit=5 answered 401"), "{message}");
+        assert!(message.chars().count() < 260, "the body is quoted short: {message}");
     }
 }

@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `source-url` | first page, absolute http(s) URL | required |
 //! | `source-records` | path of the records list in the body | the body is the list |
-//! | `source-pagination` | `none`, `next-url`, `cursor`, `page`, `offset` | `none` |
+//! | `source-pagination` | `none`, `next-url`, `link-header`, `cursor`, `page`, `offset` | `none` |
 //! | `source-next-field` | (`next-url`) path of the next page's URL | `next` |
 //! | `source-cursor-field` | (`cursor`) path of the next cursor | required for `cursor` |
 //! | `source-cursor-param` | (`cursor`) query parameter carrying it | `cursor` |
@@ -15,13 +15,17 @@
 //! | `source-offset-param` | (`offset`) offset parameter | `offset` |
 //! | `source-limit-param` | (`offset`) limit parameter | `limit` |
 //! | `source-limit` | (`offset`) records per page | `100` |
-//! | `source-headers` | request headers, `Name: value` separated by `;` or new lines | none |
+//! | `source-total-field` | (`offset`) path of the total number of records; reaching it ends the list | none |
+//! | `source-short-page-ends` | (`page`, `offset`) `true`: a page shorter than asked for is the last | `false` |
+//! | `source-headers` | request headers, `Name: value` separated by `;` or new lines; sent only to the scheme, host and port of `source-url` | none |
 //! | `source-timeout-ms` | per-request timeout | `30000` |
-//! | `source-max-pages` | give up after this many pages (a guard against loops) | `10000` |
 //! | `map-object-type` | Assets object type id of every object | required |
 //! | `map-external-id` | path of the record's id | required |
 //! | `map-label` | path of the record's display name | required |
 //! | `map-attributes` | `key=path` pairs separated by `,` | none |
+//!
+//! `source-max-pages` (a cap on pages per run) is read by the importer,
+//! which counts pages across deliveries of a resumed run.
 //!
 //! A missing, malformed or contradictory setting is a [`ConfigError`] that
 //! names the key — a pagination setting of another style than the one
@@ -59,14 +63,12 @@ pub struct Settings {
     pub headers: Vec<(String, String)>,
     /// Per-request timeout.
     pub timeout_ms: u32,
-    /// Most pages read in one run.
-    pub max_pages: u64,
     /// Records to objects.
     pub mapping: Mapping,
 }
 
 /// Pagination keys and the style each belongs to.
-const STYLE_KEYS: [(&str, &str); 10] = [
+const STYLE_KEYS: [(&str, &str); 11] = [
     ("source-next-field", "next-url"),
     ("source-cursor-field", "cursor"),
     ("source-cursor-param", "cursor"),
@@ -77,6 +79,7 @@ const STYLE_KEYS: [(&str, &str); 10] = [
     ("source-offset-param", "offset"),
     ("source-limit-param", "offset"),
     ("source-limit", "offset"),
+    ("source-total-field", "offset"),
 ];
 
 struct Reader<F: Fn(&str) -> Option<String>> {
@@ -118,6 +121,16 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+fn short_page_ends<F: Fn(&str) -> Option<String>>(r: &Reader<F>) -> Result<bool, ConfigError> {
+    match r.optional("source-short-page-ends").as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ConfigError(format!(
+            "source-short-page-ends must be true or false; got {other:?}"
+        ))),
+    }
+}
+
 impl Settings {
     /// Reads and checks every setting through `get`.
     pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
@@ -135,11 +148,17 @@ impl Settings {
                 )));
             }
         }
+        if r.optional("source-short-page-ends").is_some() && !matches!(style.as_str(), "page" | "offset") {
+            return Err(ConfigError(format!(
+                "source-short-page-ends is set, but source-pagination is {style:?}; it belongs to source-pagination=page or offset"
+            )));
+        }
         let pagination = match style.as_str() {
             "none" => Pagination::None,
             "next-url" => Pagination::NextUrl {
                 field: r.path("source-next-field", Some("next"))?.expect("defaulted"),
             },
+            "link-header" => Pagination::LinkHeader,
             "cursor" => Pagination::Cursor {
                 field: r
                     .path("source-cursor-field", None)?
@@ -163,15 +182,18 @@ impl Settings {
                         ))
                     }
                 },
+                short_page_ends: short_page_ends(&r)?,
             },
             "offset" => Pagination::Offset {
                 param: r.name("source-offset-param", "offset"),
                 limit_param: r.name("source-limit-param", "limit"),
                 limit: r.number("source-limit", 100, 1)?,
+                total: r.path("source-total-field", None)?,
+                short_page_ends: short_page_ends(&r)?,
             },
             other => {
                 return Err(ConfigError(format!(
-                    "source-pagination must be one of none, next-url, cursor, page, offset; got {other:?}"
+                    "source-pagination must be one of none, next-url, link-header, cursor, page, offset; got {other:?}"
                 )))
             }
         };
@@ -220,7 +242,6 @@ impl Settings {
             pagination,
             headers,
             timeout_ms: r.number("source-timeout-ms", 30_000, 1)?.min(u64::from(u32::MAX)) as u32,
-            max_pages: r.number("source-max-pages", 10_000, 1)?,
             mapping,
         })
     }
