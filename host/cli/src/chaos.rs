@@ -1,11 +1,16 @@
 //! The chaos run: many scheduled imports through the virtual clock under
 //! random faults, each checked as it ends.
 //!
-//! After every handled occurrence: no execution is left ingesting; a
-//! completed execution holds exactly the source's objects (none lost, none
-//! received twice); a failed one has a reason of at most 1024 characters; no
-//! occurrence produced two executions, even when the platform delivers it
-//! again. Checked data is then freed, so the host's memory should stay flat;
+//! After every handled occurrence: the app itself left no execution
+//! ingesting (counted before the platform cleans up after it), and none is
+//! left after; a completed execution holds exactly the source's objects (none
+//! lost, none received twice); a failed one has a reason of at most 1024
+//! characters; no occurrence produced two executions, even when the platform
+//! delivers it again; no execution exists that no run reported (an orphan,
+//! as a careless retry of a lost create-execution answer makes). Apps run
+//! with a 20 s time limit and pause when 19 s are left, so every run that
+//! meets a fault's simulated wait goes on across invocations from its
+//! checkpoint. Checked data is then freed, so the host's memory should stay flat;
 //! resident memory is sampled early and at the end to show it.
 
 use assets_platform::assets::InProcessAssets;
@@ -16,7 +21,7 @@ use assets_platform::scheduler::{FiringStatus, Scheduler};
 use assets_platform::source::SyntheticSource;
 use assets_platform::trigger::{self, App, RunStatus};
 use assets_runtime::bindings::import_callback::TriggerEvent;
-use assets_runtime::Runtime;
+use assets_runtime::{Limits, Runtime};
 use clap::Args;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,14 +40,25 @@ pub const DEFAULT_PLAN: &str = r#"{
     {"endpoint": "data", "fault": "timeout", "rate": 0.04},
     {"endpoint": "completed", "fault": "timeout", "rate": 0.05},
     {"endpoint": "failed", "fault": "timeout", "rate": 0.05},
-    {"endpoint": "data", "fault": "latency", "ms": 300, "rate": 0.1}
+    {"endpoint": "data", "fault": "latency", "ms": 300, "rate": 0.1},
+    {"endpoint": "create", "fault": "lost-answer", "rate": 0.05},
+    {"endpoint": "data", "fault": "lost-answer", "rate": 0.03},
+    {"endpoint": "completed", "fault": "lost-answer", "rate": 0.05}
   ],
   "source": [
     {"fault": "timeout", "rate": 0.05},
     {"fault": "connection", "rate": 0.02},
-    {"fault": "bad-page", "rate": 0.01}
+    {"fault": "bad-page", "rate": 0.01},
+    {"fault": "loop", "rate": 0.01}
   ]
 }"#;
+
+/// Each app's time limit in the chaos run, and the margin at which it
+/// pauses: with 19 s of 20 left, any simulated wait of a second or more
+/// (latency faults, retry backoff) makes the app stop at a checkpoint and
+/// the platform invoke it again.
+const TIME_LIMIT_S: u64 = 20;
+const MARGIN_MS: &str = "19000";
 
 /// `assets-host chaos`.
 #[derive(Debug, Args)]
@@ -83,8 +99,16 @@ pub struct ChaosReport {
     pub not_started: usize,
     /// Occurrences skipped (an execution still ingesting).
     pub skipped: usize,
-    /// Executions left ingesting after their run: must be 0.
+    /// Executions the app left ingesting when its run ended (before the
+    /// platform failed them), or left ingesting after: must be 0.
     pub stuck: usize,
+    /// Executions no run reported (a second execution made by a retried
+    /// create-execution whose first answer was lost): must be 0.
+    pub orphaned: usize,
+    /// Runs that took more than one invocation, going on from a checkpoint.
+    pub resumed: usize,
+    /// Invocations of the apps in all.
+    pub invocations: u64,
     /// Objects of completed runs that did not arrive: must be 0.
     pub lost: u64,
     /// Objects received more than once: must be 0.
@@ -109,6 +133,7 @@ impl ChaosReport {
     /// True when every invariant held.
     pub fn clean(&self) -> bool {
         self.stuck == 0
+            && self.orphaned == 0
             && self.lost == 0
             && self.duplicated == 0
             && self.double_executions == 0
@@ -144,10 +169,15 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
         let config = BTreeMap::from([
             ("chunk-max-objects".to_owned(), "100".to_owned()),
             ("retry-base-delay-ms".to_owned(), "200".to_owned()),
+            ("time-limit-margin-ms".to_owned(), MARGIN_MS.to_owned()),
         ]);
         let app = App::new(format!("app-{i}"), runtime.clone(), Arc::new(source))
             .with_config(config)
-            .with_assets(Arc::new(backend));
+            .with_assets(Arc::new(backend))
+            .with_limits(Limits {
+                time: std::time::Duration::from_secs(TIME_LIMIT_S),
+                ..Limits::default()
+            });
         scheduler.install(&source_id, app.clone());
         let body = serde_json::json!({
             "runFrequency": "DAILY",
@@ -180,6 +210,13 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
             }
             report.runs += 1;
             report.retries += u64::from(firing.retries);
+            report.invocations += u64::from(firing.invocations);
+            if firing.invocations > 1 {
+                report.resumed += 1;
+            }
+            if firing.left_by_app.is_some() {
+                report.stuck += 1;
+            }
             if let Some(id) = &firing.execution_id {
                 executions_of
                     .entry(firing.occurrence_id.clone())
@@ -217,6 +254,9 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
                 if again.replayed {
                     report.replayed += 1;
                 }
+                if again.left_by_app.is_some() {
+                    report.stuck += 1;
+                }
                 if let (Some(id), RunStatus::Completed | RunStatus::Failed) = (&again.execution_id, again.status) {
                     executions_of
                         .entry(firing.occurrence_id.clone())
@@ -237,6 +277,14 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
         }
     }
     report.double_executions = executions_of.values().filter(|ids| ids.len() > 1).count();
+    let reported: HashSet<&String> = executions_of.values().flatten().collect();
+    report.orphaned = assets
+        .state()
+        .all_history()
+        .iter()
+        .filter_map(|line| line.execution_id.as_ref())
+        .filter(|id| !reported.contains(id))
+        .count();
     report.rss_end_kib = resident_kib();
     Ok(report)
 }

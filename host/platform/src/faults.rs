@@ -10,11 +10,13 @@
 //!    {"endpoint": "any", "fault": "status", "status": 429, "retryAfter": "2", "rate": 0.05},
 //!    {"endpoint": "any", "fault": "reset", "rate": 0.02},
 //!    {"endpoint": "completed", "fault": "timeout", "rate": 0.05},
+//!    {"endpoint": "create", "fault": "lost-answer", "rate": 0.05},
 //!    {"endpoint": "data", "fault": "latency", "ms": 200, "rate": 0.2}],
 //!  "source": [
 //!    {"fault": "timeout", "rate": 0.05},
 //!    {"fault": "bad-page", "rate": 0.01},
-//!    {"fault": "fail-after-page", "page": 3}]}
+//!    {"fault": "fail-after-page", "page": 3},
+//!    {"fault": "loop", "rate": 0.01}]}
 //! ```
 //!
 //! Endpoints: `create`, `data`, `completed`, `failed`, `status`, `any`.
@@ -22,7 +24,15 @@
 //! `reset` drops the connection before the request arrives; `timeout`
 //! loses the answer: for `data`, `completed` and `failed` the request *was*
 //! processed (the case retries must survive without duplicating data), for
-//! the others it was not; `latency` waits `ms` on the platform clock first.
+//! the others it was not; `lost-answer` processes the request on every
+//! endpoint, `create` included, then breaks the connection before the
+//! answer arrives (the case that leaves an orphan execution when a retry
+//! is not careful); `latency` waits `ms` on the platform clock first.
+//!
+//! Source faults: `timeout`, `connection` and `bad-page` fail a page read;
+//! `fail-after-page` times out every page after `page`; `loop` answers a
+//! page with the cursor of an earlier page, as an API whose links go round
+//! in a circle does.
 
 use crate::assets::Response;
 use crate::clock::Clock;
@@ -53,7 +63,7 @@ pub struct FaultPlan {
 pub struct ApiFault {
     /// Which endpoint: `create`, `data`, `completed`, `failed`, `status` or `any`.
     pub endpoint: String,
-    /// `status`, `reset`, `timeout` or `latency`.
+    /// `status`, `reset`, `timeout`, `lost-answer` or `latency`.
     pub fault: String,
     /// For `status`: the code (e.g. 429, 500, 503).
     #[serde(default)]
@@ -73,7 +83,7 @@ pub struct ApiFault {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceFault {
-    /// `timeout`, `connection`, `bad-page` or `fail-after-page`.
+    /// `timeout`, `connection`, `bad-page`, `fail-after-page` or `loop`.
     pub fault: String,
     /// For `fail-after-page`: pages after this one (1-based) time out.
     #[serde(default)]
@@ -107,17 +117,17 @@ impl FaultPlan {
                     "a status fault needs \"status\": a 4xx or 5xx code"
                 ),
                 "latency" => anyhow::ensure!(f.ms.is_some(), "a latency fault needs \"ms\""),
-                "reset" | "timeout" => {}
-                other => anyhow::bail!("fault {other:?} must be status, reset, timeout or latency"),
+                "reset" | "timeout" | "lost-answer" => {}
+                other => anyhow::bail!("fault {other:?} must be status, reset, timeout, lost-answer or latency"),
             }
             anyhow::ensure!((0.0..=1.0).contains(&f.rate), "rate {} must be from 0 to 1", f.rate);
         }
         for f in &plan.source {
             match f.fault.as_str() {
-                "timeout" | "connection" | "bad-page" => {}
+                "timeout" | "connection" | "bad-page" | "loop" => {}
                 "fail-after-page" => anyhow::ensure!(f.page.is_some(), "fail-after-page needs \"page\""),
                 other => {
-                    anyhow::bail!("source fault {other:?} must be timeout, connection, bad-page or fail-after-page")
+                    anyhow::bail!("source fault {other:?} must be timeout, connection, bad-page, fail-after-page or loop")
                 }
             }
             anyhow::ensure!((0.0..=1.0).contains(&f.rate), "rate {} must be from 0 to 1", f.rate);
@@ -194,6 +204,12 @@ impl AssetsBackend for FaultyAssets {
                     return Ok(response.into());
                 }
                 "reset" => return Err(CallError::Unreachable("connection reset by peer (injected)".into())),
+                "lost-answer" => {
+                    let _ = self.inner.call(method, path, body);
+                    return Err(CallError::Unreachable(
+                        "connection reset after the request was sent; no answer (injected)".into(),
+                    ));
+                }
                 "timeout" => {
                     if matches!(endpoint, "data" | "completed" | "failed") {
                         // Processed, but the answer is lost on the way back.
@@ -236,12 +252,15 @@ impl DataSourceProvider for FaultySource {
         let page = cursor.and_then(|c| c.parse::<u64>().ok()).unwrap_or(0) / self.page_size + 1;
         let at = cursor.unwrap_or("start");
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut looped = false;
         for fault in &self.faults {
             let hit = match fault.fault.as_str() {
                 "fail-after-page" => page > fault.page.unwrap_or(u64::MAX),
                 _ => rng.f64() < fault.rate,
             };
-            if hit {
+            if hit && fault.fault == "loop" {
+                looped = true;
+            } else if hit {
                 return Err(match fault.fault.as_str() {
                     "connection" => {
                         SourceError::Connection(format!("page {page} (cursor {at}): connection refused (injected)"))
@@ -254,6 +273,11 @@ impl DataSourceProvider for FaultySource {
             }
         }
         drop(rng);
-        self.inner.next_page(cursor)
+        let mut read = self.inner.next_page(cursor)?;
+        if looped && page >= 3 && read.next_cursor.is_some() {
+            // Back to page 2: a cursor this run has read already (A → B → A).
+            read.next_cursor = Some(self.page_size.to_string());
+        }
+        Ok(read)
     }
 }

@@ -94,6 +94,12 @@ pub struct Firing {
     pub note: Option<String>,
     /// Calls the app retried during the run.
     pub retries: u32,
+    /// Times the app was invoked for the run (more than one when it went on
+    /// from a checkpoint); 0 when it was not run here.
+    pub invocations: u32,
+    /// An execution the app itself left ingesting, which the platform then
+    /// failed; a correct app leaves none.
+    pub left_by_app: Option<String>,
 }
 
 /// Delivers scheduled callbacks to apps that do not run in this process.
@@ -493,6 +499,8 @@ impl Scheduler {
                             reason: Some(reason),
                             note: None,
                             retries: 0,
+                            invocations: 0,
+                            left_by_app: None,
                         });
                     }
                 }
@@ -696,6 +704,8 @@ impl Scheduler {
                     outcome.failure_reason.clone(),
                 );
                 fired.retries = outcome.retries;
+                fired.invocations = outcome.invocations;
+                fired.left_by_app = outcome.left_by_app.clone();
                 if outcome.status != RunStatus::NotStarted {
                     return fired;
                 }
@@ -845,6 +855,8 @@ fn firing(
         reason,
         note: occurrence.adjustment.as_ref().map(|a| a.note.clone()),
         retries: 0,
+        invocations: 0,
+        left_by_app: None,
     }
 }
 
