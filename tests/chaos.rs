@@ -23,7 +23,10 @@ fn five_hundred_faulty_runs_keep_every_invariant() {
     assert!(report.duplicate_deliveries > 20 && report.replayed > 0, "{report:?}");
     assert!(report.completed > 400, "most runs survive their faults: {report:?}");
     // Runs paused at checkpoints and went on across invocations.
-    assert!(report.resumed > 20 && report.invocations > report.runs as u64, "{report:?}");
+    assert!(
+        report.resumed > 20 && report.invocations > report.runs as u64,
+        "{report:?}"
+    );
     // Checked data is freed: memory after 500 runs is close to memory after 50.
     assert!(
         report.rss_end_kib <= report.rss_early_kib + 16 * 1024,

@@ -5,10 +5,10 @@ pub use crate::schedule::{simulate_schedule, timeline, PreviewArgs, ScheduleArgs
 
 use anyhow::Context as _;
 use assets_platform::assets::{AssetsService, HistoryEntry, SourceType};
-use assets_platform::clock::SystemClock;
-use assets_platform::source::SyntheticSource;
+use assets_platform::clock::{Clock, SystemClock, VirtualClock};
+use assets_platform::source::{DataSourceProvider, SlowSource, SyntheticSource};
 use assets_platform::trigger::{self, App, TriggerOutcome};
-use assets_runtime::Runtime;
+use assets_runtime::{Limits, Runtime};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -90,6 +90,20 @@ pub struct TriggerArgs {
     /// Make the source time out on every page after page K (1-based).
     #[arg(long, value_name = "K")]
     pub fail_after_page: Option<u32>,
+    /// Each source page takes this long, on the platform's clock (a slow
+    /// third-party API).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub page_latency_ms: u64,
+    /// The app's time limit per invocation, in seconds. An import that needs
+    /// longer pauses at a checkpoint and is invoked again (55 is a web
+    /// trigger's limit on a Forge-like platform).
+    #[arg(long, value_name = "SECONDS", default_value_t = 900)]
+    pub time_limit: u64,
+    /// Run on a simulated clock that starts now: waits (page latency,
+    /// retry backoff) take no real time, and the time limit counts
+    /// simulated time as well as real time.
+    #[arg(long)]
+    pub virtual_clock: bool,
     /// The app's settings and egress.
     #[command(flatten)]
     pub grants: AppArgs,
@@ -216,19 +230,37 @@ pub(crate) fn load(component: Option<PathBuf>) -> anyhow::Result<Arc<Runtime>> {
 
 fn trigger_once(args: TriggerArgs) -> anyhow::Result<()> {
     let runtime = load(args.component)?;
-    let assets = Arc::new(AssetsService::new(Arc::new(SystemClock)));
+    let clock: Arc<dyn Clock> = if args.virtual_clock {
+        Arc::new(VirtualClock::new(chrono::Utc::now()))
+    } else {
+        Arc::new(SystemClock)
+    };
+    let assets = Arc::new(AssetsService::new(clock.clone()));
     let workspace = assets.create_workspace();
     let source_id = assets
         .create_import_source(&workspace, SourceType::External, Some("importer".into()))
         .context("cannot create the import source")?;
-    let source = SyntheticSource {
+    let mut source: Arc<dyn DataSourceProvider> = Arc::new(SyntheticSource {
         objects: args.objects,
         page_size: args.page_size,
         object_types: args.object_types,
         fail_after_page: args.fail_after_page,
         ..SyntheticSource::default()
+    });
+    if args.page_latency_ms > 0 {
+        source = Arc::new(SlowSource {
+            inner: source,
+            clock,
+            latency: std::time::Duration::from_millis(args.page_latency_ms),
+        });
+    }
+    let limits = Limits {
+        time: std::time::Duration::from_secs(args.time_limit),
+        ..Limits::default()
     };
-    let app = args.grants.grant(App::new("importer", runtime, Arc::new(source)))?;
+    let app = args
+        .grants
+        .grant(App::new("importer", runtime, source).with_limits(limits))?;
     let mut event = trigger::manual_event(&workspace, &source_id);
     event.scheduled = !args.manual;
     let outcome = trigger::deliver(&app, &assets, &event);
@@ -250,8 +282,13 @@ fn trigger_json(outcome: &TriggerOutcome, history: &[HistoryEntry]) -> serde_jso
 }
 
 fn print_outcome(outcome: &TriggerOutcome) {
+    let invocations = if outcome.invocations > 1 {
+        format!(", {} invocations", outcome.invocations)
+    } else {
+        String::new()
+    };
     println!(
-        "execution {}: {:?}, {} objects in {} chunks ({:.1} ms){}",
+        "execution {}: {:?}, {} objects in {} chunks ({:.1} ms{invocations}){}",
         outcome.execution_id.as_deref().unwrap_or("(none)"),
         outcome.status,
         outcome.objects,
@@ -340,6 +377,7 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
         "objects".to_owned(),
         "started (UTC)".to_owned(),
         "ended (UTC)".to_owned(),
+        "calls".to_owned(),
         "reason".to_owned(),
     ]];
     for e in entries {
@@ -352,10 +390,11 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
             e.ended_at
                 .map(|t| t.format("%H:%M:%S").to_string())
                 .unwrap_or_else(|| "-".into()),
+            e.invocations.unwrap_or(1).to_string(),
             e.failure_reason.clone().unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
+    let widths: Vec<usize> = (0..7)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -363,7 +402,7 @@ pub fn history_table(entries: &[HistoryEntry]) -> String {
         for (c, width) in widths.iter().enumerate() {
             out.push_str(&format!("{:<width$}  ", row[c], width = width));
         }
-        out.push_str(&row[6]);
+        out.push_str(&row[7]);
         out.push('\n');
     }
     out

@@ -127,7 +127,9 @@ impl FaultPlan {
                 "timeout" | "connection" | "bad-page" | "loop" => {}
                 "fail-after-page" => anyhow::ensure!(f.page.is_some(), "fail-after-page needs \"page\""),
                 other => {
-                    anyhow::bail!("source fault {other:?} must be timeout, connection, bad-page, fail-after-page or loop")
+                    anyhow::bail!(
+                        "source fault {other:?} must be timeout, connection, bad-page, fail-after-page or loop"
+                    )
                 }
             }
             anyhow::ensure!((0.0..=1.0).contains(&f.rate), "rate {} must be from 0 to 1", f.rate);

@@ -286,9 +286,22 @@ fn a_failure_reason_over_1024_characters_is_a_400() {
         Some("failureReason"),
         "1025 characters",
     );
-    // 1024 multi-byte characters (2048 bytes) are within the limit.
+    // Counted as a Java server counts: 1,024 emoji are 1,024 characters to
+    // Rust but 2,048 UTF-16 units, and are refused.
+    let emoji = json!({ "failureReason": "😀".repeat(1024) }).to_string();
+    assert_error(
+        api.call("POST", &failed, &emoji),
+        400,
+        Some("failureReason"),
+        "2048 characters long counted in UTF-16 code units",
+    );
+    // 1024 multi-byte characters (2048 bytes) are within the limit, and so
+    // are 512 emoji (1,024 units).
     let at_limit = json!({ "failureReason": "é".repeat(1024) }).to_string();
     assert_eq!(api.call("POST", &failed, &at_limit).0, 200);
+    let emoji_at_limit = json!({ "failureReason": "😀".repeat(512) }).to_string();
+    let other = format!("/executions/{}/history/failed", api.start());
+    assert_eq!(api.call("POST", &other, &emoji_at_limit).0, 200);
     assert_error(
         api.call(
             "POST",

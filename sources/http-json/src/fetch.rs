@@ -365,9 +365,21 @@ mod tests {
         let mut api = Recorder {
             seen: vec![],
             pages: vec![
-                (200, link("/v1/users?after=2&limit=2"), json!([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])),
-                (200, link("https://api.example.com:8443/v1/users?after=4"), json!([{"id": 3, "name": "c"}])),
-                (200, link("http://api.example.com/v1/users?after=5"), json!([{"id": 4, "name": "d"}])),
+                (
+                    200,
+                    link("/v1/users?after=2&limit=2"),
+                    json!([{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]),
+                ),
+                (
+                    200,
+                    link("https://api.example.com:8443/v1/users?after=4"),
+                    json!([{"id": 3, "name": "c"}]),
+                ),
+                (
+                    200,
+                    link("http://api.example.com/v1/users?after=5"),
+                    json!([{"id": 4, "name": "d"}]),
+                ),
                 (200, vec![], json!([{"id": 5, "name": "e"}])),
             ],
         };
@@ -383,7 +395,11 @@ mod tests {
         }
         assert_eq!(ids, ["1", "2", "3", "4", "5"]);
         let carried: Vec<bool> = api.seen.iter().map(|(_, h)| !h.is_empty()).collect();
-        assert_eq!(carried, [true, true, false, false], "another port or scheme gets no credentials");
+        assert_eq!(
+            carried,
+            [true, true, false, false],
+            "another port or scheme gets no credentials"
+        );
         assert_eq!(api.seen[1].0, "https://api.example.com/v1/users?after=2&limit=2");
     }
 
@@ -428,14 +444,21 @@ mod tests {
     #[test]
     fn messages_hide_credentials_in_urls_and_quoted_bodies() {
         let settings = with(&[
-            ("source-url", "https://bot:pw@api.example.com/hosts?api_key=k-123&limit=5"),
+            (
+                "source-url",
+                "https://bot:pw@api.example.com/hosts?api_key=k-123&limit=5",
+            ),
             ("map-object-type", "host"),
             ("map-external-id", "id"),
             ("map-label", "id"),
         ]);
         let mut api = Recorder {
             seen: vec![],
-            pages: vec![(401, vec![], json!({"error": "bad token", "token": "t-456", "pad": "x".repeat(500)}))],
+            pages: vec![(
+                401,
+                vec![],
+                json!({"error": "bad token", "token": "t-456", "pad": "x".repeat(500)}),
+            )],
         };
         let SourceError::BadResponse(message) = next_page(&settings, &mut api, None).unwrap_err() else {
             panic!()
@@ -443,7 +466,10 @@ mod tests {
         for secret in ["pw", "k-123", "t-456"] {
             assert!(!message.contains(secret), "{secret} leaked: {message}");
         }
-        assert!(message.contains("https://***@api.example.com/hosts?api_key=***&limit=5 answered 401"), "{message}");
+        assert!(
+            message.contains("https://***@api.example.com/hosts?api_key=***&limit=5 answered 401"),
+            "{message}"
+        );
         assert!(message.chars().count() < 260, "the body is quoted short: {message}");
     }
 }

@@ -79,7 +79,12 @@ pub fn link_next(value: &str) -> Option<&str> {
             let p = p.trim();
             p.strip_prefix("rel=")
                 .or_else(|| p.strip_prefix("rel ="))
-                .is_some_and(|rel| rel.trim().trim_matches('"').split_whitespace().any(|r| r.eq_ignore_ascii_case("next")))
+                .is_some_and(|rel| {
+                    rel.trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r.eq_ignore_ascii_case("next"))
+                })
         });
         next.then_some(target.trim())
     })
@@ -238,7 +243,9 @@ mod tests {
             next.unwrap().as_str(),
             "https://netbox.example.com/api/dcim/devices/?limit=50&offset=50"
         );
-        let next = p.next_url(&here, &[], &json!({"next": "?limit=50&offset=100"}), 50).unwrap();
+        let next = p
+            .next_url(&here, &[], &json!({"next": "?limit=50&offset=100"}), 50)
+            .unwrap();
         assert_eq!(
             next.unwrap().as_str(),
             "https://netbox.example.com/api/dcim/devices/?limit=50&offset=100"
@@ -260,7 +267,8 @@ mod tests {
             .unwrap();
         assert_eq!(next.as_str(), "https://api.example.com/hosts?kind=server&after=def");
         assert_eq!(
-            p.next_url(&here, &[], &json!({"meta": {"next_cursor": ""}}), 10).unwrap(),
+            p.next_url(&here, &[], &json!({"meta": {"next_cursor": ""}}), 10)
+                .unwrap(),
             None
         );
         assert_eq!(p.next_url(&here, &[], &json!({"meta": {}}), 10).unwrap(), None);
@@ -318,20 +326,32 @@ mod tests {
         let body = json!({"meta": {"total": 130}});
         let second = total.next_url(&first, &[], &body, 80).unwrap().unwrap();
         assert_eq!(total.next_url(&second, &[], &body, 50).unwrap(), None, "80 + 50 ≥ 130");
-        assert!(total.next_url(&first, &[], &json!({}), 80).unwrap_err().contains("source-total-field"));
+        assert!(total
+            .next_url(&first, &[], &json!({}), 80)
+            .unwrap_err()
+            .contains("source-total-field"));
     }
 
     #[test]
     fn the_link_header_names_the_next_page() {
         let value = r#"<https://api.github.com/repositories/1/issues?page=2>; rel="next", <https://api.github.com/repositories/1/issues?page=5>; rel="last""#;
-        assert_eq!(link_next(value), Some("https://api.github.com/repositories/1/issues?page=2"));
+        assert_eq!(
+            link_next(value),
+            Some("https://api.github.com/repositories/1/issues?page=2")
+        );
         assert_eq!(link_next(r#"<https://x/?page=1>; rel="prev first""#), None);
         assert_eq!(link_next(r#"</items?after=abc>; rel="next""#), Some("/items?after=abc"));
         let p = Pagination::LinkHeader;
         let here = url("https://okta.example.com/api/v1/users?limit=200");
-        let headers = vec![("link".to_owned(), r#"</api/v1/users?after=00u1&limit=200>; rel="next""#.to_owned())];
+        let headers = vec![(
+            "link".to_owned(),
+            r#"</api/v1/users?after=00u1&limit=200>; rel="next""#.to_owned(),
+        )];
         let next = p.next_url(&here, &headers, &json!([]), 200).unwrap().unwrap();
-        assert_eq!(next.as_str(), "https://okta.example.com/api/v1/users?after=00u1&limit=200");
+        assert_eq!(
+            next.as_str(),
+            "https://okta.example.com/api/v1/users?after=00u1&limit=200"
+        );
         assert_eq!(p.next_url(&next, &[], &json!([]), 200).unwrap(), None);
     }
 }
