@@ -127,6 +127,25 @@ impl DataSourceProvider for SyntheticSource {
     }
 }
 
+/// A source that spends `latency` of the platform's clock on every page, as
+/// a slow third-party API does: on a virtual clock the wait is simulated
+/// time, so a long import's time limits can be tried in seconds.
+pub struct SlowSource {
+    /// The pages.
+    pub inner: std::sync::Arc<dyn DataSourceProvider>,
+    /// Whose time the wait takes.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+    /// The wait per page.
+    pub latency: std::time::Duration,
+}
+
+impl DataSourceProvider for SlowSource {
+    fn next_page(&self, cursor: Option<&str>) -> Result<Page, SourceError> {
+        self.clock.sleep(self.latency);
+        self.inner.next_page(cursor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,24 +216,5 @@ mod tests {
         let source = SyntheticSource::default();
         assert!(matches!(source.next_page(Some("abc")), Err(SourceError::Other(_))));
         assert!(matches!(source.next_page(Some("999999")), Err(SourceError::Other(_))));
-    }
-}
-
-/// A source that spends `latency` of the platform's clock on every page, as
-/// a slow third-party API does: on a virtual clock the wait is simulated
-/// time, so a long import's time limits can be tried in seconds.
-pub struct SlowSource {
-    /// The pages.
-    pub inner: std::sync::Arc<dyn DataSourceProvider>,
-    /// Whose time the wait takes.
-    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
-    /// The wait per page.
-    pub latency: std::time::Duration,
-}
-
-impl DataSourceProvider for SlowSource {
-    fn next_page(&self, cursor: Option<&str>) -> Result<Page, SourceError> {
-        self.clock.sleep(self.latency);
-        self.inner.next_page(cursor)
     }
 }

@@ -328,10 +328,12 @@ mod tests {
         assert!(matches!(e, SourceError::Other(m) if m.contains("not made by this source")));
     }
 
-    /// Answers with a recorder of the headers each request carried.
+    type Headers = Vec<(String, String)>;
+
+    /// Answers scripted pages and records the headers each request carried.
     struct Recorder {
-        seen: Vec<(String, Vec<(String, String)>)>,
-        pages: Vec<(u16, Vec<(String, String)>, Value)>,
+        seen: Vec<(String, Headers)>,
+        pages: Vec<(u16, Headers, Value)>,
     }
 
     impl Http for Recorder {
