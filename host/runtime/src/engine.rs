@@ -96,7 +96,7 @@ pub struct Invocation {
 }
 
 /// The names of the imports the component at `path` needs (e.g.
-/// `assets:scheduled-import/config@0.1.0`, `wasi:io/streams@0.2.6`), to check
+/// `assets:scheduled-import/config@0.2.0`, `wasi:io/streams@0.2.6`), to check
 /// what a composed component still asks of its host.
 pub fn component_imports(path: &Path) -> anyhow::Result<Vec<String>> {
     let engine = Engine::default();
