@@ -15,22 +15,7 @@ pub const MAX_REASON_CHARS: usize = 1024;
 /// which is never more than 1024 scalar values. Text is never split inside
 /// a character.
 pub fn cut_reason(reason: &str) -> String {
-    let reason = assets_redact::redact(reason);
-    if reason.encode_utf16().count() <= MAX_REASON_CHARS {
-        return reason;
-    }
-    // Keep room for the ellipsis, itself one unit.
-    let mut units = 0;
-    let mut cut = String::with_capacity(reason.len().min(4 * MAX_REASON_CHARS));
-    for c in reason.chars() {
-        if units + c.len_utf16() > MAX_REASON_CHARS - 1 {
-            break;
-        }
-        units += c.len_utf16();
-        cut.push(c);
-    }
-    cut.push('…');
-    cut
+    assets_redact::cut_utf16(&assets_redact::redact(reason), MAX_REASON_CHARS)
 }
 
 #[cfg(test)]

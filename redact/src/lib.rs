@@ -74,6 +74,28 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
+/// Cuts `text` to at most `max_units` UTF-16 code units, ending a cut text
+/// with `…` (one unit), never inside a character. A character outside the
+/// Basic Multilingual Plane (an emoji) is two units, so the result is also
+/// at most `max_units` Unicode scalar values: it fits a limit however the
+/// server counts characters (Java and JavaScript count units).
+pub fn cut_utf16(text: &str, max_units: usize) -> String {
+    if text.encode_utf16().count() <= max_units {
+        return text.to_owned();
+    }
+    let mut units = 0;
+    let mut cut = String::with_capacity(text.len().min(4 * max_units));
+    for c in text.chars() {
+        if units + c.len_utf16() + 1 > max_units {
+            break;
+        }
+        units += c.len_utf16();
+        cut.push(c);
+    }
+    cut.push('…');
+    cut
+}
+
 /// `scheme://user:password@host` → `scheme://***@host`.
 fn user_info(text: &str) -> String {
     let bytes = text.as_bytes();

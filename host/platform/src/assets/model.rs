@@ -86,21 +86,7 @@ pub struct HistoryEntry {
 /// UTF-16 code units (which is never more Unicode scalar values), with
 /// credentials hidden: for the reasons the platform writes itself.
 pub fn fit_reason(reason: &str) -> String {
-    let reason = assets_redact::redact(reason);
-    if reason.encode_utf16().count() <= MAX_FAILURE_REASON_CHARS {
-        return reason;
-    }
-    let mut units = 0;
-    let mut cut = String::new();
-    for c in reason.chars() {
-        if units + c.len_utf16() > MAX_FAILURE_REASON_CHARS - 1 {
-            break;
-        }
-        units += c.len_utf16();
-        cut.push(c);
-    }
-    cut.push('…');
-    cut
+    assets_redact::cut_utf16(&assets_redact::redact(reason), MAX_FAILURE_REASON_CHARS)
 }
 
 /// An object as stored by an execution.
