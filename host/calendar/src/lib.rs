@@ -409,24 +409,37 @@ impl Rule {
                     GapPolicy::Skip => (shifted, AdjustmentKind::GapSkipped, false),
                 };
                 // Where a zone skips a whole day (Pacific/Apia, 2011-12-30),
-                // the shifted instant is the next day's run: the two cannot be
-                // separate runs, and an occurrence must not repeat an instant
-                // (its id is made from it). It is skipped, at the transition,
-                // which lies strictly between the runs around it.
+                // the shifted instant is the next day's run, and so is the
+                // transition when the wall time is the midnight the day
+                // vanished at: the two cannot be separate runs, and an
+                // occurrence must not repeat an instant (its id is made from
+                // it). It is skipped, at the transition when that lies
+                // strictly before the next run, else a second before it.
                 let mut collision = None;
-                if check_next && kind != AdjustmentKind::GapAtTransition {
+                if check_next {
                     if let [Some(next), _] = self.period(index + 1, false) {
                         if instant >= next.instant {
                             collision = Some(next.instant.with_timezone(&self.tz));
-                            (instant, kind, runs) = (transition, AdjustmentKind::GapSkipped, false);
+                            let at = if transition < next.instant {
+                                transition
+                            } else {
+                                next.instant - Duration::seconds(1)
+                            };
+                            (instant, kind, runs) = (at, AdjustmentKind::GapSkipped, false);
                         }
                     }
                 }
                 let local = instant.with_timezone(&self.tz);
                 let mut adjustment = self.adjustment(kind, naive, gap, &local);
-                if let (Some(next), GapPolicy::ShiftForward) = (collision, self.policies.gap) {
+                let moved = match self.policies.gap {
+                    GapPolicy::ShiftForward => Some(("moved forward", "SHIFT_FORWARD")),
+                    GapPolicy::AtTransition => Some(("run at the transition", "AT_TRANSITION")),
+                    // Skipped anyway: its own note says so.
+                    GapPolicy::Skip => None,
+                };
+                if let (Some(next), Some((moved, policy))) = (collision, moved) {
                     adjustment.note = format!(
-                        "{}; moved forward it would fall on the next run, {}, so it does not run (dstGapPolicy SHIFT_FORWARD)",
+                        "{}; {moved} it would fall on the next run, {}, so it does not run (dstGapPolicy {policy})",
                         self.situation(kind, naive, gap),
                         next.format("%Y-%m-%d %H:%M %Z"),
                     );

@@ -383,6 +383,29 @@ const ZONES: &[Tz] = &[
     chrono_tz::UTC,
 ];
 
+/// Found by `occurrences_increase_across_a_skipped_day`: daily at local
+/// midnight, the wall time at which Apia's 2011-12-30 vanished. The
+/// transition itself is then the next day's run, so the skipped day cannot
+/// sit there.
+#[test]
+fn a_run_at_the_midnight_a_day_vanished_never_repeats_the_next_runs_instant() {
+    for policy in [GapPolicy::ShiftForward, GapPolicy::Skip, GapPolicy::AtTransition] {
+        let r = rule(Frequency::Daily, "2011-12-29T10:00:00Z", APIA, gap(policy));
+        let runs: Vec<_> = r.occurrences().take(4).collect();
+        for pair in runs.windows(2) {
+            assert!(pair[1].instant > pair[0].instant, "{policy:?}: {runs:#?}");
+        }
+        let skipped = &runs[1];
+        assert!(!skipped.runs, "{policy:?}: 2011-12-30 does not exist");
+        assert_eq!(
+            runs[2].instant,
+            utc("2011-12-30T10:00:00Z"),
+            "{policy:?}: the 31st at 00:00 +14"
+        );
+        assert!(runs[2].runs);
+    }
+}
+
 proptest! {
     #[test]
     fn occurrences_increase_and_keep_their_wall_time_unless_a_rule_says_otherwise(
