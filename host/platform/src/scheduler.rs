@@ -485,6 +485,8 @@ impl Scheduler {
                         started_at: entry.nominal_time,
                         ended_at: Some(now),
                         invocations: None,
+                        processed_at: None,
+                        progress: None,
                     };
                     if state.end_unrun(line) {
                         firings.push(Firing {

@@ -299,6 +299,8 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
             started_at: now,
             ended_at: Some(now),
             invocations: None,
+            processed_at: None,
+            progress: None,
         });
     }
     if let Some(id) = &outcome.execution_id {

@@ -207,6 +207,12 @@ pub fn confine_path(workspace_id: &str, path: &str) -> Result<String, String> {
     if bare.split('/').any(|s| s == ".." || s == "." || s.contains('%')) {
         return Err(format!("{path}: dot segments and escapes are not allowed in API paths"));
     }
+    let segments: Vec<&str> = bare.split('/').collect();
+    if let ["importsource", _, "token", ..] = segments.as_slice() {
+        return Err(format!(
+            "{path}: apps never hold credentials; the platform authenticates their calls itself"
+        ));
+    }
     Ok(format!("/jsm/assets/workspace/{workspace_id}/v1/{path}"))
 }
 
@@ -384,6 +390,9 @@ mod tests {
             "https://evil.example.com/x",
             "importsource/%2e%2e/x",
             "importsource\\..\\x",
+            // Minting a token would put a credential in the guest's hands.
+            "importsource/s/token",
+            "importsource/s/token?x=1",
         ] {
             assert!(confine_path("w1", bad).is_err(), "{bad} must be refused");
         }

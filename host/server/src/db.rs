@@ -627,6 +627,8 @@ fn repair_history(conn: &Connection) -> anyhow::Result<()> {
             started_at: now,
             ended_at: (status != ExecutionStatus::Ingesting).then_some(now),
             invocations: None,
+            processed_at: None,
+            progress: None,
         };
         tx.execute(
             "INSERT INTO history (idx, body) VALUES (?1, ?2)",
@@ -767,12 +769,12 @@ mod tests {
             let (store, mut state) = SqliteStore::open(&path).unwrap();
             state.add_workspace("ws".into());
             state
-                .add_source(ImportSource {
-                    id: "src".into(),
-                    workspace_id: "ws".into(),
-                    source_type: SourceType::External,
-                    app: Some("demo".into()),
-                })
+                .add_source(ImportSource::new(
+                    "src".into(),
+                    "ws".into(),
+                    SourceType::External,
+                    Some("demo".into()),
+                ))
                 .unwrap();
             state.start_execution("src", "e1".into(), true, now).unwrap();
             state.add_chunk("src", "e1", chunk("c1", &["a", "b"])).unwrap();
@@ -791,6 +793,8 @@ mod tests {
                 started_at: now,
                 ended_at: Some(now),
                 invocations: None,
+                processed_at: None,
+                progress: None,
             });
             let changes = state.take_changes();
             store.save(&state, changes).unwrap();

@@ -60,4 +60,51 @@ pub struct ImportSource {
     pub source_type: SourceType,
     /// For external imports, the app that performs them.
     pub app: Option<String>,
+    /// The real API's rule for sources fed with real-form chunks: no
+    /// execution starts (`MISSING_MAPPING`) until a schema-and-mapping
+    /// document is set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requires_mapping: bool,
+    /// The schema-and-mapping document last set (`PUT|PATCH …/mapping`),
+    /// already checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<serde_json::Value>,
+    /// The id of the last mapping operation, whose progress
+    /// `GET …/mapping/progress/{resourceId}` reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_resource_id: Option<String>,
+    /// The bearer token `POST …/token` generated for this source: it
+    /// authenticates calls to this source's own endpoints only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl ImportSource {
+    /// A source with no mapping and no token.
+    pub fn new(id: String, workspace_id: String, source_type: SourceType, app: Option<String>) -> ImportSource {
+        ImportSource {
+            id,
+            workspace_id,
+            source_type,
+            app,
+            requires_mapping: false,
+            mapping: None,
+            mapping_resource_id: None,
+            token: None,
+        }
+    }
+
+    /// The real API's configuration status: `RUNNING` while an execution
+    /// ingests or processes, else `MISSING_MAPPING` when a mapping is
+    /// required and not set, else `IDLE`. (`DISABLED` needs a switch the
+    /// mock does not have.)
+    pub fn config_status(&self, running: bool) -> &'static str {
+        if running {
+            "RUNNING"
+        } else if self.requires_mapping && self.mapping.is_none() {
+            "MISSING_MAPPING"
+        } else {
+            "IDLE"
+        }
+    }
 }

@@ -22,6 +22,7 @@ pub mod body;
 pub mod error;
 pub mod import_source;
 pub mod ledger;
+pub mod mapping;
 pub mod model;
 pub mod router;
 pub mod schedule;
@@ -237,7 +238,7 @@ impl AssetsService {
     pub fn handle_authorized(&self, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Response {
         if let Some(token) = &self.credential {
             let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
-            if presented != Some(token.as_str()) {
+            if presented != Some(token.as_str()) && !self.source_token_fits(path, presented) {
                 return ApiError {
                     status: 401,
                     code: "UNAUTHORIZED",
@@ -248,6 +249,23 @@ impl AssetsService {
             }
         }
         self.handle(method, path, body)
+    }
+
+    /// True when `presented` is the token `POST …/token` generated for the
+    /// import source `path` is under: such a token opens that source's own
+    /// endpoints and nothing else.
+    fn source_token_fits(&self, path: &str, presented: Option<&str>) -> bool {
+        let Some(presented) = presented else {
+            return false;
+        };
+        let segments: Vec<&str> = path.split(['?', '#']).next().unwrap_or_default().split('/').collect();
+        let ["", "jsm", "assets", "workspace", workspace, "v1", "importsource", source, ..] = segments.as_slice() else {
+            return false;
+        };
+        let state = self.state();
+        state
+            .source(workspace, source)
+            .is_ok_and(|s| s.token.as_deref().is_some_and(|t| bool::from(subtle::ConstantTimeEq::ct_eq(t.as_bytes(), presented.as_bytes()))))
     }
 
     /// Sets the base URL written into `links` (the server's own address when
@@ -287,16 +305,20 @@ impl AssetsService {
     ) -> Result<String, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
         let mut state = self.state();
-        state.add_source(ImportSource {
-            id: id.clone(),
-            workspace_id: workspace_id.to_owned(),
-            source_type,
-            app,
-        })?;
+        state.add_source(ImportSource::new(id.clone(), workspace_id.to_owned(), source_type, app))?;
         // Outside `handle`, so say it here: a source that is not stored
         // does not exist.
         state.commit().map_err(|_| ApiError::not_saved())?;
         Ok(id)
+    }
+
+    /// Makes `source_id` follow the real API's rule for sources fed with
+    /// real-form chunks: no execution until a schema-and-mapping document
+    /// is set (`MISSING_MAPPING`).
+    pub fn require_mapping(&self, source_id: &str) -> Result<(), ApiError> {
+        let mut state = self.state();
+        state.source_mut(source_id)?.requires_mapping = true;
+        state.commit().map_err(|_| ApiError::not_saved())
     }
 
     /// The import history of `source_id`, oldest first.

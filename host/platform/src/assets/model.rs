@@ -22,15 +22,41 @@ pub const MAX_FAILURE_REASON_CHARS: usize = 1024;
 pub enum ExecutionStatus {
     /// Accepting data chunks.
     Ingesting,
-    /// Completion signalled; the data is being processed. The mock processes
-    /// at once, so an execution passes through this state within one call.
+    /// Completion signalled; the data is being processed, for a time
+    /// proportional to its objects on the service's clock (see
+    /// [`processing_time`]), then [`ExecutionStatus::Done`].
     Processing,
     /// Processed.
     Done,
-    /// Failed, with a reason in the history.
+    /// Failed, with a reason in the history. The real API names no such
+    /// state: on the wire a failed execution reads `CANCELLED` (see
+    /// [`ExecutionStatus::wire_name`]) and its history line says why.
     Failed,
     /// Cancelled.
     Cancelled,
+}
+
+impl ExecutionStatus {
+    /// The name the real API gives the state: `INGESTING`, `PROCESSING`,
+    /// `DONE` or `CANCELLED` (which a failed execution reads as).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            ExecutionStatus::Ingesting => "INGESTING",
+            ExecutionStatus::Processing => "PROCESSING",
+            ExecutionStatus::Done => "DONE",
+            ExecutionStatus::Failed | ExecutionStatus::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// How many objects the mock "processes" per second after completion is
+/// signalled: an execution is `PROCESSING` for `objects / rate` on the
+/// service's clock, so a virtual clock moves it on.
+pub const PROCESSED_OBJECTS_PER_SECOND: u64 = 10_000;
+
+/// How long an execution of `objects` objects stays `PROCESSING`.
+pub fn processing_time(objects: u64) -> chrono::Duration {
+    chrono::Duration::microseconds((objects * 1_000_000 / PROCESSED_OBJECTS_PER_SECOND) as i64)
 }
 
 /// Outcome of a history entry.
@@ -80,6 +106,13 @@ pub struct HistoryEntry {
     /// limit or being stopped at it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invocations: Option<u32>,
+    /// When the data of a completed execution is (or will be) processed:
+    /// its status reads `PROCESSING` until then, `DONE` after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<DateTime<Utc>>,
+    /// The progress the app last reported (`PUT …/progress`), as it sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
 }
 
 /// Cuts a failure reason to the API's limit, [`MAX_FAILURE_REASON_CHARS`]
@@ -348,6 +381,8 @@ impl State {
             started_at: now,
             ended_at: None,
             invocations: None,
+            processed_at: None,
+            progress: None,
         });
         let execution = Execution {
             id: id.clone(),
@@ -373,25 +408,43 @@ impl State {
     /// chunk whose `clientGeneratedId` was already accepted. 400 once the
     /// execution has left `INGESTING`.
     pub fn add_chunk(&mut self, source_id: &str, execution_id: &str, chunk: DataChunk) -> Result<usize, ApiError> {
+        self.add_objects(
+            source_id,
+            execution_id,
+            chunk.client_generated_id,
+            vec![(chunk.object_type_id, chunk.objects)],
+        )
+    }
+
+    /// Stores one chunk's objects, grouped by object type (a real-form chunk
+    /// may hold several), as [`State::add_chunk`] does.
+    pub fn add_objects(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        client_generated_id: Option<String>,
+        groups: Vec<(String, Vec<AssetObject>)>,
+    ) -> Result<usize, ApiError> {
         let tracking = self.changes.is_some();
         let execution = self.ingesting_execution(source_id, execution_id, "data can be sent")?;
-        if let Some(id) = &chunk.client_generated_id {
+        if let Some(id) = &client_generated_id {
             if !execution.chunk_ids.insert(id.clone()) {
                 return Ok(0);
             }
         }
-        let count = chunk.objects.len();
-        let keys: Vec<(String, String, String)> = if tracking {
-            let ids = chunk.objects.iter().map(|o| o.external_id.clone());
-            ids.map(|id| (execution_id.to_owned(), chunk.object_type_id.clone(), id))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        for object in chunk.objects {
-            execution
-                .objects
-                .insert((chunk.object_type_id.clone(), object.external_id.clone()), object);
+        let mut count = 0;
+        let mut keys: Vec<(String, String, String)> = Vec::new();
+        for (object_type_id, objects) in groups {
+            count += objects.len();
+            if tracking {
+                let ids = objects.iter().map(|o| o.external_id.clone());
+                keys.extend(ids.map(|id| (execution_id.to_owned(), object_type_id.clone(), id)));
+            }
+            for object in objects {
+                execution
+                    .objects
+                    .insert((object_type_id.clone(), object.external_id.clone()), object);
+            }
         }
         execution.received += count as u64;
         execution.chunks += 1;
@@ -402,22 +455,76 @@ impl State {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
             c.objects.extend(keys);
-            if let Some(id) = chunk.client_generated_id {
+            if let Some(id) = client_generated_id {
                 c.chunk_ids.push((execution_id.to_owned(), id));
             }
         });
         Ok(count)
     }
 
-    /// Signals completion: the mock processes at once, so the execution goes
-    /// through `PROCESSING` to `DONE`.
+    /// Records the progress an app reports for an ingesting execution.
+    pub fn set_progress(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        progress: serde_json::Value,
+    ) -> Result<(), ApiError> {
+        let execution = self.ingesting_execution(source_id, execution_id, "progress can be reported")?;
+        let index = execution.history_index;
+        self.history[index].progress = Some(progress);
+        self.touch(|c| {
+            c.history.insert(index);
+        });
+        Ok(())
+    }
+
+    /// The state an execution is in at `now`: `PROCESSING` turns `DONE`
+    /// once its processing time has passed.
+    pub fn status_at(&self, execution: &Execution, now: DateTime<Utc>) -> ExecutionStatus {
+        let processed = self
+            .history
+            .get(execution.history_index)
+            .and_then(|e| e.processed_at)
+            .is_none_or(|at| at <= now);
+        match execution.status {
+            ExecutionStatus::Processing if processed => ExecutionStatus::Done,
+            status => status,
+        }
+    }
+
+    /// True while `source_id` has an execution ingesting, or processing at
+    /// `now`.
+    pub fn running(&self, source_id: &str, now: DateTime<Utc>) -> bool {
+        self.latest_execution(source_id).is_some_and(|e| {
+            matches!(
+                self.status_at(e, now),
+                ExecutionStatus::Ingesting | ExecutionStatus::Processing
+            )
+        })
+    }
+
+    /// The import source by id, to change it (the change is saved).
+    pub fn source_mut(&mut self, source_id: &str) -> Result<&mut ImportSource, ApiError> {
+        if !self.sources.contains_key(source_id) {
+            return Err(ApiError::not_found(format!("import source {source_id} does not exist")));
+        }
+        self.touch(|c| {
+            c.sources.insert(source_id.to_owned());
+        });
+        Ok(self.sources.get_mut(source_id).expect("checked above"))
+    }
+
+    /// Signals completion: the execution is `PROCESSING` for
+    /// [`processing_time`] of its objects, then `DONE`. The app's part is
+    /// over, so its history line and occurrence end as completed now.
     pub fn complete(&mut self, source_id: &str, execution_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
         let execution = self.ingesting_execution(source_id, execution_id, "completion can be signalled")?;
-        execution.status = ExecutionStatus::Done;
+        execution.status = ExecutionStatus::Processing;
         let index = execution.history_index;
         let entry = &mut self.history[index];
         entry.status = Outcome::Completed;
         entry.ended_at = Some(now);
+        entry.processed_at = Some(now + processing_time(entry.objects));
         self.touch(|c| {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
@@ -649,7 +756,9 @@ impl State {
         self.executions.get(execution_id)
     }
 
-    fn ingesting_execution(
+    /// The execution, if it is still ingesting; else the 400 that says it
+    /// ended and how, for `action`.
+    pub(super) fn ingesting_execution(
         &mut self,
         source_id: &str,
         execution_id: &str,
@@ -665,7 +774,7 @@ impl State {
                     "execution {execution_id} is {}; {action} only while it is INGESTING",
                     match ended {
                         ExecutionStatus::Processing | ExecutionStatus::Done =>
-                            "already completed (completion was signalled)",
+                            "already completed (completion was signalled; it is PROCESSING, then DONE)",
                         ExecutionStatus::Failed => "already failed",
                         ExecutionStatus::Cancelled => "cancelled",
                         ExecutionStatus::Ingesting => unreachable!(),

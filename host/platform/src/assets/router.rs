@@ -5,8 +5,11 @@
 //! Unknown paths are 404 and known paths with the wrong method 405, both with
 //! JSON bodies, so a client's mistake is never mistaken for a server fault.
 
-use super::model::{DataChunk, Execution, MAX_FAILURE_REASON_CHARS};
+use super::mapping::{self, Mapping};
+use super::model::{DataChunk, Execution, ExecutionStatus, MAX_FAILURE_REASON_CHARS};
+use super::schedule::timestamp;
 use super::{body, schedules, ApiError, AssetsService, Response};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,10 +41,21 @@ pub fn route(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> 
         }
     };
     match rest {
+        [] => allow("GET").and_then(|_| source.details()),
+        ["configstatus"] => allow("GET").and_then(|_| source.config_status()),
+        ["mapping"] => match method.to_ascii_uppercase().as_str() {
+            m @ ("PUT" | "PATCH") => source.set_mapping(m == "PATCH", query, body),
+            _ => Err(ApiError::method_not_allowed(method, "PUT or PATCH")),
+        },
+        ["mapping", "progress", id] => allow("GET").and_then(|_| source.mapping_progress(id)),
+        ["schema-and-mapping"] => allow("GET").and_then(|_| source.schema_and_mapping()),
+        ["schedule"] => allow("GET").and_then(|_| source.schedule_links()),
+        ["token"] => allow("POST").and_then(|_| source.token()),
         ["executions"] => allow("POST").and_then(|_| source.create_execution(body)),
         ["executions", "status"] => allow("GET").and_then(|_| source.latest_status()),
         ["executions", id] => allow("DELETE").and_then(|_| source.cancel(id)),
         ["executions", id, "status"] => allow("GET").and_then(|_| source.status(id)),
+        ["executions", id, "progress"] => allow("PUT").and_then(|_| source.progress(id, body)),
         ["executions", id, "data"] => allow("POST").and_then(|_| source.submit_data(id, body)),
         ["executions", id, "history", "completed"] => allow("POST").and_then(|_| source.complete(id)),
         ["executions", id, "history", "failed"] => allow("POST").and_then(|_| source.fail(id, body)),
@@ -75,10 +89,50 @@ struct CreateExecution {
     scheduled: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FailureReport {
+    /// Required by the seed; a client that sends no body at all (the
+    /// published API marks it optional) gets a reason saying so.
     failure_reason: String,
+}
+
+/// A data chunk in the real API's form: records under selectors, mapped by
+/// the source's schema-and-mapping document.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RealChunk {
+    #[serde(default)]
+    data: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    client_generated_id: Option<String>,
+    /// True closes ingestion (after this chunk's data, if any).
+    #[serde(default)]
+    completed: bool,
+}
+
+/// `completed` and the real API's 404 when a source has no mapping yet.
+fn missing_mapping(source_id: &str) -> ApiError {
+    ApiError {
+        status: 404,
+        code: "MISSING_MAPPING",
+        field: None,
+        message: format!(
+            "import source {source_id} has no schema-and-mapping document yet; set one with PUT …/importsource/{source_id}/mapping"
+        ),
+    }
+}
+
+/// The real API's module key of a source type.
+fn module_key(source_type: super::SourceType) -> &'static str {
+    use super::SourceType::*;
+    match source_type {
+        External => "rlabs-import-type-external",
+        Csv => "rlabs-import-type-csv",
+        Json => "rlabs-import-type-json",
+        Datamanager => "rlabs-import-type-dm-csv",
+        Discovery => "insight-discovery-import",
+    }
 }
 
 impl SourceRoute<'_> {
@@ -95,7 +149,16 @@ impl SourceRoute<'_> {
         let request: CreateExecution = body::parse_or_default(body)?;
         let now = self.service.clock().now();
         let mut state = self.service.state();
-        state.source(self.workspace_id, self.source_id)?;
+        let source = state.source(self.workspace_id, self.source_id)?;
+        if source.config_status(false) == "MISSING_MAPPING" {
+            return Err(ApiError::conflict(
+                "MISSING_MAPPING",
+                format!(
+                    "import source {} needs a schema-and-mapping document before an import can start; set one with PUT …/mapping",
+                    self.source_id
+                ),
+            ));
+        }
         let id = uuid::Uuid::new_v4().to_string();
         state.start_execution(self.source_id, id.clone(), request.scheduled, now)?;
         let execution = format!("{}/executions/{id}", self.base());
@@ -114,8 +177,28 @@ impl SourceRoute<'_> {
         ))
     }
 
+    /// `POST …/data` in either dialect: the seed's `{objectTypeId, objects}`
+    /// or the real API's `{data, clientGeneratedId, completed}`.
     fn submit_data(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
-        let chunk: DataChunk = body::parse(body)?;
+        // The seed's form is the fast path: one typed parse.
+        let chunk: DataChunk = match serde_json::from_slice(body) {
+            Ok(chunk) => chunk,
+            Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
+                return self.submit_real_data(execution_id, RealChunk::default())
+            }
+            Err(_) => {
+                // Not JSON at all is said as such; otherwise the errors are
+                // named in the form the body means to be in.
+                let value: serde_json::Value = body::parse(body)?;
+                let seed = value
+                    .as_object()
+                    .is_some_and(|o| o.contains_key("objectTypeId") || o.contains_key("objects"));
+                if !seed {
+                    return self.submit_real_data(execution_id, body::parse(body)?);
+                }
+                body::parse(body)?
+            }
+        };
         if chunk.object_type_id.trim().is_empty() {
             return Err(ApiError::invalid_field(
                 "objectTypeId",
@@ -137,6 +220,216 @@ impl SourceRoute<'_> {
         ))
     }
 
+    fn submit_real_data(&self, execution_id: &str, chunk: RealChunk) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
+        let mut state = self.service.state();
+        let source = state.source(self.workspace_id, self.source_id)?;
+        let data = chunk.data.unwrap_or_default();
+        let mut accepted = 0;
+        if !data.is_empty() {
+            let document = source.mapping.as_ref().ok_or_else(|| missing_mapping(self.source_id))?;
+            let groups = Mapping::from_document(document)?.apply(&data)?;
+            accepted = state.add_objects(self.source_id, execution_id, chunk.client_generated_id, groups)?;
+        } else if !chunk.completed {
+            // Nothing to store, but an ended execution still says so.
+            state.ingesting_execution(self.source_id, execution_id, "data can be sent")?;
+        }
+        if chunk.completed {
+            let execution = state.execution(self.source_id, execution_id)?;
+            // Completion is a state the client asserts: saying it again
+            // (an answer lost on the way back) is not an error.
+            if matches!(
+                state.status_at(execution, now),
+                ExecutionStatus::Processing | ExecutionStatus::Done
+            ) {
+                return Ok(Response::json(
+                    200,
+                    &json!({ "result": "success", "objectsAccepted": accepted, "completed": true }),
+                ));
+            }
+            state.complete(self.source_id, execution_id, now)?;
+        }
+        Ok(Response::json(
+            200,
+            &json!({ "result": "success", "objectsAccepted": accepted, "completed": chunk.completed }),
+        ))
+    }
+
+    /// `PUT …/executions/{id}/progress`: any JSON object, kept as sent and
+    /// shown in the execution's status.
+    fn progress(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let progress: serde_json::Map<String, serde_json::Value> = body::parse_or_default(body)?;
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        state.set_progress(self.source_id, execution_id, progress.into())?;
+        Ok(Response::json(200, &json!({ "result": "success" })))
+    }
+
+    /// `PUT|PATCH …/mapping[?async=true]`: checks the document (JSON
+    /// Schema, then consistency) and sets it. PATCH replaces the `schema`
+    /// and/or `mapping` it gives and keeps the other. With `async=true` the
+    /// answer is 202 with a `resourceId` whose progress can be read; the
+    /// check itself is always done at once, so a bad document is a 400
+    /// either way.
+    fn set_mapping(&self, patch: bool, query: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let mut asynchronous = false;
+        for (name, value) in query
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| p.split_once('=').unwrap_or((p, "")))
+        {
+            match (name, value) {
+                ("async", "true") => asynchronous = true,
+                ("async", "false") => asynchronous = false,
+                ("async", other) => {
+                    return Err(ApiError::invalid_field(
+                        "async",
+                        format!("async must be true or false; got {other:?}"),
+                    ))
+                }
+                (other, _) => {
+                    return Err(ApiError::invalid_field(
+                        other,
+                        format!("unknown query parameter {other:?}; the mapping takes async"),
+                    ))
+                }
+            }
+        }
+        let given: serde_json::Value = body::parse(body)?;
+        if !given.is_object() {
+            return Err(ApiError::invalid_body("the schema-and-mapping document must be a JSON object"));
+        }
+        let mut state = self.service.state();
+        let source = state.source(self.workspace_id, self.source_id)?;
+        let document = match (patch, &source.mapping) {
+            (false, _) => given,
+            (true, None) => return Err(missing_mapping(self.source_id)),
+            (true, Some(current)) => {
+                let mut merged = current.clone();
+                for (key, value) in given.as_object().expect("checked above") {
+                    merged[key] = value.clone();
+                }
+                merged
+            }
+        };
+        mapping::check(&document)?;
+        if let Some(running) = state.ingesting(self.source_id) {
+            return Err(ApiError::conflict(
+                "IN_PROGRESS",
+                format!(
+                    "execution {} is ingesting; the mapping can change only between imports",
+                    running.id
+                ),
+            ));
+        }
+        let resource_id = uuid::Uuid::new_v4().to_string();
+        let source = state.source_mut(self.source_id)?;
+        source.mapping = Some(document);
+        source.mapping_resource_id = Some(resource_id.clone());
+        if asynchronous {
+            let progress = format!("{}/mapping/progress/{resource_id}", self.base());
+            Ok(Response::json(
+                202,
+                &json!({ "result": "success", "resourceId": resource_id, "links": { "progress": progress } }),
+            ))
+        } else {
+            Ok(Response::json(200, &json!({ "result": "success" })))
+        }
+    }
+
+    /// `GET …/mapping/progress/{resourceId}`: the mock checks and sets a
+    /// mapping within the call, so a known operation is always complete.
+    fn mapping_progress(&self, resource_id: &str) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        let source = state.source(self.workspace_id, self.source_id)?;
+        if source.mapping_resource_id.as_deref() != Some(resource_id) {
+            return Err(ApiError::not_found(format!(
+                "no mapping operation {resource_id} for import source {}",
+                self.source_id
+            )));
+        }
+        Ok(Response::json(
+            200,
+            &json!({ "resourceId": resource_id, "status": "COMPLETED", "progress": 100 }),
+        ))
+    }
+
+    /// `GET …/schema-and-mapping`: the document as set; 404
+    /// `MISSING_MAPPING` before one is.
+    fn schema_and_mapping(&self) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        let source = state.source(self.workspace_id, self.source_id)?;
+        let document = source.mapping.as_ref().ok_or_else(|| missing_mapping(self.source_id))?;
+        Ok(Response::json(200, document))
+    }
+
+    /// `GET …/configstatus`.
+    fn config_status(&self) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
+        let state = self.service.state();
+        let source = state.source(self.workspace_id, self.source_id)?;
+        let status = source.config_status(state.running(self.source_id, now));
+        Ok(Response::json(200, &json!({ "status": status })))
+    }
+
+    /// `GET …/schedule`: where to create the source's schedule, and where
+    /// its schedule is when it has one.
+    fn schedule_links(&self) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        let create = format!("{}/importschedule", self.base());
+        let mut links = json!({ "createSchedule": create });
+        if let Some(id) = state.schedule_of_source.get(self.source_id) {
+            links["schedule"] = format!("{create}/{id}").into();
+        }
+        Ok(Response::json(200, &json!({ "result": "success", "links": links })))
+    }
+
+    /// `GET /importsource/{id}`: the source, with `scheduledImportDetails`
+    /// when it has a schedule.
+    fn details(&self) -> Result<Response, ApiError> {
+        let state = self.service.state();
+        let source = state.source(self.workspace_id, self.source_id)?;
+        let details = state
+            .schedule_of_source
+            .get(self.source_id)
+            .and_then(|id| state.schedule(id))
+            .map(|s| {
+                json!({
+                    "importScheduleId": s.id,
+                    "startTime": timestamp(s.spec.start_time),
+                    "runFrequency": s.spec.frequency,
+                    "nextScheduledTime": s.next_run_time().map(timestamp),
+                    "createdAt": timestamp(s.created_at),
+                })
+            });
+        Ok(Response::json(
+            200,
+            &json!({
+                "id": source.id,
+                "workspaceId": source.workspace_id,
+                "type": source.source_type,
+                "app": source.app,
+                "importSourceModuleKey": module_key(source.source_type),
+                "isImportSourceSchedulingEnabled": source.source_type != super::SourceType::Discovery,
+                "tokenGenerated": source.token.is_some(),
+                "requiresMapping": source.requires_mapping,
+                "scheduledImportDetails": details,
+            }),
+        ))
+    }
+
+    /// `POST …/token`: a new bearer token for this source's own endpoints
+    /// (it replaces the one before). Apps never reach this: the platform
+    /// refuses the path to guests.
+    fn token(&self) -> Result<Response, ApiError> {
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        let token = format!("ist-{}", uuid::Uuid::new_v4().simple());
+        state.source_mut(self.source_id)?.token = Some(token.clone());
+        Ok(Response::json(200, &json!({ "result": "success", "token": token })))
+    }
+
     fn complete(&self, execution_id: &str) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
         let mut state = self.service.state();
@@ -146,7 +439,10 @@ impl SourceRoute<'_> {
     }
 
     fn fail(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
-        let report: FailureReport = body::parse(body)?;
+        let mut report: FailureReport = body::parse_or_default(body)?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            report.failure_reason = "the app reported a failure without a reason (the request had no body)".into();
+        }
         // Counted in UTF-16 code units, as a Java server counts `length()`:
         // an app that counts Unicode scalar values and sends 1,024 emoji
         // (2,048 units) is refused here as it would be there.
@@ -184,7 +480,7 @@ impl SourceRoute<'_> {
         let state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
         let execution = state.execution(self.source_id, execution_id)?;
-        Ok(Response::json(200, &status_body(&state, execution)))
+        Ok(Response::json(200, &status_body(&state, execution, self.service.clock().now())))
     }
 
     fn latest_status(&self) -> Result<Response, ApiError> {
@@ -193,7 +489,7 @@ impl SourceRoute<'_> {
         let execution = state
             .latest_execution(self.source_id)
             .ok_or_else(|| ApiError::not_found(format!("import source {} has no executions yet", self.source_id)))?;
-        Ok(Response::json(200, &status_body(&state, execution)))
+        Ok(Response::json(200, &status_body(&state, execution, self.service.clock().now())))
     }
 
     fn create_schedule(&self, body: &[u8]) -> Result<Response, ApiError> {
@@ -281,11 +577,11 @@ impl SourceRoute<'_> {
     }
 }
 
-fn status_body(state: &super::State, execution: &Execution) -> serde_json::Value {
+fn status_body(state: &super::State, execution: &Execution, now: DateTime<Utc>) -> serde_json::Value {
     let entry = state.history_of(&execution.id);
     json!({
         "executionId": execution.id,
-        "status": execution.status,
+        "status": state.status_at(execution, now).wire_name(),
         "scheduled": execution.scheduled,
         // The line's count: an ended execution's objects stay on disk.
         "objects": entry.map_or(execution.objects.len() as u64, |e| e.objects),
@@ -294,5 +590,7 @@ fn status_body(state: &super::State, execution: &Execution) -> serde_json::Value
         "startedAt": entry.map(|e| e.started_at),
         "endedAt": entry.and_then(|e| e.ended_at),
         "failureReason": entry.and_then(|e| e.failure_reason.clone()),
+        "processedAt": entry.and_then(|e| e.processed_at),
+        "progress": entry.and_then(|e| e.progress.clone()),
     })
 }

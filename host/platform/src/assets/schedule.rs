@@ -89,6 +89,12 @@ impl Schedule {
             "createdAt": timestamp(self.created_at),
             "updatedAt": timestamp(self.updated_at),
             "nextRunTime": self.next_run_time().map(timestamp),
+            // The same facts under the names the published OpenAPI
+            // description and its clients read.
+            "runInterval": self.spec.frequency,
+            "created": timestamp(self.created_at),
+            "updated": timestamp(self.updated_at),
+            "nextScheduledTime": self.next_run_time().map(timestamp),
             "dstGapPolicy": self.spec.policies.gap,
             "dstFoldPolicy": self.spec.policies.fold,
             "monthEndPolicy": self.spec.policies.month_end,
@@ -161,48 +167,73 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// The request body of POST and PUT: every field optional here, required
-/// ones checked by [`validate`].
+/// ones checked by [`validate`]. A field given as `null` is `Some(None)`:
+/// it clears the field (back to its default).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct ScheduleFields {
     run_frequency: Option<String>,
-    /// The published OpenAPI description's name for `runFrequency`.
+    /// The published OpenAPI description's name for `runFrequency`; a
+    /// request that uses it is in the published form, where `timezone`
+    /// does not exist and times are UTC.
     run_interval: Option<String>,
     start_time: Option<String>,
-    timezone: Option<String>,
-    callback_url: Option<String>,
-    dst_gap_policy: Option<String>,
-    dst_fold_policy: Option<String>,
-    month_end_policy: Option<String>,
-    is_active: Option<bool>,
+    #[serde(default, deserialize_with = "nullable")]
+    timezone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    callback_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    dst_gap_policy: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    dst_fold_policy: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    month_end_policy: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    is_active: Option<Option<bool>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Validates a POST (`current` is `None`) or PUT body into a spec: 400s name
-/// the field and what is allowed.
+/// the field the client sent and what is allowed.
 pub(super) fn validate(
     fields: ScheduleFields,
     current: Option<&ScheduleSpec>,
     source: &ImportSource,
 ) -> Result<ScheduleSpec, ApiError> {
-    let frequency_text = match (fields.run_frequency, fields.run_interval) {
+    // The published form names the frequency runInterval and has no zone.
+    let published = fields.run_interval.is_some() && fields.run_frequency.is_none();
+    let (frequency_field, frequency_text) = match (fields.run_frequency, fields.run_interval) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::invalid_field(
                 "runFrequency",
-                format!("runFrequency {a:?} and its alias runInterval {b:?} disagree; give one of them"),
+                format!("runFrequency {a:?} and runInterval {b:?} (the published API's name for it) disagree; give one of them"),
             ))
         }
-        (Some(a), _) | (None, Some(a)) => Some(a),
-        (None, None) => None,
+        (Some(a), _) => ("runFrequency", Some(a)),
+        (None, Some(a)) => ("runInterval", Some(a)),
+        (None, None) => ("runFrequency", None),
     };
     let frequency = match (frequency_text, current) {
         (Some(text), _) => Frequency::parse(&text).ok_or_else(|| {
             ApiError::invalid_field(
-                "runFrequency",
-                format!("runFrequency must be one of {}; got {text:?}", Frequency::NAMES),
+                frequency_field,
+                format!("{frequency_field} must be one of {}; got {text:?}", Frequency::NAMES),
             )
         })?,
         (None, Some(c)) => c.frequency,
-        (None, None) => return Err(missing("runFrequency", format!("one of {}", Frequency::NAMES))),
+        (None, None) => {
+            return Err(missing(
+                "runFrequency",
+                format!(
+                    "one of {} (the published API calls it runInterval; with runInterval, timezone may be left out and is UTC)",
+                    Frequency::NAMES
+                ),
+            ))
+        }
     };
     let start_time = match (fields.start_time, current) {
         (Some(text), _) => parse_start_time(&text)?,
@@ -215,7 +246,7 @@ pub(super) fn validate(
         }
     };
     let timezone = match (fields.timezone, current) {
-        (Some(text), _) => text.parse::<Tz>().map_err(|_| {
+        (Some(Some(text)), _) => text.parse::<Tz>().map_err(|_| {
             ApiError::invalid_field(
                 "timezone",
                 format!(
@@ -223,11 +254,20 @@ pub(super) fn validate(
                 ),
             )
         })?,
+        // `null` clears the zone back to UTC, the published form's zone.
+        (Some(None), _) => Tz::UTC,
         (None, Some(c)) => c.timezone,
-        (None, None) => return Err(missing("timezone", "an IANA time zone name such as America/New_York")),
+        (None, None) if published => Tz::UTC,
+        (None, None) => {
+            return Err(missing(
+                "timezone",
+                "an IANA time zone name such as America/New_York (or send runInterval, the published API's form, whose times are UTC)",
+            ))
+        }
     };
     let callback_url = match (fields.callback_url, current) {
-        (Some(url), _) => Some(check_callback_url(url)?),
+        (Some(Some(url)), _) => Some(check_callback_url(url)?),
+        (Some(None), _) => None,
         (None, Some(c)) => c.callback_url.clone(),
         (None, None) => None,
     };
@@ -258,7 +298,10 @@ pub(super) fn validate(
             defaults.month_end,
         )?,
     };
-    let is_active = fields.is_active.or(current.map(|c| c.is_active)).unwrap_or(true);
+    let is_active = match fields.is_active {
+        Some(given) => given.unwrap_or(true),
+        None => current.map_or(true, |c| c.is_active),
+    };
     Ok(ScheduleSpec {
         frequency,
         start_time,
@@ -273,15 +316,16 @@ fn missing(field: &str, allowed: impl AsRef<str>) -> ApiError {
     ApiError::invalid_field(field, format!("{field} is required: {}", allowed.as_ref()))
 }
 
-fn policy<P: for<'de> Deserialize<'de>>(
-    text: Option<String>,
+fn policy<P: for<'de> Deserialize<'de> + Default>(
+    text: Option<Option<String>>,
     field: &str,
     allowed: &str,
-    default: P,
+    current: P,
 ) -> Result<P, ApiError> {
     match text {
-        None => Ok(default),
-        Some(text) => serde_json::from_value(Value::String(text.clone()))
+        None => Ok(current),
+        Some(None) => Ok(P::default()),
+        Some(Some(text)) => serde_json::from_value(Value::String(text.clone()))
             .map_err(|_| ApiError::invalid_field(field, format!("{field} must be one of {allowed}; got {text:?}"))),
     }
 }

@@ -163,6 +163,8 @@ pub fn unrun_entry(
         started_at: occurrence.instant,
         ended_at: Some(occurrence.instant),
         invocations: None,
+        processed_at: None,
+        progress: None,
     }
 }
 
