@@ -34,12 +34,16 @@ fn a_schedule_fires_a_signed_callback_and_the_import_fills_the_history() {
     assert_eq!(history[0]["objects"], 1000);
     assert_eq!(history[0]["scheduleId"], schedule["id"]);
 
+    // Processing 1,000 objects takes 0.1 s on the (virtual) clock.
     let (status, latest) = server.call("GET", &Server::source_path(&app, "executions/status"), None);
     assert_eq!(status, 200);
     assert_eq!(
         (latest["executionId"].as_str(), latest["status"].as_str()),
-        (Some(execution), Some("DONE"))
+        (Some(execution), Some("PROCESSING"))
     );
+    server.advance(1);
+    let (_, latest) = server.call("GET", &Server::source_path(&app, "executions/status"), None);
+    assert_eq!(latest["status"], "DONE", "{latest}");
     let log = server.log_text();
     assert!(
         log.contains("/apps/demo/webtrigger") && log.contains(execution),

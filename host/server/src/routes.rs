@@ -205,9 +205,13 @@ struct NewImportSource {
     source_type: String,
     #[serde(default)]
     app: Option<String>,
+    /// The real API's rule: no execution until a mapping is set.
+    #[serde(default)]
+    requires_mapping: bool,
 }
 
-/// `POST /_admin/importsource` `{"workspaceId", "type", "app"?}` → 201 `{"id", ...}`.
+/// `POST /_admin/importsource` `{"workspaceId", "type", "app"?,
+/// "requiresMapping"?}` → 201 `{"id", ...}`.
 async fn create_import_source(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Answer {
     let result = async {
         authorize(&server, &headers)?;
@@ -225,12 +229,21 @@ async fn create_import_source(State(server): State<Arc<Server>>, headers: Header
         })?;
         let assets = server.assets.clone();
         let (workspace, app) = (request.workspace_id.clone(), request.app.clone());
-        let id = blocking(move || assets.create_import_source(&workspace, source_type, app)).await?;
+        let requires_mapping = request.requires_mapping;
+        let id = blocking(move || {
+            let id = assets.create_import_source(&workspace, source_type, app)?;
+            if requires_mapping {
+                assets.require_mapping(&id)?;
+            }
+            Ok::<_, ApiError>(id)
+        })
+        .await?;
         Ok::<_, ApiError>(json!({
             "id": id,
             "workspaceId": request.workspace_id,
             "type": source_type,
             "app": request.app,
+            "requiresMapping": requires_mapping,
         }))
     }
     .await;
