@@ -242,6 +242,12 @@ pub fn execution_state(body: &str) -> Option<String> {
     value.get("status").and_then(Value::as_str).map(str::to_owned)
 }
 
+/// The `failureReason` an execution-status answer shows, if any.
+pub fn failure_reason(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    value.get("failureReason").and_then(Value::as_str).map(str::to_owned)
+}
+
 /// Reads an error answer: the `errorCode` and message of the mock's and the
 /// real API's error bodies, or the start of whatever else came back.
 pub fn summarise_error(response: &ApiResponse) -> ApiFailure {

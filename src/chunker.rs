@@ -1,9 +1,11 @@
 //! Turns a stream of objects into data-chunk bodies within the limits.
 //!
 //! A chunk is the JSON body of one `POST .../executions/{id}/data` call, in the
-//! seed's shape: `{"objectTypeId": "...", "objects": [...]}`, plus the real
-//! API's `clientGeneratedId`, unique per chunk, so a chunk that is sent again
-//! after a lost answer is stored once. One chunk holds
+//! seed's shape: `{"objectTypeId": "...", "objects": [...]}`, or in the real
+//! API's (`cloud`) shape: `{"data": {"<selector>": [...]}}` (see
+//! [`Envelope`]); either way with the real API's `clientGeneratedId`, unique
+//! per chunk, so a chunk that is sent again after a lost answer is stored
+//! once. One chunk holds
 //! one object type, at most `max_objects` objects and at most `max_bytes`
 //! bytes of body. Each object is serialized exactly once, straight into the
 //! open chunk, so a long import costs one pass over its data.
@@ -53,6 +55,19 @@ pub enum InvalidData {
         /// The object's label, to help find it.
         label: String,
     },
+    /// In the cloud dialect: an object type the mapping has no selector for.
+    TypeNotMapped {
+        /// The object's type.
+        object_type_id: String,
+    },
+    /// In the cloud dialect: an attribute the mapping does not locate, whose
+    /// values would be dropped.
+    AttributeNotMapped {
+        /// The object's type.
+        object_type_id: String,
+        /// The attribute's key.
+        key: String,
+    },
     /// One object alone is larger than a chunk may be.
     ObjectTooLarge {
         /// The object's external id.
@@ -74,6 +89,14 @@ impl fmt::Display for InvalidData {
                 f,
                 "Invalid data from source: an object of type {object_type_id:?} (label {label:?}) has an empty externalId"
             ),
+            InvalidData::TypeNotMapped { object_type_id } => write!(
+                f,
+                "The import source's schema-and-mapping document has no object type mapping for object type {object_type_id:?}; add one (selector and locators), or leave cloud-mapping unset so the importer derives the mapping"
+            ),
+            InvalidData::AttributeNotMapped { object_type_id, key } => write!(
+                f,
+                "Attribute {key:?} of object type {object_type_id:?} is not in the import source's mapping (no locator attributes.{key}), so its values would be lost; add it to cloud-mapping, or let the importer derive the mapping from a first page that shows it"
+            ),
             InvalidData::ObjectTooLarge { external_id, bytes, limit } => write!(
                 f,
                 "Invalid data from source: object {external_id:?} needs a {bytes}-byte chunk, over the chunk-max-bytes limit of {limit}; raise chunk-max-bytes or shrink the object"
@@ -83,6 +106,85 @@ impl fmt::Display for InvalidData {
 }
 
 impl std::error::Error for InvalidData {}
+
+/// The shape of a chunk's body around its objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Envelope {
+    /// The seed's: `{"clientGeneratedId":..,"objectTypeId":..,"objects":[..]}`.
+    #[default]
+    Seed,
+    /// The real API's: `{"clientGeneratedId":..,"data":{"<selector>":[..]}}`,
+    /// each object written as a record `{"externalId","label","attributes"}`
+    /// that the import source's mapping locates.
+    Cloud(Vec<CloudType>),
+}
+
+/// One object type as the cloud dialect's mapping places it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudType {
+    /// The object type (the mapping's `objectTypeName`).
+    pub object_type_id: String,
+    /// The key its records go under in `data`.
+    pub selector: String,
+    /// Attribute keys the mapping locates (`attributes.<key>`).
+    pub keys: Vec<String>,
+}
+
+impl Envelope {
+    fn closing(&self) -> &'static str {
+        match self {
+            Envelope::Seed => "]}",
+            Envelope::Cloud(_) => "]}}",
+        }
+    }
+
+    /// Checks that the mapping places `object` of `object_type_id`.
+    fn check(&self, object_type_id: &str, object: &AssetObject) -> Result<(), InvalidData> {
+        let Envelope::Cloud(types) = self else {
+            return Ok(());
+        };
+        let Some(t) = types.iter().find(|t| t.object_type_id == object_type_id) else {
+            return Err(InvalidData::TypeNotMapped {
+                object_type_id: object_type_id.to_owned(),
+            });
+        };
+        match object.attributes.iter().find(|(k, _)| !t.keys.contains(k)) {
+            Some((key, _)) => Err(InvalidData::AttributeNotMapped {
+                object_type_id: object_type_id.to_owned(),
+                key: key.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn write_prefix(&self, body: &mut String, id_prefix: &str, id: u64, object_type_id: &str) {
+        body.push_str("{\"clientGeneratedId\":");
+        body.push_str(&serde_json::to_string(&format!("{id_prefix}{id}")).expect("a string serializes"));
+        match self {
+            Envelope::Seed => {
+                body.push_str(",\"objectTypeId\":");
+                body.push_str(&serde_json::to_string(object_type_id).expect("a string serializes"));
+                body.push_str(",\"objects\":[");
+            }
+            Envelope::Cloud(types) => {
+                let selector = types
+                    .iter()
+                    .find(|t| t.object_type_id == object_type_id)
+                    .map_or(object_type_id, |t| t.selector.as_str());
+                body.push_str(",\"data\":{");
+                body.push_str(&serde_json::to_string(selector).expect("a string serializes"));
+                body.push_str(":[");
+            }
+        }
+    }
+
+    /// Length of the prefix for chunk number `id`.
+    fn prefix_len(&self, id_prefix: &str, id: u64, object_type_id: &str) -> usize {
+        let mut body = String::new();
+        self.write_prefix(&mut body, id_prefix, id, object_type_id);
+        body.len()
+    }
+}
 
 /// Fills chunks one object at a time, keeping one open chunk per object
 /// type so that interleaved types still make full chunks.
@@ -98,12 +200,15 @@ pub struct Chunker {
     id_prefix: String,
     /// Chunk numbers used so far; the next chunk opened takes `opened + 1`.
     opened: u64,
+    /// The body's shape.
+    envelope: Envelope,
 }
 
 #[derive(Debug)]
 struct OpenChunk {
     object_type_id: String,
-    /// The body so far, without its closing `]}`; empty until it is started.
+    /// The body so far, without its closing (`]}`, `]}}`); empty until it
+    /// is started.
     body: String,
     count: usize,
     /// The number in its `clientGeneratedId`, once started.
@@ -115,8 +220,6 @@ struct OpenChunk {
     last: Mark,
 }
 
-const CLOSING: &str = "]}";
-
 impl Chunker {
     /// A chunker that never exceeds `limits`; chunk ids are `id_prefix`
     /// followed by a counter.
@@ -127,7 +230,14 @@ impl Chunker {
             object_json: Vec::new(),
             id_prefix: id_prefix.into(),
             opened: 0,
+            envelope: Envelope::Seed,
         }
+    }
+
+    /// The same chunker writing bodies in `envelope`'s shape.
+    pub fn with_envelope(mut self, envelope: Envelope) -> Chunker {
+        self.envelope = envelope;
+        self
     }
 
     /// A chunker that goes on where a checkpoint left off: `opened` chunk
@@ -181,6 +291,7 @@ impl Chunker {
                 label: object.label.clone(),
             });
         }
+        self.envelope.check(object_type_id, object)?;
 
         self.object_json.clear();
         write_object(&mut self.object_json, object);
@@ -200,24 +311,25 @@ impl Chunker {
             bytes,
             limit: max_bytes,
         };
+        let closing = self.envelope.closing().len();
         let chunk = &mut self.open[index];
         if chunk.count == 0 {
             // The object opens a chunk: it must fit alone, under the id that
             // chunk gets.
             let id = chunk.reserved.unwrap_or(self.opened + 1);
-            let alone = prefix_len(&self.id_prefix, id, object_type_id) + json.len() + CLOSING.len();
+            let alone = self.envelope.prefix_len(&self.id_prefix, id, object_type_id) + json.len() + closing;
             if alone > max_bytes {
                 return Err(too_large(alone));
             }
             if chunk.reserved.take().is_none() {
                 self.opened += 1;
             }
-            chunk.start(&self.id_prefix, id);
+            chunk.start(&self.envelope, &self.id_prefix, id);
             chunk.append(json, mark);
             return Ok(None);
         }
         let fits =
-            chunk.count < self.limits.max_objects && chunk.body.len() + 1 + json.len() + CLOSING.len() <= max_bytes;
+            chunk.count < self.limits.max_objects && chunk.body.len() + 1 + json.len() + closing <= max_bytes;
         if fits {
             chunk.append(json, mark);
             return Ok(None);
@@ -225,13 +337,13 @@ impl Chunker {
         // Close this chunk and open the next: the object must fit alone under
         // the next id, which may be a digit longer than this one.
         let id = self.opened + 1;
-        let alone = prefix_len(&self.id_prefix, id, object_type_id) + json.len() + CLOSING.len();
+        let alone = self.envelope.prefix_len(&self.id_prefix, id, object_type_id) + json.len() + closing;
         if alone > max_bytes {
             return Err(too_large(alone));
         }
-        let closed = chunk.take();
+        let closed = chunk.take(self.envelope.closing());
         self.opened = id;
-        chunk.start(&self.id_prefix, id);
+        chunk.start(&self.envelope, &self.id_prefix, id);
         chunk.append(json, mark);
         Ok(closed)
     }
@@ -239,30 +351,16 @@ impl Chunker {
     /// Closes and returns the first open chunk that holds an object, leaving
     /// the others open.
     pub fn close_next(&mut self) -> Option<Chunk> {
-        self.open.iter_mut().find(|c| c.count > 0).and_then(OpenChunk::take)
+        let closing = self.envelope.closing();
+        self.open.iter_mut().find(|c| c.count > 0).and_then(|c| c.take(closing))
     }
 
     /// Closes and returns every open chunk that holds an object, in the order
     /// their object types first appeared.
     pub fn finish(&mut self) -> Vec<Chunk> {
-        self.open.drain(..).filter_map(|mut c| c.take()).collect()
+        let closing = self.envelope.closing();
+        self.open.drain(..).filter_map(|mut c| c.take(closing)).collect()
     }
-}
-
-/// Length of `{"clientGeneratedId":..,"objectTypeId":..,"objects":[` for
-/// chunk number `id`.
-fn prefix_len(id_prefix: &str, id: u64, object_type_id: &str) -> usize {
-    let mut body = String::new();
-    write_prefix(&mut body, id_prefix, id, object_type_id);
-    body.len()
-}
-
-fn write_prefix(body: &mut String, id_prefix: &str, id: u64, object_type_id: &str) {
-    body.push_str("{\"clientGeneratedId\":");
-    body.push_str(&serde_json::to_string(&format!("{id_prefix}{id}")).expect("a string serializes"));
-    body.push_str(",\"objectTypeId\":");
-    body.push_str(&serde_json::to_string(object_type_id).expect("a string serializes"));
-    body.push_str(",\"objects\":[");
 }
 
 impl OpenChunk {
@@ -279,9 +377,9 @@ impl OpenChunk {
     }
 
     /// Begins the body of chunk number `id`.
-    fn start(&mut self, id_prefix: &str, id: u64) {
+    fn start(&mut self, envelope: &Envelope, id_prefix: &str, id: u64) {
         self.body.clear();
-        write_prefix(&mut self.body, id_prefix, id, &self.object_type_id);
+        envelope.write_prefix(&mut self.body, id_prefix, id, &self.object_type_id);
         self.id = id;
     }
 
@@ -297,13 +395,13 @@ impl OpenChunk {
     }
 
     /// The finished chunk, leaving this one empty and ready for more.
-    fn take(&mut self) -> Option<Chunk> {
+    fn take(&mut self, closing: &str) -> Option<Chunk> {
         if self.count == 0 {
             return None;
         }
         let capacity = self.body.capacity();
         let mut body = std::mem::replace(&mut self.body, String::with_capacity(capacity));
-        body.push_str(CLOSING);
+        body.push_str(closing);
         let chunk = Chunk {
             object_type_id: self.object_type_id.clone(),
             objects: self.count,

@@ -13,6 +13,8 @@
 //! - [`chunker`]: turns a stream of objects into JSON chunks within the configured limits.
 //! - [`settings`]: the app settings the importer reads, validated.
 //! - [`api`]: the few Assets API calls the lifecycle makes, and how their answers are read.
+//! - [`cloud`]: the real API's dialect — the schema-and-mapping document and
+//!   the shape of its chunks.
 //! - [`lifecycle`]: the import itself, written against two small traits
 //!   ([`api::AssetsApi`], [`model::DataSource`]) so unit tests drive it with fakes.
 //! - [`reason`]: failure reasons cut to the API's 1024-character limit.
@@ -22,6 +24,7 @@
 
 pub mod api;
 pub mod chunker;
+pub mod cloud;
 pub mod lifecycle;
 pub mod model;
 pub mod reason;

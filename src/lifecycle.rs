@@ -27,11 +27,12 @@
 //!   more pages than `source-max-pages`, fails the run by name.
 
 use crate::api::{self, ApiFailure, ApiResponse, AssetsApi, Method};
-use crate::chunker::{Chunk, Chunker, Mark};
+use crate::chunker::{Chunk, Chunker, Envelope, Mark};
+use crate::cloud;
 use crate::model::{DataSource, Page, SourceError};
 use crate::reason::cut_reason;
 use crate::retry::{self, GaveUp, Retrier, Timer, Verdict};
-use crate::settings::{SettingError, Settings};
+use crate::settings::{Dialect, SettingError, Settings};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
 
@@ -285,6 +286,44 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
         }
     }
 
+    /// In the cloud dialect, makes sure the import source's
+    /// schema-and-mapping document is in place and returns how chunks are
+    /// shaped for it. A `fresh` run (no execution yet) puts the document in
+    /// place — the one the settings give, or one derived from the source's
+    /// first page merged with what the importer derived before — when the
+    /// stored one differs; a run going on uses the stored one.
+    fn ensure_mapping(&mut self, source_id: &str, settings: &Settings, fresh: bool) -> Result<Envelope, String> {
+        let path = format!("importsource/{source_id}/schema-and-mapping");
+        let stored = match self.send(Method::Get, &path, None) {
+            Ok(answer) => Some(
+                serde_json::from_str::<serde_json::Value>(&answer.body)
+                    .map_err(|e| format!("The import source's schema-and-mapping document is not JSON: {e}"))?,
+            ),
+            Err(ApiFailure::Status { status: 404, code, .. }) if code.as_deref() == Some("MISSING_MAPPING") => None,
+            Err(failure) => return Err(format!("Could not read the import source's schema-and-mapping document: {failure}")),
+        };
+        let wanted = match (&settings.mapping, fresh, &stored) {
+            (Some(given), _, _) => given.clone(),
+            (None, false, Some(stored)) => stored.clone(),
+            (None, _, _) => {
+                let first = self
+                    .next_page(None)
+                    .map_err(|e| format!("{e} while reading the first page to derive the mapping"))?;
+                let mut shape = cloud::shape_of(&first);
+                for (object_type, keys) in stored.as_ref().and_then(cloud::derived_shape).unwrap_or_default() {
+                    shape.entry(object_type).or_default().extend(keys);
+                }
+                cloud::derive(&shape)?
+            }
+        };
+        if stored.as_ref() != Some(&wanted) {
+            let path = format!("importsource/{source_id}/mapping");
+            self.send(Method::Put, &path, Some(&wanted.to_string()))
+                .map_err(|failure| format!("Could not set the import source's schema-and-mapping document: {failure}"))?;
+        }
+        cloud::envelope(&wanted)
+    }
+
     /// The API's view of an execution's state, for answers that left it unclear.
     fn execution_state(&mut self, source_id: &str, execution_id: &str) -> Option<String> {
         let path = api::execution_path(source_id, execution_id, "/status");
@@ -334,7 +373,24 @@ pub fn run_import(
     };
     let source_id = trigger.import_source_id;
 
-    let record = match earlier_delivery(&mut io, trigger) {
+    let earlier = earlier_delivery(&mut io, trigger);
+    let fresh = matches!(earlier, Earlier::None);
+    // The cloud dialect's mapping must be in place before an execution
+    // starts, and tells how chunks are shaped.
+    let envelope = match &settings {
+        Ok(s) if s.dialect == Dialect::Cloud && !matches!(earlier, Earlier::Ended(_)) => {
+            match io.ensure_mapping(source_id, s, fresh) {
+                Ok(envelope) => envelope,
+                Err(reason) if fresh => return Err(RunError::ExecutionNotCreated(cut_reason(&reason))),
+                Err(reason) => {
+                    let Earlier::Ingesting(mut record) = earlier else { unreachable!() };
+                    return Err(failed(&mut io, trigger, &mut record, &reason));
+                }
+            }
+        }
+        _ => Envelope::Seed,
+    };
+    let record = match earlier {
         Earlier::None => {
             let execution_id = io
                 .create_execution(source_id, trigger.scheduled)
@@ -353,7 +409,7 @@ pub fn run_import(
         Earlier::Ended(result) => return result,
         Earlier::Ingesting(record) => record,
     };
-    go_on(&mut io, trigger, settings, record)
+    go_on(&mut io, trigger, settings, record, envelope)
 }
 
 /// Ingests from `record`'s checkpoint (or from the start), then completes,
@@ -363,10 +419,11 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     trigger: Trigger<'_>,
     settings: Result<Settings, SettingError>,
     record: OccurrenceRecord,
+    envelope: Envelope,
 ) -> Result<Outcome, RunError> {
     let source_id = trigger.import_source_id;
     let mut run = match settings {
-        Ok(settings) => Run::new(settings, trigger.occurrence_id, record),
+        Ok(settings) => Run::new(settings, trigger.occurrence_id, record, envelope),
         Err(e) => {
             let mut record = record;
             return Err(failed(io, trigger, &mut record, &e.to_string()));
@@ -383,8 +440,19 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         Ok(Ingested::Done) => {
             let mut record = run.record;
             let execution_id = record.execution_id.clone();
-            let completed_path = api::execution_path(source_id, &execution_id, "/history/completed");
-            if let Err(failure) = io.send(Method::Post, &completed_path, None) {
+            // The seed closes with history/completed, the cloud dialect
+            // with `{"completed": true}` on the data endpoint.
+            let closed = match run.settings.dialect {
+                Dialect::Seed => {
+                    let path = api::execution_path(source_id, &execution_id, "/history/completed");
+                    io.send(Method::Post, &path, None)
+                }
+                Dialect::Cloud => {
+                    let path = api::execution_path(source_id, &execution_id, "/data");
+                    io.send(Method::Post, &path, Some(cloud::COMPLETED_BODY))
+                }
+            };
+            if let Err(failure) = closed {
                 // A retried completion that the API calls "already completed"
                 // did go through; anything else is returned, never reported,
                 // since completion may have taken effect.
@@ -531,11 +599,11 @@ struct Run<'o> {
 }
 
 impl<'o> Run<'o> {
-    fn new(settings: Settings, occurrence_id: &'o str, record: OccurrenceRecord) -> Run<'o> {
+    fn new(settings: Settings, occurrence_id: &'o str, record: OccurrenceRecord, envelope: Envelope) -> Run<'o> {
         let prefix = format!("{}-", record.execution_id);
         let Some(checkpoint) = record.checkpoint.clone() else {
             return Run {
-                chunker: Chunker::new(settings.chunk, prefix),
+                chunker: Chunker::new(settings.chunk, prefix).with_envelope(envelope),
                 settings,
                 occurrence_id,
                 record,
@@ -550,7 +618,7 @@ impl<'o> Run<'o> {
             .types
             .iter()
             .filter_map(|t| Some((t.object_type_id.clone(), t.open_chunk?)));
-        let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reopen);
+        let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reopen).with_envelope(envelope);
         let (skip_before, next) = match checkpoint.resume {
             Some(at) => ((at.page, at.index), Some((at.page, at.cursor))),
             None => ((u64::MAX, 0), None),
@@ -742,6 +810,13 @@ fn submit<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     }
     run.record.checkpoint = Some(run.checkpoint());
     io.remember(run.occurrence_id, &run.record);
+    if run.settings.dialect == Dialect::Cloud {
+        // Progress is for people watching; one attempt, and a lost report
+        // never stops the import.
+        let path = api::execution_path(source_id, &run.record.execution_id, "/progress");
+        let body = cloud::progress_body(run.record.chunks, run.record.objects, run.pages);
+        let _ = io.api.call(Method::Put, &path, Some(&body));
+    }
     Ok(())
 }
 
@@ -757,11 +832,20 @@ fn fail<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     let path = api::execution_path(source_id, &execution_id, "/history/failed");
     let reported = match io.send(Method::Post, &path, Some(&api::failure_body(&reason))) {
         Ok(_) => Ok(()),
-        // A retried report the API calls "already failed" did go through.
-        Err(failure) => match io.execution_state(source_id, &execution_id).as_deref() {
-            Some("FAILED") => Ok(()),
-            _ => Err(failure),
-        },
+        // A retried report the API calls "already failed" did go through
+        // when the execution shows this very reason (the real API names
+        // no FAILED state: a failed execution reads CANCELLED).
+        Err(failure) => {
+            let path = api::execution_path(source_id, &execution_id, "/status");
+            let shown = io.send(Method::Get, &path, None).ok();
+            let state = shown.as_ref().and_then(|r| api::execution_state(&r.body));
+            let shown_reason = shown.as_ref().and_then(|r| api::failure_reason(&r.body));
+            match state.as_deref() {
+                Some("FAILED") => Ok(()),
+                Some("CANCELLED") if shown_reason.as_deref() == Some(reason.as_str()) => Ok(()),
+                _ => Err(failure),
+            }
+        }
     };
     let (reported, reason) = match reported {
         Ok(()) => (true, reason),

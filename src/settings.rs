@@ -25,6 +25,16 @@ pub const SOURCE_MAX_PAGES: &str = "source-max-pages";
 /// milliseconds left, so the platform can call again to continue.
 pub const TIME_LIMIT_MARGIN_MS: &str = "time-limit-margin-ms";
 
+/// Setting: which dialect of the Assets import API to speak: `seed` (the
+/// default: `objectTypeId` + `objects` chunks, `history/completed`) or
+/// `cloud` (the real API's: a schema-and-mapping document, `data` chunks by
+/// selector, `completed: true`, progress reports).
+pub const API_DIALECT: &str = "api-dialect";
+/// Setting: in the `cloud` dialect, the schema-and-mapping document to put
+/// in place before the first execution (JSON). Unset, the importer derives
+/// one from the object types and attribute keys of the source's first page.
+pub const CLOUD_MAPPING: &str = "cloud-mapping";
+
 /// Objects per chunk when the setting is absent. Reference apps send tens to
 /// hundreds of records per chunk; 500 keeps requests small and few.
 pub const DEFAULT_MAX_OBJECTS: usize = 500;
@@ -93,8 +103,18 @@ impl Default for RunLimits {
     }
 }
 
-/// Everything the importer reads from its configuration.
+/// The dialect of the Assets import API the importer speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// The seed's contract.
+    #[default]
+    Seed,
+    /// The real (cloud) API's.
+    Cloud,
+}
+
+/// Everything the importer reads from its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Settings {
     /// Chunk limits.
     pub chunk: ChunkLimits,
@@ -102,6 +122,10 @@ pub struct Settings {
     pub retry: RetryPolicy,
     /// Page cap and time-limit margin.
     pub run: RunLimits,
+    /// The API dialect.
+    pub dialect: Dialect,
+    /// In the cloud dialect, the mapping document to use, parsed.
+    pub mapping: Option<serde_json::Value>,
 }
 
 /// A setting whose value is not allowed.
@@ -156,6 +180,30 @@ impl Settings {
                 max_pages: whole_number(SOURCE_MAX_PAGES, get(SOURCE_MAX_PAGES), 1..=100_000_000, 100_000)? as u64,
                 margin_ms: whole_number(TIME_LIMIT_MARGIN_MS, get(TIME_LIMIT_MARGIN_MS), 0..=600_000, 10_000)? as u64,
             },
+            dialect: match get(API_DIALECT).as_deref().map(str::trim) {
+                None | Some("seed") => Dialect::Seed,
+                Some("cloud") => Dialect::Cloud,
+                Some(other) => {
+                    return Err(SettingError {
+                        key: API_DIALECT,
+                        value: other.to_owned(),
+                        allowed: "seed or cloud".into(),
+                    })
+                }
+            },
+            mapping: match get(CLOUD_MAPPING) {
+                None => None,
+                Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(value) if value.is_object() => Some(value),
+                    _ => {
+                        return Err(SettingError {
+                            key: CLOUD_MAPPING,
+                            value: assets_redact::excerpt(&text, 80),
+                            allowed: "a schema-and-mapping document: a JSON object with schema and mapping".into(),
+                        })
+                    }
+                },
+            },
         })
     }
 }
@@ -202,6 +250,18 @@ mod tests {
                 max_bytes: 4096
             }
         );
+    }
+
+    #[test]
+    fn the_dialect_is_seed_unless_cloud_is_asked_for() {
+        assert_eq!(Settings::from_config(config(&[])).unwrap().dialect, Dialect::Seed);
+        let s = Settings::from_config(config(&[(API_DIALECT, "cloud"), (CLOUD_MAPPING, r#"{"schema":{}}"#)])).unwrap();
+        assert_eq!(s.dialect, Dialect::Cloud);
+        assert!(s.mapping.is_some());
+        let e = Settings::from_config(config(&[(API_DIALECT, "jira")])).unwrap_err();
+        assert_eq!((e.key, e.allowed.as_str()), (API_DIALECT, "seed or cloud"));
+        let e = Settings::from_config(config(&[(CLOUD_MAPPING, "{not json")])).unwrap_err();
+        assert_eq!(e.key, CLOUD_MAPPING);
     }
 
     #[test]

@@ -95,7 +95,8 @@ fn the_composed_importer_reads_every_netbox_record_once_mapped_as_configured() {
 
     let state = world.assets.state();
     let execution = state.execution_by_id(outcome.execution_id.as_deref().unwrap()).unwrap();
-    assert_eq!(execution.status, ExecutionStatus::Done);
+    // Completion was signalled: PROCESSING, then DONE on the clock.
+    assert_eq!(execution.status, ExecutionStatus::Processing);
     assert_eq!(
         (execution.objects.len(), execution.received),
         (237, 237),

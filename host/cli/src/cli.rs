@@ -134,6 +134,19 @@ pub struct AppArgs {
     /// allowlist, instead of the network.
     #[arg(long, value_name = "N")]
     pub mock_netbox: Option<usize>,
+    /// The Assets API dialect the importer speaks: `seed` (the seed's
+    /// chunks and `history/completed`) or `cloud` (the real API's
+    /// schema-and-mapping, `data` chunks by selector, `completed: true`;
+    /// the import source then requires a mapping). Sets `api-dialect`.
+    #[arg(long, value_name = "DIALECT", value_parser = ["seed", "cloud"])]
+    pub dialect: Option<String>,
+}
+
+/// True when an app's settings make it speak the real API's dialect: its
+/// import source then follows the real rule that no execution starts
+/// before a schema-and-mapping document is set.
+pub fn speaks_cloud(settings: &BTreeMap<String, String>) -> bool {
+    settings.get("api-dialect").map(|v| v.trim()) == Some("cloud")
 }
 
 impl AppArgs {
@@ -144,6 +157,14 @@ impl AppArgs {
             None => BTreeMap::new(),
         };
         settings.extend(self.settings.iter().cloned());
+        if let Some(dialect) = &self.dialect {
+            match settings.get("api-dialect") {
+                Some(set) if set.trim() != dialect => anyhow::bail!(
+                    "--dialect {dialect} contradicts the setting api-dialect = {set}; give one of them"
+                ),
+                _ => settings.insert("api-dialect".into(), dialect.clone()),
+            };
+        }
         Ok(settings)
     }
 
@@ -240,6 +261,9 @@ fn trigger_once(args: TriggerArgs) -> anyhow::Result<()> {
     let source_id = assets
         .create_import_source(&workspace, SourceType::External, Some("importer".into()))
         .context("cannot create the import source")?;
+    if speaks_cloud(&args.grants.config()?) {
+        assets.require_mapping(&source_id)?;
+    }
     let mut source: Arc<dyn DataSourceProvider> = Arc::new(SyntheticSource {
         objects: args.objects,
         page_size: args.page_size,

@@ -213,6 +213,10 @@ pub fn simulate_schedule(
     let assets = Arc::new(AssetsService::new(clock.clone()));
     let workspace = assets.create_workspace();
     let source_id = assets.create_import_source(&workspace, SourceType::External, Some("importer".into()))?;
+    let app = app()?;
+    if crate::cli::speaks_cloud(&app.config) {
+        assets.require_mapping(&source_id)?;
+    }
     let policies = schedule.policies();
     let body = json!({
         "runFrequency": schedule.frequency,
@@ -229,7 +233,7 @@ pub fn simulate_schedule(
         bail!("the API refused the schedule: {}", created.body);
     }
     let scheduler = Scheduler::new(assets.clone());
-    scheduler.install(&source_id, app()?);
+    scheduler.install(&source_id, app);
     let runs = scheduler.run_until(&clock, end);
     Ok(Simulation {
         runs,

@@ -806,7 +806,7 @@ mod tests {
             "two executions and the missed occurrence"
         );
         let e1 = state.execution("src", "e1").unwrap();
-        assert_eq!((e1.status, e1.chunks), (ExecutionStatus::Done, 1));
+        assert_eq!((e1.status, e1.chunks), (ExecutionStatus::Processing, 1));
         assert_eq!(state.history_of("e1").map(|l| l.objects), Some(2));
         assert!(e1.objects.is_empty(), "an ended execution's objects stay on disk");
         let stored: i64 = _store

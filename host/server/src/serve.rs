@@ -280,6 +280,11 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
                 None => Ok(assets.create_import_source(&workspace_id, SourceType::External, Some(name.clone()))?),
             }
         })?;
+        // An app that speaks the real API's dialect gets the real rule: no
+        // execution before its schema-and-mapping document is set.
+        if settings.get("api-dialect").map(|v| v.trim()) == Some("cloud") {
+            assets.require_mapping(&import_source_id)?;
+        }
         // A run this server was doing when it stopped cannot finish: say so
         // in the history rather than leave it ingesting for ever, for every
         // import source the app performs. Not on a shared database, where
