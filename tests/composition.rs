@@ -141,6 +141,45 @@ fn the_composed_importer_reads_every_netbox_record_once_mapped_as_configured() {
 }
 
 #[test]
+fn the_netbox_example_imports_the_same_objects_in_both_dialects() {
+    let seed_world = World::new();
+    let seed_mock = Arc::new(NetBoxMock::new(237));
+    let seed = run(
+        &seed_world,
+        &netbox_app(seed_mock, &["netbox.example.com"], netbox_config(&[])),
+    );
+    assert_eq!(seed.status, RunStatus::Completed, "{seed:?}");
+
+    let world = World::new();
+    world.assets.require_mapping(&world.source_id).unwrap();
+    let mock = Arc::new(NetBoxMock::new(237));
+    let cloud = run(
+        &world,
+        &netbox_app(mock.clone(), &["netbox.example.com"], netbox_config(&[("api-dialect", "cloud")])),
+    );
+    assert_eq!(cloud.status, RunStatus::Completed, "{cloud:?}");
+    assert_eq!(cloud.objects, 237);
+    // The first page is read once more, to derive the mapping.
+    assert_eq!(mock.requests(), 6);
+
+    let objects = |world: &World, outcome: &TriggerOutcome| {
+        let state = world.assets.state();
+        let execution = state.execution_by_id(outcome.execution_id.as_deref().unwrap()).unwrap();
+        execution.objects.clone()
+    };
+    let (seed_objects, cloud_objects) = (objects(&seed_world, &seed), objects(&world, &cloud));
+    assert_eq!((seed_objects.len(), cloud_objects.len()), (237, 237));
+    for (key, expected) in &seed_objects {
+        let got = &cloud_objects[key];
+        assert_eq!(got.label, expected.label, "{key:?}");
+        let mut attributes = got.attributes.clone();
+        attributes.remove("External ID");
+        attributes.remove("Name");
+        assert_eq!(attributes, expected.attributes, "{key:?}");
+    }
+}
+
+#[test]
 fn a_page_that_times_out_fails_the_run_naming_the_third_party_call() {
     let world = World::new();
     let mock = Arc::new(NetBoxMock::new(237).fail_at(100, PageFault::Timeout));

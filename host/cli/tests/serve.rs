@@ -34,21 +34,52 @@ fn a_schedule_fires_a_signed_callback_and_the_import_fills_the_history() {
     assert_eq!(history[0]["objects"], 1000);
     assert_eq!(history[0]["scheduleId"], schedule["id"]);
 
-    // Processing 1,000 objects takes 0.1 s on the (virtual) clock.
+    // Processing 1,000 objects took 0.1 s of the hour that followed.
     let (status, latest) = server.call("GET", &Server::source_path(&app, "executions/status"), None);
     assert_eq!(status, 200);
     assert_eq!(
         (latest["executionId"].as_str(), latest["status"].as_str()),
-        (Some(execution), Some("PROCESSING"))
+        (Some(execution), Some("DONE"))
     );
-    server.advance(1);
-    let (_, latest) = server.call("GET", &Server::source_path(&app, "executions/status"), None);
-    assert_eq!(latest["status"], "DONE", "{latest}");
     let log = server.log_text();
     assert!(
         log.contains("/apps/demo/webtrigger") && log.contains(execution),
         "the callback and the run are logged:\n{log}"
     );
+    server.stop();
+}
+
+#[test]
+fn a_scheduled_run_in_the_cloud_dialect_shows_processing_then_done() {
+    let server = Server::fresh(&["--clock", "virtual", "--dialect", "cloud", "--objects", "20000"]);
+    let app = server.app();
+    let (_, config) = server.call("GET", &Server::source_path(&app, "configstatus"), None);
+    assert_eq!(config["status"], "MISSING_MAPPING", "the app's source requires a mapping");
+    let now = clock_now(&server);
+    let (status, schedule) = server.call(
+        "POST",
+        &Server::source_path(&app, "importschedule"),
+        Some(daily_schedule(&app, now, 1)),
+    );
+    assert_eq!(status, 201, "{schedule}");
+
+    // Just to the run's time (the start is `now` + 1 h cut to the second).
+    let firings = server.advance(3600);
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(firings[0]["status"], "completed", "{}", server.log_text());
+    let execution = firings[0]["executionId"].as_str().unwrap();
+    let (status, mapping) = server.call("GET", &Server::source_path(&app, "schema-and-mapping"), None);
+    assert_eq!(status, 200, "the importer put its mapping in place: {mapping}");
+
+    // 20,000 objects at 10,000 a second: two seconds of processing, of
+    // which at most one has passed.
+    let status_path = Server::source_path(&app, &format!("executions/{execution}/status"));
+    let (_, shown) = server.call("GET", &status_path, None);
+    assert_eq!((shown["status"].as_str(), shown["objects"].as_u64()), (Some("PROCESSING"), Some(20000)));
+    assert_eq!(shown["progress"]["objectsSent"], 20000, "{shown}");
+    server.advance(2);
+    let (_, shown) = server.call("GET", &status_path, None);
+    assert_eq!(shown["status"], "DONE", "{shown}");
     server.stop();
 }
 
