@@ -328,8 +328,7 @@ impl Chunker {
             chunk.append(json, mark);
             return Ok(None);
         }
-        let fits =
-            chunk.count < self.limits.max_objects && chunk.body.len() + 1 + json.len() + closing <= max_bytes;
+        let fits = chunk.count < self.limits.max_objects && chunk.body.len() + 1 + json.len() + closing <= max_bytes;
         if fits {
             chunk.append(json, mark);
             return Ok(None);

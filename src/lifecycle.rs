@@ -300,7 +300,11 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
                     .map_err(|e| format!("The import source's schema-and-mapping document is not JSON: {e}"))?,
             ),
             Err(ApiFailure::Status { status: 404, code, .. }) if code.as_deref() == Some("MISSING_MAPPING") => None,
-            Err(failure) => return Err(format!("Could not read the import source's schema-and-mapping document: {failure}")),
+            Err(failure) => {
+                return Err(format!(
+                    "Could not read the import source's schema-and-mapping document: {failure}"
+                ))
+            }
         };
         let wanted = match (&settings.mapping, fresh, &stored) {
             (Some(given), _, _) => given.clone(),
@@ -319,7 +323,9 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
         if stored.as_ref() != Some(&wanted) {
             let path = format!("importsource/{source_id}/mapping");
             self.send(Method::Put, &path, Some(&wanted.to_string()))
-                .map_err(|failure| format!("Could not set the import source's schema-and-mapping document: {failure}"))?;
+                .map_err(|failure| {
+                    format!("Could not set the import source's schema-and-mapping document: {failure}")
+                })?;
         }
         cloud::envelope(&wanted)
     }
@@ -383,7 +389,9 @@ pub fn run_import(
                 Ok(envelope) => envelope,
                 Err(reason) if fresh => return Err(RunError::ExecutionNotCreated(cut_reason(&reason))),
                 Err(reason) => {
-                    let Earlier::Ingesting(mut record) = earlier else { unreachable!() };
+                    let Earlier::Ingesting(mut record) = earlier else {
+                        unreachable!()
+                    };
                     return Err(failed(&mut io, trigger, &mut record, &reason));
                 }
             }

@@ -155,7 +155,11 @@ fn the_netbox_example_imports_the_same_objects_in_both_dialects() {
     let mock = Arc::new(NetBoxMock::new(237));
     let cloud = run(
         &world,
-        &netbox_app(mock.clone(), &["netbox.example.com"], netbox_config(&[("api-dialect", "cloud")])),
+        &netbox_app(
+            mock.clone(),
+            &["netbox.example.com"],
+            netbox_config(&[("api-dialect", "cloud")]),
+        ),
     );
     assert_eq!(cloud.status, RunStatus::Completed, "{cloud:?}");
     assert_eq!(cloud.objects, 237);

@@ -68,7 +68,11 @@ fn the_cloud_dialect_imports_exactly_what_the_seed_dialect_imports() {
 
     let world = cloud_world();
     assert_eq!(api(&world, "GET", "configstatus").1["status"], "MISSING_MAPPING");
-    let cloud = run(&world, source(), &[("chunk-max-objects", "100"), ("api-dialect", "cloud")]);
+    let cloud = run(
+        &world,
+        source(),
+        &[("chunk-max-objects", "100"), ("api-dialect", "cloud")],
+    );
     assert_eq!(cloud.status, RunStatus::Completed, "{cloud:?}");
     assert_eq!((cloud.objects, cloud.chunks), (seed.objects, seed.chunks));
 
@@ -92,7 +96,10 @@ fn the_cloud_dialect_imports_exactly_what_the_seed_dialect_imports() {
         let got = cloud_objects.get(key).unwrap_or_else(|| panic!("{key:?} missing"));
         assert_eq!(got.label, expected.label);
         let mut attributes: BTreeMap<String, Vec<String>> = got.attributes.clone();
-        assert_eq!(attributes.remove("External ID"), Some(vec![expected.external_id.clone()]));
+        assert_eq!(
+            attributes.remove("External ID"),
+            Some(vec![expected.external_id.clone()])
+        );
         assert_eq!(attributes.remove("Name"), Some(vec![expected.label.clone()]));
         assert_eq!(attributes, expected.attributes, "{key:?}");
     }
@@ -105,10 +112,22 @@ fn the_cloud_dialect_imports_exactly_what_the_seed_dialect_imports() {
     assert_eq!(history[0].status, Outcome::Completed);
 
     // A second run finds its mapping in place and does not set it again.
-    let before = world.assets.state().source_by_id(&world.source_id).unwrap().mapping_resource_id.clone();
+    let before = world
+        .assets
+        .state()
+        .source_by_id(&world.source_id)
+        .unwrap()
+        .mapping_resource_id
+        .clone();
     let again = run(&world, source(), &[("api-dialect", "cloud")]);
     assert_eq!(again.status, RunStatus::Completed, "{again:?}");
-    let after = world.assets.state().source_by_id(&world.source_id).unwrap().mapping_resource_id.clone();
+    let after = world
+        .assets
+        .state()
+        .source_by_id(&world.source_id)
+        .unwrap()
+        .mapping_resource_id
+        .clone();
     assert_eq!(before, after, "the mapping was not set again");
 }
 
@@ -135,9 +154,15 @@ fn a_cloud_run_shows_processing_then_done_under_a_virtual_clock() {
     assert_eq!(status["status"], "PROCESSING", "{status}");
     assert_eq!(api(&world, "GET", "configstatus").1["status"], "RUNNING");
     clock.advance(chrono::Duration::milliseconds(129));
-    assert_eq!(api(&world, "GET", &format!("executions/{id}/status")).1["status"], "PROCESSING");
+    assert_eq!(
+        api(&world, "GET", &format!("executions/{id}/status")).1["status"],
+        "PROCESSING"
+    );
     clock.advance(chrono::Duration::milliseconds(1));
-    assert_eq!(api(&world, "GET", &format!("executions/{id}/status")).1["status"], "DONE");
+    assert_eq!(
+        api(&world, "GET", &format!("executions/{id}/status")).1["status"],
+        "DONE"
+    );
     assert_eq!(api(&world, "GET", "configstatus").1["status"], "IDLE");
 }
 
@@ -169,7 +194,11 @@ fn a_given_mapping_that_drops_an_attribute_fails_the_run_naming_it() {
         attributes: 1,
         ..Default::default()
     };
-    let ok = run(&world, one_key, &[("api-dialect", "cloud"), ("cloud-mapping", &mapping)]);
+    let ok = run(
+        &world,
+        one_key,
+        &[("api-dialect", "cloud"), ("cloud-mapping", &mapping)],
+    );
     assert_eq!(ok.status, RunStatus::Completed, "{ok:?}");
     let objects = stored(&world, &ok);
     let first = objects.values().next().unwrap();
@@ -185,7 +214,11 @@ fn a_given_mapping_that_drops_an_attribute_fails_the_run_naming_it() {
         attributes: 2,
         ..Default::default()
     };
-    let failed = run(&world, two_keys, &[("api-dialect", "cloud"), ("cloud-mapping", &mapping)]);
+    let failed = run(
+        &world,
+        two_keys,
+        &[("api-dialect", "cloud"), ("cloud-mapping", &mapping)],
+    );
     assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
     let history = world.assets.history(&world.source_id);
     let reason = history.last().unwrap().failure_reason.clone().unwrap();

@@ -125,6 +125,40 @@ fn an_import_stopped_hard_at_its_time_limit_goes_on_from_its_checkpoint() {
 }
 
 #[test]
+fn a_cloud_dialect_import_goes_on_across_invocations_with_its_mapping() {
+    // 60 pages of 2 s (simulated) under a 55 s limit: the run pauses, and
+    // each continuation shapes its chunks from the mapping the first
+    // invocation put in place.
+    let clock = Arc::new(VirtualClock::new("2026-11-28T09:00:00Z".parse().unwrap()));
+    let (assets, workspace, source_id) = world(clock.clone());
+    assets.require_mapping(&source_id).unwrap();
+    let objects = 6_000;
+    let source = SlowSource {
+        inner: Arc::new(SyntheticSource {
+            objects,
+            page_size: 100,
+            object_types: vec!["server".into(), "laptop".into()],
+            ..SyntheticSource::default()
+        }),
+        clock,
+        latency: Duration::from_secs(2),
+    };
+    let app = App::new("importer", runtime(), Arc::new(source))
+        .with_config(config(&[("chunk-max-objects", "100"), ("api-dialect", "cloud")]))
+        .with_limits(Limits {
+            time: Duration::from_secs(55),
+            ..Limits::default()
+        });
+    let outcome = run(&app, &assets, &workspace, &source_id);
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+    let invocations = one_execution_with_every_object_once(&assets, &source_id, objects);
+    assert!(invocations >= 3, "{invocations} invocations");
+    let state = assets.state();
+    let mapping = state.source_by_id(&source_id).unwrap().mapping.clone().unwrap();
+    assert_eq!(mapping["mapping"]["objectTypeMappings"].as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn a_lost_create_execution_answer_is_adopted_and_leaves_no_orphan() {
     // Every create-execution call is carried out and its answer lost.
     let (assets, workspace, source_id) = world(Arc::new(SystemClock));

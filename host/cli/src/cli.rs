@@ -159,9 +159,9 @@ impl AppArgs {
         settings.extend(self.settings.iter().cloned());
         if let Some(dialect) = &self.dialect {
             match settings.get("api-dialect") {
-                Some(set) if set.trim() != dialect => anyhow::bail!(
-                    "--dialect {dialect} contradicts the setting api-dialect = {set}; give one of them"
-                ),
+                Some(set) if set.trim() != dialect => {
+                    anyhow::bail!("--dialect {dialect} contradicts the setting api-dialect = {set}; give one of them")
+                }
                 _ => settings.insert("api-dialect".into(), dialect.clone()),
             };
         }

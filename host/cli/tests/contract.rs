@@ -35,8 +35,12 @@ impl Contract {
     }
 
     fn call_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.server
-            .call_with(method, path, body.map(|b| b.to_string()), &[("authorization", &bearer(token))])
+        self.server.call_with(
+            method,
+            path,
+            body.map(|b| b.to_string()),
+            &[("authorization", &bearer(token))],
+        )
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -66,7 +70,11 @@ impl Contract {
     /// Starts an execution the way a real client does: the id is the path
     /// segment before `/data` in `links.submitResults`.
     fn begin(&self, source: &str) -> String {
-        let (status, body) = self.call("POST", &self.path(source, "executions"), Some(json!({"scheduled": true})));
+        let (status, body) = self.call(
+            "POST",
+            &self.path(source, "executions"),
+            Some(json!({"scheduled": true})),
+        );
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["result"], "success");
         let submit = body["links"]["submitResults"].as_str().unwrap();
@@ -74,7 +82,11 @@ impl Contract {
     }
 
     fn status(&self, source: &str, execution: &str) -> Value {
-        let (status, body) = self.call("GET", &self.path(source, &format!("executions/{execution}/status")), None);
+        let (status, body) = self.call(
+            "GET",
+            &self.path(source, &format!("executions/{execution}/status")),
+            None,
+        );
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -126,7 +138,10 @@ fn the_real_dialect_step_by_step() {
     bad["schema"]["objectSchema"]["objectTypes"][0]["attributes"][1]["type"] = json!("money");
     let (status, body) = c.call("PUT", &c.path(&source, "mapping"), Some(bad));
     assert_eq!(status, 400, "{body}");
-    assert_eq!(body["field"], "schema.objectSchema.objectTypes[0].attributes[1].type", "{body}");
+    assert_eq!(
+        body["field"], "schema.objectSchema.objectTypes[0].attributes[1].type",
+        "{body}"
+    );
     let mut bad = mapping.clone();
     bad["mapping"]["objectTypeMappings"][0]["attributesMapping"][1]["attributeExternalId"] = json!("nope");
     let (status, body) = c.call("PUT", &c.path(&source, "mapping"), Some(bad));
@@ -143,7 +158,11 @@ fn the_real_dialect_step_by_step() {
     assert_eq!(status, 202, "{body}");
     let resource = body["resourceId"].as_str().unwrap();
     let (status, progress) = c.call("GET", &c.path(&source, &format!("mapping/progress/{resource}")), None);
-    assert_eq!((status, progress["status"].as_str()), (200, Some("COMPLETED")), "{progress}");
+    assert_eq!(
+        (status, progress["status"].as_str()),
+        (200, Some("COMPLETED")),
+        "{progress}"
+    );
     let unknown = c.call("GET", &c.path(&source, "mapping/progress/no-such-operation"), None);
     assert_eq!(unknown.0, 404);
     let (status, stored) = c.call("GET", &c.path(&source, "schema-and-mapping"), None);
@@ -153,7 +172,11 @@ fn the_real_dialect_step_by_step() {
     // PATCH replaces the part it gives and keeps the other.
     let mut renamed = mapping["mapping"].clone();
     renamed["objectTypeMappings"][0]["description"] = json!("patched");
-    let (status, _) = c.call("PATCH", &c.path(&source, "mapping"), Some(json!({ "mapping": renamed })));
+    let (status, _) = c.call(
+        "PATCH",
+        &c.path(&source, "mapping"),
+        Some(json!({ "mapping": renamed })),
+    );
     assert_eq!(status, 200);
     let (_, stored) = c.call("GET", &c.path(&source, "schema-and-mapping"), None);
     assert_eq!(stored["mapping"]["objectTypeMappings"][0]["description"], "patched");
@@ -256,7 +279,11 @@ fn the_seed_dialect_step_by_step() {
     assert_eq!((status, body["objectsAccepted"].as_u64()), (200, Some(2)), "{body}");
     let bad = json!({"objectTypeId": "laptop", "objects": [{"label": "no id"}]});
     let (status, body) = c.call("POST", &data, Some(bad));
-    assert_eq!((status, body["field"].as_str()), (400, Some("objects[0].externalId")), "{body}");
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("objects[0].externalId")),
+        "{body}"
+    );
 
     let completed = c.path(&source, &format!("executions/{execution}/history/completed"));
     let (status, _) = c.call("POST", &completed, None);
@@ -289,10 +316,18 @@ fn the_seed_dialect_step_by_step() {
     }
     let (status, history) = c.call("GET", &c.path(&source, "history"), None);
     assert_eq!(status, 200);
-    let outcomes: Vec<&str> = history.as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["status"].as_str().unwrap())
+        .collect();
     assert_eq!(outcomes, ["completed", "failed", "failed"]);
     assert!(
-        history[2]["failureReason"].as_str().unwrap().contains("without a reason"),
+        history[2]["failureReason"]
+            .as_str()
+            .unwrap()
+            .contains("without a reason"),
         "{}",
         history[2]
     );
@@ -303,13 +338,18 @@ fn the_seed_dialect_step_by_step() {
 fn schedules_in_both_dialects() {
     let c = Contract::start();
     let now = clock_now(&c.server);
-    let start = (now + chrono::Duration::hours(2)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let start = (now + chrono::Duration::hours(2))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let csv = c.source("csv", false);
 
     // GET …/schedule before there is one: only where to create it.
     let (status, links) = c.call("GET", &c.path(&csv, "schedule"), None);
     assert_eq!(status, 200, "{links}");
-    assert!(links["links"]["createSchedule"].as_str().unwrap().ends_with("/importschedule"));
+    assert!(links["links"]["createSchedule"]
+        .as_str()
+        .unwrap()
+        .ends_with("/importschedule"));
     assert!(links["links"]["schedule"].is_null());
 
     // The published form, as jira.js sends it: no timezone.
@@ -324,13 +364,19 @@ fn schedules_in_both_dialects() {
         ("nextRunTime", "nextScheduledTime"),
     ] {
         assert!(!created[seed].is_null(), "{seed} missing: {created}");
-        assert_eq!(created[seed], created[published], "{seed} and {published} differ: {created}");
+        assert_eq!(
+            created[seed], created[published],
+            "{seed} and {published} differ: {created}"
+        );
     }
     let id = created["id"].as_str().unwrap();
 
     // The links and the source's details now show it.
     let (_, links) = c.call("GET", &c.path(&csv, "schedule"), None);
-    assert!(links["links"]["schedule"].as_str().unwrap().ends_with(&format!("/importschedule/{id}")));
+    assert!(links["links"]["schedule"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/importschedule/{id}")));
     let (_, details) = c.call("GET", &c.path(&csv, ""), None);
     let scheduled = &details["scheduledImportDetails"];
     assert_eq!(scheduled["importScheduleId"], id);
@@ -357,7 +403,11 @@ fn schedules_in_both_dialects() {
     assert_eq!((status, body["field"].as_str()), (400, Some("timezone")), "{body}");
     let seed = json!({"startTime": start, "runFrequency": "WEEKLY", "timezone": "Europe/Paris"});
     let (status, body) = c.call("POST", &c.path(&json_source, "importschedule"), Some(seed));
-    assert_eq!((status, body["timezone"].as_str()), (201, Some("Europe/Paris")), "{body}");
+    assert_eq!(
+        (status, body["timezone"].as_str()),
+        (201, Some("Europe/Paris")),
+        "{body}"
+    );
 
     // An external source still needs its callback: null cannot clear it.
     let app = c.source("external", false);

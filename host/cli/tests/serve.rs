@@ -54,7 +54,10 @@ fn a_scheduled_run_in_the_cloud_dialect_shows_processing_then_done() {
     let server = Server::fresh(&["--clock", "virtual", "--dialect", "cloud", "--objects", "20000"]);
     let app = server.app();
     let (_, config) = server.call("GET", &Server::source_path(&app, "configstatus"), None);
-    assert_eq!(config["status"], "MISSING_MAPPING", "the app's source requires a mapping");
+    assert_eq!(
+        config["status"], "MISSING_MAPPING",
+        "the app's source requires a mapping"
+    );
     let now = clock_now(&server);
     let (status, schedule) = server.call(
         "POST",
@@ -75,7 +78,10 @@ fn a_scheduled_run_in_the_cloud_dialect_shows_processing_then_done() {
     // which at most one has passed.
     let status_path = Server::source_path(&app, &format!("executions/{execution}/status"));
     let (_, shown) = server.call("GET", &status_path, None);
-    assert_eq!((shown["status"].as_str(), shown["objects"].as_u64()), (Some("PROCESSING"), Some(20000)));
+    assert_eq!(
+        (shown["status"].as_str(), shown["objects"].as_u64()),
+        (Some("PROCESSING"), Some(20000))
+    );
     assert_eq!(shown["progress"]["objectsSent"], 20000, "{shown}");
     server.advance(2);
     let (_, shown) = server.call("GET", &status_path, None);

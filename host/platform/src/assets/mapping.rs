@@ -114,7 +114,10 @@ struct Declared<'a> {
 
 fn declared_types<'a>(types: &'a [Value], out: &mut Vec<(&'a Value, Declared<'a>)>) {
     for t in types {
-        let attributes = t["attributes"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let attributes = t["attributes"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
         out.push((t, Declared { attributes }));
         if let Some(children) = t["children"].as_array() {
             declared_types(children, out);
@@ -156,9 +159,7 @@ impl Mapping {
                 };
                 return Err(ApiError::invalid_field(
                     format!("{at}.{field}"),
-                    format!(
-                        "{at}.{field}: no object type with {what} is declared in schema.objectSchema.objectTypes"
-                    ),
+                    format!("{at}.{field}: no object type with {what} is declared in schema.objectSchema.objectTypes"),
                 ));
             };
             let type_name = text(object_type, "name").unwrap_or(name).to_owned();
@@ -230,7 +231,9 @@ impl Mapping {
             if by_selector.contains_key(&selector) {
                 return Err(ApiError::invalid_field(
                     format!("{at}.selector"),
-                    format!("{at}.selector {selector:?} is used by another object type mapping; selectors must be unique"),
+                    format!(
+                        "{at}.selector {selector:?} is used by another object type mapping; selectors must be unique"
+                    ),
                 ));
             }
             by_selector.insert(selector, TypeMapping { type_name, attributes });
@@ -250,11 +253,16 @@ impl Mapping {
                 known.sort_unstable();
                 return Err(ApiError::invalid_field(
                     at.clone(),
-                    format!("{at}: no object type mapping has selector {selector:?}; the mapping's selectors are {known:?}"),
+                    format!(
+                        "{at}: no object type mapping has selector {selector:?}; the mapping's selectors are {known:?}"
+                    ),
                 ));
             };
             let Some(records) = records.as_array() else {
-                return Err(ApiError::invalid_field(at.clone(), format!("{at} must be an array of records")));
+                return Err(ApiError::invalid_field(
+                    at.clone(),
+                    format!("{at} must be an array of records"),
+                ));
             };
             let mut objects = Vec::with_capacity(records.len());
             for (i, record) in records.iter().enumerate() {
@@ -269,7 +277,10 @@ impl Mapping {
 impl TypeMapping {
     fn object(&self, record: &Value, at: &str) -> Result<AssetObject, ApiError> {
         if !record.is_object() {
-            return Err(ApiError::invalid_field(at, format!("{at} must be a JSON object (a record)")));
+            return Err(ApiError::invalid_field(
+                at,
+                format!("{at} must be a JSON object (a record)"),
+            ));
         }
         let mut attributes = BTreeMap::new();
         let mut id_parts = Vec::new();
@@ -285,10 +296,17 @@ impl TypeMapping {
             if a.id_part || a.label {
                 let Some(first) = values.first() else {
                     let field = format!("{at}.{}", a.locators.first().map(String::as_str).unwrap_or_default());
-                    let role = if a.id_part { "part of the external id" } else { "the label" };
+                    let role = if a.id_part {
+                        "part of the external id"
+                    } else {
+                        "the label"
+                    };
                     return Err(ApiError::invalid_field(
                         field.clone(),
-                        format!("{field}: attribute {:?} is {role} but this record has no value there", a.name),
+                        format!(
+                            "{field}: attribute {:?} is {role} but this record has no value there",
+                            a.name
+                        ),
                     ));
                 };
                 if a.id_part {
@@ -374,7 +392,11 @@ mod tests {
             .unwrap()
             .remove("selector");
         let e = check(&doc).unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("mapping.objectTypeMappings[0].selector"), "{e}");
+        assert_eq!(
+            e.field.as_deref(),
+            Some("mapping.objectTypeMappings[0].selector"),
+            "{e}"
+        );
         let mut doc = real_mapping();
         doc["schema"]["objectSchema"]["objectTypes"][0]["attributes"][3]["type"] = json!("money");
         let e = check(&doc).unwrap_err();
@@ -444,6 +466,9 @@ mod tests {
     #[test]
     fn json_paths_from_pointers() {
         assert_eq!(json_path(""), "(body)");
-        assert_eq!(json_path("/mapping/objectTypeMappings/0/selector"), "mapping.objectTypeMappings[0].selector");
+        assert_eq!(
+            json_path("/mapping/objectTypeMappings/0/selector"),
+            "mapping.objectTypeMappings[0].selector"
+        );
     }
 }

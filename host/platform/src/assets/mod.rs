@@ -259,13 +259,16 @@ impl AssetsService {
             return false;
         };
         let segments: Vec<&str> = path.split(['?', '#']).next().unwrap_or_default().split('/').collect();
-        let ["", "jsm", "assets", "workspace", workspace, "v1", "importsource", source, ..] = segments.as_slice() else {
+        let ["", "jsm", "assets", "workspace", workspace, "v1", "importsource", source, ..] = segments.as_slice()
+        else {
             return false;
         };
         let state = self.state();
-        state
-            .source(workspace, source)
-            .is_ok_and(|s| s.token.as_deref().is_some_and(|t| bool::from(subtle::ConstantTimeEq::ct_eq(t.as_bytes(), presented.as_bytes()))))
+        state.source(workspace, source).is_ok_and(|s| {
+            s.token
+                .as_deref()
+                .is_some_and(|t| bool::from(subtle::ConstantTimeEq::ct_eq(t.as_bytes(), presented.as_bytes())))
+        })
     }
 
     /// Sets the base URL written into `links` (the server's own address when

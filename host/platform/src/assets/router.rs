@@ -297,7 +297,9 @@ impl SourceRoute<'_> {
         }
         let given: serde_json::Value = body::parse(body)?;
         if !given.is_object() {
-            return Err(ApiError::invalid_body("the schema-and-mapping document must be a JSON object"));
+            return Err(ApiError::invalid_body(
+                "the schema-and-mapping document must be a JSON object",
+            ));
         }
         let mut state = self.service.state();
         let source = state.source(self.workspace_id, self.source_id)?;
@@ -480,7 +482,10 @@ impl SourceRoute<'_> {
         let state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
         let execution = state.execution(self.source_id, execution_id)?;
-        Ok(Response::json(200, &status_body(&state, execution, self.service.clock().now())))
+        Ok(Response::json(
+            200,
+            &status_body(&state, execution, self.service.clock().now()),
+        ))
     }
 
     fn latest_status(&self) -> Result<Response, ApiError> {
@@ -489,7 +494,10 @@ impl SourceRoute<'_> {
         let execution = state
             .latest_execution(self.source_id)
             .ok_or_else(|| ApiError::not_found(format!("import source {} has no executions yet", self.source_id)))?;
-        Ok(Response::json(200, &status_body(&state, execution, self.service.clock().now())))
+        Ok(Response::json(
+            200,
+            &status_body(&state, execution, self.service.clock().now()),
+        ))
     }
 
     fn create_schedule(&self, body: &[u8]) -> Result<Response, ApiError> {
