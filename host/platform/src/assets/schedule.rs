@@ -207,12 +207,14 @@ pub(super) fn validate(
     // The published form names the frequency runInterval and has no zone.
     let published = fields.run_interval.is_some() && fields.run_frequency.is_none();
     let (frequency_field, frequency_text) = match (fields.run_frequency, fields.run_interval) {
-        (Some(a), Some(b)) if a != b => return Err(ApiError::invalid_field(
-            "runFrequency",
-            format!(
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid_field(
+                "runFrequency",
+                format!(
                 "runFrequency {a:?} and runInterval {b:?} (the published API's name for it) disagree; give one of them"
             ),
-        )),
+            ))
+        }
         (Some(a), _) => ("runFrequency", Some(a)),
         (None, Some(a)) => ("runInterval", Some(a)),
         (None, None) => ("runFrequency", None),
@@ -300,7 +302,7 @@ pub(super) fn validate(
     };
     let is_active = match fields.is_active {
         Some(given) => given.unwrap_or(true),
-        None => current.map_or(true, |c| c.is_active),
+        None => current.is_none_or(|c| c.is_active),
     };
     Ok(ScheduleSpec {
         frequency,
