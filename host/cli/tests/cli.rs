@@ -41,6 +41,45 @@ fn trigger_json_reports_a_completed_scheduled_import_with_its_history() {
 }
 
 #[test]
+fn trigger_and_simulate_speak_the_cloud_dialect_when_asked() {
+    let (ok, stdout, stderr) = assets_host(&["trigger", "--dialect", "cloud", "--objects", "1200", "--json"]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "completed", "{report}");
+    // Progress reports exist only in the cloud dialect.
+    assert_eq!(report["history"][0]["progress"]["objectsSent"], 1200, "{report}");
+
+    let (ok, stdout, stderr) = assets_host(&[
+        "simulate",
+        "--dialect",
+        "cloud",
+        "--frequency",
+        "DAILY",
+        "--start",
+        "2026-03-01T07:30:00Z",
+        "--timezone",
+        "Europe/Paris",
+        "--days",
+        "2",
+        "--objects",
+        "30",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let history = report["history"].as_array().unwrap();
+    assert_eq!(history.len(), 3, "{report}");
+    for line in history {
+        assert_eq!(line["status"], "completed", "{line}");
+        assert_eq!(line["progress"]["objectsSent"], 30, "{line}");
+    }
+
+    let (ok, _, stderr) = assets_host(&["trigger", "--dialect", "cloud", "--config", "api-dialect=seed"]);
+    assert!(!ok);
+    assert!(stderr.contains("--dialect cloud contradicts"), "{stderr}");
+}
+
+#[test]
 fn trigger_json_reports_a_failed_import_with_a_bounded_reason() {
     let (ok, stdout, stderr) = assets_host(&[
         "trigger",
