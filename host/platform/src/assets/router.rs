@@ -111,7 +111,8 @@ struct RealChunk {
     completed: bool,
 }
 
-/// `completed` and the real API's 404 when a source has no mapping yet.
+/// The real API's 404 `MISSING_MAPPING`: the source has no
+/// schema-and-mapping document yet.
 fn missing_mapping(source_id: &str) -> ApiError {
     ApiError {
         status: 404,
