@@ -187,16 +187,16 @@ fn a_given_mapping_that_drops_an_attribute_fails_the_run_naming_it() {
             ]}]},
     })
     .to_string();
-    let one_key = SyntheticSource {
+    let servers = |attributes| SyntheticSource {
         objects: 10,
         page_size: 10,
         object_types: vec!["server".into()],
-        attributes: 1,
+        attributes,
         ..Default::default()
     };
     let ok = run(
         &world,
-        one_key,
+        servers(1),
         &[("api-dialect", "cloud"), ("cloud-mapping", &mapping)],
     );
     assert_eq!(ok.status, RunStatus::Completed, "{ok:?}");
@@ -207,16 +207,9 @@ fn a_given_mapping_that_drops_an_attribute_fails_the_run_naming_it() {
     assert_eq!(stored_mapping["schema"]["objectSchema"]["name"], "CMDB");
 
     // Two attributes per object: the second is not mapped, and would be lost.
-    let two_keys = SyntheticSource {
-        objects: 10,
-        page_size: 10,
-        object_types: vec!["server".into()],
-        attributes: 2,
-        ..Default::default()
-    };
     let failed = run(
         &world,
-        two_keys,
+        servers(2),
         &[("api-dialect", "cloud"), ("cloud-mapping", &mapping)],
     );
     assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
