@@ -12,6 +12,8 @@
 //!   is the seam for a durable copy.
 //! - [`clock`]: injected time (system or virtual), and its [`ClockTimer`]
 //!   face for the guest's `timer` import.
+//! - [`confine`]: an app's Assets API calls reach only the import
+//!   sources it performs.
 //! - [`scheduler`]: claims due occurrences, runs, skips or misses each, and
 //!   delivers callbacks ([`scheduler::Callbacks`] is the seam for HTTP).
 //! - [`assets::ledger`]: the occurrence ledger, one entry per occurrence
@@ -31,6 +33,7 @@
 
 pub mod assets;
 pub mod clock;
+pub mod confine;
 pub mod delivery;
 pub mod faults;
 pub mod scheduler;

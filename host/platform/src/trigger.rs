@@ -14,6 +14,7 @@
 use crate::assets::InProcessAssets;
 use crate::assets::{AssetsService, HistoryEntry, Outcome};
 use crate::clock::ClockTimer;
+use crate::confine::ConfinedAssets;
 use assets_runtime::bindings::import_callback::{RunError, RunOutcome, TriggerEvent};
 use assets_runtime::{AppStorage, AssetsBackend, DataSourceProvider, Fault, Grants, NoEgress, OutboundHttp};
 use assets_runtime::{Limits, Runtime};
@@ -176,6 +177,13 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
         .assets
         .clone()
         .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone())));
+    // Apps may share a workspace: each reaches only its own import sources.
+    let backend = Arc::new(ConfinedAssets::new(
+        backend,
+        assets.clone(),
+        app.name.clone(),
+        event.import_source_id.clone(),
+    ));
     let grants = Grants::new(event.workspace_id.clone(), backend)
         .with_source(app.source.clone())
         .with_config(app.config.clone())

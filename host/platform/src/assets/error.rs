@@ -65,6 +65,15 @@ impl ApiError {
         }
     }
 
+    /// 404 for an import source that does not exist in the workspace, and
+    /// for one that exists but the caller may not reach: the two must read
+    /// the same, so a caller cannot tell another app's source from none.
+    pub fn unknown_source(workspace_id: &str, source_id: &str) -> ApiError {
+        ApiError::not_found(format!(
+            "import source {source_id} does not exist in workspace {workspace_id}"
+        ))
+    }
+
     /// 405 for a known path with a method it does not take.
     pub fn method_not_allowed(method: &str, allowed: &str) -> ApiError {
         ApiError {

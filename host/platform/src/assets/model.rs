@@ -300,11 +300,7 @@ impl State {
         self.sources
             .get(source_id)
             .filter(|s| s.workspace_id == workspace_id)
-            .ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "import source {source_id} does not exist in workspace {workspace_id}"
-                ))
-            })
+            .ok_or_else(|| ApiError::unknown_source(workspace_id, source_id))
     }
 
     /// Any import source by id.
