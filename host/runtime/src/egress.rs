@@ -2,11 +2,20 @@
 //!
 //! The platform's backend-fetch rule: an entry is a URL or a bare host (no
 //! scheme means `https`); a request is allowed when its scheme equals the
-//! entry's and its host — with the port, if the entry writes one — equals the
-//! entry's host exactly; an entry whose host starts with `*.` matches
-//! subdomains only (`*.example.com` matches `a.example.com` and
-//! `a.b.example.com`, not `example.com`); the single entry `*` allows
-//! everything; paths, queries and fragments are ignored.
+//! entry's and its host and port equal the entry's exactly; an entry whose
+//! host starts with `*.` matches subdomains only (`*.example.com` matches
+//! `a.example.com` and `a.b.example.com`, not `example.com`); the single
+//! entry `*` allows everything; paths, queries and fragments are ignored.
+//!
+//! The port is compared as written in the URL, as text, never normalised:
+//! a default port written out is a different host from no port.
+//! `https://api.example.com:443/x` is denied by `api.example.com`,
+//! `*.example.com` and `https://api.example.com`; the entry
+//! `api.example.com:443` allows it, and denies `https://api.example.com/x`.
+//! Likewise `:0443` is not `:443`, and a `:` with nothing after it
+//! (`https://h:/`) is not the same as no `:` — it matches no entry but `*`,
+//! since an entry cannot have an empty port. The host is compared as the
+//! `url` crate reads it (lower-cased, IDNA, IPv4 forms normalised).
 
 use crate::bindings::outbound_http::{HttpError, Request, Response};
 use crate::capabilities::OutboundHttp;
@@ -26,7 +35,9 @@ enum Rule {
     Host {
         scheme: String,
         host: HostPattern,
-        port: Option<u16>,
+        /// The port's digits as written (`"443"` stays `"443"`), compared
+        /// as text with the URL's.
+        port: Option<String>,
     },
 }
 
@@ -99,7 +110,10 @@ impl Allowlist {
         let Some(host) = parsed.host_str() else {
             return Decision::Invalid(format!("{url:?} has no host"));
         };
-        let port = parsed.port();
+        let port = match written_port(url, &parsed) {
+            Ok(port) => port,
+            Err(why) => return Decision::Invalid(format!("{url:?} {why}")),
+        };
         for entry in &self.entries {
             let allowed = match &entry.rule {
                 Rule::Anything => true,
@@ -109,7 +123,7 @@ impl Allowlist {
                     port: entry_port,
                 } => {
                     scheme == parsed.scheme()
-                        && *entry_port == port
+                        && entry_port.as_deref() == port
                         && match pattern {
                             HostPattern::Exact(h) => h == host,
                             HostPattern::Subdomains(suffix) => {
@@ -123,6 +137,72 @@ impl Allowlist {
             }
         }
         Decision::Denied
+    }
+}
+
+/// The port of `url` exactly as written: `None` when its authority has no
+/// port separator, `Some("")` for a `:` with nothing after it, else the
+/// digits as written (`"443"`, `"0443"`).
+///
+/// `url::Url` cannot give this (it forgets a default port and an empty one),
+/// so the raw text is read here. Where the raw text could be read two ways —
+/// a parser that strips tabs, or takes `\` for `/`, or skips extra slashes,
+/// would see another authority than one that does not — the URL is refused
+/// rather than guessed at, so the sandbox never allows what the platform
+/// might read differently.
+fn written_port<'u>(url: &'u str, parsed: &url::Url) -> Result<Option<&'u str>, &'static str> {
+    // `url::Url` trims leading and trailing C0 controls and spaces; trimming
+    // the same keeps both readings on the same text.
+    let url = url.trim_matches(|c: char| c <= ' ');
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("is not written as scheme://host");
+    };
+    if !scheme.eq_ignore_ascii_case(parsed.scheme()) {
+        return Err("is not written as scheme://host");
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.contains(['\\', '\t', '\n', '\r']) {
+        return Err("has a backslash, tab or line break in its host, which parsers read differently");
+    }
+    // The last `@` ends the userinfo, as in the WHATWG URL standard and the
+    // `url` crate, so `https://user:443@h/` has no port.
+    let host_and_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = split_host_port(host_and_port)?;
+    if host.is_empty() {
+        return Err("has no host as written");
+    }
+    // A safety net: the port as written must name the port the `url` crate
+    // will connect to. A mismatch means the two readings of the authority
+    // differ, and then neither can be trusted.
+    let agrees = match port {
+        None | Some("") => parsed.port().is_none(),
+        Some(digits) => digits.parse::<u16>().ok() == parsed.port_or_known_default(),
+    };
+    if !agrees {
+        return Err("has a port that reads differently as written and as parsed");
+    }
+    Ok(port)
+}
+
+/// Splits `host[:port]` or `[ipv6][:port]`; the port is the text after the
+/// first `:` outside brackets, possibly empty.
+fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), &'static str> {
+    if authority.starts_with('[') {
+        let Some(close) = authority.find(']') else {
+            return Err("has an IPv6 address without its closing `]`");
+        };
+        let (host, rest) = authority.split_at(close + 1);
+        match rest.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None if rest.is_empty() => Ok((host, None)),
+            None => Err("has something other than `:port` after an IPv6 address"),
+        }
+    } else {
+        Ok(match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        })
     }
 }
 
@@ -149,14 +229,15 @@ fn parse_entry(text: &str) -> Result<Entry, BadEntry> {
     if authority.is_empty() || authority.contains('@') {
         return Err(bad("expected a host, e.g. api.example.com or *.example.com"));
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            let port = port
-                .parse::<u16>()
-                .map_err(|_| bad("the port is not a number from 0 to 65535"))?;
-            (host, Some(port))
+    let (host, port) = split_host_port(authority).map_err(|_| bad("expected host, host:port or [ipv6]:port"))?;
+    // Kept as written, digits only (`u16`'s parser would take `+443`), since
+    // the URL's port is compared as text. An empty port is refused, so a
+    // URL's `h:` matches no entry but `*`.
+    let port = match port {
+        Some(p) if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() => {
+            return Err(bad("the port is not a number from 0 to 65535"));
         }
-        _ => (authority, None),
+        port => port.map(str::to_owned),
     };
     let host = host.to_ascii_lowercase();
     let pattern = match host.strip_prefix('*') {
@@ -167,11 +248,8 @@ fn parse_entry(text: &str) -> Result<Entry, BadEntry> {
         None if host.contains('*') => return Err(bad("a wildcard may only lead the host")),
         None => HostPattern::Exact(host),
     };
-    // A default port written out is the same host as no port.
-    let port = match (scheme.as_str(), port) {
-        ("https", Some(443)) | ("http", Some(80)) => None,
-        (_, port) => port,
-    };
+    // A default port written out stays written: the platform compares it as
+    // text, so `api.example.com:443` is another entry than `api.example.com`.
     Ok(Entry {
         text: text.to_owned(),
         rule: Rule::Host {
@@ -243,9 +321,123 @@ mod tests {
         assert!(!allowed(&["api.example.com:8443"], "https://api.example.com/"));
         assert!(allowed(&["http://localhost:8080"], "http://localhost:8080/x"));
         assert!(
-            allowed(&["api.example.com"], "https://api.example.com:443/"),
-            "a default port is no port"
+            !allowed(&["api.example.com"], "https://api.example.com:443/"),
+            "a default port written out is not no port"
         );
+    }
+
+    #[test]
+    fn a_written_default_port_is_denied_by_entries_without_it() {
+        let url = "https://api.example.com:443/x";
+        assert_eq!(check(&["api.example.com"], url), Decision::Denied);
+        assert_eq!(check(&["*.example.com"], url), Decision::Denied);
+        assert_eq!(check(&["https://api.example.com"], url), Decision::Denied);
+        assert_eq!(check(&["https://api.example.com/"], url), Decision::Denied);
+    }
+
+    #[test]
+    fn an_entry_with_a_default_port_matches_only_urls_that_write_it() {
+        assert!(allowed(&["api.example.com:443"], "https://api.example.com:443/x"));
+        assert!(!allowed(&["api.example.com:443"], "https://api.example.com/x"));
+        assert!(allowed(
+            &["https://api.example.com:443"],
+            "https://api.example.com:443/"
+        ));
+        assert!(allowed(&["*.example.com:443"], "https://api.example.com:443/x"));
+        assert!(!allowed(&["*.example.com:443"], "https://api.example.com/x"));
+        let both = Allowlist::parse(&["api.example.com", "api.example.com:443"]).unwrap();
+        assert_eq!(
+            both.check("https://api.example.com:443/"),
+            Decision::Allowed("api.example.com:443".into())
+        );
+        assert_eq!(
+            both.check("https://api.example.com/"),
+            Decision::Allowed("api.example.com".into())
+        );
+    }
+
+    #[test]
+    fn http_port_80_written_is_not_http_without_a_port() {
+        assert!(!allowed(&["http://h.example"], "http://h.example:80/"));
+        assert!(allowed(&["http://h.example:80"], "http://h.example:80/"));
+        assert!(!allowed(&["http://h.example:80"], "http://h.example/"));
+        assert!(allowed(&["http://h.example"], "http://h.example/"));
+    }
+
+    #[test]
+    fn the_port_is_compared_as_text() {
+        assert!(!allowed(&["api.example.com:443"], "https://api.example.com:0443/"));
+        assert!(allowed(&["api.example.com:0443"], "https://api.example.com:0443/"));
+        assert!(!allowed(&["api.example.com:8443"], "https://api.example.com:08443/"));
+        assert!(Allowlist::parse(&["api.example.com:+443"]).is_err());
+        assert!(Allowlist::parse(&["api.example.com:65536"]).is_err());
+    }
+
+    #[test]
+    fn an_empty_port_is_not_no_port() {
+        // `url::Url` reads `h:` as no port; the platform compares the text,
+        // and `h:` is not `h`.
+        assert_eq!(
+            check(&["api.example.com"], "https://api.example.com:/x"),
+            Decision::Denied
+        );
+        assert_eq!(
+            check(&["*.example.com"], "https://api.example.com:/x"),
+            Decision::Denied
+        );
+        assert_eq!(
+            check(&["api.example.com:443"], "https://api.example.com:/x"),
+            Decision::Denied
+        );
+        assert!(allowed(&["*"], "https://api.example.com:/x"));
+        // And no entry can be written with an empty port.
+        assert!(Allowlist::parse(&["api.example.com:"]).is_err());
+        assert!(Allowlist::parse(&["https://api.example.com:/"]).is_err());
+    }
+
+    #[test]
+    fn ipv6_literals_keep_their_port() {
+        assert!(allowed(&["http://[::1]:8080"], "http://[::1]:8080/x"));
+        assert!(!allowed(&["http://[::1]:8080"], "http://[::1]/x"));
+        assert!(!allowed(&["http://[::1]"], "http://[::1]:8080/x"));
+        assert!(allowed(&["[2001:db8::1]"], "https://[2001:db8::1]/"));
+        assert!(!allowed(&["[2001:db8::1]"], "https://[2001:db8::1]:443/"));
+        assert!(allowed(&["[2001:db8::1]:443"], "https://[2001:db8::1]:443/"));
+        assert!(!allowed(&["[2001:db8::1]"], "https://[2001:db8::1]:/"));
+        assert!(Allowlist::parse(&["[::1"]).is_err());
+        assert!(Allowlist::parse(&["[::1]x"]).is_err());
+    }
+
+    #[test]
+    fn userinfo_is_not_the_port() {
+        assert!(allowed(&["api.example.com"], "https://user:pass@api.example.com/x"));
+        assert!(allowed(&["api.example.com"], "https://user:443@api.example.com/x"));
+        assert!(!allowed(&["api.example.com"], "https://user@api.example.com:443/x"));
+        assert!(allowed(
+            &["api.example.com:443"],
+            "https://user:pw@api.example.com:443/x"
+        ));
+        // The last `@` ends the userinfo: the host here is evil.example.net.
+        assert!(!allowed(
+            &["api.example.com", "api.example.com:443"],
+            "https://api.example.com:443@evil.example.net/"
+        ));
+        assert!(allowed(&["[::1]:8080"], "https://u:p@[::1]:8080/"));
+    }
+
+    #[test]
+    fn authorities_parsers_read_differently_are_invalid() {
+        for url in [
+            "https://api.example.com\\@evil.example.net:443/",
+            "https://api.example.com:4\t43/",
+            "https:///api.example.com:443/",
+            "https:api.example.com:443/",
+        ] {
+            assert!(matches!(check(&["*"], url), Decision::Invalid(_)), "{url:?}");
+        }
+        // Surrounding spaces are trimmed by both readings alike.
+        assert!(!allowed(&["api.example.com"], "  https://api.example.com:443/ "));
+        assert!(allowed(&["api.example.com:443"], "  https://api.example.com:443/ "));
     }
 
     #[test]
