@@ -9,8 +9,17 @@
 //! interruption (a background thread ticks the engine's epoch every
 //! [`EPOCH_TICK`]), and linear memory, enforced by the store's limiter. A
 //! guest that hits either is stopped with a trap the host can name.
+//!
+//! Two optional limits do not stop the guest; they fail the invocation by
+//! name. Outbound HTTP requests per minute are counted by the sandbox: the
+//! request over the limit is refused, and the invocation fails with
+//! [`Fault::RequestRate`] whatever the guest does next. The invocation's
+//! payload is measured at its edges ([`event_payload_bytes`],
+//! [`answer_payload_bytes`]): a trigger event over the limit is refused
+//! before instantiating ([`Fault::EventPayloadLimit`]), an answer over it
+//! becomes [`Fault::PayloadLimit`].
 
-use crate::bindings::import_callback::{RunError, RunOutcome, TriggerEvent};
+use crate::bindings::import_callback::{FailedRun, PausedRun, RunError, RunOutcome, RunReport, TriggerEvent};
 use crate::bindings::{Importer, ImporterPre};
 use crate::sandbox::{Grants, GuestLog, Sandbox};
 use std::path::Path;
@@ -37,19 +46,31 @@ pub struct Limits {
     pub time: Duration,
     /// Linear memory per instance, in bytes.
     pub memory_bytes: usize,
+    /// Most `outbound-http.send` calls in any 60 s of the invocation; `None`
+    /// for no limit. The call over the limit is not sent (the guest gets
+    /// `http-error::denied` naming the limit), nor is any later one, and the
+    /// invocation fails with [`Fault::RequestRate`].
+    pub outbound_per_minute: Option<u32>,
+    /// Most bytes of invocation payload, each way: the trigger event going in
+    /// and the app's answer coming out, as [`event_payload_bytes`] and
+    /// [`answer_payload_bytes`] measure them; `None` for no limit.
+    pub payload_bytes: Option<usize>,
 }
 
 impl Default for Limits {
-    /// The platform's limits for scheduled work: 900 s and 512 MiB.
+    /// The platform's limits for scheduled work: 900 s and 512 MiB, with no
+    /// request rate or payload limit.
     fn default() -> Self {
         Limits {
             time: Duration::from_secs(900),
             memory_bytes: 512 << 20,
+            outbound_per_minute: None,
+            payload_bytes: None,
         }
     }
 }
 
-/// Why the host stopped a guest.
+/// Why the host stopped a guest, failed its invocation, or did not run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// It ran past its time limit.
@@ -58,6 +79,29 @@ pub enum Fault {
     MemoryLimit(usize),
     /// It trapped on its own (a panic, an unreachable, a bad access).
     Trap(String),
+    /// It tried to send more outbound HTTP requests in 60 s than
+    /// [`Limits::outbound_per_minute`] allows. The invocation fails even if
+    /// the guest handled the refusal and returned normally.
+    RequestRate {
+        /// The limit it exceeded, in requests per minute.
+        per_minute: u32,
+    },
+    /// Its answer was larger than [`Limits::payload_bytes`], measured by
+    /// [`answer_payload_bytes`]; the answer is dropped.
+    PayloadLimit {
+        /// The answer's size.
+        bytes: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The trigger event was larger than [`Limits::payload_bytes`], measured
+    /// by [`event_payload_bytes`]; the app was not run.
+    EventPayloadLimit {
+        /// The event's size.
+        bytes: usize,
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for Fault {
@@ -66,6 +110,18 @@ impl std::fmt::Display for Fault {
             Fault::TimeLimit(limit) => write!(f, "app exceeded the {} s time limit", limit.as_secs_f64()),
             Fault::MemoryLimit(limit) => write!(f, "app exceeded the {} MiB memory limit", limit >> 20),
             Fault::Trap(trap) => write!(f, "app trapped: {trap}"),
+            Fault::RequestRate { per_minute } => write!(
+                f,
+                "app exceeded the limit of {per_minute} outbound HTTP requests per minute"
+            ),
+            Fault::PayloadLimit { bytes, limit } => write!(
+                f,
+                "the app's answer is {bytes} bytes, over the {limit}-byte invocation payload limit"
+            ),
+            Fault::EventPayloadLimit { bytes, limit } => write!(
+                f,
+                "the trigger event is {bytes} bytes, over the {limit}-byte invocation payload limit; the app was not run"
+            ),
         }
     }
 }
@@ -93,6 +149,62 @@ pub struct Invocation {
     pub peak_memory_bytes: usize,
     /// Wall time of the invocation, instantiation included.
     pub elapsed: Duration,
+}
+
+/// The size of `event` as invocation payload: the UTF-8 bytes of its
+/// strings.
+///
+/// The strings are what can grow; the fixed-size fields (a flag, an attempt
+/// number, the option tag) add a few bytes to any encoding and are left out,
+/// so this is a lower bound on every serialization of the event and never
+/// refuses one that fits the limit however it is encoded.
+pub fn event_payload_bytes(event: &TriggerEvent) -> usize {
+    // Destructured without `..` so a string field added to the WIT breaks
+    // the build here instead of going uncounted.
+    let TriggerEvent {
+        workspace_id,
+        import_source_id,
+        scheduled: _,
+        schedule_id,
+        occurrence_id,
+        nominal_time,
+        attempt: _,
+    } = event;
+    workspace_id.len()
+        + import_source_id.len()
+        + schedule_id.as_ref().map_or(0, String::len)
+        + occurrence_id.len()
+        + nominal_time.len()
+}
+
+/// The size of what `on-trigger` returned as invocation payload: the UTF-8
+/// bytes of its strings (execution ids, failure reasons), measured like
+/// [`event_payload_bytes`]; counts and flags are left out.
+pub fn answer_payload_bytes(answer: &Result<RunOutcome, RunError>) -> usize {
+    // Destructured without `..`, as in `event_payload_bytes`.
+    match answer {
+        Ok(RunOutcome::Completed(RunReport {
+            execution_id,
+            chunks_sent: _,
+            objects_sent: _,
+            retries: _,
+            replayed: _,
+        })) => execution_id.len(),
+        Ok(RunOutcome::Paused(PausedRun {
+            execution_id,
+            chunks_sent: _,
+            objects_sent: _,
+            retries: _,
+        })) => execution_id.len(),
+        Err(RunError::ExecutionNotCreated(reason)) => reason.len(),
+        Err(RunError::ImportFailed(FailedRun {
+            execution_id,
+            reason,
+            reported: _,
+            chunks_sent: _,
+            objects_sent: _,
+        })) => execution_id.len() + reason.len(),
+    }
 }
 
 /// The names of the imports the component at `path` needs (e.g.
@@ -151,11 +263,29 @@ impl Runtime {
     }
 
     /// Runs `on-trigger(event)` in a fresh instance with `grants`, under `limits`.
+    ///
+    /// An event over the payload limit is refused before anything is
+    /// instantiated. A breached request rate is the invocation's fault,
+    /// whatever happened after it; an answer over the payload limit is
+    /// replaced by [`Fault::PayloadLimit`].
     pub fn invoke(&self, event: &TriggerEvent, grants: Grants, limits: Limits) -> Invocation {
         let started = Instant::now();
+        if let Some(limit) = limits.payload_bytes {
+            let bytes = event_payload_bytes(event);
+            if bytes > limit {
+                return Invocation {
+                    result: Err(Fault::EventPayloadLimit { bytes, limit }),
+                    guest_output: String::new(),
+                    peak_memory_bytes: 0,
+                    elapsed: started.elapsed(),
+                };
+            }
+        }
         let log = GuestLog::default();
         let deadline = started + limits.time;
-        let mut store = Store::new(&self.engine, Sandbox::new(grants, &log, limits.memory_bytes, deadline));
+        let sandbox =
+            Sandbox::new(grants, &log, limits.memory_bytes, deadline).with_request_limit(limits.outbound_per_minute);
+        let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
         let ticks = (limits.time.as_nanos() / EPOCH_TICK.as_nanos()).max(1) as u64;
         store.set_epoch_deadline(ticks);
@@ -176,6 +306,21 @@ impl Runtime {
                 Fault::TimeLimit(limits.time)
             } else {
                 Fault::Trap(format!("{error:#}"))
+            }
+        });
+        // The breach names the failure: any trap or limit stopped the guest
+        // after it, and a normal return does not undo it.
+        let result = match store.data().requests.as_ref() {
+            Some(window) if window.exceeded => Err(Fault::RequestRate {
+                per_minute: window.per_minute(),
+            }),
+            _ => result,
+        };
+        let result = result.and_then(|answer| {
+            let bytes = answer_payload_bytes(&answer);
+            match limits.payload_bytes {
+                Some(limit) if bytes > limit => Err(Fault::PayloadLimit { bytes, limit }),
+                _ => Ok(answer),
             }
         });
         let peak_memory_bytes = store.data().limiter.peak;

@@ -11,7 +11,7 @@
 //!
 //! | part | what it is for |
 //! | --- | --- |
-//! | [`Runtime`] ([`engine`]) | compile once, [`Runtime::invoke`] per trigger: a fresh store, [`Limits`], a named [`Fault`] when the host stops a guest |
+//! | [`Runtime`] ([`engine`]) | compile once, [`Runtime::invoke`] per trigger: a fresh store, [`Limits`], a named [`Fault`] when the host stops a guest or a limit fails the invocation |
 //! | [`Grants`] ([`sandbox`]) | what one app may reach for one trigger; the guest's paths confined to its workspace; its output captured and bounded |
 //! | [`capabilities`] | one trait per WIT import: [`AssetsBackend`], [`DataSourceProvider`], [`Config`], [`OutboundHttp`], [`Storage`], [`Timer`], with defaults where a host may not care |
 //! | [`egress`] | the platform's allowlist rule ([`Allowlist`]) and the [`EgressGuard`] that refuses before anything is sent |
@@ -73,10 +73,14 @@
 //! granted. Its Assets API paths are relative and confined to its workspace
 //! ([`sandbox::confine_path`]); the credential is added by your
 //! [`AssetsBackend`] on the host side. A trap, a time limit or a memory limit
-//! stops the guest with a [`Fault`]; it never takes the host down. What the
-//! platform records afterwards (a failed history line, an execution failed on
-//! the app's behalf) is the caller's job: `assets-platform`'s `trigger`
-//! module shows one way.
+//! stops the guest with a [`Fault`]; it never takes the host down. The
+//! optional limits fail the invocation with a [`Fault`] too: more outbound
+//! HTTP requests in a minute than [`Limits::outbound_per_minute`] (the
+//! request over it is refused, not sent), or a trigger event or answer
+//! larger than [`Limits::payload_bytes`]. What the platform records
+//! afterwards (a failed history line, an execution failed on the app's
+//! behalf) is the caller's job: `assets-platform`'s `trigger` module shows
+//! one way.
 
 #![deny(missing_docs)]
 

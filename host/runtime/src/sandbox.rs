@@ -15,14 +15,15 @@
 //!
 //! What each import reaches is the embedder's choice, through [`Grants`].
 //!
-//! The store also carries the instance's [`MemoryLimiter`].
+//! The store also carries the instance's [`MemoryLimiter`] and, when the
+//! invocation has a request rate limit, its [`RequestWindow`].
 
 use crate::bindings::{assets_api, config, data_source, outbound_http, storage, timer, types};
 use crate::capabilities::{
     AssetsBackend, Config, DataSourceProvider, NoDataSource, NoEgress, OutboundHttp, Storage, SystemTimer, Timer,
 };
 use crate::storage::AppStorage;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -106,6 +107,9 @@ pub struct Sandbox {
     grants: Grants,
     /// The instance's memory limit.
     pub limiter: MemoryLimiter,
+    /// The instance's outbound HTTP requests in the last minute, when they
+    /// are limited ([`Sandbox::with_request_limit`]).
+    pub requests: Option<RequestWindow>,
     /// When the invocation's time limit runs out; real waits stop here.
     deadline: Instant,
     /// The same limit by the platform's clock (a virtual clock's simulated
@@ -162,6 +166,63 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// How far back [`RequestWindow`] counts requests.
+pub const REQUEST_WINDOW: Duration = Duration::from_secs(60);
+
+/// Counts an instance's outbound HTTP requests in a sliding
+/// [`REQUEST_WINDOW`] against a per-minute limit, and remembers whether the
+/// guest went over it so the host can fail the invocation by name.
+///
+/// A sliding window rather than a per-minute counter: a fixed minute would
+/// let a guest send twice the limit across a minute boundary.
+#[derive(Debug, Clone)]
+pub struct RequestWindow {
+    per_minute: u32,
+    /// When each admitted request of the last window went out, oldest first;
+    /// never more than `per_minute` entries.
+    sent: VecDeque<Instant>,
+    /// Set when a request was refused.
+    pub exceeded: bool,
+}
+
+impl RequestWindow {
+    /// A window admitting `per_minute` requests in any [`REQUEST_WINDOW`].
+    pub fn new(per_minute: u32) -> RequestWindow {
+        RequestWindow {
+            per_minute,
+            sent: VecDeque::new(),
+            exceeded: false,
+        }
+    }
+
+    /// The limit, in requests per minute.
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute
+    }
+
+    /// Whether a request at `now` is within the limit: fewer than
+    /// `per_minute` were admitted in the [`REQUEST_WINDOW`] before it. An
+    /// admitted request is counted; a refused one is not (it is not sent) but
+    /// sets [`exceeded`](RequestWindow::exceeded). The answer depends on the
+    /// window alone, so a request is admitted again once old ones age out.
+    pub fn admit(&mut self, now: Instant) -> bool {
+        while self
+            .sent
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= REQUEST_WINDOW)
+        {
+            self.sent.pop_front();
+        }
+        if self.sent.len() < self.per_minute as usize {
+            self.sent.push_back(now);
+            true
+        } else {
+            self.exceeded = true;
+            false
+        }
+    }
+}
+
 impl Sandbox {
     /// A sandbox with `grants`, writing guest output to `log`, limited to
     /// `memory_limit` bytes and (for real waits) `deadline`.
@@ -183,9 +244,17 @@ impl Sandbox {
             table: ResourceTable::new(),
             grants,
             limiter: MemoryLimiter::new(memory_limit),
+            requests: None,
             deadline,
             clock_deadline_ms,
         }
+    }
+
+    /// Limits the guest to `per_minute` outbound HTTP requests in any 60 s
+    /// ([`RequestWindow`]); `None` lifts the limit.
+    pub fn with_request_limit(mut self, per_minute: Option<u32>) -> Sandbox {
+        self.requests = per_minute.map(RequestWindow::new);
+        self
     }
 }
 
@@ -248,6 +317,18 @@ impl config::Host for Sandbox {
 
 impl outbound_http::Host for Sandbox {
     fn send(&mut self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError> {
+        if let Some(window) = &mut self.requests {
+            // After a breach the invocation has failed whatever the guest
+            // does, so nothing more goes out on its behalf, even once the
+            // window has room again.
+            if window.exceeded || !window.admit(Instant::now()) {
+                return Err(outbound_http::HttpError::Denied(format!(
+                    "{}: not sent: the app exceeded the limit of {} outbound HTTP requests per minute",
+                    request.url,
+                    window.per_minute()
+                )));
+            }
+        }
         self.grants.http.send(request)
     }
 }

@@ -1,0 +1,271 @@
+//! The optional per-invocation limits: outbound HTTP requests per minute and
+//! the invocation payload. The counting and measuring are tested on their
+//! own; the misbehaving test guest (`make test-guest`) shows that a breach
+//! fails the invocation by name even when the guest carries on.
+
+use assets_runtime::bindings::assets_api::{CallError, Response};
+use assets_runtime::bindings::import_callback::{FailedRun, PausedRun, RunError, RunOutcome, RunReport, TriggerEvent};
+use assets_runtime::engine::{answer_payload_bytes, event_payload_bytes};
+use assets_runtime::sandbox::{RequestWindow, REQUEST_WINDOW};
+use assets_runtime::{AssetsBackend, Fault, Grants, Limits, Runtime};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_hundred_requests_a_minute_are_admitted_and_the_hundred_and_first_is_refused() {
+    let start = Instant::now();
+    let mut window = RequestWindow::new(100);
+    for k in 0..100 {
+        // Spread over 59.4 s: all still inside one window.
+        assert!(window.admit(start + Duration::from_millis(600 * k)), "request {k}");
+    }
+    assert!(!window.exceeded);
+    assert!(!window.admit(start + Duration::from_millis(59_999)));
+    assert!(window.exceeded, "the refusal is remembered");
+    assert_eq!(window.per_minute(), 100);
+}
+
+#[test]
+fn a_request_is_admitted_again_once_the_window_has_moved_past_the_oldest() {
+    let start = Instant::now();
+    let mut window = RequestWindow::new(100);
+    for _ in 0..100 {
+        assert!(window.admit(start));
+    }
+    assert!(!window.admit(start + REQUEST_WINDOW - Duration::from_millis(1)));
+    // The 100 sent at `start` age out together, 60 s later.
+    for _ in 0..100 {
+        assert!(window.admit(start + REQUEST_WINDOW));
+    }
+    assert!(!window.admit(start + REQUEST_WINDOW));
+    assert!(window.exceeded, "the flag stays set after the window moves");
+}
+
+#[test]
+fn the_window_slides_rather_than_resetting_each_minute() {
+    let start = Instant::now();
+    let mut window = RequestWindow::new(2);
+    assert!(window.admit(start));
+    assert!(window.admit(start + Duration::from_secs(30)));
+    assert!(!window.admit(start + Duration::from_secs(59)));
+    // The first has aged out; the second still counts.
+    assert!(window.admit(start + Duration::from_secs(60)));
+    assert!(!window.admit(start + Duration::from_secs(89)));
+    assert!(window.admit(start + Duration::from_secs(90)));
+}
+
+#[test]
+fn a_zero_limit_admits_nothing() {
+    let mut window = RequestWindow::new(0);
+    assert!(!window.admit(Instant::now()));
+    assert!(window.exceeded);
+}
+
+#[test]
+fn the_default_limits_leave_requests_and_payload_unlimited() {
+    let limits = Limits::default();
+    assert_eq!((limits.outbound_per_minute, limits.payload_bytes), (None, None));
+    // `Limits` stays `Copy`, and struct-update syntax keeps working.
+    let forge = Limits {
+        outbound_per_minute: Some(100),
+        payload_bytes: Some(5_000_000),
+        ..limits
+    };
+    assert_eq!(limits.time, forge.time);
+}
+
+#[test]
+fn the_payload_of_an_answer_is_the_bytes_of_its_strings() {
+    let completed = Ok(RunOutcome::Completed(RunReport {
+        execution_id: "exec-1".into(),
+        chunks_sent: 7,
+        objects_sent: 3_000,
+        retries: 2,
+        replayed: false,
+    }));
+    assert_eq!(answer_payload_bytes(&completed), 6);
+    let paused = Ok(RunOutcome::Paused(PausedRun {
+        execution_id: "exec-22".into(),
+        chunks_sent: 1,
+        objects_sent: 1,
+        retries: 0,
+    }));
+    assert_eq!(answer_payload_bytes(&paused), 7);
+    let not_created = Err(RunError::ExecutionNotCreated("HTTP 503".into()));
+    assert_eq!(answer_payload_bytes(&not_created), 8);
+    let failed = Err(RunError::ImportFailed(FailedRun {
+        execution_id: "e1".into(),
+        reason: "x".repeat(6_000_121),
+        reported: true,
+        chunks_sent: 0,
+        objects_sent: 0,
+    }));
+    assert_eq!(answer_payload_bytes(&failed), 6_000_123);
+    // Bytes, not characters: "é" is two.
+    assert_eq!(answer_payload_bytes(&Err(RunError::ExecutionNotCreated("é".into()))), 2);
+}
+
+#[test]
+fn the_payload_of_an_event_is_the_bytes_of_its_strings() {
+    let mut event = event("w1", "s1");
+    event.schedule_id = Some("sched".into());
+    event.occurrence_id = "occ".into();
+    event.nominal_time = "2026-11-28T09:00:00Z".into();
+    assert_eq!(event_payload_bytes(&event), 2 + 2 + 5 + 3 + 20);
+    event.schedule_id = None;
+    assert_eq!(event_payload_bytes(&event), 2 + 2 + 3 + 20);
+}
+
+#[test]
+fn the_new_faults_name_their_limits() {
+    assert_eq!(
+        Fault::RequestRate { per_minute: 100 }.to_string(),
+        "app exceeded the limit of 100 outbound HTTP requests per minute"
+    );
+    assert_eq!(
+        Fault::PayloadLimit {
+            bytes: 6_000_123,
+            limit: 5_000_000
+        }
+        .to_string(),
+        "the app's answer is 6000123 bytes, over the 5000000-byte invocation payload limit"
+    );
+    assert_eq!(
+        Fault::EventPayloadLimit {
+            bytes: 5_000_001,
+            limit: 5_000_000
+        }
+        .to_string(),
+        "the trigger event is 5000001 bytes, over the 5000000-byte invocation payload limit; the app was not run"
+    );
+}
+
+// End to end, with the misbehaving guest's `probe`: it calls the Assets API,
+// sends one outbound HTTP request, prints what it got, and returns
+// `completed` with execution id "probe" whatever happened.
+
+/// The misbehaving test guest built by `make test-guest`.
+fn misbehaving() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let path = std::env::var_os("ASSETS_TEST_GUEST")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/wasm32-wasip2/wasm/misbehaving_guest.wasm")
+            });
+        Runtime::from_file(&path).unwrap_or_else(|e| panic!("{e:#}\n(build the guest with `make test-guest`)"))
+    })
+}
+
+/// Answers every API call with an empty 404: the probe only prints it.
+struct NoApi;
+
+impl AssetsBackend for NoApi {
+    fn call(&self, _method: &str, _path: &str, _body: Option<&str>) -> Result<Response, CallError> {
+        Ok(Response {
+            status: 404,
+            headers: vec![],
+            body: String::new(),
+        })
+    }
+}
+
+fn event(workspace_id: &str, import_source_id: &str) -> TriggerEvent {
+    TriggerEvent {
+        workspace_id: workspace_id.into(),
+        import_source_id: import_source_id.into(),
+        scheduled: true,
+        schedule_id: None,
+        occurrence_id: String::new(),
+        nominal_time: String::new(),
+        attempt: 1,
+    }
+}
+
+fn probe(event: &TriggerEvent, limits: Limits) -> assets_runtime::Invocation {
+    let grants = Grants::new(event.workspace_id.clone(), Arc::new(NoApi)).with_config(Arc::new(BTreeMap::from([(
+        "test-behaviour".to_owned(),
+        "probe".to_owned(),
+    )])));
+    misbehaving().invoke(event, grants, limits)
+}
+
+/// Why the host failed `invocation`, if it did (the generated answer types
+/// have no `PartialEq`).
+fn fault(invocation: &assets_runtime::Invocation) -> Option<Fault> {
+    invocation.result.as_ref().err().cloned()
+}
+
+fn completed_probe(invocation: &assets_runtime::Invocation) -> bool {
+    matches!(&invocation.result, Ok(Ok(RunOutcome::Completed(report))) if report.execution_id == "probe")
+}
+
+#[test]
+fn a_request_within_the_rate_goes_out_and_the_invocation_completes() {
+    let invocation = probe(
+        &event("w1", "s1"),
+        Limits {
+            outbound_per_minute: Some(1),
+            ..Limits::default()
+        },
+    );
+    assert!(completed_probe(&invocation), "{:?}", invocation.result);
+    // Past the rate limit, the request reached the granted client (no egress).
+    assert!(
+        invocation.guest_output.contains("the app's egress allowlist is empty"),
+        "{}",
+        invocation.guest_output
+    );
+}
+
+#[test]
+fn a_request_over_the_rate_is_not_sent_and_fails_the_invocation_though_the_guest_returned_ok() {
+    let invocation = probe(
+        &event("w1", "s1"),
+        Limits {
+            outbound_per_minute: Some(0),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(fault(&invocation), Some(Fault::RequestRate { per_minute: 0 }));
+    let output = &invocation.guest_output;
+    assert!(
+        output.contains("not sent: the app exceeded the limit of 0 outbound HTTP requests per minute"),
+        "{output}"
+    );
+    assert!(!output.contains("egress allowlist"), "{output}");
+}
+
+#[test]
+fn an_answer_over_the_payload_limit_fails_the_invocation() {
+    // The event's strings are 0 bytes; the answer's are "probe", 5.
+    let empty = event("", "");
+    let limits = |bytes| Limits {
+        payload_bytes: Some(bytes),
+        ..Limits::default()
+    };
+    assert!(completed_probe(&probe(&empty, limits(5))));
+    let invocation = probe(&empty, limits(4));
+    assert_eq!(fault(&invocation), Some(Fault::PayloadLimit { bytes: 5, limit: 4 }));
+    assert!(!invocation.guest_output.is_empty(), "the guest ran");
+}
+
+#[test]
+fn an_event_over_the_payload_limit_is_refused_before_the_app_runs() {
+    let event = event("workspace", "source");
+    let invocation = probe(
+        &event,
+        Limits {
+            payload_bytes: Some(14),
+            ..Limits::default()
+        },
+    );
+    assert_eq!(
+        fault(&invocation),
+        Some(Fault::EventPayloadLimit { bytes: 15, limit: 14 })
+    );
+    assert_eq!(invocation.guest_output, "", "the guest never ran");
+    assert_eq!(invocation.peak_memory_bytes, 0);
+}
