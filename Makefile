@@ -5,6 +5,7 @@ CARGO       ?= cargo
 WASM_TARGET := wasm32-wasip2
 COMPONENT   := target/$(WASM_TARGET)/wasm/assets_scheduled_import.wasm
 TEST_GUEST  := target/$(WASM_TARGET)/wasm/misbehaving_guest.wasm
+HOSTILE_GUEST := target/$(WASM_TARGET)/wasm/hostile_guest.wasm
 SOURCES     := target/$(WASM_TARGET)/wasm
 COMPOSED    := target/composed
 
@@ -54,15 +55,18 @@ compose: component sources tools
 demo: component
 	$(CARGO) run -p assets-host -- demo --component $(COMPONENT)
 
-# A guest that misbehaves on purpose, for the sandbox tests.
+# Guests that misbehave on purpose: one for the sandbox tests, one that
+# attacks the host (other sources, callback SSRF, floods, huge answers) for
+# the serve-mode security tests.
 test-guest: setup
-	$(CARGO) build --target $(WASM_TARGET) --profile wasm -p misbehaving-guest
+	$(CARGO) build --target $(WASM_TARGET) --profile wasm -p misbehaving-guest -p hostile-guest
 
 # The PostgreSQL tests run against a throwaway cluster that
 # scripts/with-postgres starts (installing the server with apt-get where it
 # is missing) and stops afterwards, also when tests fail.
 test: component test-guest compose
 	scripts/with-postgres env ASSETS_COMPONENT=$(CURDIR)/$(COMPONENT) ASSETS_TEST_GUEST=$(CURDIR)/$(TEST_GUEST) \
+		ASSETS_HOSTILE_GUEST=$(CURDIR)/$(HOSTILE_GUEST) \
 		ASSETS_COMPOSED_DIR=$(CURDIR)/$(COMPOSED) $(CARGO) test --workspace
 	@$(MAKE) --no-print-directory shared-build runtime-deps
 
