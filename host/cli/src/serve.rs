@@ -2,7 +2,7 @@
 //! [`ServeOptions`]; the server itself is `assets-server`.
 
 use crate::cli::AppArgs;
-use assets_server::{ClockKind, ServeOptions};
+use assets_server::{ClockKind, Profile, ServeOptions};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,20 @@ pub enum ClockArg {
     /// A clock that starts at the current time and moves only by
     /// `POST /_admin/clock/advance`.
     Virtual,
+}
+
+/// Whose limits the server enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    /// Generous local limits: a web trigger waits for the whole run; each
+    /// invocation gets --run-timeout-secs and 512 MiB; no request-rate or
+    /// payload limit.
+    Local,
+    /// A Forge-like platform's limits: a web trigger answers within 55 s
+    /// (a run that goes on continues as queued work, 900 s per invocation);
+    /// 512 MiB per invocation; a 5 MB invocation payload; 100 outbound HTTP
+    /// requests per minute. Each limit reached is a named, recorded failure.
+    Forge,
 }
 
 /// `assets-host serve`.
@@ -41,9 +55,35 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     pub clock_start: Option<chrono::DateTime<chrono::Utc>>,
     /// Require `Authorization: Bearer TOKEN` on the API and admin endpoints
-    /// (the apps' calls carry it; the guests never see it).
+    /// (the apps' calls carry it; the guests never see it). Required to
+    /// listen on a non-loopback address.
     #[arg(long, env = "ASSETS_HOST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Listen on a non-loopback address with no --token, leaving the API and
+    /// the admin endpoints open to anyone who can reach it.
+    #[arg(long)]
+    pub allow_unauthenticated_public_bind: bool,
+    /// The URL others reach this server at (e.g. a load balancer's); its
+    /// web triggers and links are written with it. Default: the listening
+    /// address.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// A callback target schedules may name besides the hosted apps' own web
+    /// triggers (repeatable), in the egress allowlist's syntax
+    /// (`app.example.com`, `https://*.example.com`, `http://10.0.0.7:8080`).
+    /// Loopback, private, link-local and metadata addresses are refused
+    /// unless an entry names the address itself.
+    #[arg(long = "callback-allow", value_name = "ENTRY")]
+    pub callback_allow: Vec<String>,
+    /// Whose limits to enforce.
+    #[arg(long, value_enum, default_value_t = ProfileArg::Local)]
+    pub profile: ProfileArg,
+    /// Requests served at once; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+    /// Imports one app runs at once through its web trigger; more get 429.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_imports_per_app: u32,
     /// Where the apps' Assets API calls go (default: this server), e.g.
     /// `https://api.atlassian.com`.
     #[arg(long, value_name = "URL")]
@@ -110,6 +150,15 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             run_timeout: Duration::from_secs(self.run_timeout_secs),
             workers: usize::from(self.workers),
+            public_url: self.public_url.clone(),
+            callback_allow: self.callback_allow.clone(),
+            allow_unauthenticated_public_bind: self.allow_unauthenticated_public_bind,
+            max_concurrent_requests: self.max_concurrent_requests as usize,
+            max_imports_per_app: self.max_imports_per_app as usize,
+            profile: match self.profile {
+                ProfileArg::Local => Profile::Local,
+                ProfileArg::Forge => Profile::Forge,
+            },
         })
     }
 }

@@ -41,11 +41,16 @@ struct Cluster {
     dir: std::path::PathBuf,
     ports: Vec<u16>,
     nodes: Vec<Option<Server>>,
+    /// The proxy's URL: the nodes' public URL, so their web triggers are
+    /// callback targets wherever a schedule was created.
+    public_url: String,
 }
 
 impl Cluster {
-    fn node_args() -> Vec<&'static str> {
+    fn node_args(public_url: &str) -> Vec<&str> {
         vec![
+            "--public-url",
+            public_url,
             "--clock",
             "virtual",
             "--clock-start",
@@ -63,7 +68,7 @@ impl Cluster {
             std::ffi::OsStr::new(&self.db),
             log,
             self.ports[i],
-            &Cluster::node_args(),
+            &Cluster::node_args(&self.public_url),
         ));
     }
 
@@ -103,11 +108,14 @@ fn start_time(i: usize) -> String {
 #[test]
 fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs() {
     let started = Instant::now();
+    let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+    let proxy = Proxy::start(ports.clone());
     let mut cluster = Cluster {
         db: fresh_postgres(),
         dir: temp_dir(),
-        ports: (0..NODES).map(|_| free_port()).collect(),
+        ports,
         nodes: (0..NODES).map(|_| None).collect(),
+        public_url: proxy.url.clone(),
     };
     // Together, as a deployment would start them: migrations and set-up
     // happen once.
@@ -115,9 +123,10 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
         let handles: Vec<_> = (0..NODES)
             .map(|i| {
                 let (db, dir, port) = (cluster.db.clone(), cluster.dir.clone(), cluster.ports[i]);
+                let public_url = cluster.public_url.clone();
                 scope.spawn(move || {
                     let log = dir.join(format!("node{i}.first.log"));
-                    Server::launch(std::ffi::OsStr::new(&db), log, port, &Cluster::node_args())
+                    Server::launch(std::ffi::OsStr::new(&db), log, port, &Cluster::node_args(&public_url))
                 })
             })
             .collect();
@@ -125,7 +134,6 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
             cluster.nodes[i] = Some(h.join().unwrap());
         }
     });
-    let proxy = Proxy::start(cluster.ports.clone());
     let apps: Vec<_> = (0..NODES).map(|i| cluster.node(i).app()).collect();
     assert!(
         apps.iter()

@@ -27,7 +27,14 @@ struct Contract {
 
 impl Contract {
     fn start() -> Contract {
-        let server = Server::fresh(&["--clock", "virtual", "--token", TOKEN]);
+        let server = Server::fresh(&[
+            "--clock",
+            "virtual",
+            "--token",
+            TOKEN,
+            "--callback-allow",
+            "app.example.com",
+        ]);
         let (status, apps) = server.call_with("GET", "/_admin/apps", None, &[("authorization", &bearer(TOKEN))]);
         assert_eq!(status, 200, "{apps}");
         let workspace = apps[0]["workspaceId"].as_str().unwrap().to_owned();

@@ -225,7 +225,13 @@ fn crash_at(step: Step, restart_at: &str, app_carries_on: bool) -> (Vec<Value>, 
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("state.db");
     let port = free_port();
-    let first = Server::start(&db, port, &["--clock", "virtual", "--clock-start", START]);
+    let receiver = Receiver::new();
+    let allow = receiver.allow_entry();
+    let first = Server::start(
+        &db,
+        port,
+        &["--clock", "virtual", "--clock-start", START, "--callback-allow", &allow],
+    );
     // An import source of an app that runs elsewhere (this test), not one
     // the server hosts: a hosted app dies with the server, this one does not.
     let hosted = first.app();
@@ -240,7 +246,6 @@ fn crash_at(step: Step, restart_at: &str, app_carries_on: bool) -> (Vec<Value>, 
         callback_url: String::new(),
         ..hosted
     };
-    let receiver = Receiver::new();
     let (status, schedule) = first.call(
         "POST",
         &Server::source_path(&app, "importschedule"),
@@ -275,7 +280,18 @@ fn crash_at(step: Step, restart_at: &str, app_carries_on: bool) -> (Vec<Value>, 
     first.kill_9();
     let _ = advancing.join();
 
-    let second = Server::start(&db, port, &["--clock", "virtual", "--clock-start", restart_at]);
+    let second = Server::start(
+        &db,
+        port,
+        &[
+            "--clock",
+            "virtual",
+            "--clock-start",
+            restart_at,
+            "--callback-allow",
+            &allow,
+        ],
+    );
     if app_carries_on && import.execution.is_some() {
         // The app outlived the platform: it finishes the import it started.
         import.finish();

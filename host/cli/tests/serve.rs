@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::io::Write as _;
 use std::time::Duration;
 
 #[test]
@@ -501,9 +502,18 @@ fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
 
 #[test]
 fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
-    let server = Server::fresh(&["--clock", "virtual"]);
+    let nobody_port = free_port();
+    let nobody = format!("http://127.0.0.1:{nobody_port}/webtrigger");
+    let erring = Receiver::new();
+    let server = Server::fresh(&[
+        "--clock",
+        "virtual",
+        "--callback-allow",
+        &format!("http://127.0.0.1:{nobody_port}"),
+        "--callback-allow",
+        &erring.allow_entry(),
+    ]);
     let app = server.app();
-    let nobody = format!("http://127.0.0.1:{}/webtrigger", free_port());
     let mut body = daily_schedule(&app, clock_now(&server), 1);
     body["callbackUrl"] = nobody.clone().into();
     let (status, schedule) = server.call("POST", &Server::source_path(&app, "importschedule"), Some(body));
@@ -511,12 +521,25 @@ fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
     let firings = server.advance(2 * 3600);
     assert_eq!(firings[0]["status"], "failed");
 
-    // A receiver that answers with an error status.
-    let wrong = format!("{}/apps/someone-else/webtrigger", server.base);
+    // A receiver that answers with an error status and a body: the
+    // history keeps the status only, never the target's words.
+    let wrong = erring.url.clone();
     let path = Server::source_path(&app, &format!("importschedule/{}", schedule["id"].as_str().unwrap()));
     let (status, _) = server.call("PUT", &path, Some(json!({ "callbackUrl": wrong })));
     assert_eq!(status, 200);
+    let answering = std::thread::spawn(move || {
+        let mut callback = Receiver::read(erring.accept());
+        let body = "internal secret: hunter2";
+        let _ = write!(
+            callback.stream,
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        callback.body
+    });
     server.advance(24 * 3600);
+    let sent = answering.join().unwrap();
+    assert_eq!(sent["importSourceId"], json!(app.import_source_id));
 
     let history = server.history(&app);
     assert_eq!(history.len(), 2, "{history:?}");
@@ -529,12 +552,9 @@ fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
         "{}",
         reasons[0]
     );
-    assert!(
-        reasons[1].starts_with(&format!(
-            "The scheduled callback to {wrong} failed: the app answered 404"
-        )),
-        "{}",
-        reasons[1]
+    assert_eq!(
+        reasons[1],
+        format!("The scheduled callback to {wrong} failed: the callback target answered HTTP 500"),
     );
 }
 
@@ -644,10 +664,15 @@ fn external_source(server: &Server, app: &App) -> App {
 #[test]
 fn a_slow_import_does_not_delay_another_schedules_callback() {
     // The system clock: deliveries run on the worker pool.
-    let server = Server::fresh(&[]);
+    let (slow_receiver, quick_receiver) = (Receiver::new(), Receiver::new());
+    let server = Server::fresh(&[
+        "--callback-allow",
+        &slow_receiver.allow_entry(),
+        "--callback-allow",
+        &quick_receiver.allow_entry(),
+    ]);
     let app = server.app();
     let (slow, quick) = (external_source(&server, &app), external_source(&server, &app));
-    let (slow_receiver, quick_receiver) = (Receiver::new(), Receiver::new());
     let hold = Duration::from_secs(8);
     let start = chrono::Utc::now() + chrono::Duration::seconds(3);
     let once = |at: chrono::DateTime<chrono::Utc>, url: &str| {

@@ -100,7 +100,10 @@ mod tests {
             source_of("/jsm/assets/workspace/w/v1/importsource//s2/executions"),
             Some(("w", "s2"))
         );
-        assert_eq!(source_of("/jsm/assets/workspace/w/v1/importsource/s#frag"), Some(("w", "s")));
+        assert_eq!(
+            source_of("/jsm/assets/workspace/w/v1/importsource/s#frag"),
+            Some(("w", "s"))
+        );
         assert_eq!(source_of("/jsm/assets/workspace/w/v1/importsource"), None);
         assert_eq!(source_of("/jsm/assets/workspace/w/v1/other/s"), None);
     }
@@ -111,9 +114,15 @@ mod tests {
         use crate::clock::SystemClock;
         let assets = Arc::new(AssetsService::new(Arc::new(SystemClock)));
         let ws = assets.create_workspace();
-        let mine = assets.create_import_source(&ws, SourceType::External, Some("a".into())).unwrap();
-        let also_mine = assets.create_import_source(&ws, SourceType::External, Some("a".into())).unwrap();
-        let theirs = assets.create_import_source(&ws, SourceType::External, Some("b".into())).unwrap();
+        let mine = assets
+            .create_import_source(&ws, SourceType::External, Some("a".into()))
+            .unwrap();
+        let also_mine = assets
+            .create_import_source(&ws, SourceType::External, Some("a".into()))
+            .unwrap();
+        let theirs = assets
+            .create_import_source(&ws, SourceType::External, Some("b".into()))
+            .unwrap();
         let confined = ConfinedAssets::new(
             Arc::new(InProcessAssets::new(assets.clone())),
             assets.clone(),
@@ -134,6 +143,9 @@ mod tests {
             unknown.body.replace("no-such-source", "ID"),
             "another app's source and an unknown one answer alike"
         );
-        assert!(assets.state().ingesting(&theirs).is_none(), "nothing reached the other source");
+        assert!(
+            assets.state().ingesting(&theirs).is_none(),
+            "nothing reached the other source"
+        );
     }
 }

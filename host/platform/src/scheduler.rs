@@ -26,7 +26,7 @@
 //!   one is still delivering or ingesting is skipped with that reason.
 
 use crate::assets::ledger::{LedgerEntry, OccurrenceState};
-use crate::assets::model::{Outcome, SourceType, State};
+use crate::assets::model::{ImportSource, Outcome, SourceType, State};
 use crate::assets::schedule::{timestamp, Schedule};
 use crate::assets::schedules::unrun_entry;
 use crate::assets::AssetsService;
@@ -104,11 +104,12 @@ pub struct Firing {
 
 /// Delivers scheduled callbacks to apps that do not run in this process.
 pub trait Callbacks: Send + Sync {
-    /// Calls `app`'s callback at `url` with `event`. `Ok(Some(..))` when the
+    /// Calls the callback of `source` (performed by its app) at `url` with
+    /// `event`, signed for that source. `Ok(Some(..))` when the
     /// receiver ran the import and answered with its outcome, `Ok(None)`
     /// when it only accepted the call, `Err` with the reason when the call
     /// failed or timed out.
-    fn call(&self, app: Option<&str>, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String>;
+    fn call(&self, source: &ImportSource, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String>;
 }
 
 /// The other platform nodes on a shared database: who still holds a lease.
@@ -797,8 +798,16 @@ impl Scheduler {
                 url.unwrap_or("(no callback URL)")
             ));
         };
-        let app = self.assets.state().source_by_id(source_id).and_then(|s| s.app.clone());
-        match callbacks.call(app.as_deref(), url, event) {
+        let Some(source) = self.assets.state().source_by_id(source_id).cloned() else {
+            return Delivery::Undelivered(format!(
+                "The scheduled callback to {url} was not sent: import source {source_id} no longer exists"
+            ));
+        };
+        // The policy may have changed since the URL was set.
+        if let Some(Err(why)) = self.assets.callback_targets().map(|t| t.check(&source, url)) {
+            return Delivery::Undelivered(format!("The scheduled callback to {url} was not sent: {why}"));
+        }
+        match callbacks.call(&source, url, event) {
             Ok(Some(outcome)) => Delivery::Ran(outcome),
             Ok(None) => Delivery::Accepted,
             Err(why) => Delivery::Undelivered(format!("The scheduled callback to {url} failed: {why}")),

@@ -39,6 +39,10 @@ pub struct App {
     pub storage: AppStorage,
     /// Its time and memory limits.
     pub limits: Limits,
+    /// The limits of the invocations after the first, when they differ: on
+    /// a Forge-like platform the first runs in the web trigger (55 s) and
+    /// the rest as queued async work (900 s).
+    pub continue_limits: Option<Limits>,
     /// Where its Assets API calls go, when not straight to the service (a
     /// fault-injecting wrapper, a real HTTP client).
     pub assets: Option<Arc<dyn AssetsBackend>>,
@@ -56,6 +60,7 @@ impl App {
             http: Arc::new(NoEgress),
             storage: AppStorage::default(),
             limits: Limits::default(),
+            continue_limits: None,
             assets: None,
         }
     }
@@ -63,6 +68,12 @@ impl App {
     /// Sets the app's limits.
     pub fn with_limits(mut self, limits: Limits) -> App {
         self.limits = limits;
+        self
+    }
+
+    /// Sets the limits of every invocation after the first of a run.
+    pub fn with_continue_limits(mut self, limits: Limits) -> App {
+        self.continue_limits = Some(limits);
         self
     }
 
@@ -173,6 +184,18 @@ fn progress(assets: &AssetsService, source_id: &str) -> Option<(String, u64)> {
 /// or a limit never escapes: it becomes a failed outcome, and a failed
 /// history entry if the app had created an execution.
 pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> TriggerOutcome {
+    deliver_with(app, assets, event, None)
+}
+
+/// [`deliver`], calling `on_continue` once if the run goes on past its
+/// first invocation: a web trigger that must answer quickly answers then,
+/// and the rest runs as queued work.
+pub fn deliver_with(
+    app: &App,
+    assets: &Arc<AssetsService>,
+    event: &TriggerEvent,
+    mut on_continue: Option<Box<dyn FnOnce() + Send>>,
+) -> TriggerOutcome {
     let backend = app
         .assets
         .clone()
@@ -209,7 +232,11 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
     let mut stalls = 0;
     let result = loop {
         let before = progress(assets, &event.import_source_id);
-        let invocation = app.runtime.invoke(event, grants.clone(), app.limits);
+        let limits = match outcome.invocations {
+            0 => app.limits,
+            _ => app.continue_limits.unwrap_or(app.limits),
+        };
+        let invocation = app.runtime.invoke(event, grants.clone(), limits);
         outcome.invocations += 1;
         outcome.elapsed_ms += invocation.elapsed.as_secs_f64() * 1e3;
         outcome.guest_output.push_str(&invocation.guest_output);
@@ -226,6 +253,9 @@ pub fn deliver(app: &App, assets: &Arc<AssetsService>, event: &TriggerEvent) -> 
         };
         if !go_on {
             break invocation.result.map_err(|fault| fault.to_string());
+        }
+        if let Some(on_continue) = on_continue.take() {
+            on_continue();
         }
         stalls = if moved { 0 } else { stalls + 1 };
         if stalls >= MAX_STALLS || outcome.invocations >= MAX_INVOCATIONS {

@@ -16,6 +16,7 @@
 //! lines, schedules, objects), and plain columns where the server looks
 //! things up.
 
+use crate::signing::ReplayRecord;
 use anyhow::Context as _;
 use assets_calendar::{FoldPolicy, Frequency, GapPolicy, MonthEndPolicy, Policies, Rule};
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
@@ -91,8 +92,14 @@ CREATE TABLE occurrences (
 CREATE INDEX occurrences_delivering ON occurrences (state) WHERE state = 'delivering';
 ";
 
+/// Version 3: accepted callback signatures, so a replay is refused after a
+/// restart too (until the signature's window ends).
+const SCHEMA_V3: &str = "
+CREATE TABLE callbacks_seen (signature TEXT PRIMARY KEY, seen_until INTEGER NOT NULL) WITHOUT ROWID;
+";
+
 /// The migrations in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// A SQLite database holding the mock's state, the apps' secrets and their
 /// storage.
@@ -737,6 +744,27 @@ fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
     let mut query = conn.prepare(sql)?;
     let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The callback replay record in the SQLite file: a signature accepted once
+/// is refused until its window ends, across restarts.
+pub struct SqliteReplays(pub Arc<SqliteStore>);
+
+impl ReplayRecord for SqliteReplays {
+    fn first_time(&self, signature: &str, signed_at: i64, tolerance_secs: i64) -> Result<bool, String> {
+        let conn = self.0.conn();
+        let result = (|| {
+            let now = chrono::Utc::now().timestamp();
+            conn.execute("DELETE FROM callbacks_seen WHERE seen_until < ?1", [now])?;
+            conn.execute(
+                "INSERT INTO callbacks_seen (signature, seen_until) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![signature, signed_at + tolerance_secs],
+            )
+        })();
+        result
+            .map(|inserted| inserted == 1)
+            .map_err(|e| format!("the replay record could not be checked: {e}"))
+    }
 }
 
 #[cfg(test)]

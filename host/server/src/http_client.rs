@@ -11,9 +11,12 @@
 //! - [`HttpAssets`]: an app's Assets API calls ([`AssetsBackend`]) to a base
 //!   URL, adding the host's credential; the guest never sees it.
 //! - [`HttpCallbacks`]: the scheduler's signed callbacks to apps' web
-//!   triggers ([`Callbacks`]).
+//!   triggers ([`Callbacks`]), connecting only to addresses the
+//!   [`PublicResolver`] lets through.
 
+use crate::callback_targets::PublicResolver;
 use crate::signing;
+use assets_platform::assets::ImportSource;
 use assets_platform::scheduler::Callbacks;
 use assets_platform::trigger::TriggerOutcome;
 use assets_runtime::bindings::assets_api::{CallError, Response};
@@ -173,7 +176,8 @@ impl AssetsBackend for HttpAssets {
     }
 }
 
-/// Signed scheduled callbacks over HTTP, one secret per app.
+/// Signed scheduled callbacks over HTTP: a hosted app's with the app's
+/// secret, any other source's with its own; never unsigned.
 pub struct HttpCallbacks {
     agent: ureq::Agent,
     secrets: HashMap<String, String>,
@@ -182,12 +186,16 @@ pub struct HttpCallbacks {
 impl HttpCallbacks {
     /// Callbacks that give up after `timeout` (the whole run happens inside
     /// the call, so this is the longest a run may take), signed with
-    /// `secrets` by app name.
-    pub fn new(timeout: Duration, secrets: HashMap<String, String>) -> HttpCallbacks {
-        HttpCallbacks {
-            agent: agent(timeout),
-            secrets,
-        }
+    /// `secrets` by hosted app name, connecting only where `resolver` lets
+    /// them.
+    pub fn new(timeout: Duration, secrets: HashMap<String, String>, resolver: PublicResolver) -> HttpCallbacks {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(timeout)
+            .redirects(0)
+            .resolver(resolver)
+            .build();
+        HttpCallbacks { agent, secrets }
     }
 }
 
@@ -209,23 +217,31 @@ pub fn callback_body(event: &TriggerEvent) -> serde_json::Value {
 }
 
 impl Callbacks for HttpCallbacks {
-    fn call(&self, app: Option<&str>, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String> {
+    fn call(&self, source: &ImportSource, url: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String> {
+        let hosted = source.app.as_deref().and_then(|a| self.secrets.get(a));
+        let Some(secret) = hosted.or(source.signing_secret.as_ref()) else {
+            return Err(format!(
+                "import source {} has no signing secret and callbacks are never sent unsigned; \
+                 create a new source with POST /_admin/importsource, whose answer carries its secret",
+                source.id
+            ));
+        };
         let body = serde_json::to_vec(&callback_body(event)).expect("callback bodies serialize");
-        let mut request = self.agent.post(url).set("content-type", "application/json");
-        if let Some(secret) = app.and_then(|a| self.secrets.get(a)) {
-            let now = chrono::Utc::now().timestamp();
-            request = request
-                .set(signing::TIMESTAMP_HEADER, &now.to_string())
-                .set(signing::SIGNATURE_HEADER, &signing::sign(secret, now, &body));
-        }
+        let now = chrono::Utc::now().timestamp();
+        let request = self
+            .agent
+            .post(url)
+            .set("content-type", "application/json")
+            .set(signing::TIMESTAMP_HEADER, &now.to_string())
+            .set(signing::SIGNATURE_HEADER, &signing::sign(secret, now, &body));
         let (status, _, answer) = send(request, url, Some(&body)).map_err(|f| match f {
             Failure::Timeout(_) => "the app did not answer in time".to_owned(),
             Failure::Connection(why) | Failure::InvalidUrl(why) => why,
         })?;
+        // The status only: the target's body is not the platform's to
+        // repeat, and an app could read it back from the history.
         if !(200..300).contains(&status) {
-            let text = String::from_utf8_lossy(&answer);
-            let text: String = text.chars().take(300).collect();
-            return Err(format!("the app answered {status}: {text}"));
+            return Err(format!("the callback target answered HTTP {status}"));
         }
         // A receiver that runs the import itself answers with its outcome;
         // any other 2xx means "accepted", and the app reports through the API.

@@ -8,6 +8,8 @@
 //!   or SIGTERM.
 //! - [`routes`]: the HTTP surface (axum): the Assets API, the web triggers,
 //!   the admin endpoints, body limits, request logs.
+//! - [`callback_targets`]: which callback URLs a schedule may name and
+//!   which addresses a callback may reach (no SSRF through `callbackUrl`).
 //! - [`db`]: the platform's state and the apps' storage and secrets in
 //!   SQLite, behind the platform's `StateStore` and the runtime's
 //!   `StorageBacking`.
@@ -18,12 +20,16 @@
 //!   replay refusal.
 //! - [`http_client`]: `ureq` behind the runtime's `OutboundHttp` and
 //!   `AssetsBackend` and the scheduler's `Callbacks`.
+//! - [`address`]: which IP addresses a scheduled callback may not reach
+//!   (loopback, private, link-local and metadata, ...), against SSRF.
 //!
 //! Its own crate, not part of the CLI, so that the network edge and the
 //! database stay out of the runtime and the platform (which must not depend
 //! on axum, rusqlite, postgres or ureq) and so that another front end can start a
 //! server without the command line. It must not depend on `assets-host`.
 
+pub mod address;
+pub mod callback_targets;
 pub mod db;
 pub mod http_client;
 pub mod pg;
@@ -31,4 +37,4 @@ pub mod routes;
 pub mod serve;
 pub mod signing;
 
-pub use serve::{run, ClockKind, ServeOptions};
+pub use serve::{run, ClockKind, Profile, ServeOptions, FORGE};

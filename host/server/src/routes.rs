@@ -13,11 +13,11 @@
 //! problem (413 for a body over the limit); blocking work (the state lock,
 //! SQLite, guests) runs off the async workers.
 
-use crate::serve::Server;
+use crate::serve::{Profile, Server, FORGE};
 use crate::signing::{Refusal, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::schedule::timestamp;
-use assets_platform::assets::{body, ApiError, SourceType};
+use assets_platform::assets::{body, same_secret, ApiError, SourceType};
 use assets_platform::clock::Clock as _;
 use assets_platform::trigger;
 use assets_runtime::bindings::import_callback::TriggerEvent;
@@ -46,22 +46,133 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/apps/{name}/webtrigger", post(webtrigger))
         .fallback(assets_api)
         .method_not_allowed_fallback(method_not_allowed)
+        // Outermost last: log, then refuse beyond the request cap, then
+        // authenticate from the headers, and only then read the body.
         .layer(middleware::from_fn_with_state(server.clone(), buffer_body))
+        .layer(middleware::from_fn_with_state(server.clone(), authenticate_first))
         // `buffer_body` enforces the server's own limit, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(server.clone(), limit_concurrency))
         .layer(middleware::from_fn(log_request))
         .with_state(server)
 }
 
+/// Largest web-trigger body: a callback is a few hundred bytes, and its
+/// signature can only be checked once the body is read, so an unsigned
+/// sender must not make the server read much.
+pub const WEBTRIGGER_BODY_LIMIT: usize = 64 * 1024;
+
+/// Seconds a client told 429 should wait before trying again.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// 429 with `Retry-After`, naming what is full.
+fn too_many(what: String) -> Response {
+    let mut response = error(ApiError {
+        status: 429,
+        code: "TOO_MANY_REQUESTS",
+        field: None,
+        message: format!("{what}; retry in {RETRY_AFTER_SECS} s"),
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(RETRY_AFTER_SECS));
+    response
+}
+
+/// Serves at most `max_concurrent_requests` at once; beyond, 429 at once
+/// rather than a queue that grows without bound.
+async fn limit_concurrency(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
+    match server.requests.try_acquire() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => too_many(format!(
+            "the server is serving as many requests as it takes at once ({})",
+            server.max_concurrent_requests
+        )),
+    }
+}
+
+/// Refuses a request that cannot be authenticated from its headers before
+/// a byte of its body is read: the admin endpoints and the API need the
+/// token (or, for the API, the source's own token) when the server has one;
+/// a web trigger needs both signing headers.
+async fn authenticate_first(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let headers = request.headers();
+    let refused = if path.starts_with("/_admin/") {
+        authorize(&server, headers).err()
+    } else if path.starts_with("/jsm/") && server.token.is_some() {
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.to_owned(), |p| p.as_str().to_owned());
+        let authorization = bearer(headers).map(str::to_owned);
+        let assets = server.assets.clone();
+        // A source token is looked up under the state lock.
+        let fits = blocking(move || assets.authorizes(&path, authorization.as_deref())).await;
+        (!fits).then(ApiError::unauthorized)
+    } else if path.starts_with("/apps/") {
+        [TIMESTAMP_HEADER, SIGNATURE_HEADER]
+            .into_iter()
+            .find(|name| !headers.contains_key(*name))
+            .map(|missing| ApiError {
+                status: 401,
+                code: "CALLBACK_REFUSED",
+                field: None,
+                message: Refusal::Missing(missing).to_string(),
+            })
+    } else {
+        None
+    };
+    let Some(refused) = refused else {
+        return next.run(request).await;
+    };
+    // A small body is read and dropped first, so an honest client still
+    // sending it sees the 401 rather than a broken connection; a large one
+    // is never read.
+    let small = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|length| length <= DRAIN_LIMIT);
+    if small {
+        let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+    }
+    error(refused).into_response()
+}
+
+/// Most bytes of an unauthenticated body read (and dropped) before the 401.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// The `Authorization: Bearer` header's value, with the header present.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
 /// The mock's answers and errors, as HTTP.
-struct Answer(assets_platform::assets::Response);
+enum Answer {
+    /// One of the mock's answers or errors.
+    Mock(assets_platform::assets::Response),
+    /// An answer built here (a 429 with its header, say).
+    Raw(Response),
+}
+
+impl Answer {
+    fn raw(response: Response) -> Answer {
+        Answer::Raw(response)
+    }
+}
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        let mut response = Response::new(Body::from(self.0.body));
+        let answer = match self {
+            Answer::Mock(answer) => answer,
+            Answer::Raw(response) => return response,
+        };
+        let mut response = Response::new(Body::from(answer.body));
         *response.status_mut() =
-            axum::http::StatusCode::from_u16(self.0.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-        for (name, value) in self.0.headers {
+            axum::http::StatusCode::from_u16(answer.status).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        for (name, value) in answer.headers {
             if let (Ok(name), Ok(value)) = (
                 header::HeaderName::from_bytes(name.as_bytes()),
                 header::HeaderValue::from_str(&value),
@@ -74,16 +185,15 @@ impl IntoResponse for Answer {
 }
 
 fn error(e: ApiError) -> Answer {
-    Answer(e.into_response())
+    Answer::Mock(e.into_response())
 }
 
 fn json_answer(status: u16, body: &impl serde::Serialize) -> Answer {
-    Answer(assets_platform::assets::Response::json(status, body))
+    Answer::Mock(assets_platform::assets::Response::json(status, body))
 }
 
-/// Reads a body of at most the server's limit: 413 beyond it.
-async fn read_body(server: &Server, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let limit = server.max_body_bytes;
+/// Reads a body of at most `limit` bytes: 413 beyond it.
+async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large = |size: Option<usize>| ApiError {
         status: 413,
         code: "PAYLOAD_TOO_LARGE",
@@ -103,22 +213,14 @@ async fn read_body(server: &Server, headers: &HeaderMap, body: Body) -> Result<B
     axum::body::to_bytes(body, limit).await.map_err(|_| too_large(None))
 }
 
-/// The admin endpoints require the API's token when the server has one.
+/// The admin endpoints require the API's token when the server has one,
+/// compared in constant time.
 fn authorize(server: &Server, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &server.token else { return Ok(()) };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented == Some(token.as_str()) {
-        Ok(())
-    } else {
-        Err(ApiError {
-            status: 401,
-            code: "UNAUTHORIZED",
-            field: None,
-            message: "missing or wrong credential: send Authorization: Bearer <token>".into(),
-        })
+    let presented = bearer(headers).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if same_secret(presented, token) => Ok(()),
+        _ => Err(ApiError::unauthorized()),
     }
 }
 
@@ -135,7 +237,11 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// which would see a broken connection instead of the answer.
 async fn buffer_body(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    match read_body(&server, &parts.headers, body).await {
+    let limit = match parts.uri.path().starts_with("/apps/") {
+        true => WEBTRIGGER_BODY_LIMIT.min(server.max_body_bytes),
+        false => server.max_body_bytes,
+    };
+    match read_body(limit, &parts.headers, body).await {
         Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Err(e) => error(e).into_response(),
     }
@@ -173,7 +279,7 @@ async fn assets_api(
         .map(str::to_owned);
     let method = method.as_str().to_owned();
     let assets = server.assets.clone();
-    Answer(blocking(move || assets.handle_authorized(&method, &path, authorization.as_deref(), &body)).await)
+    Answer::Mock(blocking(move || assets.handle_authorized(&method, &path, authorization.as_deref(), &body)).await)
 }
 
 /// `GET /_admin/apps`: the hosted apps, their import sources and web triggers.
@@ -230,21 +336,30 @@ async fn create_import_source(State(server): State<Arc<Server>>, headers: Header
         let assets = server.assets.clone();
         let (workspace, app) = (request.workspace_id.clone(), request.app.clone());
         let requires_mapping = request.requires_mapping;
-        let id = blocking(move || {
+        let (id, secret) = blocking(move || {
             let id = assets.create_import_source(&workspace, source_type, app)?;
             if requires_mapping {
                 assets.require_mapping(&id)?;
             }
-            Ok::<_, ApiError>(id)
+            let secret = assets.state().source_by_id(&id).and_then(|s| s.signing_secret.clone());
+            Ok::<_, ApiError>((id, secret))
         })
         .await?;
-        Ok::<_, ApiError>(json!({
+        let mut created = json!({
             "id": id,
             "workspaceId": request.workspace_id,
             "type": source_type,
             "app": request.app,
             "requiresMapping": requires_mapping,
-        }))
+        });
+        // A hosted app's callbacks are signed with the app's secret (in the
+        // banner); any other external source's with its own, shown here
+        // once and never again.
+        let hosted = request.app.as_ref().is_some_and(|a| server.apps.contains_key(a));
+        if let (Some(secret), false) = (secret, hosted) {
+            created["signingSecret"] = secret.into();
+        }
+        Ok::<_, ApiError>(created)
     }
     .await;
     match result {
@@ -347,7 +462,10 @@ fn parse_cursor(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, String),
 }
 
 /// `GET /_admin/clock`.
-async fn read_clock(State(server): State<Arc<Server>>) -> Answer {
+async fn read_clock(State(server): State<Arc<Server>>, headers: HeaderMap) -> Answer {
+    if let Err(e) = authorize(&server, &headers) {
+        return error(e);
+    }
     // On a shared database another node may have moved the clock; taking
     // the state lock reads it.
     tokio::task::block_in_place(|| drop(server.assets.state()));
@@ -429,12 +547,38 @@ struct Callback {
     attempt: Option<u32>,
 }
 
-/// Counts a run for graceful shutdown while it lives.
-struct Running<'a>(&'a Server);
+/// Counts a run, for graceful shutdown and for its app's cap, while it lives.
+struct Running {
+    server: Arc<Server>,
+    app: String,
+}
 
-impl Drop for Running<'_> {
+impl Running {
+    /// Counts a run of `app`, or says the app already runs as many as it may.
+    fn start(server: &Arc<Server>, app: &str) -> Result<Running, Box<Response>> {
+        let hosted = &server.apps[app];
+        let cap = server.max_imports_per_app;
+        if hosted
+            .running
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < cap).then_some(n + 1))
+            .is_err()
+        {
+            return Err(Box::new(too_many(format!(
+                "app {app} is already running {cap} imports, as many as it may at once"
+            ))));
+        }
+        server.running.fetch_add(1, Ordering::SeqCst);
+        Ok(Running {
+            server: server.clone(),
+            app: app.to_owned(),
+        })
+    }
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::SeqCst);
+        self.server.apps[&self.app].running.fetch_sub(1, Ordering::SeqCst);
+        self.server.running.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -509,11 +653,43 @@ async fn webtrigger(
             ),
         });
     }
-    server.running.fetch_add(1, Ordering::SeqCst);
-    let _running = Running(&server);
+    let running = match Running::start(&server, &name) {
+        Ok(running) => running,
+        Err(refused) => return Answer::raw(*refused),
+    };
     let (app, assets) = (hosted.app.clone(), server.assets.clone());
-    let outcome = blocking(move || trigger::deliver(&app, &assets, &event)).await;
-    json_answer(200, &outcome)
+    if server.profile == Profile::Local {
+        let outcome = blocking(move || {
+            let _running = running;
+            trigger::deliver(&app, &assets, &event)
+        })
+        .await;
+        return json_answer(200, &outcome);
+    }
+    // On a Forge-like platform the web trigger answers within its own
+    // invocation: if the run goes on past it, the rest is queued work that
+    // finishes after the answer, and the app reports it through the API.
+    let (continuing, went_on) = tokio::sync::oneshot::channel::<()>();
+    let on_continue: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let _ = continuing.send(());
+    });
+    let mut run = tokio::task::spawn_blocking(move || {
+        let _running = running;
+        trigger::deliver_with(&app, &assets, &event, Some(on_continue))
+    });
+    tokio::select! {
+        finished = &mut run => match finished {
+            Ok(outcome) => json_answer(200, &outcome),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        },
+        Ok(()) = went_on => json_answer(202, &json!({
+            "accepted": true,
+            "message": format!(
+                "the run went on past the web trigger's {} s invocation; it goes on as queued work and reports through the API",
+                FORGE.web_trigger.as_secs()
+            ),
+        })),
+    }
 }
 
 /// The trigger event a verified callback asks for, in this server's

@@ -24,7 +24,8 @@
 //! with the app's secret ([`crate::signing`]), exactly as a remote app would
 //! receive it; a failed or timed-out callback is a failed history entry.
 
-use crate::db::{AppRows, SqliteStore};
+use crate::callback_targets::{CallbackPolicy, PublicResolver};
+use crate::db::{AppRows, SqliteReplays, SqliteStore};
 use crate::http_client::{HttpAssets, HttpCallbacks};
 use crate::pg::{self, PgAppRows, PgReplays, PgStore};
 use crate::routes;
@@ -54,6 +55,41 @@ pub enum ClockKind {
     /// only by `POST /_admin/clock/advance`.
     Virtual,
 }
+
+/// Which platform's limits the server enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Generous local limits: a web trigger waits for the whole run, each
+    /// invocation has the run timeout and 512 MiB, no request-rate or
+    /// payload limit.
+    #[default]
+    Local,
+    /// What a Forge-like platform enforces ([`FORGE`]).
+    Forge,
+}
+
+/// The limits of the `forge` profile, from the platform's published limits.
+pub struct ForgeLimits {
+    /// A web trigger (the scheduled callback) answers within this.
+    pub web_trigger: Duration,
+    /// Each later invocation of the same run (queued async work) may take this.
+    pub async_work: Duration,
+    /// Linear memory per invocation.
+    pub memory_bytes: usize,
+    /// The event in and the app's answer out, each at most this many bytes.
+    pub payload_bytes: usize,
+    /// Outbound HTTP requests per minute of runtime.
+    pub outbound_per_minute: u32,
+}
+
+/// The `forge` profile.
+pub const FORGE: ForgeLimits = ForgeLimits {
+    web_trigger: Duration::from_secs(55),
+    async_work: Duration::from_secs(900),
+    memory_bytes: 512 << 20,
+    payload_bytes: 5_000_000,
+    outbound_per_minute: 100,
+};
 
 /// How to run the server; `assets-host serve` builds it from its arguments.
 #[derive(Clone)]
@@ -90,6 +126,22 @@ pub struct ServeOptions {
     pub run_timeout: Duration,
     /// Callbacks delivered at once on the system clock.
     pub workers: usize,
+    /// The URL others reach this server at (a load balancer's, say):
+    /// its web triggers and links are written with it. Default: the
+    /// address it listens on.
+    pub public_url: Option<String>,
+    /// Callback targets allowed besides the hosted apps' own web triggers,
+    /// in the egress allowlist's syntax.
+    pub callback_allow: Vec<String>,
+    /// Listen on a non-loopback address without a token. Off: such a
+    /// server refuses to start.
+    pub allow_unauthenticated_public_bind: bool,
+    /// Requests served at once; more get 429 with `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Imports one app runs at once through its web trigger; more get 429.
+    pub max_imports_per_app: usize,
+    /// Whose limits apply.
+    pub profile: Profile,
 }
 
 /// An app this server hosts.
@@ -102,6 +154,8 @@ pub struct HostedApp {
     pub import_source_id: String,
     /// Its web trigger.
     pub callback_url: String,
+    /// Imports it runs now through its web trigger.
+    pub running: AtomicUsize,
 }
 
 /// Everything the HTTP handlers share.
@@ -126,6 +180,14 @@ pub struct Server {
     pub advancing: tokio::sync::Mutex<()>,
     /// The shared database, when this is one node of several.
     pub shared: Option<Arc<PgStore>>,
+    /// Requests being served now, against `max_concurrent_requests`.
+    pub requests: tokio::sync::Semaphore,
+    /// Requests served at once; more get 429.
+    pub max_concurrent_requests: usize,
+    /// Imports one app may run at once.
+    pub max_imports_per_app: usize,
+    /// Whose limits apply.
+    pub profile: Profile,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -138,6 +200,7 @@ pub fn run(args: ServeOptions) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeOptions) -> anyhow::Result<()> {
+    refuse_open_public_bind(&args)?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -195,6 +258,20 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A server anyone on the network can reach must not answer everyone: no
+/// token on a non-loopback address is refused unless asked for by name.
+pub fn refuse_open_public_bind(args: &ServeOptions) -> anyhow::Result<()> {
+    let open = args.token.as_deref().is_none_or(str::is_empty);
+    anyhow::ensure!(
+        !open || args.addr.ip().is_loopback() || args.allow_unauthenticated_public_bind,
+        "refusing to listen on {} without a token: anyone who can reach that address could create import \
+         sources, rewrite schedules and move the clock. Set --token (or ASSETS_HOST_TOKEN), listen on \
+         127.0.0.1, or pass --allow-unauthenticated-public-bind if an open server is really what you want",
+        args.addr
+    );
+    Ok(())
+}
+
 /// Opens the database, sets up the workspace, the apps and the scheduler.
 /// Also returns each app's callback secret, for the banner.
 fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap<String, String>)> {
@@ -246,9 +323,24 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         Store::Pg(pg) => Some(pg.startup_lock()?),
         Store::Sqlite(_) => None,
     };
+    let public_url = args
+        .public_url
+        .as_deref()
+        .unwrap_or(base_url)
+        .trim_end_matches('/')
+        .to_owned();
+    let parsed = url::Url::parse(&public_url).with_context(|| format!("--public-url {public_url:?} is not a URL"))?;
+    anyhow::ensure!(
+        matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() && parsed.path() == "/",
+        "--public-url {public_url:?} must be an http(s) URL with a host and no path, e.g. https://imports.example.com"
+    );
+    let allowlist = assets_runtime::Allowlist::parse(&args.callback_allow).context("--callback-allow")?;
+    let policy = CallbackPolicy::new(&public_url, args.apps.iter().map(|(name, _)| name.clone()), allowlist);
+    let resolver = PublicResolver::new(&public_url, policy.named_addresses());
     let mut service = AssetsService::new(clock)
         .with_store(store.state_store(), state)
-        .with_base_url(base_url);
+        .with_base_url(&public_url)
+        .with_callback_targets(Arc::new(policy));
     if let Some(token) = &args.token {
         service = service.with_credential(token.clone());
     }
@@ -307,20 +399,37 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             objects: args.objects,
             ..SyntheticSource::default()
         };
+        let limits = match args.profile {
+            Profile::Local => Limits {
+                time: args.run_timeout,
+                ..Limits::default()
+            },
+            Profile::Forge => Limits {
+                time: FORGE.web_trigger,
+                memory_bytes: FORGE.memory_bytes,
+                outbound_per_minute: Some(FORGE.outbound_per_minute),
+                payload_bytes: Some(FORGE.payload_bytes),
+            },
+        };
         let mut app = App::new(name.clone(), runtime, Arc::new(source))
             .with_config(settings.clone())
             .with_http(http.clone())
             .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())))
-            .with_limits(Limits {
-                time: args.run_timeout,
-                ..Limits::default()
+            .with_limits(limits);
+        if args.profile == Profile::Forge {
+            app = app.with_continue_limits(Limits {
+                time: FORGE.async_work,
+                ..limits
             });
+        }
         app.storage = store.app_storage(name)?;
         let secret = store.app_secret(name)?;
         secrets.insert(name.clone(), secret.clone());
+        // Accepted signatures live in the database, so a restart does not
+        // reopen the window for a captured callback.
         let verifier = match &store {
             Store::Pg(pg) => Verifier::new(secret).with_replay_record(Arc::new(PgReplays(pg.clone()))),
-            Store::Sqlite(_) => Verifier::new(secret),
+            Store::Sqlite(s) => Verifier::new(secret).with_replay_record(Arc::new(SqliteReplays(s.clone()))),
         };
         apps.insert(
             name.clone(),
@@ -328,12 +437,17 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
                 app,
                 verifier,
                 import_source_id,
-                callback_url: format!("{base_url}/apps/{name}/webtrigger"),
+                callback_url: format!("{public_url}/apps/{name}/webtrigger"),
+                running: AtomicUsize::new(0),
             },
         );
     }
     // The callback waits for the whole run; give it the run's limit and a margin.
-    let callbacks = HttpCallbacks::new(args.run_timeout + Duration::from_secs(30), secrets.clone());
+    let callback_wait = match args.profile {
+        Profile::Local => args.run_timeout,
+        Profile::Forge => FORGE.web_trigger,
+    };
+    let callbacks = HttpCallbacks::new(callback_wait + Duration::from_secs(30), secrets.clone(), resolver);
     let mut scheduler = Scheduler::new(assets.clone())
         .with_callbacks(Arc::new(callbacks))
         .with_run_limit(args.run_timeout);
@@ -354,6 +468,10 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             Store::Pg(pg) => Some(pg.clone()),
             Store::Sqlite(_) => None,
         },
+        requests: tokio::sync::Semaphore::new(args.max_concurrent_requests.max(1)),
+        max_concurrent_requests: args.max_concurrent_requests.max(1),
+        max_imports_per_app: args.max_imports_per_app.max(1),
+        profile: args.profile,
     };
     Ok((server, secrets))
 }
@@ -367,6 +485,17 @@ fn print_banner(server: &Server, args: &ServeOptions, base_url: &str, secrets: &
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening on {base_url}");
     let _ = writeln!(out, "  clock      {clock}");
+    let profile = match args.profile {
+        Profile::Local => "local",
+        Profile::Forge => "forge",
+    };
+    let _ = writeln!(out, "  profile    {profile}");
+    if args.token.is_none() {
+        let _ = writeln!(
+            out,
+            "  auth       none: the API and admin endpoints are open to whoever can reach this address"
+        );
+    }
     let _ = writeln!(out, "  database   {}", pg::redact(&args.db.to_string_lossy()));
     if let Some(shared) = &server.shared {
         let _ = writeln!(out, "  node       {}", shared.node());

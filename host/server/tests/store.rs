@@ -288,7 +288,7 @@ struct Counting(AtomicUsize);
 impl assets_platform::scheduler::Callbacks for Counting {
     fn call(
         &self,
-        _app: Option<&str>,
+        _source: &assets_platform::assets::ImportSource,
         _url: &str,
         _event: &assets_runtime::bindings::import_callback::TriggerEvent,
     ) -> Result<Option<assets_platform::trigger::TriggerOutcome>, String> {
@@ -623,7 +623,7 @@ struct Attempts(std::sync::Mutex<Vec<(String, u32)>>);
 impl assets_platform::scheduler::Callbacks for Attempts {
     fn call(
         &self,
-        _app: Option<&str>,
+        _source: &assets_platform::assets::ImportSource,
         _url: &str,
         event: &assets_runtime::bindings::import_callback::TriggerEvent,
     ) -> Result<Option<assets_platform::trigger::TriggerOutcome>, String> {

@@ -15,6 +15,8 @@ pub struct Server {
     pub base: String,
     pub log: PathBuf,
     pub secret: String,
+    /// The `--token` it was started with: the admin helpers send it.
+    pub token: Option<String>,
 }
 
 #[derive(Clone)]
@@ -78,11 +80,16 @@ impl Server {
                 break;
             }
         }
+        let token = extra
+            .windows(2)
+            .find(|pair| pair[0] == "--token")
+            .map(|pair| pair[1].to_owned());
         let server = Server {
             child,
             base,
             log,
             secret,
+            token,
         };
         assert!(
             !server.base.is_empty(),
@@ -101,8 +108,15 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// An admin call, with the server's token when it has one.
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let bearer = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+        self.call_with(method, path, body.map(|b| b.to_string()), &headers)
+    }
+
     pub fn app(&self) -> App {
-        let (status, apps) = self.call("GET", "/_admin/apps", None);
+        let (status, apps) = self.admin("GET", "/_admin/apps", None);
         assert_eq!(status, 200);
         let app = &apps[0];
         App {
@@ -153,7 +167,7 @@ impl Server {
     }
 
     pub fn advance(&self, seconds: u64) -> Vec<Value> {
-        let (status, body) = self.call("POST", "/_admin/clock/advance", Some(json!({ "seconds": seconds })));
+        let (status, body) = self.admin("POST", "/_admin/clock/advance", Some(json!({ "seconds": seconds })));
         assert_eq!(status, 200, "{body}");
         body["firings"].as_array().unwrap().clone()
     }
@@ -203,7 +217,7 @@ pub fn daily_schedule(app: &App, from: chrono::DateTime<chrono::Utc>, hours_ahea
 }
 
 pub fn clock_now(server: &Server) -> chrono::DateTime<chrono::Utc> {
-    let (_, clock) = server.call("GET", "/_admin/clock", None);
+    let (_, clock) = server.admin("GET", "/_admin/clock", None);
     clock["now"].as_str().unwrap().parse().unwrap()
 }
 
@@ -224,6 +238,12 @@ impl Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/callback", listener.local_addr().unwrap());
         Receiver { listener, url }
+    }
+
+    /// The `--callback-allow` entry that lets schedules call this receiver
+    /// (a loopback address, so it must be named exactly).
+    pub fn allow_entry(&self) -> String {
+        format!("http://{}", self.listener.local_addr().unwrap())
     }
 
     pub fn accept(&self) -> TcpStream {

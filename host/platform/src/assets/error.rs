@@ -65,6 +65,16 @@ impl ApiError {
         }
     }
 
+    /// 401 for a missing or wrong credential.
+    pub fn unauthorized() -> ApiError {
+        ApiError {
+            status: 401,
+            code: "UNAUTHORIZED",
+            field: None,
+            message: "missing or wrong credential: send Authorization: Bearer <token>".into(),
+        }
+    }
+
     /// 404 for an import source that does not exist in the workspace, and
     /// for one that exists but the caller may not reach: the two must read
     /// the same, so a caller cannot tell another app's source from none.

@@ -77,6 +77,11 @@ pub struct ImportSource {
     /// authenticates calls to this source's own endpoints only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The secret the platform signs this source's scheduled callbacks with
+    /// when no app it hosts performs them: made when an external source is
+    /// created, handed out once, never shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
 }
 
 impl ImportSource {
@@ -91,6 +96,7 @@ impl ImportSource {
             mapping: None,
             mapping_resource_id: None,
             token: None,
+            signing_secret: None,
         }
     }
 

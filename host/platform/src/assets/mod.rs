@@ -113,6 +113,17 @@ pub struct AssetsService {
     base_url: String,
     credential: Option<String>,
     store: Option<Arc<dyn StateStore>>,
+    callback_targets: Option<Arc<dyn CallbackTargets>>,
+}
+
+/// Which callback URLs a schedule may name: the operator's policy, checked
+/// when a schedule is created or its `callbackUrl` changes, and again before
+/// every callback is sent. Without one, any absolute http(s) URL will do
+/// (the in-process platform sends nothing over the network).
+pub trait CallbackTargets: Send + Sync {
+    /// `Ok` when the platform may call `url` for `source`'s schedule; else
+    /// why not, in words a person can act on.
+    fn check(&self, source: &ImportSource, url: &str) -> Result<(), String>;
 }
 
 /// The locked state. Dropping it writes what changed to the durable store,
@@ -207,7 +218,19 @@ impl AssetsService {
             base_url: DEFAULT_BASE_URL.to_owned(),
             credential: None,
             store: None,
+            callback_targets: None,
         }
+    }
+
+    /// Checks every schedule's `callbackUrl` against `targets`.
+    pub fn with_callback_targets(mut self, targets: Arc<dyn CallbackTargets>) -> AssetsService {
+        self.callback_targets = Some(targets);
+        self
+    }
+
+    /// The callback-target policy, if one is set.
+    pub fn callback_targets(&self) -> Option<&dyn CallbackTargets> {
+        self.callback_targets.as_deref()
     }
 
     /// Keeps the state in `store`, starting from `state` (as the store read
@@ -236,19 +259,22 @@ impl AssetsService {
     /// service has a credential, `authorization` must be `Bearer {token}`,
     /// else the answer is 401.
     pub fn handle_authorized(&self, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Response {
-        if let Some(token) = &self.credential {
-            let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
-            if presented != Some(token.as_str()) && !self.source_token_fits(path, presented) {
-                return ApiError {
-                    status: 401,
-                    code: "UNAUTHORIZED",
-                    field: None,
-                    message: "missing or wrong credential: send Authorization: Bearer <token>".into(),
-                }
-                .into_response();
-            }
+        if !self.authorizes(path, authorization) {
+            return ApiError::unauthorized().into_response();
         }
         self.handle(method, path, body)
+    }
+
+    /// True when `authorization` may call `path`: no credential is set, or
+    /// it presents the service's credential or the token of the import
+    /// source `path` is under. Needs no body, so a server can refuse before
+    /// reading one. Compared in constant time.
+    pub fn authorizes(&self, path: &str, authorization: Option<&str>) -> bool {
+        let Some(token) = &self.credential else {
+            return true;
+        };
+        let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
+        presented.is_some_and(|p| same_secret(p, token)) || self.source_token_fits(path, presented)
     }
 
     /// True when `presented` is the token `POST …/token` generated for the
@@ -264,11 +290,9 @@ impl AssetsService {
             return false;
         };
         let state = self.state();
-        state.source(workspace, source).is_ok_and(|s| {
-            s.token
-                .as_deref()
-                .is_some_and(|t| bool::from(subtle::ConstantTimeEq::ct_eq(t.as_bytes(), presented.as_bytes())))
-        })
+        state
+            .source(workspace, source)
+            .is_ok_and(|s| s.token.as_deref().is_some_and(|t| same_secret(t, presented)))
     }
 
     /// Sets the base URL written into `links` (the server's own address when
@@ -307,8 +331,14 @@ impl AssetsService {
         app: Option<String>,
     ) -> Result<String, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
+        let mut source = ImportSource::new(id.clone(), workspace_id.to_owned(), source_type, app);
+        // Every external source can be called back, so every one can be
+        // signed for: no callback is ever sent unsigned.
+        if source_type == SourceType::External {
+            source.signing_secret = Some(new_secret());
+        }
         let mut state = self.state();
-        state.add_source(ImportSource::new(id.clone(), workspace_id.to_owned(), source_type, app))?;
+        state.add_source(source)?;
         // Outside `handle`, so say it here: a source that is not stored
         // does not exist.
         state.commit().map_err(|_| ApiError::not_saved())?;
@@ -401,4 +431,16 @@ impl AssetsBackend for InProcessAssets {
             .handle_authorized(method, path, self.authorization.as_deref(), body)
             .into())
     }
+}
+
+/// A fresh 256-bit secret, as 64 hex digits (two v4 UUIDs' worth of the
+/// operating system's randomness, less their 12 fixed bits).
+pub fn new_secret() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// Compares two secrets in time that does not depend on where they differ,
+/// so timing does not leak a token a byte at a time.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
 }

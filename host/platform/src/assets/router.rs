@@ -504,7 +504,14 @@ impl SourceRoute<'_> {
     fn create_schedule(&self, body: &[u8]) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
         let mut state = self.service.state();
-        let created = schedules::create(&mut state, self.workspace_id, self.source_id, body, now)?;
+        let created = schedules::create(
+            &mut state,
+            self.workspace_id,
+            self.source_id,
+            body,
+            now,
+            self.service.callback_targets(),
+        )?;
         Ok(Response::json(201, &created))
     }
 
@@ -519,7 +526,15 @@ impl SourceRoute<'_> {
     fn update_schedule(&self, schedule_id: &str, body: &[u8]) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
         let mut state = self.service.state();
-        let updated = schedules::update(&mut state, self.workspace_id, self.source_id, schedule_id, body, now)?;
+        let updated = schedules::update(
+            &mut state,
+            self.workspace_id,
+            self.source_id,
+            schedule_id,
+            body,
+            now,
+            self.service.callback_targets(),
+        )?;
         Ok(Response::json(200, &updated))
     }
 

@@ -7,7 +7,7 @@ use super::body;
 use super::model::{HistoryEntry, Outcome, State};
 use super::schedule::{check_once_start, occurrence_id, timestamp, validate, Schedule, ScheduleFields};
 use super::ApiError;
-use super::SourceType;
+use super::{CallbackTargets, ImportSource, SourceType};
 use assets_calendar::{Occurrence, Rule};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -19,6 +19,7 @@ pub fn create(
     source_id: &str,
     request: &[u8],
     now: DateTime<Utc>,
+    targets: Option<&dyn CallbackTargets>,
 ) -> Result<Value, ApiError> {
     let source = state.source(workspace_id, source_id)?.clone();
     let fields: ScheduleFields = body::parse(request)?;
@@ -29,6 +30,7 @@ pub fn create(
         ));
     }
     let spec = validate(fields, None, &source)?;
+    check_target(targets, &source, spec.callback_url.as_deref(), None)?;
     check_once_start(&spec, now)?;
     if let Some(existing) = state.schedule_of_source.get(source_id) {
         return Err(ApiError::invalid_state(
@@ -59,6 +61,24 @@ pub fn create(
     Ok(body)
 }
 
+/// Checks a callback URL the request sets against the operator's policy: a
+/// 400 on `callbackUrl` saying why. An unchanged URL is not checked again
+/// here (so pausing a schedule never fails on it); the scheduler checks
+/// every URL again before it calls it.
+fn check_target(
+    targets: Option<&dyn CallbackTargets>,
+    source: &ImportSource,
+    url: Option<&str>,
+    current: Option<&str>,
+) -> Result<(), ApiError> {
+    match (targets, url) {
+        (Some(targets), Some(url)) if Some(url) != current => targets
+            .check(source, url)
+            .map_err(|why| ApiError::invalid_field("callbackUrl", why)),
+        _ => Ok(()),
+    }
+}
+
 /// `GET .../importschedule/{id}`.
 pub fn get(state: &State, workspace_id: &str, source_id: &str, schedule_id: &str) -> Result<Value, ApiError> {
     state.source(workspace_id, source_id)?;
@@ -81,11 +101,18 @@ pub fn update(
     schedule_id: &str,
     request: &[u8],
     now: DateTime<Utc>,
+    targets: Option<&dyn CallbackTargets>,
 ) -> Result<Value, ApiError> {
     let source = state.source(workspace_id, source_id)?.clone();
     let current = find(state, source_id, schedule_id)?.clone();
     let fields: ScheduleFields = body::parse(request)?;
     let spec = validate(fields, Some(&current.spec), &source)?;
+    check_target(
+        targets,
+        &source,
+        spec.callback_url.as_deref(),
+        current.spec.callback_url.as_deref(),
+    )?;
     let same_rule = current.same_rule(&spec);
     if !same_rule {
         check_once_start(&spec, now)?;
