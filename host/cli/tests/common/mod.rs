@@ -15,6 +15,8 @@ pub struct Server {
     pub base: String,
     pub log: PathBuf,
     pub secret: String,
+    /// Every hosted app's secret, by name.
+    pub secrets: std::collections::HashMap<String, String>,
     /// The `--token` it was started with: the admin helpers send it.
     pub token: Option<String>,
 }
@@ -68,13 +70,20 @@ impl Server {
             .expect("assets-host starts");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut base, mut secret) = (String::new(), String::new());
+        let (mut secrets, mut app) = (std::collections::HashMap::new(), String::new());
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(url) = line.strip_prefix("listening on ") {
                 base = url.trim().to_owned();
             }
+            if let Some(name) = line.strip_prefix("  app ") {
+                app = name.trim().to_owned();
+            }
             if let Some(s) = line.trim().strip_prefix("secret") {
-                secret = s.trim().to_owned();
+                secrets.insert(app.clone(), s.trim().to_owned());
+                if app == "demo" {
+                    secret = s.trim().to_owned();
+                }
             }
             if line.starts_with("ready") {
                 break;
@@ -89,6 +98,7 @@ impl Server {
             base,
             log,
             secret,
+            secrets,
             token,
         };
         assert!(
