@@ -101,14 +101,15 @@ async fn authenticate_first(State(server): State<Arc<Server>>, request: Request,
     let headers = request.headers();
     let refused = if path.starts_with("/_admin/") {
         authorize(&server, headers).err()
-    } else if path.starts_with("/jsm/") && server.token.is_some() {
+    } else if path.starts_with("/jsm/") && authorize(&server, headers).is_err() {
+        // Not the server's token: perhaps the source's own, looked up
+        // under the state lock.
         let path = request
             .uri()
             .path_and_query()
             .map_or_else(|| path.to_owned(), |p| p.as_str().to_owned());
         let authorization = bearer(headers).map(str::to_owned);
         let assets = server.assets.clone();
-        // A source token is looked up under the state lock.
         let fits = blocking(move || assets.authorizes(&path, authorization.as_deref())).await;
         (!fits).then(ApiError::unauthorized)
     } else if path.starts_with("/apps/") {
