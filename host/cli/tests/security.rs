@@ -687,12 +687,11 @@ fn the_local_profile_lets_the_same_flood_through() {
     assert_eq!(count.load(Ordering::SeqCst), 150);
 }
 
-#[test]
-fn forge_a_run_longer_than_its_web_trigger_answers_202_and_finishes_as_queued_work() {
-    // The importer pauses at a checkpoint once less than 54.9 s of its 55 s
-    // invocation is left, so the web trigger's own invocation sends one
-    // chunk and the rest runs on after the answer.
-    let server = Server::fresh(&[
+/// A `forge` server whose importer pauses at a checkpoint once less than
+/// 54.9 s of its 55 s invocation is left: the web trigger's own invocation
+/// sends one chunk of 1,000, and the other two run on after the answer.
+fn pausing_forge_server() -> Server {
+    Server::fresh(&[
         "--clock",
         "virtual",
         "--profile",
@@ -703,7 +702,12 @@ fn forge_a_run_longer_than_its_web_trigger_answers_202_and_finishes_as_queued_wo
         "time-limit-margin-ms=54900",
         "--config",
         "chunk-max-objects=1000",
-    ]);
+    ])
+}
+
+#[test]
+fn forge_a_run_longer_than_its_web_trigger_answers_202_and_finishes_as_queued_work() {
+    let server = pausing_forge_server();
     let app = server.app();
     let started = Instant::now();
     let (status, accepted) = trigger(&server, &app, &server.secret);
@@ -732,18 +736,7 @@ fn forge_a_run_longer_than_its_web_trigger_answers_202_and_finishes_as_queued_wo
 
 #[test]
 fn forge_a_scheduled_run_that_goes_on_past_its_web_trigger_ends_completed_in_the_ledger() {
-    let server = Server::fresh(&[
-        "--clock",
-        "virtual",
-        "--profile",
-        "forge",
-        "--objects",
-        "3000",
-        "--config",
-        "time-limit-margin-ms=54900",
-        "--config",
-        "chunk-max-objects=1000",
-    ]);
+    let server = pausing_forge_server();
     let app = server.app();
     let schedule = daily_schedule(&app, clock_now(&server), 1);
     let (status, body) = server.call("POST", &Server::source_path(&app, "importschedule"), Some(schedule));
