@@ -14,7 +14,7 @@ use assets_platform::scheduler::{FiringStatus, Scheduler};
 use assets_platform::source::{DataSourceProvider, SyntheticSource};
 use assets_platform::trigger::{self, App, RunStatus};
 use assets_runtime::bindings::import_callback::RunOutcome;
-use assets_runtime::sandbox::confine_path;
+use assets_runtime::ApiPath;
 use assets_runtime::AppStorage;
 use assets_runtime::Grants;
 use assets_runtime::{Limits, Runtime};
@@ -235,7 +235,9 @@ fn native_run(w: &World, objects: u64) -> guest::lifecycle::RunReport {
             path: &str,
             body: Option<&str>,
         ) -> Result<guest::api::ApiResponse, guest::api::CallError> {
-            let full = confine_path(&self.0.workspace, path).map_err(guest::api::CallError::InvalidPath)?;
+            let full = ApiPath::parse(&self.0.workspace, path)
+                .map_err(|refusal| guest::api::CallError::InvalidPath(refusal.0))?
+                .target();
             let method = match method {
                 guest::api::Method::Get => "GET",
                 guest::api::Method::Post => "POST",

@@ -2,7 +2,7 @@
 //! import sources installed for it.
 //!
 //! The sandbox already keeps a guest's paths inside its workspace
-//! ([`assets_runtime::sandbox::confine_path`]), but several apps may share
+//! ([`assets_runtime::ApiPath`]), but several apps may share
 //! one workspace, and every call carries the host's credential. Without this
 //! check an app could cancel or fail another app's executions or rewrite its
 //! schedule. [`ConfinedAssets`] sits between the guest and the real backend
@@ -11,8 +11,8 @@
 //! very 404 an unknown id gets, so an app cannot even learn that it exists.
 
 use crate::assets::{ApiError, AssetsService};
-use assets_runtime::bindings::assets_api::{CallError, Response};
-use assets_runtime::AssetsBackend;
+use assets_runtime::bindings::assets_api::{CallError, Method, Response};
+use assets_runtime::{method_name, ApiPath, AssetsBackend};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
@@ -62,26 +62,16 @@ impl ConfinedAssets {
     }
 }
 
-/// The workspace and import source a confined API path names, read the way
-/// the mock's router reads it (query and fragment dropped, empty segments
-/// skipped), so no spelling of a path reaches a source this check missed.
-pub fn source_of(path: &str) -> Option<(&str, &str)> {
-    let bare = path.split(['?', '#']).next().unwrap_or_default();
-    let mut segments = bare.split('/').filter(|s| !s.is_empty());
-    match [(); 7].map(|_| segments.next()) {
-        [Some("jsm"), Some("assets"), Some("workspace"), Some(ws), Some("v1"), Some("importsource"), Some(src)] => {
-            Some((ws, src))
-        }
-        _ => None,
-    }
-}
-
 impl AssetsBackend for ConfinedAssets {
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Response, CallError> {
-        if let Some((workspace_id, source_id)) = source_of(path) {
+    fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
+        // Decided on the very value the backend sends: an `ApiPath` has no
+        // empty, dot or escaped segment, so its source is the router's.
+        if let Some(source_id) = path.import_source() {
             if !self.may_reach(source_id) {
-                tracing::warn!(app = %self.app, source = %source_id, %method, "refused an app's call to an import source it does not perform");
-                return Ok(ApiError::unknown_source(workspace_id, source_id).into_response().into());
+                tracing::warn!(app = %self.app, source = %source_id, method = method_name(method), "refused an app's call to an import source it does not perform");
+                return Ok(ApiError::unknown_source(path.workspace_id(), source_id)
+                    .into_response()
+                    .into());
             }
         }
         self.inner.call(method, path, body)
@@ -91,22 +81,6 @@ impl AssetsBackend for ConfinedAssets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_source_is_read_as_the_router_reads_it() {
-        let p = "/jsm/assets/workspace/w/v1/importsource/s/executions?x=1";
-        assert_eq!(source_of(p), Some(("w", "s")));
-        assert_eq!(
-            source_of("/jsm/assets/workspace/w/v1/importsource//s2/executions"),
-            Some(("w", "s2"))
-        );
-        assert_eq!(
-            source_of("/jsm/assets/workspace/w/v1/importsource/s#frag"),
-            Some(("w", "s"))
-        );
-        assert_eq!(source_of("/jsm/assets/workspace/w/v1/importsource"), None);
-        assert_eq!(source_of("/jsm/assets/workspace/w/v1/other/s"), None);
-    }
 
     #[test]
     fn another_apps_source_reads_as_unknown() {
@@ -129,15 +103,19 @@ mod tests {
             "a",
             mine.clone(),
         );
-        let call = |method: &str, source: &str, rest: &str| {
-            let path = format!("/jsm/assets/workspace/{ws}/v1/importsource/{source}{rest}");
+        let call = |method: Method, source: &str, rest: &str| {
+            let path = ApiPath::parse(&ws, &format!("importsource/{source}{rest}")).unwrap();
             confined.call(method, &path, Some(r#"{"scheduled":true}"#)).unwrap()
         };
-        assert_eq!(call("GET", &mine, "").status, 200);
-        assert_eq!(call("GET", &also_mine, "").status, 200, "every source the app performs");
-        let refused = call("POST", &theirs, "/executions");
+        assert_eq!(call(Method::Get, &mine, "").status, 200);
+        assert_eq!(
+            call(Method::Get, &also_mine, "").status,
+            200,
+            "every source the app performs"
+        );
+        let refused = call(Method::Post, &theirs, "/executions");
         assert_eq!(refused.status, 404, "{}", refused.body);
-        let unknown = call("POST", "no-such-source", "/executions");
+        let unknown = call(Method::Post, "no-such-source", "/executions");
         assert_eq!(
             refused.body.replace(&theirs, "ID"),
             unknown.body.replace("no-such-source", "ID"),

@@ -36,9 +36,9 @@
 
 use crate::assets::Response;
 use crate::clock::Clock;
-use assets_runtime::bindings::assets_api::{self, CallError};
+use assets_runtime::bindings::assets_api::{self, CallError, Method};
 use assets_runtime::bindings::data_source::{Page, SourceError};
-use assets_runtime::{AssetsBackend, DataSourceProvider};
+use assets_runtime::{ApiPath, AssetsBackend, DataSourceProvider};
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
 
@@ -139,8 +139,8 @@ impl FaultPlan {
 }
 
 /// The endpoint a path names.
-fn endpoint(path: &str) -> &'static str {
-    let path = path.split('?').next().unwrap_or_default();
+fn endpoint(path: &ApiPath) -> &'static str {
+    let path = path.path();
     if path.ends_with("/executions") {
         "create"
     } else if path.ends_with("/data") {
@@ -178,7 +178,7 @@ impl FaultyAssets {
 }
 
 impl AssetsBackend for FaultyAssets {
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<assets_api::Response, CallError> {
+    fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<assets_api::Response, CallError> {
         let endpoint = endpoint(path);
         let fired: Vec<ApiFault> = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,8 +8,8 @@
 //! Faults can be set per offset: a timeout, an error status, a body that is
 //! not JSON. The mock sits *behind* the egress guard, like the real network.
 
-use assets_runtime::bindings::outbound_http::{HttpError, Request, Response};
-use assets_runtime::OutboundHttp;
+use assets_runtime::bindings::outbound_http::{HttpError, Response};
+use assets_runtime::{OutboundHttp, OutboundRequest};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,20 +128,20 @@ fn answer(status: u16, body: &Value) -> Response {
 }
 
 impl OutboundHttp for NetBoxMock {
-    fn send(&self, request: Request) -> Result<Response, HttpError> {
+    fn send(&self, request: OutboundRequest) -> Result<Response, HttpError> {
         self.requests.fetch_add(1, Ordering::SeqCst);
-        let url = url::Url::parse(&request.url).map_err(|e| HttpError::InvalidUrl(format!("{}: {e}", request.url)))?;
+        let url = request.url();
         if url.host_str() != Some(self.host.as_str()) {
-            return Err(HttpError::Connection(format!("{}: no such host", request.url)));
+            return Err(HttpError::Connection(format!("{url}: no such host")));
         }
-        if !request.method.eq_ignore_ascii_case("GET") {
+        if request.method.as_str() != "GET" {
             return Ok(answer(
                 405,
                 &json!({"detail": format!("Method \"{}\" not allowed.", request.method)}),
             ));
         }
         match url.path() {
-            "/api/dcim/devices/" => self.page(&url),
+            "/api/dcim/devices/" => self.page(url),
             _ => Ok(answer(404, &json!({"detail": "Not found."}))),
         }
     }
@@ -152,13 +152,14 @@ mod tests {
     use super::*;
 
     fn get(mock: &NetBoxMock, url: &str) -> Result<Value, HttpError> {
-        let response = mock.send(Request {
-            method: "GET".into(),
+        let request = assets_runtime::bindings::outbound_http::Request {
+            method: assets_runtime::bindings::outbound_http::Method::Get,
             url: url.into(),
             headers: vec![],
             body: None,
             timeout_ms: None,
-        })?;
+        };
+        let response = mock.send(OutboundRequest::from_guest(request, std::time::Duration::MAX)?)?;
         Ok(serde_json::from_slice(&response.body).unwrap())
     }
 

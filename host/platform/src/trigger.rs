@@ -16,6 +16,7 @@ use crate::assets::{AssetsService, HistoryEntry, Outcome};
 use crate::clock::ClockTimer;
 use crate::confine::ConfinedAssets;
 use assets_runtime::bindings::import_callback::{RunError, RunOutcome, TriggerEvent};
+use assets_runtime::sandbox::RequestWindow;
 use assets_runtime::{AppStorage, AssetsBackend, DataSourceProvider, Fault, Grants, NoEgress, OutboundHttp};
 use assets_runtime::{Limits, Runtime};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,9 @@ pub struct App {
     /// Where its Assets API calls go, when not straight to the service (a
     /// fault-injecting wrapper, a real HTTP client).
     pub assets: Option<Arc<dyn AssetsBackend>>,
+    /// Its outbound requests of the last minute, across all its
+    /// invocations: the request-rate limit is the app's, not a call's.
+    pub requests: Arc<RequestWindow>,
 }
 
 impl App {
@@ -62,6 +66,7 @@ impl App {
             limits: Limits::default(),
             continue_limits: None,
             assets: None,
+            requests: Arc::new(RequestWindow::default()),
         }
     }
 
@@ -212,7 +217,8 @@ pub fn deliver_with(
         .with_config(app.config.clone())
         .with_http(app.http.clone())
         .with_storage(Arc::new(app.storage.clone()))
-        .with_timer(Arc::new(ClockTimer(assets.clock().clone())));
+        .with_timer(Arc::new(ClockTimer(assets.clock().clone())))
+        .with_request_window(app.requests.clone());
     let ingesting_before = ingesting(assets, &event.import_source_id);
     let mut outcome = TriggerOutcome {
         execution_id: None,

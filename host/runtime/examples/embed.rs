@@ -1,11 +1,11 @@
 //! The importer component in a host of your own: compile it once, answer its Assets API from an
 //! in-memory stand-in, fire one scheduled trigger, print the run report.
 //! `make component && cargo run -p assets-runtime --example embed [COMPONENT.wasm]`
-use assets_runtime::bindings::assets_api::{CallError, Response};
+use assets_runtime::bindings::assets_api::{CallError, Method, Response};
 use assets_runtime::bindings::data_source::{Page, SourceError};
 use assets_runtime::bindings::import_callback::{RunOutcome, TriggerEvent};
 use assets_runtime::bindings::types::{AssetObject, ObjectBatch};
-use assets_runtime::{AssetsBackend, DataSourceProvider, Grants, Limits, Runtime};
+use assets_runtime::{ApiPath, AssetsBackend, DataSourceProvider, Grants, Limits, Runtime};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -14,16 +14,16 @@ use std::sync::Arc;
 struct TinyAssets(AtomicUsize);
 
 impl AssetsBackend for TinyAssets {
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Response, CallError> {
-        let (status, answer) = match (method, path.rsplit('/').next().unwrap_or_default()) {
-            ("POST", "executions") => (201, r#"{"id":"e1"}"#),
-            ("POST", "data") => {
+    fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
+        let (status, answer) = match (method, path.segments().last().unwrap_or_default()) {
+            (Method::Post, "executions") => (201, r#"{"id":"e1"}"#),
+            (Method::Post, "data") => {
                 let chunk: serde_json::Value = serde_json::from_str(body.unwrap_or("{}")).unwrap_or_default();
                 let objects = chunk["objects"].as_array().map_or(0, Vec::len);
                 self.0.fetch_add(objects, Relaxed);
                 (200, "{}")
             }
-            ("POST", "completed" | "failed") => (200, "{}"),
+            (Method::Post, "completed" | "failed") => (200, "{}"),
             _ => (404, r#"{"errorMessages":["not in this stand-in"]}"#),
         };
         Ok(Response {

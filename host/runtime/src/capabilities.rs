@@ -7,7 +7,9 @@
 //! in place: [`NoDataSource`], an empty settings map, [`NoEgress`],
 //! [`AppStorage`](crate::AppStorage) and [`SystemTimer`].
 
+use crate::api_path::ApiPath;
 use crate::bindings::{assets_api, data_source, outbound_http};
+use crate::outbound::OutboundRequest;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -15,10 +17,25 @@ use std::time::Duration;
 /// implementation adds the credential; the guest sees only status, headers
 /// and body.
 pub trait AssetsBackend: Send + Sync {
-    /// Sends one call. `path` is absolute and already confined to the app's
-    /// workspace (`/jsm/assets/workspace/{workspaceId}/v1/...`).
-    fn call(&self, method: &str, path: &str, body: Option<&str>)
-        -> Result<assets_api::Response, assets_api::CallError>;
+    /// Sends one call: `path` is already read and confined to the app's
+    /// workspace; send exactly its [`path`](ApiPath::path) and
+    /// [`query`](ApiPath::query), never a re-parse of something else.
+    fn call(
+        &self,
+        method: assets_api::Method,
+        path: &ApiPath,
+        body: Option<&str>,
+    ) -> Result<assets_api::Response, assets_api::CallError>;
+}
+
+/// The name of an API method on the wire (`GET`, …).
+pub fn method_name(method: assets_api::Method) -> &'static str {
+    match method {
+        assets_api::Method::Get => "GET",
+        assets_api::Method::Post => "POST",
+        assets_api::Method::Put => "PUT",
+        assets_api::Method::Delete => "DELETE",
+    }
 }
 
 /// A source of pages for the guest's `data-source` import. The cursor
@@ -61,10 +78,12 @@ impl Config for HashMap<String, String> {
 
 /// Third-party HTTP for the guest (`outbound-http.send`). Wrap the real
 /// client in an [`EgressGuard`](crate::EgressGuard) so the app's allowlist
-/// is checked before anything is sent.
+/// is checked before anything is sent. The sandbox has already read the
+/// guest's request into an [`OutboundRequest`]: send exactly it, within its
+/// `timeout`.
 pub trait OutboundHttp: Send + Sync {
     /// Sends one request, or refuses it.
-    fn send(&self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError>;
+    fn send(&self, request: OutboundRequest) -> Result<outbound_http::Response, outbound_http::HttpError>;
 }
 
 /// Outbound HTTP for an app that declares no egress: every request is refused
@@ -73,10 +92,10 @@ pub trait OutboundHttp: Send + Sync {
 pub struct NoEgress;
 
 impl OutboundHttp for NoEgress {
-    fn send(&self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError> {
+    fn send(&self, request: OutboundRequest) -> Result<outbound_http::Response, outbound_http::HttpError> {
         Err(outbound_http::HttpError::Denied(format!(
             "{}: the app's egress allowlist is empty",
-            request.url
+            request.url()
         )))
     }
 }

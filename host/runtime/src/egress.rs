@@ -17,8 +17,9 @@
 //! since an entry cannot have an empty port. The host is compared as the
 //! `url` crate reads it (lower-cased, IDNA, IPv4 forms normalised).
 
-use crate::bindings::outbound_http::{HttpError, Request, Response};
+use crate::bindings::outbound_http::{HttpError, Response};
 use crate::capabilities::OutboundHttp;
+use crate::outbound::OutboundRequest;
 use std::fmt;
 use std::sync::Arc;
 
@@ -82,6 +83,37 @@ impl fmt::Display for BadEntry {
 
 impl std::error::Error for BadEntry {}
 
+/// A URL read once: what the allowlist decides on and what the client
+/// sends, so the two cannot read it differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    url: url::Url,
+    /// The port as written (`url::Url` forgets a written default port).
+    port: Option<String>,
+}
+
+impl Target {
+    /// Reads `text` as an absolute http(s) URL with a host, or says why
+    /// not (naming it).
+    pub fn parse(text: &str) -> Result<Target, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("{text:?} does not parse as a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{text:?} is not an http(s) URL"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("{text:?} has no host"));
+        }
+        let port = written_port(text, &url).map_err(|why| format!("{text:?} {why}"))?;
+        let port = port.map(str::to_owned);
+        Ok(Target { url, port })
+    }
+
+    /// The URL, as the client sends it.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+}
+
 impl Allowlist {
     /// Parses entries such as `api.example.com`, `https://*.example.com`,
     /// `http://localhost:8080` or `*`.
@@ -100,20 +132,16 @@ impl Allowlist {
 
     /// Decides whether `url` may be called.
     pub fn check(&self, url: &str) -> Decision {
-        let parsed = match url::Url::parse(url) {
-            Ok(u) => u,
-            Err(e) => return Decision::Invalid(format!("{url:?} does not parse as a URL ({e})")),
-        };
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Decision::Invalid(format!("{url:?} is not an http(s) URL"));
+        match Target::parse(url) {
+            Ok(target) => self.decide(&target),
+            Err(why) => Decision::Invalid(why),
         }
-        let Some(host) = parsed.host_str() else {
-            return Decision::Invalid(format!("{url:?} has no host"));
-        };
-        let port = match written_port(url, &parsed) {
-            Ok(port) => port,
-            Err(why) => return Decision::Invalid(format!("{url:?} {why}")),
-        };
+    }
+
+    /// Decides whether `target`, a URL already read, may be called.
+    pub fn decide(&self, target: &Target) -> Decision {
+        let (parsed, port) = (&target.url, target.port.as_deref());
+        let host = parsed.host_str().expect("a Target has a host");
         for entry in &self.entries {
             let allowed = match &entry.rule {
                 Rule::Anything => true,
@@ -274,13 +302,13 @@ impl EgressGuard {
 }
 
 impl OutboundHttp for EgressGuard {
-    fn send(&self, request: Request) -> Result<Response, HttpError> {
-        match self.allowlist.check(&request.url) {
+    fn send(&self, request: OutboundRequest) -> Result<Response, HttpError> {
+        match self.allowlist.decide(&request.target) {
             Decision::Allowed(_) => self.inner.send(request),
             Decision::Invalid(why) => Err(HttpError::InvalidUrl(why)),
             Decision::Denied => Err(HttpError::Denied(format!(
                 "{} is not allowed by the app's egress allowlist [{}]",
-                request.url,
+                request.url(),
                 self.allowlist.entries().collect::<Vec<_>>().join(", ")
             ))),
         }
@@ -477,7 +505,7 @@ mod tests {
     fn a_denied_request_makes_no_call_and_names_the_url() {
         struct Counting(std::sync::atomic::AtomicUsize);
         impl OutboundHttp for Counting {
-            fn send(&self, _: Request) -> Result<Response, HttpError> {
+            fn send(&self, _: OutboundRequest) -> Result<Response, HttpError> {
                 self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 Ok(Response {
                     status: 200,
@@ -488,12 +516,15 @@ mod tests {
         }
         let inner = Arc::new(Counting(Default::default()));
         let guard = EgressGuard::new(Allowlist::parse(&["api.example.com"]).unwrap(), inner.clone());
-        let request = |url: &str| Request {
-            method: "GET".into(),
-            url: url.into(),
-            headers: vec![],
-            body: None,
-            timeout_ms: None,
+        let request = |url: &str| {
+            let guest = crate::bindings::outbound_http::Request {
+                method: crate::bindings::outbound_http::Method::Get,
+                url: url.into(),
+                headers: vec![],
+                body: None,
+                timeout_ms: None,
+            };
+            OutboundRequest::from_guest(guest, std::time::Duration::MAX).unwrap()
         };
         let Err(HttpError::Denied(message)) = guard.send(request("https://evil.example.net/steal")) else {
             panic!()

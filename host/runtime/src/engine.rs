@@ -46,10 +46,11 @@ pub struct Limits {
     pub time: Duration,
     /// Linear memory per instance, in bytes.
     pub memory_bytes: usize,
-    /// Most `outbound-http.send` calls in any 60 s of the invocation; `None`
-    /// for no limit. The call over the limit is not sent (the guest gets
-    /// `http-error::denied` naming the limit), nor is any later one, and the
-    /// invocation fails with [`Fault::RequestRate`].
+    /// Most `outbound-http.send` calls in any 60 s, counted across the app's
+    /// invocations in its [`Grants::requests`] window; `None` for no limit.
+    /// The call over the limit is not sent (the guest gets
+    /// `http-error::denied` naming the limit), nor is any later one of the
+    /// invocation, and the invocation fails with [`Fault::RequestRate`].
     pub outbound_per_minute: Option<u32>,
     /// Most bytes of invocation payload, each way: the trigger event going in
     /// and the app's answer coming out, as [`event_payload_bytes`] and
@@ -208,7 +209,7 @@ pub fn answer_payload_bytes(answer: &Result<RunOutcome, RunError>) -> usize {
 }
 
 /// The names of the imports the component at `path` needs (e.g.
-/// `assets:scheduled-import/config@0.2.0`, `wasi:io/streams@0.2.6`), to check
+/// `assets:scheduled-import/config@0.3.0`, `wasi:io/streams@0.2.6`), to check
 /// what a composed component still asks of its host.
 pub fn component_imports(path: &Path) -> anyhow::Result<Vec<String>> {
     let engine = Engine::default();
@@ -310,9 +311,9 @@ impl Runtime {
         });
         // The breach names the failure: any trap or limit stopped the guest
         // after it, and a normal return does not undo it.
-        let result = match store.data().requests.as_ref() {
-            Some(window) if window.exceeded => Err(Fault::RequestRate {
-                per_minute: window.per_minute(),
+        let result = match store.data().rate {
+            Some(rate) if rate.exceeded => Err(Fault::RequestRate {
+                per_minute: rate.per_minute,
             }),
             _ => result,
         };

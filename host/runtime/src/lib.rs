@@ -12,7 +12,9 @@
 //! | part | what it is for |
 //! | --- | --- |
 //! | [`Runtime`] ([`engine`]) | compile once, [`Runtime::invoke`] per trigger: a fresh store, [`Limits`], a named [`Fault`] when the host stops a guest or a limit fails the invocation |
-//! | [`Grants`] ([`sandbox`]) | what one app may reach for one trigger; the guest's paths confined to its workspace; its output captured and bounded |
+//! | [`Grants`] ([`sandbox`]) | what one app may reach for one trigger; its output captured and bounded |
+//! | [`ApiPath`] ([`api_path`]) | a guest's API path read once: confined to its workspace, decided on and sent as one value |
+//! | [`OutboundRequest`] ([`outbound`]) | a guest's third-party request read once: a closed set of methods, `http` header types, no platform-owned headers, the timeout cut to the time left |
 //! | [`capabilities`] | one trait per WIT import: [`AssetsBackend`], [`DataSourceProvider`], [`Config`], [`OutboundHttp`], [`Storage`], [`Timer`], with defaults where a host may not care |
 //! | [`egress`] | the platform's allowlist rule ([`Allowlist`]) and the [`EgressGuard`] that refuses before anything is sent |
 //! | [`storage`] | [`AppStorage`], the bounded in-memory app storage, optionally written through to a durable backing |
@@ -24,16 +26,16 @@
 //! --example embed`); in short:
 //!
 //! ```no_run
-//! use assets_runtime::bindings::assets_api::{CallError, Response};
+//! use assets_runtime::bindings::assets_api::{CallError, Method, Response};
 //! use assets_runtime::bindings::import_callback::{RunOutcome, TriggerEvent};
-//! use assets_runtime::{AssetsBackend, Grants, Limits, Runtime};
+//! use assets_runtime::{ApiPath, AssetsBackend, Grants, Limits, Runtime};
 //! use std::sync::Arc;
 //!
 //! /// Your Assets API client: it adds the credential, the guest never sees it.
 //! struct MyAssets;
 //! impl AssetsBackend for MyAssets {
-//!     fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Response, CallError> {
-//!         // send `method path body` to the Assets API with your token
+//!     fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
+//!         // send `method path.target() body` to the Assets API with your token
 //! #       unimplemented!()
 //!     }
 //! }
@@ -71,7 +73,7 @@
 //! A guest gets WASI with no files, environment, arguments or sockets, and
 //! the six imports of the `importer` world, each answered by the trait you
 //! granted. Its Assets API paths are relative and confined to its workspace
-//! ([`sandbox::confine_path`]); the credential is added by your
+//! ([`ApiPath`]); the credential is added by your
 //! [`AssetsBackend`] on the host side. A trap, a time limit or a memory limit
 //! stops the guest with a [`Fault`]; it never takes the host down. The
 //! optional limits fail the invocation with a [`Fault`] too: more outbound
@@ -84,17 +86,22 @@
 
 #![deny(missing_docs)]
 
+pub mod api_path;
 pub mod bindings;
 pub mod capabilities;
 pub mod egress;
 pub mod engine;
+pub mod outbound;
 pub mod sandbox;
 pub mod storage;
 
+pub use api_path::ApiPath;
 pub use capabilities::{
-    AssetsBackend, Config, DataSourceProvider, NoDataSource, NoEgress, OutboundHttp, Storage, SystemTimer, Timer,
+    method_name, AssetsBackend, Config, DataSourceProvider, NoDataSource, NoEgress, OutboundHttp, Storage, SystemTimer,
+    Timer,
 };
-pub use egress::{Allowlist, Decision, EgressGuard};
+pub use egress::{Allowlist, Decision, EgressGuard, Target};
 pub use engine::{component_imports, Fault, Invocation, Limits, Runtime};
+pub use outbound::OutboundRequest;
 pub use sandbox::Grants;
 pub use storage::AppStorage;

@@ -5,10 +5,14 @@
 //!
 //! - WASI with no preopened directories, no environment, no arguments and no
 //!   sockets; stdout and stderr are captured (bounded) and logged by the host;
-//! - `assets-api`, confined to the app's workspace base path; the credential
-//!   is added by the [`AssetsBackend`] on the host side and never enters the
-//!   guest;
-//! - `data-source`, `config` and `outbound-http`, as granted per app;
+//! - `assets-api`, confined to the app's workspace base path: each path is
+//!   read once into an [`ApiPath`], which is what the backend sends; the
+//!   credential is added by the [`AssetsBackend`] on the host side and never
+//!   enters the guest;
+//! - `data-source`, `config` and `outbound-http`, as granted per app; each
+//!   request is read once into an [`OutboundRequest`] (a closed set of
+//!   methods, `http` header types, no platform-owned headers, the timeout cut
+//!   to the time left);
 //! - `storage` (the app's own key-value store) and `timer` (the platform's
 //!   clock: a wait on a virtual clock is instant, a real wait is cut at the
 //!   invocation's deadline).
@@ -16,12 +20,15 @@
 //! What each import reaches is the embedder's choice, through [`Grants`].
 //!
 //! The store also carries the instance's [`MemoryLimiter`] and, when the
-//! invocation has a request rate limit, its [`RequestWindow`].
+//! invocation has a request rate limit, its [`RateLimit`], counted in the
+//! app's shared [`RequestWindow`].
 
+use crate::api_path::ApiPath;
 use crate::bindings::{assets_api, config, data_source, outbound_http, storage, timer, types};
 use crate::capabilities::{
     AssetsBackend, Config, DataSourceProvider, NoDataSource, NoEgress, OutboundHttp, Storage, SystemTimer, Timer,
 };
+use crate::outbound::OutboundRequest;
 use crate::storage::AppStorage;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -47,6 +54,10 @@ pub struct Grants {
     pub storage: Arc<dyn Storage>,
     /// The platform's clock, behind the `timer` import.
     pub timer: Arc<dyn Timer>,
+    /// The app's outbound requests of the last minute, counted against
+    /// [`Limits::outbound_per_minute`](crate::Limits): keep one per app
+    /// across its invocations, so the limit is per app, not per call.
+    pub requests: Arc<RequestWindow>,
 }
 
 impl Grants {
@@ -62,6 +73,7 @@ impl Grants {
             http: Arc::new(NoEgress),
             storage: Arc::new(AppStorage::default()),
             timer: Arc::new(SystemTimer),
+            requests: Arc::new(RequestWindow::default()),
         }
     }
 
@@ -94,6 +106,12 @@ impl Grants {
         self.timer = timer;
         self
     }
+
+    /// Counts outbound requests in `window`; share one per app.
+    pub fn with_request_window(mut self, window: Arc<RequestWindow>) -> Grants {
+        self.requests = window;
+        self
+    }
 }
 
 /// Most bytes of guest stdout/stderr kept per trigger; the rest is dropped
@@ -107,9 +125,9 @@ pub struct Sandbox {
     grants: Grants,
     /// The instance's memory limit.
     pub limiter: MemoryLimiter,
-    /// The instance's outbound HTTP requests in the last minute, when they
-    /// are limited ([`Sandbox::with_request_limit`]).
-    pub requests: Option<RequestWindow>,
+    /// The invocation's outbound request limit, when it has one
+    /// ([`Sandbox::with_request_limit`]).
+    pub rate: Option<RateLimit>,
     /// When the invocation's time limit runs out; real waits stop here.
     deadline: Instant,
     /// The same limit by the platform's clock (a virtual clock's simulated
@@ -169,58 +187,49 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 /// How far back [`RequestWindow`] counts requests.
 pub const REQUEST_WINDOW: Duration = Duration::from_secs(60);
 
-/// Counts an instance's outbound HTTP requests in a sliding
-/// [`REQUEST_WINDOW`] against a per-minute limit, and remembers whether the
-/// guest went over it so the host can fail the invocation by name.
+/// An app's outbound HTTP requests in the last [`REQUEST_WINDOW`]: shared
+/// by all its invocations ([`Grants::requests`]), so a limit of N a minute
+/// holds across them, not anew at each.
 ///
 /// A sliding window rather than a per-minute counter: a fixed minute would
-/// let a guest send twice the limit across a minute boundary.
-#[derive(Debug, Clone)]
+/// let an app send twice the limit across a minute boundary.
+#[derive(Debug, Default)]
 pub struct RequestWindow {
-    per_minute: u32,
-    /// When each admitted request of the last window went out, oldest first;
-    /// never more than `per_minute` entries.
-    sent: VecDeque<Instant>,
-    /// Set when a request was refused.
-    pub exceeded: bool,
+    /// When each admitted request of the last window went out, oldest first.
+    sent: Mutex<VecDeque<Instant>>,
 }
 
 impl RequestWindow {
-    /// A window admitting `per_minute` requests in any [`REQUEST_WINDOW`].
-    pub fn new(per_minute: u32) -> RequestWindow {
-        RequestWindow {
-            per_minute,
-            sent: VecDeque::new(),
-            exceeded: false,
-        }
-    }
-
-    /// The limit, in requests per minute.
-    pub fn per_minute(&self) -> u32 {
-        self.per_minute
-    }
-
-    /// Whether a request at `now` is within the limit: fewer than
-    /// `per_minute` were admitted in the [`REQUEST_WINDOW`] before it. An
-    /// admitted request is counted; a refused one is not (it is not sent) but
-    /// sets [`exceeded`](RequestWindow::exceeded). The answer depends on the
-    /// window alone, so a request is admitted again once old ones age out.
-    pub fn admit(&mut self, now: Instant) -> bool {
-        while self
-            .sent
+    /// Whether a request at `now` is within `per_minute`: fewer than that
+    /// were admitted in the [`REQUEST_WINDOW`] before it. An admitted request
+    /// is counted; a refused one is not (it is not sent). The answer depends
+    /// on the window alone, so a request is admitted again once old ones age
+    /// out.
+    pub fn admit(&self, now: Instant, per_minute: u32) -> bool {
+        let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+        while sent
             .front()
             .is_some_and(|&at| now.saturating_duration_since(at) >= REQUEST_WINDOW)
         {
-            self.sent.pop_front();
+            sent.pop_front();
         }
-        if self.sent.len() < self.per_minute as usize {
-            self.sent.push_back(now);
+        if sent.len() < per_minute as usize {
+            sent.push_back(now);
             true
         } else {
-            self.exceeded = true;
             false
         }
     }
+}
+
+/// One invocation's outbound request limit, and whether the guest went over
+/// it, so the host can fail the invocation by name.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// The limit, in requests per minute.
+    pub per_minute: u32,
+    /// Set when a request of this invocation was refused.
+    pub exceeded: bool,
 }
 
 impl Sandbox {
@@ -244,17 +253,25 @@ impl Sandbox {
             table: ResourceTable::new(),
             grants,
             limiter: MemoryLimiter::new(memory_limit),
-            requests: None,
+            rate: None,
             deadline,
             clock_deadline_ms,
         }
     }
 
-    /// Limits the guest to `per_minute` outbound HTTP requests in any 60 s
-    /// ([`RequestWindow`]); `None` lifts the limit.
+    /// Limits the app to `per_minute` outbound HTTP requests in any 60 s,
+    /// counted in its [`Grants::requests`] window; `None` lifts the limit.
     pub fn with_request_limit(mut self, per_minute: Option<u32>) -> Sandbox {
-        self.requests = per_minute.map(RequestWindow::new);
+        self.rate = per_minute.map(|per_minute| RateLimit {
+            per_minute,
+            exceeded: false,
+        });
         self
+    }
+
+    /// Wall time left before the invocation's deadline.
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
     }
 }
 
@@ -267,24 +284,6 @@ impl WasiView for Sandbox {
     }
 }
 
-/// Checks that a guest's API path stays inside the workspace base path.
-pub fn confine_path(workspace_id: &str, path: &str) -> Result<String, String> {
-    let bare = path.split(['?', '#']).next().unwrap_or_default();
-    if path.starts_with('/') || path.contains("://") || path.contains('\\') {
-        return Err(format!("{path}: API paths are relative to the workspace base path"));
-    }
-    if bare.split('/').any(|s| s == ".." || s == "." || s.contains('%')) {
-        return Err(format!("{path}: dot segments and escapes are not allowed in API paths"));
-    }
-    let segments: Vec<&str> = bare.split('/').collect();
-    if let ["importsource", _, "token", ..] = segments.as_slice() {
-        return Err(format!(
-            "{path}: apps never hold credentials; the platform authenticates their calls itself"
-        ));
-    }
-    Ok(format!("/jsm/assets/workspace/{workspace_id}/v1/{path}"))
-}
-
 impl assets_api::Host for Sandbox {
     fn call(
         &mut self,
@@ -292,14 +291,10 @@ impl assets_api::Host for Sandbox {
         path: String,
         body: Option<String>,
     ) -> Result<assets_api::Response, assets_api::CallError> {
-        let full = confine_path(&self.grants.workspace_id, &path).map_err(assets_api::CallError::InvalidPath)?;
-        let method = match method {
-            assets_api::Method::Get => "GET",
-            assets_api::Method::Post => "POST",
-            assets_api::Method::Put => "PUT",
-            assets_api::Method::Delete => "DELETE",
-        };
-        self.grants.assets.call(method, &full, body.as_deref())
+        // Read once; the backend sends exactly what was checked.
+        let path = ApiPath::parse(&self.grants.workspace_id, &path)
+            .map_err(|refusal| assets_api::CallError::InvalidPath(refusal.0))?;
+        self.grants.assets.call(method, &path, body.as_deref())
     }
 }
 
@@ -317,15 +312,17 @@ impl config::Host for Sandbox {
 
 impl outbound_http::Host for Sandbox {
     fn send(&mut self, request: outbound_http::Request) -> Result<outbound_http::Response, outbound_http::HttpError> {
-        if let Some(window) = &mut self.requests {
+        let request = OutboundRequest::from_guest(request, self.time_left())?;
+        if let Some(rate) = &mut self.rate {
             // After a breach the invocation has failed whatever the guest
             // does, so nothing more goes out on its behalf, even once the
             // window has room again.
-            if window.exceeded || !window.admit(Instant::now()) {
+            if rate.exceeded || !self.grants.requests.admit(Instant::now(), rate.per_minute) {
+                rate.exceeded = true;
                 return Err(outbound_http::HttpError::Denied(format!(
                     "{}: not sent: the app exceeded the limit of {} outbound HTTP requests per minute",
-                    request.url,
-                    window.per_minute()
+                    request.url(),
+                    rate.per_minute
                 )));
             }
         }
@@ -352,8 +349,7 @@ impl timer::Host for Sandbox {
     fn sleep_ms(&mut self, ms: u64) {
         // A host call is not interrupted by the epoch deadline, so a real
         // wait must end there itself; the guest is stopped right after.
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        self.grants.timer.sleep(Duration::from_millis(ms).min(left));
+        self.grants.timer.sleep(Duration::from_millis(ms).min(self.time_left()));
     }
     fn time_left_ms(&mut self) -> u64 {
         let wall = self.deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
@@ -457,27 +453,6 @@ impl tokio::io::AsyncWrite for GuestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_stay_inside_the_workspace() {
-        assert_eq!(
-            confine_path("w1", "importsource/s/executions").unwrap(),
-            "/jsm/assets/workspace/w1/v1/importsource/s/executions"
-        );
-        for bad in [
-            "/jsm/assets/workspace/other/v1/importsource/s/executions",
-            "../../other/v1/importsource/s",
-            "importsource/../../../w2/v1/x",
-            "https://evil.example.com/x",
-            "importsource/%2e%2e/x",
-            "importsource\\..\\x",
-            // Minting a token would put a credential in the guest's hands.
-            "importsource/s/token",
-            "importsource/s/token?x=1",
-        ] {
-            assert!(confine_path("w1", bad).is_err(), "{bad} must be refused");
-        }
-    }
 
     #[test]
     fn guest_log_is_bounded() {

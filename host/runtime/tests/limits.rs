@@ -16,51 +16,46 @@ use std::time::{Duration, Instant};
 #[test]
 fn a_hundred_requests_a_minute_are_admitted_and_the_hundred_and_first_is_refused() {
     let start = Instant::now();
-    let mut window = RequestWindow::new(100);
+    let window = RequestWindow::default();
     for k in 0..100 {
         // Spread over 59.4 s: all still inside one window.
-        assert!(window.admit(start + Duration::from_millis(600 * k)), "request {k}");
+        assert!(window.admit(start + Duration::from_millis(600 * k), 100), "request {k}");
     }
-    assert!(!window.exceeded);
-    assert!(!window.admit(start + Duration::from_millis(59_999)));
-    assert!(window.exceeded, "the refusal is remembered");
-    assert_eq!(window.per_minute(), 100);
+    assert!(!window.admit(start + Duration::from_millis(59_999), 100));
 }
 
 #[test]
 fn a_request_is_admitted_again_once_the_window_has_moved_past_the_oldest() {
     let start = Instant::now();
-    let mut window = RequestWindow::new(100);
+    let window = RequestWindow::default();
     for _ in 0..100 {
-        assert!(window.admit(start));
+        assert!(window.admit(start, 100));
     }
-    assert!(!window.admit(start + REQUEST_WINDOW - Duration::from_millis(1)));
+    assert!(!window.admit(start + REQUEST_WINDOW - Duration::from_millis(1), 100));
     // The 100 sent at `start` age out together, 60 s later.
     for _ in 0..100 {
-        assert!(window.admit(start + REQUEST_WINDOW));
+        assert!(window.admit(start + REQUEST_WINDOW, 100));
     }
-    assert!(!window.admit(start + REQUEST_WINDOW));
-    assert!(window.exceeded, "the flag stays set after the window moves");
+    assert!(!window.admit(start + REQUEST_WINDOW, 100));
 }
 
 #[test]
 fn the_window_slides_rather_than_resetting_each_minute() {
     let start = Instant::now();
-    let mut window = RequestWindow::new(2);
-    assert!(window.admit(start));
-    assert!(window.admit(start + Duration::from_secs(30)));
-    assert!(!window.admit(start + Duration::from_secs(59)));
+    let window = RequestWindow::default();
+    assert!(window.admit(start, 2));
+    assert!(window.admit(start + Duration::from_secs(30), 2));
+    assert!(!window.admit(start + Duration::from_secs(59), 2));
     // The first has aged out; the second still counts.
-    assert!(window.admit(start + Duration::from_secs(60)));
-    assert!(!window.admit(start + Duration::from_secs(89)));
-    assert!(window.admit(start + Duration::from_secs(90)));
+    assert!(window.admit(start + Duration::from_secs(60), 2));
+    assert!(!window.admit(start + Duration::from_secs(89), 2));
+    assert!(window.admit(start + Duration::from_secs(90), 2));
 }
 
 #[test]
 fn a_zero_limit_admits_nothing() {
-    let mut window = RequestWindow::new(0);
-    assert!(!window.admit(Instant::now()));
-    assert!(window.exceeded);
+    let window = RequestWindow::default();
+    assert!(!window.admit(Instant::now(), 0));
 }
 
 #[test]
@@ -163,7 +158,12 @@ fn misbehaving() -> &'static Runtime {
 struct NoApi;
 
 impl AssetsBackend for NoApi {
-    fn call(&self, _method: &str, _path: &str, _body: Option<&str>) -> Result<Response, CallError> {
+    fn call(
+        &self,
+        _method: assets_runtime::bindings::assets_api::Method,
+        _path: &assets_runtime::ApiPath,
+        _body: Option<&str>,
+    ) -> Result<Response, CallError> {
         Ok(Response {
             status: 404,
             headers: vec![],
@@ -185,10 +185,17 @@ fn event(workspace_id: &str, import_source_id: &str) -> TriggerEvent {
 }
 
 fn probe(event: &TriggerEvent, limits: Limits) -> assets_runtime::Invocation {
-    let grants = Grants::new(event.workspace_id.clone(), Arc::new(NoApi)).with_config(Arc::new(BTreeMap::from([(
-        "test-behaviour".to_owned(),
-        "probe".to_owned(),
-    )])));
+    probe_counted_in(event, limits, Arc::new(RequestWindow::default()))
+}
+
+/// The probe, its outbound requests counted in `window`.
+fn probe_counted_in(event: &TriggerEvent, limits: Limits, window: Arc<RequestWindow>) -> assets_runtime::Invocation {
+    let grants = Grants::new(event.workspace_id.clone(), Arc::new(NoApi))
+        .with_config(Arc::new(BTreeMap::from([(
+            "test-behaviour".to_owned(),
+            "probe".to_owned(),
+        )])))
+        .with_request_window(window);
     misbehaving().invoke(event, grants, limits)
 }
 
@@ -236,6 +243,25 @@ fn a_request_over_the_rate_is_not_sent_and_fails_the_invocation_though_the_guest
         "{output}"
     );
     assert!(!output.contains("egress allowlist"), "{output}");
+}
+
+#[test]
+fn the_rate_is_the_apps_across_its_invocations_not_each_invocations() {
+    // One request a minute: the probe's first invocation spends it, so a
+    // second invocation of the same app within the minute may send nothing.
+    // (Before, each invocation started a fresh window: N per call, not per app.)
+    let limits = Limits {
+        outbound_per_minute: Some(1),
+        ..Limits::default()
+    };
+    let window = Arc::new(RequestWindow::default());
+    let first = probe_counted_in(&event("w1", "s1"), limits, window.clone());
+    assert!(completed_probe(&first), "{:?}", first.result);
+    let second = probe_counted_in(&event("w1", "s1"), limits, window);
+    assert_eq!(fault(&second), Some(Fault::RequestRate { per_minute: 1 }));
+    // Another app, its own window: untouched by the first app's requests.
+    let other = probe_counted_in(&event("w1", "s1"), limits, Arc::new(RequestWindow::default()));
+    assert!(completed_probe(&other), "{:?}", other.result);
 }
 
 #[test]

@@ -19,10 +19,10 @@ use crate::signing;
 use assets_platform::assets::ImportSource;
 use assets_platform::scheduler::Callbacks;
 use assets_platform::trigger::TriggerOutcome;
-use assets_runtime::bindings::assets_api::{CallError, Response};
+use assets_runtime::bindings::assets_api::{CallError, Method, Response};
 use assets_runtime::bindings::import_callback::TriggerEvent;
 use assets_runtime::bindings::outbound_http::{self, HttpError};
-use assets_runtime::{AssetsBackend, OutboundHttp};
+use assets_runtime::{method_name, ApiPath, AssetsBackend, OutboundHttp, OutboundRequest};
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -31,9 +31,6 @@ use std::time::Duration;
 /// Largest response body read from any peer; more is an error, so a peer
 /// cannot exhaust host memory.
 pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
-
-/// The default timeout of a third-party call when the guest gives none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn agent(timeout: Duration) -> ureq::Agent {
     ureq::AgentBuilder::new()
@@ -103,7 +100,9 @@ fn send(request: ureq::Request, url: &str, body: Option<&[u8]>) -> Result<Answer
     }
 }
 
-/// Third-party HTTP for guests, over the network.
+/// Third-party HTTP for one app's guests, over the network: one connection
+/// pool per app (make one `HttpOutbound` per app), so no app's requests ride
+/// on a connection another app opened.
 pub struct HttpOutbound {
     agent: ureq::Agent,
 }
@@ -111,21 +110,27 @@ pub struct HttpOutbound {
 impl Default for HttpOutbound {
     fn default() -> Self {
         HttpOutbound {
-            agent: agent(DEFAULT_TIMEOUT),
+            agent: agent(assets_runtime::outbound::DEFAULT_TIMEOUT),
         }
     }
 }
 
 impl OutboundHttp for HttpOutbound {
-    fn send(&self, request: outbound_http::Request) -> Result<outbound_http::Response, HttpError> {
-        let mut call = self.agent.request(&request.method, &request.url);
-        if let Some(ms) = request.timeout_ms {
-            call = call.timeout(Duration::from_millis(ms.into()));
-        }
+    fn send(&self, request: OutboundRequest) -> Result<outbound_http::Response, HttpError> {
+        // The URL object the allowlist decided on, not a string parsed
+        // again; the method and headers are `http`'s types, already checked.
+        let url = request.url();
+        let mut call = self
+            .agent
+            .request_url(request.method.as_str(), url)
+            .timeout(request.timeout);
         for (name, value) in &request.headers {
-            call = call.set(name, value);
+            let value = value
+                .to_str()
+                .expect("OutboundRequest holds visible-ASCII header values");
+            call = call.set(name.as_str(), value);
         }
-        match send(call, &request.url, request.body.as_deref()) {
+        match send(call, url.as_str(), request.body.as_deref()) {
             Ok((status, headers, body)) => Ok(outbound_http::Response { status, headers, body }),
             Err(Failure::Timeout(why)) => Err(HttpError::Timeout(why)),
             Err(Failure::Connection(why)) => Err(HttpError::Connection(why)),
@@ -138,33 +143,49 @@ impl OutboundHttp for HttpOutbound {
 /// `https://api.atlassian.com`), called with the host's credential.
 pub struct HttpAssets {
     agent: ureq::Agent,
-    base_url: String,
+    base: url::Url,
     authorization: Option<String>,
 }
 
 impl HttpAssets {
     /// Calls `base_url`, sending `Authorization: Bearer {token}` when a token
     /// is given.
-    pub fn new(base_url: &str, token: Option<&str>) -> HttpAssets {
-        HttpAssets {
-            agent: agent(DEFAULT_TIMEOUT),
-            base_url: base_url.trim_end_matches('/').to_owned(),
+    pub fn new(base_url: &str, token: Option<&str>) -> anyhow::Result<HttpAssets> {
+        let base = url::Url::parse(base_url)
+            .map_err(|e| anyhow::anyhow!("the Assets API URL {base_url:?} is not a URL: {e}"))?;
+        anyhow::ensure!(
+            matches!(base.scheme(), "http" | "https") && base.host().is_some() && base.query().is_none(),
+            "the Assets API URL {base_url:?} must be an http(s) URL with a host and no query"
+        );
+        Ok(HttpAssets {
+            agent: agent(assets_runtime::outbound::DEFAULT_TIMEOUT),
+            base,
             authorization: token.map(|t| format!("Bearer {t}")),
-        }
+        })
+    }
+
+    /// The URL a call to `path` goes to: the base's origin and path prefix,
+    /// then exactly the path and query the sandbox checked.
+    pub fn url(&self, path: &ApiPath) -> url::Url {
+        let mut url = self.base.clone();
+        let prefix = self.base.path().trim_end_matches('/');
+        url.set_path(&format!("{prefix}{}", path.path()));
+        url.set_query(path.query());
+        url
     }
 }
 
 impl AssetsBackend for HttpAssets {
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> Result<Response, CallError> {
-        let url = format!("{}{path}", self.base_url);
-        let mut request = self.agent.request(method, &url);
+    fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
+        let url = self.url(path);
+        let mut request = self.agent.request_url(method_name(method), &url);
         if let Some(authorization) = &self.authorization {
             request = request.set("authorization", authorization);
         }
         if body.is_some() {
             request = request.set("content-type", "application/json");
         }
-        match send(request, &url, body.map(str::as_bytes)) {
+        match send(request, url.as_str(), body.map(str::as_bytes)) {
             Ok((status, headers, body)) => Ok(Response {
                 status,
                 headers,

@@ -6,8 +6,11 @@
 //!   app, the apps' runtimes and grants), the scheduler loop, graceful
 //!   shutdown. [`ServeOptions`] says how to run; [`run`] runs until Ctrl-C
 //!   or SIGTERM.
+//! - [`edge`]: accepting connections, with a timeout on every request head
+//!   and graceful shutdown.
 //! - [`routes`]: the HTTP surface (axum): the Assets API, the web triggers,
-//!   the admin endpoints, body limits, request logs.
+//!   the admin endpoints; authentication before bodies, per-client
+//!   concurrency, body limits and timeouts, request logs.
 //! - [`callback_targets`]: which callback URLs a schedule may name and
 //!   which addresses a callback may reach (no SSRF through `callbackUrl`).
 //! - [`db`]: the platform's state and the apps' storage and secrets in
@@ -31,6 +34,7 @@
 pub mod address;
 pub mod callback_targets;
 pub mod db;
+pub mod edge;
 pub mod http_client;
 pub mod pg;
 pub mod routes;

@@ -250,8 +250,7 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
             }
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    crate::edge::serve(listener, app, shutdown)
         .await
         .context("the server stopped with an error")?;
     tracing::info!("stopped");
@@ -414,7 +413,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         let mut app = App::new(name.clone(), runtime, Arc::new(source))
             .with_config(settings.clone())
             .with_http(http.clone())
-            .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())))
+            .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())?))
             .with_limits(limits);
         if args.profile == Profile::Forge {
             app = app.with_continue_limits(Limits {

@@ -22,7 +22,7 @@ struct PlatformHttp;
 impl Http for PlatformHttp {
     fn get(&mut self, url: &str, headers: &[(String, String)], timeout_ms: u32) -> Result<Response, HttpFailure> {
         outbound_http::send(&outbound_http::Request {
-            method: "GET".into(),
+            method: outbound_http::Method::Get,
             url: url.to_owned(),
             headers: headers.to_vec(),
             body: None,
@@ -36,6 +36,7 @@ impl Http for PlatformHttp {
         .map_err(|e| match e {
             outbound_http::HttpError::Denied(m) => HttpFailure::Denied(m),
             outbound_http::HttpError::InvalidUrl(m) => HttpFailure::InvalidUrl(m),
+            outbound_http::HttpError::InvalidRequest(m) => HttpFailure::InvalidRequest(m),
             outbound_http::HttpError::Timeout(m) => HttpFailure::Timeout(m),
             outbound_http::HttpError::Connection(m) => HttpFailure::Connection(m),
         })

@@ -33,6 +33,9 @@ pub enum HttpFailure {
     Denied(String),
     /// The URL is not a valid http(s) URL.
     InvalidUrl(String),
+    /// The platform would not send the request as configured (a header it
+    /// sets itself, or one that is not valid HTTP); names the header.
+    InvalidRequest(String),
     /// No answer in time.
     Timeout(String),
     /// The connection failed.
@@ -121,6 +124,10 @@ pub fn next_page(settings: &Settings, http: &mut impl Http, cursor: Option<&str>
             HttpFailure::Denied(why) => SourceError::Denied(assets_redact::redact(&why)),
             HttpFailure::InvalidUrl(why) => {
                 SourceError::BadResponse(assets_redact::redact(&format!("{call}: invalid URL ({why})")))
+            }
+            // The configured headers are at fault: the operator's to fix.
+            HttpFailure::InvalidRequest(why) => {
+                SourceError::Config(assets_redact::redact(&format!("{call}: source-headers: {why}")))
             }
         })?;
     match response.status {

@@ -33,7 +33,7 @@ pub use model::{fit_reason, Changes, ExecutionStatus, HistoryEntry, ImportSource
 
 use crate::clock::Clock;
 use assets_runtime::bindings::assets_api;
-use assets_runtime::AssetsBackend;
+use assets_runtime::{method_name, ApiPath, AssetsBackend};
 use serde::Serialize;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -421,14 +421,14 @@ impl InProcessAssets {
 impl AssetsBackend for InProcessAssets {
     fn call(
         &self,
-        method: &str,
-        path: &str,
+        method: assets_api::Method,
+        path: &ApiPath,
         body: Option<&str>,
     ) -> Result<assets_api::Response, assets_api::CallError> {
         let body = body.unwrap_or_default().as_bytes();
         Ok(self
             .service
-            .handle_authorized(method, path, self.authorization.as_deref(), body)
+            .handle_authorized(method_name(method), &path.target(), self.authorization.as_deref(), body)
             .into())
     }
 }

@@ -190,7 +190,7 @@ mod guest {
         };
         let requests = number_setting("requests", 150);
         let request = outbound_http::Request {
-            method: "GET".into(),
+            method: outbound_http::Method::Get,
             url,
             headers: vec![],
             body: None,

@@ -85,7 +85,7 @@ mod guest {
             }
         }
         let request = outbound_http::Request {
-            method: "GET".into(),
+            method: outbound_http::Method::Get,
             url: "https://api.atlassian.com/me".into(),
             headers: vec![],
             body: None,
