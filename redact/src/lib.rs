@@ -74,6 +74,28 @@ fn is_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
 }
 
+/// `text` with every control character (C0, DEL and C1, line breaks
+/// included) and every bidirectional-text control written as a `\u{…}`
+/// escape, so text an app chose cannot forge a log line, move a terminal's
+/// cursor, colour its output or reorder what a reader sees.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Cuts `text` to at most `max_units` UTF-16 code units, ending a cut text
 /// with `…` (one unit), never inside a character. A character outside the
 /// Basic Multilingual Plane (an emoji) is two units, so the result is also
@@ -217,6 +239,18 @@ fn schemes(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn control_and_bidi_characters_are_escaped() {
+        use super::printable;
+        assert_eq!(printable("plain text: é, 日本"), "plain text: é, 日本");
+        assert_eq!(
+            printable("a\nINFO forged\r\u{1b}[31mred\u{7f}\u{85}"),
+            "a\\u{a}INFO forged\\u{d}\\u{1b}[31mred\\u{7f}\\u{85}"
+        );
+        assert_eq!(printable("x\u{202e}cba"), "x\\u{202e}cba");
+        assert!(matches!(printable("ok"), std::borrow::Cow::Borrowed(_)));
+    }
+
     use super::*;
 
     #[test]

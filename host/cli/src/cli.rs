@@ -49,7 +49,7 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Serves the Assets API and hosted apps over HTTP, with state in SQLite
     /// and schedules firing on the system clock (or a virtual one).
-    Serve(crate::serve::ServeArgs),
+    Serve(Box<crate::serve::ServeArgs>),
 }
 
 /// `assets-host egress`.
@@ -217,7 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Egress(args) => egress(args),
         Command::Chaos(args) => crate::chaos::run_cli(args),
         Command::Bench(args) => crate::bench::run_cli(args),
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Serve(args) => crate::serve::run(*args),
     }
 }
 

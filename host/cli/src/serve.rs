@@ -1,7 +1,11 @@
 //! `assets-host serve`: its arguments, turned into the server's
 //! [`ServeOptions`]; the server itself is `assets-server`.
 
-use crate::cli::AppArgs;
+use crate::cli::{parse_setting, AppArgs};
+use anyhow::Context as _;
+use assets_platform::assets::Quotas;
+use assets_runtime::StorageLimits;
+use assets_server::serve::AppSpec;
 use assets_server::{ClockKind, Profile, ServeOptions};
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
@@ -78,9 +82,36 @@ pub struct ServeArgs {
     /// Whose limits to enforce.
     #[arg(long, value_enum, default_value_t = ProfileArg::Local)]
     pub profile: ProfileArg,
-    /// Requests served at once; more get 429 with Retry-After.
+    /// Requests with the server's token served at once, and web-trigger
+    /// calls at once (each its own count); more get 429 with Retry-After.
+    /// Requests without a token never count: they are refused from their
+    /// headers first.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,
+    /// Requests with one import source's token served at once (each token
+    /// its own count); more get 429 with Retry-After.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_per_source: u32,
+    /// Largest progress report (`PUT …/executions/{id}/progress`) kept, in
+    /// bytes; larger ones get 413. Default 4096.
+    #[arg(long, value_name = "BYTES")]
+    pub max_progress_bytes: Option<usize>,
+    /// Most objects one execution may hold; a chunk that would go over gets
+    /// 413. Default 5000000.
+    #[arg(long, value_name = "N")]
+    pub max_objects_per_execution: Option<u64>,
+    /// Most bytes of one page of import history; the page ends early and
+    /// links to the next. Default 1048576.
+    #[arg(long, value_name = "BYTES")]
+    pub max_history_page_bytes: Option<usize>,
+    /// Most bytes one app may keep in its storage, keys and values
+    /// together. Default 64 MiB (local), 100 MB (forge).
+    #[arg(long, value_name = "BYTES")]
+    pub max_storage_bytes_per_app: Option<usize>,
+    /// Longest a request body may take to arrive, in seconds (a web
+    /// trigger's: at most 5); later gets 408.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
     /// Imports one app runs at once through its web trigger; more get 429.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_imports_per_app: u32,
@@ -91,9 +122,24 @@ pub struct ServeArgs {
     /// With `--assets-url`: the environment variable holding the token for it.
     #[arg(long, value_name = "VAR", default_value = "ASSETS_API_TOKEN")]
     pub assets_token_env: String,
-    /// Every hosted app's settings and egress.
+    /// Settings and egress for the hosted app, when there is one. With
+    /// several apps, --config, --config-file and --allow are refused: give
+    /// each app its own with --app-config, --app-config-file and --app-allow,
+    /// so no app reads another's settings or shares its egress.
     #[command(flatten)]
     pub grants: AppArgs,
+    /// A setting of one hosted app, `NAME:KEY=VALUE` (repeatable): only app
+    /// NAME reads it.
+    #[arg(long = "app-config", value_name = "NAME:KEY=VALUE", value_parser = parse_scoped)]
+    pub app_settings: Vec<(String, String)>,
+    /// Settings of one hosted app from a file of `KEY = VALUE` lines,
+    /// `NAME:FILE` (one per app).
+    #[arg(long = "app-config-file", value_name = "NAME:FILE", value_parser = parse_scoped)]
+    pub app_config_files: Vec<(String, String)>,
+    /// An egress allowlist entry of one hosted app, `NAME:ENTRY`
+    /// (repeatable): only app NAME may call it.
+    #[arg(long = "app-allow", value_name = "NAME:ENTRY", value_parser = parse_scoped)]
+    pub app_allow: Vec<(String, String)>,
     /// Objects the built-in data source gives each run.
     #[arg(long, default_value_t = 1000)]
     pub objects: u64,
@@ -115,27 +161,138 @@ fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
         .map_err(|e| format!("{text:?} is not an RFC 3339 time such as 2026-11-28T09:00:00Z: {e}"))
 }
 
+fn valid_app_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    match valid {
+        true => Ok(()),
+        false => Err(format!(
+            "app name {name:?} must be letters, digits, '-' or '_' (it becomes part of a URL)"
+        )),
+    }
+}
+
 fn parse_app(text: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not NAME=COMPONENT.wasm"))?;
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid {
-        return Err(format!(
-            "app name {name:?} must be letters, digits, '-' or '_' (it becomes part of a URL)"
-        ));
-    }
+    valid_app_name(name)?;
     Ok((name.to_owned(), PathBuf::from(path)))
 }
 
+/// Parses `NAME:REST`, the form of the per-app options (app names have no
+/// `:`, so the first one ends the name).
+fn parse_scoped(text: &str) -> Result<(String, String), String> {
+    let (name, rest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} does not start with an app name: NAME:…"))?;
+    valid_app_name(name)?;
+    Ok((name.to_owned(), rest.to_owned()))
+}
+
 impl ServeArgs {
-    /// The server's options: settings and egress resolved, the Assets token
-    /// read from its environment variable.
+    /// Each hosted app with its own settings and egress.
+    fn app_specs(&self) -> anyhow::Result<Vec<AppSpec>> {
+        let shared = &self.grants;
+        if self.apps.len() > 1 {
+            let unscoped = [
+                (!shared.settings.is_empty(), "--config", "--app-config NAME:KEY=VALUE"),
+                (
+                    shared.config_file.is_some(),
+                    "--config-file",
+                    "--app-config-file NAME:FILE",
+                ),
+                (!shared.allow.is_empty(), "--allow", "--app-allow NAME:ENTRY"),
+            ];
+            if let Some((_, flag, scoped)) = unscoped.iter().find(|(given, ..)| *given) {
+                anyhow::bail!(
+                    "{flag} would give every one of the {} hosted apps the same settings or egress, so each \
+                     could read the others' secrets; give it to one app with {scoped}",
+                    self.apps.len()
+                );
+            }
+        }
+        for (name, _) in self
+            .app_settings
+            .iter()
+            .chain(&self.app_config_files)
+            .chain(&self.app_allow)
+        {
+            anyhow::ensure!(
+                self.apps.iter().any(|(app, _)| app == name),
+                "no app named {name:?} is hosted (--app {name}=COMPONENT.wasm)"
+            );
+        }
+        self.apps
+            .iter()
+            .map(|(name, component)| {
+                let mine = |scoped: &[(String, String)]| -> Vec<String> {
+                    scoped
+                        .iter()
+                        .filter(|(app, _)| app == name)
+                        .map(|(_, v)| v.clone())
+                        .collect()
+                };
+                let mut files = mine(&self.app_config_files);
+                anyhow::ensure!(
+                    files.len() + usize::from(shared.config_file.is_some()) <= 1,
+                    "app {name} has more than one settings file; give one"
+                );
+                let grants =
+                    AppArgs {
+                        settings: shared
+                            .settings
+                            .iter()
+                            .cloned()
+                            .map(Ok)
+                            .chain(mine(&self.app_settings).iter().map(|kv| {
+                                parse_setting(kv).map_err(|e| anyhow::anyhow!("--app-config {name}:{kv}: {e}"))
+                            }))
+                            .collect::<anyhow::Result<_>>()?,
+                        config_file: files.pop().map(PathBuf::from).or_else(|| shared.config_file.clone()),
+                        allow: shared.allow.iter().cloned().chain(mine(&self.app_allow)).collect(),
+                        mock_netbox: shared.mock_netbox,
+                        dialect: shared.dialect.clone(),
+                    };
+                Ok(AppSpec {
+                    name: name.clone(),
+                    component: component.clone(),
+                    settings: grants.config().with_context(|| format!("app {name}'s settings"))?,
+                    // Its own client: its own connection pool.
+                    http: grants.http().with_context(|| format!("app {name}'s egress"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The Assets service's quotas: the defaults, with what was given.
+    fn quotas(&self) -> Quotas {
+        let default = Quotas::default();
+        Quotas {
+            progress_bytes: self.max_progress_bytes.unwrap_or(default.progress_bytes),
+            objects_per_execution: self.max_objects_per_execution.unwrap_or(default.objects_per_execution),
+            history_page_bytes: self.max_history_page_bytes.unwrap_or(default.history_page_bytes),
+        }
+    }
+
+    /// Each app's storage limits: the profile's, with what was given.
+    fn storage(&self) -> StorageLimits {
+        let profile = match self.profile {
+            ProfileArg::Local => StorageLimits::default(),
+            ProfileArg::Forge => assets_server::FORGE.storage,
+        };
+        StorageLimits {
+            total_bytes: self.max_storage_bytes_per_app.unwrap_or(profile.total_bytes),
+            ..profile
+        }
+    }
+
+    /// The server's options: settings and egress resolved per app, the
+    /// Assets token read from its environment variable.
     pub fn options(&self) -> anyhow::Result<ServeOptions> {
         Ok(ServeOptions {
             addr: self.addr,
             db: self.db.clone(),
-            apps: self.apps.clone(),
+            apps: self.app_specs()?,
             clock: match self.clock {
                 ClockArg::System => ClockKind::System,
                 ClockArg::Virtual => ClockKind::Virtual,
@@ -144,8 +301,6 @@ impl ServeArgs {
             token: self.token.clone(),
             assets_url: self.assets_url.clone(),
             assets_token: std::env::var(&self.assets_token_env).ok(),
-            app_settings: self.grants.config()?,
-            http: self.grants.http()?,
             objects: self.objects,
             max_body_bytes: self.max_body_bytes,
             run_timeout: Duration::from_secs(self.run_timeout_secs),
@@ -154,11 +309,15 @@ impl ServeArgs {
             callback_allow: self.callback_allow.clone(),
             allow_unauthenticated_public_bind: self.allow_unauthenticated_public_bind,
             max_concurrent_requests: self.max_concurrent_requests as usize,
+            max_concurrent_per_source: self.max_concurrent_per_source as usize,
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
             max_imports_per_app: self.max_imports_per_app as usize,
             profile: match self.profile {
                 ProfileArg::Local => Profile::Local,
                 ProfileArg::Forge => Profile::Forge,
             },
+            quotas: self.quotas(),
+            storage: self.storage(),
         })
     }
 }

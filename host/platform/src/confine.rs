@@ -8,7 +8,8 @@
 //! schedule. [`ConfinedAssets`] sits between the guest and the real backend
 //! and lets through only calls to the trigger's own import source or to a
 //! source recorded as performed by the app; any other source id gets the
-//! very 404 an unknown id gets, so an app cannot even learn that it exists.
+//! very 404 an unknown id gets, so an app cannot even learn that it exists,
+//! and a path under no source gets the router's 404 without being sent.
 
 use crate::assets::{ApiError, AssetsService};
 use assets_runtime::bindings::assets_api::{CallError, Method, Response};
@@ -65,14 +66,22 @@ impl ConfinedAssets {
 impl AssetsBackend for ConfinedAssets {
     fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
         // Decided on the very value the backend sends: an `ApiPath` has no
-        // empty, dot or escaped segment, so its source is the router's.
-        if let Some(source_id) = path.import_source() {
-            if !self.may_reach(source_id) {
-                tracing::warn!(app = %self.app, source = %source_id, method = method_name(method), "refused an app's call to an import source it does not perform");
-                return Ok(ApiError::unknown_source(path.workspace_id(), source_id)
-                    .into_response()
-                    .into());
-            }
+        // empty, dot or escaped segment, so its source is the router's. An
+        // app's API is its sources' endpoints; a path under no source is
+        // answered as the router answers one (404), without sending it.
+        let Some(source_id) = path.import_source() else {
+            return Ok(ApiError::not_found(format!(
+                "no endpoint at {}; import endpoints live under /jsm/assets/workspace/{{workspaceId}}/v1/importsource/{{importSourceId}}",
+                path.path()
+            ))
+            .into_response()
+            .into());
+        };
+        if !self.may_reach(source_id) {
+            tracing::warn!(app = %self.app, source = %source_id, method = method_name(method), "refused an app's call to an import source it does not perform");
+            return Ok(ApiError::unknown_source(path.workspace_id(), source_id)
+                .into_response()
+                .into());
         }
         self.inner.call(method, path, body)
     }

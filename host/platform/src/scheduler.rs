@@ -753,7 +753,7 @@ impl Scheduler {
             .occurrence(&occurrence_id)
             .and_then(|e| e.execution_id.clone());
         if let Some(execution) = linked {
-            tracing::warn!(occurrence = %occurrence_id, %execution, %reason, "the callback failed after the app started its execution; the execution ends the occurrence");
+            tracing::warn!(occurrence = %occurrence_id, %execution, reason = %assets_redact::printable(&reason), "the callback failed after the app started its execution; the execution ends the occurrence");
             return firing(
                 &schedule,
                 &occurrence,

@@ -305,7 +305,7 @@ pub fn deliver_with(
         }
         Err(fault) => {
             let reason = format!("{fault} (app {}); the import was stopped before it finished", app.name);
-            tracing::warn!(app = %app.name, %fault, "guest stopped");
+            tracing::warn!(app = %app.name, fault = %assets_redact::printable(&fault), "guest stopped");
             outcome.failure_reason = Some(reason);
         }
     }
@@ -357,8 +357,10 @@ pub fn deliver_with(
     }
     if !outcome.guest_output.is_empty() {
         for line in outcome.guest_output.lines() {
-            // Guest output is the app's own text: hide any credential in it.
+            // Guest output is the app's own text: hide any credential in it,
+            // and any character that could forge or garble a log line.
             let line = assets_redact::redact(line);
+            let line = assets_redact::printable(&line);
             tracing::info!(app = %app.name, execution = ?outcome.execution_id, "guest: {line}");
         }
     }

@@ -503,3 +503,206 @@ fn the_history_comes_a_page_at_a_time_with_a_next_link() {
         assert_eq!((status, body["field"].as_str()), (400, Some(field)), "{query}: {body}");
     }
 }
+
+/// A header of an answer, by its lower-case name.
+fn header<'a>(r: &'a Response, name: &str) -> Option<&'a str> {
+    r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// Every path under an import source, with the methods it takes: HEAD
+/// wherever GET is, since it is answered like GET.
+fn endpoints(execution: &str) -> Vec<(String, &'static [&'static str])> {
+    const GET: &[&str] = &["GET", "HEAD"];
+    const POST: &[&str] = &["POST"];
+    vec![
+        (String::new(), GET),
+        ("/configstatus".into(), GET),
+        ("/mapping".into(), &["PUT", "PATCH"]),
+        ("/mapping/progress/op-1".into(), GET),
+        ("/schema-and-mapping".into(), GET),
+        ("/schedule".into(), GET),
+        ("/token".into(), POST),
+        ("/executions".into(), POST),
+        ("/executions/status".into(), GET),
+        (format!("/executions/{execution}"), &["DELETE"]),
+        (format!("/executions/{execution}/status"), GET),
+        (format!("/executions/{execution}/progress"), &["PUT"]),
+        (format!("/executions/{execution}/data"), POST),
+        (format!("/executions/{execution}/history/completed"), POST),
+        (format!("/executions/{execution}/history/failed"), POST),
+        ("/history".into(), GET),
+        ("/importschedule".into(), POST),
+        ("/importschedule/schedule-1".into(), &["GET", "HEAD", "PUT", "DELETE"]),
+    ]
+}
+
+/// Fuzzing found 405s without the `Allow` header RFC 9110 requires, and
+/// HEAD refused where GET is taken.
+#[test]
+fn every_405_has_an_allow_header_listing_exactly_the_methods_the_path_takes() {
+    let api = Api::new();
+    let execution = api.start();
+    for (rest, takes) in endpoints(&execution) {
+        for method in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "BREW"] {
+            if takes.contains(&method) {
+                continue;
+            }
+            let path = format!("{}{rest}", api.base());
+            let r = api.service.handle(method, &path, b"{}");
+            assert_eq!(r.status, 405, "{method} {rest}: {}", r.body);
+            let allow = header(&r, "allow").unwrap_or_else(|| panic!("{method} {rest}: no Allow header"));
+            let mut listed: Vec<&str> = allow.split(", ").collect();
+            let mut expected = takes.to_vec();
+            listed.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(listed, expected, "{method} {rest}: Allow {allow:?}");
+            if method != "HEAD" {
+                let body: Value = serde_json::from_str(&r.body).unwrap();
+                let message = body["message"].as_str().unwrap();
+                for m in takes {
+                    assert!(message.contains(m), "{method} {rest}: {message:?} should list {m}");
+                }
+            }
+        }
+    }
+}
+
+/// HEAD on a path that takes GET gets the GET's status and headers and no
+/// body, whether the GET succeeds or is refused.
+#[test]
+fn head_is_answered_like_get_without_a_body() {
+    let api = Api::new();
+    let execution = api.start();
+    let (status, _) = api.call("POST", &format!("/executions/{execution}/history/completed"), "");
+    assert_eq!(status, 200);
+    api.start();
+    for rest in [
+        String::new(),
+        "/configstatus".into(),
+        "/schedule".into(),
+        "/executions/status".into(),
+        format!("/executions/{execution}/status"),
+        "/history?limit=1".into(),
+        "/history?limit=0".into(),
+        "/executions/nope/status".into(),
+        "/schema-and-mapping".into(),
+        "/importschedule/nope".into(),
+    ] {
+        let path = format!("{}{rest}", api.base());
+        let get = api.service.handle("GET", &path, b"");
+        let head = api.service.handle("HEAD", &path, b"");
+        assert_eq!(
+            (head.status, &head.headers),
+            (get.status, &get.headers),
+            "HEAD {rest}: {}",
+            head.body
+        );
+        assert_eq!(head.body, "", "HEAD {rest} has no body");
+    }
+    let get = api
+        .service
+        .handle("GET", &format!("{}/history?limit=1", api.base()), b"");
+    assert!(
+        header(&get, "x-next-cursor").is_some(),
+        "a case with more headers than one"
+    );
+}
+
+/// Fuzzing found unknown query parameters refused by the history and the
+/// mapping but ignored everywhere else: now every endpoint refuses them.
+#[test]
+fn every_endpoint_refuses_a_query_parameter_it_does_not_take() {
+    let api = Api::new();
+    let execution = api.start();
+    for (rest, takes) in endpoints(&execution) {
+        let expected = match rest.as_str() {
+            "/history" => "limit, cursor",
+            "/mapping" => "async",
+            _ => "none",
+        };
+        for method in takes {
+            let path = format!("{}{rest}?bogus=1", api.base());
+            let r = api.service.handle(method, &path, b"{}");
+            assert_eq!(r.status, 400, "{method} {rest}: {}", r.body);
+            let body: Value = match *method {
+                "HEAD" => continue,
+                _ => serde_json::from_str(&r.body).unwrap(),
+            };
+            assert_eq!(body["field"], "bogus", "{method} {rest}: {body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(
+                message.contains("\"bogus\"") && message.contains(expected),
+                "{method} {rest}: {message:?} should name bogus and list {expected:?}"
+            );
+        }
+    }
+    // Nothing was done by the refused calls: the execution still ingests.
+    let (_, status) = api.call("GET", &format!("/executions/{execution}/status"), "");
+    assert_eq!(status["status"], "INGESTING", "{status}");
+    // A parameter given twice is ambiguous, and said to be.
+    assert_error(
+        api.call("GET", "/history?limit=1&limit=2", ""),
+        400,
+        Some("limit"),
+        "twice",
+    );
+    // The parameters an endpoint takes still work.
+    assert_eq!(api.call("GET", "/history?limit=1", "").0, 200);
+}
+
+/// Fuzzing found error answers that repeat the rejected value in full: a
+/// 1 MB bad field came back as a 1–3 MB 400. Now the answer stays small
+/// and still names the field.
+#[test]
+fn an_error_answer_stays_small_however_large_the_rejected_value() {
+    let api = Api::new();
+    let execution = api.start();
+    let data = format!("/executions/{execution}/data");
+    let huge = "x".repeat(1 << 20);
+    let control = "\u{1}".repeat(1 << 20);
+    let schedule = |timezone: &str| {
+        json!({"runFrequency": "DAILY", "startTime": "2026-01-30T03:50:33Z", "timezone": timezone,
+               "callbackUrl": "https://app.example/cb"})
+        .to_string()
+    };
+    let cases: Vec<(&str, String, String, &str)> = vec![
+        ("POST", "/importschedule".into(), schedule(&huge), "timezone"),
+        // Escaped as \u0001 in JSON: six bytes each on the wire.
+        ("POST", "/importschedule".into(), schedule(&control), "timezone"),
+        ("POST", "/executions".into(), json!({ huge.clone(): true }).to_string(), &huge),
+        (
+            "POST",
+            data.clone(),
+            json!({"objectTypeId": "laptop", "objects": huge}).to_string(),
+            "objects",
+        ),
+        (
+            "POST",
+            data.clone(),
+            json!({"objectTypeId": "laptop", "objects": [{"externalId": "a", "label": "A", "attributes": {"serial": huge}}]})
+                .to_string(),
+            "objects[0].attributes.serial",
+        ),
+        ("POST", data.clone(), json!({ "data": huge }).to_string(), "data"),
+        ("GET", format!("/history?cursor={huge}"), String::new(), "cursor"),
+    ];
+    for (method, rest, body, field) in cases {
+        let r = api
+            .service
+            .handle(method, &format!("{}{rest}", api.base()), body.as_bytes());
+        let shown = &r.body[..r.body.len().min(200)];
+        assert_eq!(r.status, 400, "{method} {}: {shown}", &rest[..rest.len().min(40)]);
+        assert!(r.body.len() < 2048, "a {} byte answer: {shown}…", r.body.len());
+        let answer: Value = serde_json::from_str(&r.body).unwrap();
+        let named = answer["field"].as_str().unwrap();
+        if field.len() < 100 {
+            assert_eq!(named, field, "{answer}");
+        } else {
+            // Too long to give whole: its start, and how much is left out.
+            assert!(named.starts_with(&field[..256]), "{named}");
+            assert!(named.ends_with("more bytes)"), "{named}");
+        }
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.ends_with("more bytes)"), "{message}");
+    }
+}

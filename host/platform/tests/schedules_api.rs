@@ -336,3 +336,75 @@ fn schedules_of_unknown_sources_or_other_workspaces_are_404() {
     );
     assert_eq!(api.call("PATCH", &source, &format!("/{id}"), "").0, 405);
 }
+
+/// Fuzzing found a seed-form schedule with `"timezone": null` taken as UTC,
+/// though the seed's form requires a zone. In the published form (with
+/// `runInterval`) there is no zone, and UTC is right.
+#[test]
+fn a_null_timezone_is_refused_in_the_seeds_form_and_utc_in_the_published_one() {
+    let api = Api::new();
+    let source = api.source(SourceType::External);
+    let mut body = seed_body();
+    body["timezone"] = Value::Null;
+    assert_400(api.create(&source, body), Some("timezone"), "null");
+
+    let (status, created) = api.create(&source, seed_body());
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    for put in [
+        json!({"timezone": null}),
+        json!({"runFrequency": "WEEKLY", "timezone": null}),
+    ] {
+        assert_400(
+            api.call("PUT", &source, &format!("/{id}"), &put.to_string()),
+            Some("timezone"),
+            "null",
+        );
+    }
+    let (_, now) = api.call("GET", &source, &format!("/{id}"), "");
+    assert_eq!(now, created, "a refused PUT changes nothing");
+
+    // The published form: runInterval, no zone (null or left out) is UTC.
+    let published = api.source(SourceType::External);
+    let mut body = seed_body();
+    body.as_object_mut().unwrap().remove("runFrequency");
+    body["runInterval"] = "DAILY".into();
+    body["timezone"] = Value::Null;
+    let (status, created) = api.create(&published, body);
+    assert_eq!((status, created["timezone"].as_str()), (201, Some("UTC")), "{created}");
+}
+
+/// Fuzzing found `runInterval: null` reported as a bad `runFrequency`: an
+/// error names the field the client sent.
+#[test]
+fn a_null_frequency_is_a_400_naming_the_field_that_was_sent() {
+    let api = Api::new();
+    for field in ["runFrequency", "runInterval"] {
+        let source = api.source(SourceType::External);
+        let mut body = seed_body();
+        body.as_object_mut().unwrap().remove("runFrequency");
+        body[field] = Value::Null;
+        assert_400(api.create(&source, body), Some(field), "null");
+    }
+}
+
+/// Fuzzing found a PUT with a null rule field answered 200 with nothing
+/// changed, where a POST answers 400: both refuse it, naming the field.
+#[test]
+fn a_null_rule_field_is_a_400_on_put_as_on_post() {
+    let api = Api::new();
+    let source = api.source(SourceType::External);
+    let (status, created) = api.create(&source, seed_body());
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    for field in ["runFrequency", "runInterval", "startTime"] {
+        let other = api.source(SourceType::External);
+        let mut body = seed_body();
+        body[field] = Value::Null;
+        assert_400(api.create(&other, body), Some(field), "null");
+        let put = json!({ field: null }).to_string();
+        assert_400(api.call("PUT", &source, &format!("/{id}"), &put), Some(field), "null");
+    }
+    let (_, now) = api.call("GET", &source, &format!("/{id}"), "");
+    assert_eq!(now, created, "a refused PUT changes nothing");
+}

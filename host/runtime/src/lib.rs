@@ -104,4 +104,4 @@ pub use egress::{Allowlist, Decision, EgressGuard, Target};
 pub use engine::{component_imports, Fault, Invocation, Limits, Runtime};
 pub use outbound::OutboundRequest;
 pub use sandbox::Grants;
-pub use storage::AppStorage;
+pub use storage::{AppStorage, StorageLimits};

@@ -95,10 +95,14 @@ impl OutboundRequest {
             if RESERVED_HEADERS.contains(&name.as_str()) {
                 return Err(refuse("the platform sets this header itself"));
             }
-            // `from_str` takes visible ASCII, space and tab only: no line
-            // break, no NUL, nothing a client would have to re-encode.
+            // Visible ASCII, space and tab only: no line break, no NUL, and
+            // nothing a client would have to re-encode (`from_str` alone
+            // would let bytes over 127 through, which clients refuse).
+            let plain = value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b));
             let value = http::HeaderValue::from_str(value)
-                .map_err(|_| refuse("the value has a character other than visible ASCII, space or tab"))?;
+                .ok()
+                .filter(|_| plain)
+                .ok_or_else(|| refuse("the value has a character other than visible ASCII, space or tab"))?;
             headers.append(name, value);
         }
         if time_left.is_zero() {
@@ -163,6 +167,8 @@ mod tests {
             ("x a", "1"),
             ("", "1"),
             ("x-a", "nul\0"),
+            ("x-a", "caf\u{e9}"),
+            ("x-a", "del\u{7f}"),
         ] {
             let refused = OutboundRequest::from_guest(request(&[(name, value)], None), Duration::MAX).unwrap_err();
             assert!(matches!(refused, HttpError::InvalidRequest(_)), "{name:?}: {refused:?}");

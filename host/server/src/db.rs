@@ -654,14 +654,42 @@ fn repair_history(conn: &Connection) -> anyhow::Result<()> {
 /// The lock is `flock`, which SQLite's own (`fcntl`) locks do not touch; the
 /// file stays open until the store is dropped, since closing a descriptor
 /// of the file would drop SQLite's locks too.
+///
+/// The file is the owner's alone (mode 0600): it holds the apps' signing
+/// secrets and the sources' tokens. SQLite gives its `-wal` and `-shm`
+/// files the same mode. A file found readable by others is made private,
+/// and the log says so.
 fn lock(path: &Path) -> anyhow::Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options
         .open(path)
         .with_context(|| format!("cannot open the database {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mut files = vec![path.to_owned()];
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            files.push(companion.into());
+        }
+        for file in files.iter().filter(|f| f.exists()) {
+            let mode = std::fs::metadata(file)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode & 0o700))
+                    .with_context(|| format!("cannot make {} private (the database holds secrets)", file.display()))?;
+                tracing::warn!(
+                    "{} was readable by others (mode {:o}); the database holds secrets, so it is now {:o}",
+                    file.display(),
+                    mode & 0o777,
+                    mode & 0o700
+                );
+            }
+        }
+    }
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
@@ -772,6 +800,28 @@ mod tests {
     use super::*;
     use assets_platform::assets::model::{AssetObject, DataChunk};
 
+    #[cfg(unix)]
+    #[test]
+    fn the_database_and_its_write_ahead_log_are_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("assets-db-mode-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.db");
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        {
+            let (store, _) = super::SqliteStore::open(&path).unwrap();
+            store.app_secret("app").unwrap();
+            assert_eq!(mode(&path), 0o600, "a new database");
+            let wal = dir.join("state.db-wal");
+            assert!(wal.exists());
+            assert_eq!(mode(&wal), 0o600, "its write-ahead log");
+        }
+        // One made by an older version, readable by all, is made private.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        drop(super::SqliteStore::open(&path).unwrap());
+        assert_eq!(mode(&path), 0o600, "an existing database");
+    }
+
     fn chunk(id: &str, external_ids: &[&str]) -> DataChunk {
         DataChunk {
             client_generated_id: Some(id.into()),
@@ -805,10 +855,12 @@ mod tests {
                 ))
                 .unwrap();
             state.start_execution("src", "e1".into(), true, now).unwrap();
-            state.add_chunk("src", "e1", chunk("c1", &["a", "b"])).unwrap();
+            state
+                .add_chunk("src", "e1", chunk("c1", &["a", "b"]), u64::MAX)
+                .unwrap();
             state.complete("src", "e1", now).unwrap();
             state.start_execution("src", "e2".into(), false, now).unwrap();
-            state.add_chunk("src", "e2", chunk("c1", &["x"])).unwrap();
+            state.add_chunk("src", "e2", chunk("c1", &["x"]), u64::MAX).unwrap();
             state.end_unrun(HistoryEntry {
                 execution_id: None,
                 import_source_id: "src".into(),
@@ -851,7 +903,7 @@ mod tests {
             (OccurrenceState::Missed, Some("missed: test"))
         );
         assert_eq!(
-            state.add_chunk("src", "e2", chunk("c1", &["x"])).unwrap(),
+            state.add_chunk("src", "e2", chunk("c1", &["x"]), u64::MAX).unwrap(),
             0,
             "a resent chunk is still recognised after a restart"
         );

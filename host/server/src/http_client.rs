@@ -125,9 +125,11 @@ impl OutboundHttp for HttpOutbound {
             .request_url(request.method.as_str(), url)
             .timeout(request.timeout);
         for (name, value) in &request.headers {
-            let value = value
-                .to_str()
-                .expect("OutboundRequest holds visible-ASCII header values");
+            // `OutboundRequest` holds visible ASCII only; should that ever
+            // change, the request is refused, never a panic.
+            let value = value.to_str().map_err(|_| {
+                HttpError::InvalidRequest(format!("header {name}: not visible ASCII; nothing was sent"))
+            })?;
             call = call.set(name.as_str(), value);
         }
         match send(call, url.as_str(), request.body.as_deref()) {

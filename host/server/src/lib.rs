@@ -18,7 +18,8 @@
 //!   `StorageBacking`.
 //! - [`pg`]: the same in PostgreSQL, shared by several nodes: each node's
 //!   state a cache brought up to date under one row lock, node heartbeats,
-//!   the shared virtual clock, storage and replay record.
+//!   the shared virtual clock, storage and replay record; [`pg_tls`]: TLS
+//!   to it as the URL's `sslmode` says.
 //! - [`signing`]: HMAC-SHA256 callback signatures, the five-minute window,
 //!   replay refusal.
 //! - [`http_client`]: `ureq` behind the runtime's `OutboundHttp` and
@@ -37,6 +38,7 @@ pub mod db;
 pub mod edge;
 pub mod http_client;
 pub mod pg;
+pub mod pg_tls;
 pub mod routes;
 pub mod serve;
 pub mod signing;

@@ -37,14 +37,15 @@ use assets_platform::scheduler::Peers;
 use assets_runtime::storage::StorageBacking;
 use chrono::{DateTime, SubsecRound as _, Utc};
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use r2d2_postgres::{r2d2, PostgresConnectionManager};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// The schema, one migration per entry; `schema_migrations` records which
 /// ran.
@@ -204,28 +205,52 @@ impl Session {
     }
 }
 
-/// Connects a pool to `url` (`postgres://USER@HOST:PORT/DB`).
+/// Connects a pool to `url` (`postgres://USER@HOST:PORT/DB`), over TLS as
+/// its `sslmode` says ([`crate::pg_tls`]).
 fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
-    let config: postgres::Config = url
-        .parse()
-        .with_context(|| format!("{url} is not a PostgreSQL connection string (postgres://USER@HOST:PORT/DB)"))?;
+    let (config, tls) = crate::pg_tls::connect_config(url)?;
+    // One connection first, outside the pool: its error says why (a
+    // certificate refused, a password wrong), where the pool's says only
+    // that it timed out.
+    config
+        .connect(tls.clone())
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
     r2d2::Pool::builder()
         .max_size(size)
         .connection_timeout(Duration::from_secs(5))
-        .build(PostgresConnectionManager::new(config, NoTls))
+        .build(PostgresConnectionManager::new(config, tls))
         .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (in the user-info or as a `password`
+/// parameter), for messages; anything but a PostgreSQL URL (a SQLite file)
+/// as it is.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &url[scheme + 3..at];
-            let user = user.split(':').next().unwrap_or_default();
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
+    if !is_postgres(url) {
+        return url.to_owned();
     }
+    if let Ok(mut parsed) = url::Url::parse(url) {
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some("***"));
+        }
+        if parsed.query_pairs().any(|(key, _)| key == "password") {
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        "***".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            parsed.query_pairs_mut().clear().extend_pairs(&pairs);
+        }
+        return parsed.to_string();
+    }
+    // Not readable as a URL: nothing of it is safe to show.
+    "postgres://(a URL that does not parse, not shown)".to_owned()
 }
 
 /// Where the shared virtual clock stands: as the database at `url` holds
@@ -241,6 +266,17 @@ pub fn shared_clock_start(url: &str, proposed: DateTime<Utc>) -> anyhow::Result<
             "UPDATE meta SET virtual_now = COALESCE(virtual_now, $1) WHERE id = 1 RETURNING virtual_now",
             &[&proposed],
         )?
+        .get(0))
+}
+
+/// Whether a session opened with `url` is encrypted, as the server sees
+/// it (`pg_stat_ssl`): what the banner reports, so an operator can tell.
+pub fn session_uses_tls(url: &str) -> anyhow::Result<bool> {
+    let mut conn = pool(url, 1)?
+        .get()
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", redact(url)))?;
+    Ok(conn
+        .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])?
         .get(0))
 }
 

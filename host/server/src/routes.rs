@@ -33,7 +33,7 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The server's routes.
 pub fn router(server: Arc<Server>) -> Router {
@@ -46,13 +46,14 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/apps/{name}/webtrigger", post(webtrigger))
         .fallback(assets_api)
         .method_not_allowed_fallback(method_not_allowed)
-        // Outermost last: log, then refuse beyond the request cap, then
-        // authenticate from the headers, and only then read the body.
+        // Outermost last: log, then authenticate from the headers, then
+        // count the request against its caller's limit, and only then read
+        // the body. A stranger is refused before it holds anything.
         .layer(middleware::from_fn_with_state(server.clone(), buffer_body))
-        .layer(middleware::from_fn_with_state(server.clone(), authenticate_first))
+        .layer(middleware::from_fn_with_state(server.clone(), limit_concurrency))
         // `buffer_body` enforces the server's own limit, with a JSON 413.
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(server.clone(), limit_concurrency))
+        .layer(middleware::from_fn_with_state(server.clone(), authenticate_first))
         .layer(middleware::from_fn(log_request))
         .with_state(server)
 }
@@ -61,6 +62,15 @@ pub fn router(server: Arc<Server>) -> Router {
 /// signature can only be checked once the body is read, so an unsigned
 /// sender must not make the server read much.
 pub const WEBTRIGGER_BODY_LIMIT: usize = 64 * 1024;
+
+/// Longest a web-trigger body may take to arrive: its sender has not been
+/// verified yet, so it may not hold the connection longer than a real
+/// callback (sent whole, at once) ever needs.
+pub const WEBTRIGGER_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest the server reads (and drops) the small body of a request it
+/// has already refused, so an honest client still sending sees the 401.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Seconds a client told 429 should wait before trying again.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -72,6 +82,7 @@ fn too_many(what: String) -> Response {
         code: "TOO_MANY_REQUESTS",
         field: None,
         message: format!("{what}; retry in {RETRY_AFTER_SECS} s"),
+        allow: &[],
     })
     .into_response();
     response
@@ -80,64 +91,88 @@ fn too_many(what: String) -> Response {
     response
 }
 
-/// Serves at most `max_concurrent_requests` at once; beyond, 429 at once
-/// rather than a queue that grows without bound.
-async fn limit_concurrency(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
-    match server.requests.try_acquire() {
-        Ok(_permit) => next.run(request).await,
-        Err(_) => too_many(format!(
-            "the server is serving as many requests as it takes at once ({})",
-            server.max_concurrent_requests
-        )),
-    }
+/// Who a request proved itself to be, from its headers alone
+/// ([`authenticate_first`]); the limits and handlers downstream read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The server's token (or a server that has none).
+    Operator,
+    /// An import source's own token: that source's endpoints only.
+    Source(String),
+    /// A web-trigger request with both signing headers; its signature is
+    /// checked once its (small, quickly read) body is in.
+    Callback,
+}
+
+/// True when `path` is a web trigger, `/apps/{name}/webtrigger`, exactly as
+/// the router matches it (one non-empty segment for the name).
+fn is_webtrigger(path: &str) -> bool {
+    let mut segments = path.split('/');
+    matches!(
+        [(); 5].map(|_| segments.next()),
+        [Some(""), Some("apps"), Some(name), Some("webtrigger"), None] if !name.is_empty()
+    )
 }
 
 /// Refuses a request that cannot be authenticated from its headers before
-/// a byte of its body is read: the admin endpoints and the API need the
-/// token (or, for the API, the source's own token) when the server has one;
-/// a web trigger needs both signing headers.
-async fn authenticate_first(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
+/// a byte of its body is read or a concurrency permit is taken, and says
+/// who the caller is. Everything needs the server's token (when it has
+/// one) except a web trigger, which needs both signing headers, and the
+/// API, which also takes the token of the source it addresses.
+async fn authenticate_first(State(server): State<Arc<Server>>, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
     let headers = request.headers();
-    let refused = if path.starts_with("/_admin/") {
-        authorize(&server, headers).err()
-    } else if path.starts_with("/jsm/") && authorize(&server, headers).is_err() {
-        // Not the server's token: perhaps the source's own, looked up
-        // under the state lock.
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or_else(|| path.to_owned(), |p| p.as_str().to_owned());
-        let authorization = bearer(headers).map(str::to_owned);
-        let assets = server.assets.clone();
-        let fits = blocking(move || assets.authorizes(&path, authorization.as_deref())).await;
-        (!fits).then(ApiError::unauthorized)
-    } else if path.starts_with("/apps/") {
-        [TIMESTAMP_HEADER, SIGNATURE_HEADER]
+    let caller = if is_webtrigger(&path) {
+        match [TIMESTAMP_HEADER, SIGNATURE_HEADER]
             .into_iter()
             .find(|name| !headers.contains_key(*name))
-            .map(|missing| ApiError {
+        {
+            Some(missing) => Err(ApiError {
                 status: 401,
                 code: "CALLBACK_REFUSED",
                 field: None,
                 message: Refusal::Missing(missing).to_string(),
-            })
+                allow: &[],
+            }),
+            None => Ok(Caller::Callback),
+        }
+    } else if authorize(&server, headers).is_ok() {
+        Ok(Caller::Operator)
+    } else if path.starts_with("/jsm/") {
+        // Not the server's token: perhaps the source's own, looked up
+        // under the state lock (only for text shaped like one).
+        let target = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
+        let authorization = bearer(headers).map(str::to_owned);
+        let assets = server.assets.clone();
+        match blocking(move || assets.caller(&target, authorization.as_deref())).await {
+            Some(assets_platform::assets::Caller::Source(id)) => Ok(Caller::Source(id)),
+            Some(assets_platform::assets::Caller::Platform) => Ok(Caller::Operator),
+            None => Err(ApiError::unauthorized()),
+        }
     } else {
-        None
+        Err(ApiError::unauthorized())
     };
-    let Some(refused) = refused else {
-        return next.run(request).await;
+    let refused = match caller {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            return next.run(request).await;
+        }
+        Err(refused) => refused,
     };
-    // A small body is read and dropped first, so an honest client still
-    // sending it sees the 401 rather than a broken connection; a large one
-    // is never read.
+    // A small body is read and dropped first, briefly, so an honest client
+    // still sending it sees the 401 rather than a broken connection; a
+    // large or slow one is not waited for.
     let small = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|length| length <= DRAIN_LIMIT);
     if small {
-        let _ = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT).await;
+        let drain = axum::body::to_bytes(request.into_body(), DRAIN_LIMIT);
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
     }
     error(refused).into_response()
 }
@@ -145,7 +180,42 @@ async fn authenticate_first(State(server): State<Arc<Server>>, request: Request,
 /// Most bytes of an unauthenticated body read (and dropped) before the 401.
 const DRAIN_LIMIT: usize = 64 * 1024;
 
-/// The `Authorization: Bearer` header's value, with the header present.
+/// Serves at most so many requests of one caller at once; beyond, 429 at
+/// once rather than a queue that grows without bound. The operator's
+/// requests have their own limit, each source token its own, and web
+/// triggers theirs (their bodies are read before the signature can be
+/// checked: small and timed, but held), so no kind of caller can use up
+/// another's.
+async fn limit_concurrency(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
+    let caller = request.extensions().get::<Caller>().cloned();
+    match caller {
+        Some(Caller::Callback) => match server.callbacks.try_acquire() {
+            Ok(_permit) => next.run(request).await,
+            Err(_) => too_many(format!(
+                "the server is taking as many web-trigger calls at once as it takes ({})",
+                server.max_concurrent_requests
+            )),
+        },
+        Some(Caller::Source(id)) => match server.source_permits(&id).try_acquire_owned() {
+            Ok(_permit) => next.run(request).await,
+            Err(_) => too_many(format!(
+                "import source {id}'s token is already making as many requests at once as it may ({})",
+                server.max_concurrent_per_source
+            )),
+        },
+        // The operator, and anything `authenticate_first` did not mark
+        // (nothing, today): the shared limit.
+        Some(Caller::Operator) | None => match server.requests.try_acquire() {
+            Ok(_permit) => next.run(request).await,
+            Err(_) => too_many(format!(
+                "the server is serving as many requests as it takes at once ({})",
+                server.max_concurrent_requests
+            )),
+        },
+    }
+}
+
+/// The `Authorization` header's value, with the header present.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
@@ -193,8 +263,9 @@ fn json_answer(status: u16, body: &impl serde::Serialize) -> Answer {
     Answer::Mock(assets_platform::assets::Response::json(status, body))
 }
 
-/// Reads a body of at most `limit` bytes: 413 beyond it.
-async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// Reads a body of at most `limit` bytes within `within`: 413 beyond the
+/// size, 408 past the time.
+async fn read_body(limit: usize, within: Duration, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large = |size: Option<usize>| ApiError {
         status: 413,
         code: "PAYLOAD_TOO_LARGE",
@@ -203,6 +274,7 @@ async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Byte
             "the request body{} is larger than the {limit}-byte limit; send the data in smaller chunks",
             size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
         ),
+        allow: &[],
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -211,14 +283,26 @@ async fn read_body(limit: usize, headers: &HeaderMap, body: Body) -> Result<Byte
     if declared.is_some_and(|size| size > limit) {
         return Err(too_large(declared));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|_| too_large(None))
+    match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
+        Ok(read) => read.map_err(|_| too_large(None)),
+        Err(_) => Err(ApiError {
+            status: 408,
+            code: "REQUEST_TIMEOUT",
+            field: None,
+            message: format!(
+                "the request body did not arrive within {} s; send it whole, at once",
+                within.as_secs_f64()
+            ),
+            allow: &[],
+        }),
+    }
 }
 
 /// The admin endpoints require the API's token when the server has one,
 /// compared in constant time.
 fn authorize(server: &Server, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &server.token else { return Ok(()) };
-    let presented = bearer(headers).and_then(|v| v.strip_prefix("Bearer "));
+    let presented = bearer(headers).and_then(assets_platform::assets::bearer_token);
     match presented {
         Some(presented) if same_secret(presented, token) => Ok(()),
         _ => Err(ApiError::unauthorized()),
@@ -238,11 +322,14 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// which would see a broken connection instead of the answer.
 async fn buffer_body(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let limit = match parts.uri.path().starts_with("/apps/") {
-        true => WEBTRIGGER_BODY_LIMIT.min(server.max_body_bytes),
-        false => server.max_body_bytes,
+    let (limit, within) = match parts.extensions.get::<Caller>() {
+        Some(Caller::Callback) => (
+            WEBTRIGGER_BODY_LIMIT.min(server.max_body_bytes),
+            WEBTRIGGER_BODY_TIMEOUT.min(server.body_timeout),
+        ),
+        _ => (server.max_body_bytes, server.body_timeout),
     };
-    match read_body(limit, &parts.headers, body).await {
+    match read_body(limit, within, &parts.headers, body).await {
         Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Err(e) => error(e).into_response(),
     }
@@ -250,9 +337,9 @@ async fn buffer_body(State(server): State<Arc<Server>>, request: Request, next: 
 
 /// A known path with another method: JSON 405, like the API's own.
 async fn method_not_allowed(request: Request) -> Answer {
-    let allowed = match request.uri().path() {
-        "/_admin/apps" | "/_admin/clock" => "GET",
-        _ => "POST",
+    let allowed: &'static [&'static str] = match request.uri().path() {
+        "/_admin/apps" | "/_admin/clock" | "/_admin/occurrences" => &["GET"],
+        _ => &["POST"],
     };
     error(ApiError::method_not_allowed(request.method().as_str(), allowed))
 }
@@ -590,13 +677,10 @@ async fn webtrigger(
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
-    let name = match name {
-        Ok(Path(name)) => name,
-        Err(rejection) => return error(ApiError::not_found(format!("no such web trigger: {rejection}"))),
-    };
-    let Some(hosted) = server.apps.get(&name) else {
-        return error(ApiError::not_found(format!("no app named {name:?} is hosted here")));
-    };
+    // A name no app has is checked against a secret nobody holds: the
+    // answer (and the work) is the same as for a hosted app's bad
+    // signature, so app names cannot be probed for.
+    let name = name.ok().map(|Path(name)| name).filter(|n| server.apps.contains_key(n));
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (timestamp_header, signature_header) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
     let now = chrono::Utc::now().timestamp();
@@ -604,31 +688,38 @@ async fn webtrigger(
         let (server, name, body) = (server.clone(), name.clone(), body.clone());
         // The replay record may be the shared database: off the async threads.
         blocking(move || {
-            server.apps[&name]
-                .verifier
-                .verify(timestamp_header.as_deref(), signature_header.as_deref(), &body, now)
+            let verifier = name
+                .as_ref()
+                .map_or(&server.strangers, |name| &server.apps[name].verifier);
+            verifier.verify(timestamp_header.as_deref(), signature_header.as_deref(), &body, now)
         })
         .await
     };
-    if let Err(refusal) = verified {
-        tracing::warn!(app = %name, %refusal, "callback refused");
-        let status = if matches!(refusal, Refusal::Unavailable(_)) {
-            503
-        } else {
-            401
-        };
-        return error(ApiError {
-            status,
-            code: if status == 503 {
-                "CALLBACK_NOT_CHECKED"
+    let (name, digest) = match (name, verified) {
+        (Some(name), Ok(digest)) => (name, digest),
+        (name, Err(refusal)) => {
+            tracing::warn!(app = ?name, %refusal, "callback refused");
+            let status = if matches!(refusal, Refusal::Unavailable(_)) {
+                503
             } else {
-                "CALLBACK_REFUSED"
-            },
-            field: None,
-            message: refusal.to_string(),
-        });
-    }
-    let event = match callback_event(&server, &body) {
+                401
+            };
+            return error(ApiError {
+                status,
+                code: if status == 503 {
+                    "CALLBACK_NOT_CHECKED"
+                } else {
+                    "CALLBACK_REFUSED"
+                },
+                field: None,
+                message: refusal.to_string(),
+                allow: &[],
+            });
+        }
+        (None, Ok(_)) => unreachable!("nobody holds the strangers' secret"),
+    };
+    let hosted = &server.apps[&name];
+    let event = match callback_event(&server, &body, &digest) {
         Ok(event) => event,
         Err(e) => return error(e),
     };
@@ -652,6 +743,7 @@ async fn webtrigger(
                  POST /_admin/importsource {{\"workspaceId\", \"type\": \"external\", \"app\": \"{name}\"}}",
                 event.import_source_id, event.workspace_id
             ),
+            allow: &[],
         });
     }
     let running = match Running::start(&server, &name) {
@@ -694,8 +786,11 @@ async fn webtrigger(
 }
 
 /// The trigger event a verified callback asks for, in this server's
-/// workspace.
-fn callback_event(server: &Server, body: &[u8]) -> Result<TriggerEvent, ApiError> {
+/// workspace. A callback that names no occurrence (a manual run) is named
+/// by its signature's `digest`: one signed request is one occurrence, so
+/// even a replay that got past the replay record would replay the first
+/// run instead of starting another.
+fn callback_event(server: &Server, body: &[u8], digest: &str) -> Result<TriggerEvent, ApiError> {
     let callback: Callback = body::parse(body)?;
     let source_id = match (callback.import_source_id, callback.importsource_id) {
         (Some(a), Some(b)) if a != b => {
@@ -721,6 +816,7 @@ fn callback_event(server: &Server, body: &[u8]) -> Result<TriggerEvent, ApiError
                 "this server's apps live in workspace {}; they do not run imports in {}",
                 server.workspace_id, callback.workspace_id
             ),
+            allow: &[],
         });
     }
     Ok(TriggerEvent {
@@ -730,7 +826,7 @@ fn callback_event(server: &Server, body: &[u8]) -> Result<TriggerEvent, ApiError
         schedule_id: callback.schedule_id,
         occurrence_id: callback
             .occurrence_id
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            .unwrap_or_else(|| uuid::Uuid::new_v5(&MANUAL_RUNS, digest.as_bytes()).to_string()),
         nominal_time: callback
             .nominal_time
             .unwrap_or_else(|| timestamp(server.assets.clock().now())),
@@ -738,9 +834,15 @@ fn callback_event(server: &Server, body: &[u8]) -> Result<TriggerEvent, ApiError
     })
 }
 
+/// The name space of the occurrence ids of manual runs, derived from their
+/// callbacks' signatures.
+const MANUAL_RUNS: uuid::Uuid = uuid::Uuid::from_u128(0x6d61_6e75_616c_2d72_756e_2d63_616c_6c62);
+
 /// One log line per request.
 async fn log_request(request: Request, next: Next) -> Response {
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let method = request.method().clone();
+    // The path is the client's text; logged escaped.
+    let path = assets_redact::printable(request.uri().path()).into_owned();
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();

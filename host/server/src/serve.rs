@@ -31,13 +31,13 @@ use crate::pg::{self, PgAppRows, PgReplays, PgStore};
 use crate::routes;
 use crate::signing::Verifier;
 use anyhow::Context as _;
-use assets_platform::assets::{AssetsService, SourceType, StateStore};
+use assets_platform::assets::{AssetsService, Quotas, SourceType, StateStore};
 use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::delivery::DeliveryPool;
 use assets_platform::scheduler::{Firing, Scheduler};
 use assets_platform::source::SyntheticSource;
 use assets_platform::trigger::App;
-use assets_runtime::{AppStorage, Limits, OutboundHttp, Runtime};
+use assets_runtime::{AppStorage, Limits, OutboundHttp, Runtime, StorageLimits};
 use chrono::SubsecRound as _;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -80,6 +80,10 @@ pub struct ForgeLimits {
     pub payload_bytes: usize,
     /// Outbound HTTP requests per minute of runtime.
     pub outbound_per_minute: u32,
+    /// What an app may keep in its storage: the platform's key-value store
+    /// limits (500-character keys, 240 KiB values) and its published 100 MB
+    /// per installation.
+    pub storage: StorageLimits,
 }
 
 /// The `forge` profile.
@@ -89,6 +93,12 @@ pub const FORGE: ForgeLimits = ForgeLimits {
     memory_bytes: 512 << 20,
     payload_bytes: 5_000_000,
     outbound_per_minute: 100,
+    storage: StorageLimits {
+        key_bytes: 500,
+        value_bytes: 240 * 1024,
+        keys: assets_runtime::storage::MAX_KEYS,
+        total_bytes: 100_000_000,
+    },
 };
 
 /// How to run the server; `assets-host serve` builds it from its arguments.
@@ -100,9 +110,9 @@ pub struct ServeOptions {
     /// a PostgreSQL URL (`postgres://USER@HOST:PORT/DB`), which several
     /// servers may share.
     pub db: PathBuf,
-    /// Apps to host: name and component file. Each gets an external-app
-    /// import source and the web trigger `/apps/NAME/webtrigger`.
-    pub apps: Vec<(String, PathBuf)>,
+    /// Apps to host, each with its own settings and egress. Each gets an
+    /// external-app import source and the web trigger `/apps/NAME/webtrigger`.
+    pub apps: Vec<AppSpec>,
     /// The scheduler's clock.
     pub clock: ClockKind,
     /// With [`ClockKind::Virtual`]: where the clock starts (default now).
@@ -114,10 +124,6 @@ pub struct ServeOptions {
     pub assets_url: Option<String>,
     /// With `assets_url`: the token for it.
     pub assets_token: Option<String>,
-    /// Every hosted app's settings.
-    pub app_settings: BTreeMap<String, String>,
-    /// Every hosted app's outbound HTTP, already behind its egress guard.
-    pub http: Arc<dyn OutboundHttp>,
     /// Objects the built-in data source gives each run.
     pub objects: u64,
     /// Largest request body, in bytes; larger ones get 413.
@@ -136,12 +142,38 @@ pub struct ServeOptions {
     /// Listen on a non-loopback address without a token. Off: such a
     /// server refuses to start.
     pub allow_unauthenticated_public_bind: bool,
-    /// Requests served at once; more get 429 with `Retry-After`.
+    /// Requests with the server's token served at once, and web-trigger
+    /// calls at once (each its own count); more get 429 with `Retry-After`.
     pub max_concurrent_requests: usize,
+    /// Requests with one import source's token served at once; more get
+    /// 429. Each source token has its own count, apart from the server's.
+    pub max_concurrent_per_source: usize,
+    /// Longest a request body may take to arrive (web triggers: at most
+    /// [`routes::WEBTRIGGER_BODY_TIMEOUT`]); later is 408.
+    pub body_timeout: Duration,
     /// Imports one app runs at once through its web trigger; more get 429.
     pub max_imports_per_app: usize,
     /// Whose limits apply.
     pub profile: Profile,
+    /// What one caller may make the Assets service keep (progress, objects
+    /// per execution, history page size).
+    pub quotas: Quotas,
+    /// What one app may keep in its storage.
+    pub storage: StorageLimits,
+}
+
+/// An app to host: its component and what it alone is granted.
+#[derive(Clone)]
+pub struct AppSpec {
+    /// Its name: the web trigger is `/apps/{name}/webtrigger`.
+    pub name: String,
+    /// Its component file.
+    pub component: PathBuf,
+    /// Its settings (the `config` import); no other app reads them.
+    pub settings: BTreeMap<String, String>,
+    /// Its outbound HTTP, already behind its own egress guard, on its own
+    /// connection pool.
+    pub http: Arc<dyn OutboundHttp>,
 }
 
 /// An app this server hosts.
@@ -180,14 +212,38 @@ pub struct Server {
     pub advancing: tokio::sync::Mutex<()>,
     /// The shared database, when this is one node of several.
     pub shared: Option<Arc<PgStore>>,
-    /// Requests being served now, against `max_concurrent_requests`.
+    /// Requests with the server's token being served now, against
+    /// `max_concurrent_requests`.
     pub requests: tokio::sync::Semaphore,
-    /// Requests served at once; more get 429.
+    /// Requests with the server's token served at once; more get 429.
     pub max_concurrent_requests: usize,
+    /// Web-trigger calls being served now (their bodies read before their
+    /// signatures can be checked), against `max_concurrent_requests`.
+    pub callbacks: tokio::sync::Semaphore,
+    /// Requests with each import source's token being served now.
+    pub source_requests: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Requests one source token may have served at once.
+    pub max_concurrent_per_source: usize,
+    /// Longest a request body may take to arrive.
+    pub body_timeout: Duration,
+    /// Checks callbacks to a name no app has, with a secret nobody holds:
+    /// they are refused as a hosted app's forged ones are.
+    pub strangers: Verifier,
     /// Imports one app may run at once.
     pub max_imports_per_app: usize,
     /// Whose limits apply.
     pub profile: Profile,
+}
+
+impl Server {
+    /// The count of requests being served with import source `id`'s token.
+    pub fn source_permits(&self, id: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut permits = self.source_requests.lock().unwrap_or_else(|e| e.into_inner());
+        permits
+            .entry(id.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max_concurrent_per_source)))
+            .clone()
+    }
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -211,7 +267,9 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
     // Listen for the stop signals before saying "ready": a SIGTERM sent
     // right after would otherwise kill the process ungracefully.
     let stop_signal = shutdown_signal()?;
-    print_banner(&server, &args, &base_url, &secrets);
+    // The banner may ask the database whether its session is encrypted:
+    // blocking work, off the async workers.
+    tokio::task::block_in_place(|| print_banner(&server, &args, &base_url, &secrets));
 
     let stop = Arc::new(Stop::default());
     // On a shared database every node's scheduler follows the shared clock,
@@ -259,16 +317,43 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
 
 /// A server anyone on the network can reach must not answer everyone: no
 /// token on a non-loopback address is refused unless asked for by name.
+///
+/// A loopback address behind a public `--public-url` (a proxy forwarding
+/// to it) is as reachable as the URL, so it needs the token too.
 pub fn refuse_open_public_bind(args: &ServeOptions) -> anyhow::Result<()> {
     let open = args.token.as_deref().is_none_or(str::is_empty);
+    if !open || args.allow_unauthenticated_public_bind {
+        return Ok(());
+    }
     anyhow::ensure!(
-        !open || args.addr.ip().is_loopback() || args.allow_unauthenticated_public_bind,
+        args.addr.ip().is_loopback(),
         "refusing to listen on {} without a token: anyone who can reach that address could create import \
          sources, rewrite schedules and move the clock. Set --token (or ASSETS_HOST_TOKEN), listen on \
          127.0.0.1, or pass --allow-unauthenticated-public-bind if an open server is really what you want",
         args.addr
     );
+    if let Some(public) = &args.public_url {
+        anyhow::ensure!(
+            names_loopback(public),
+            "refusing to serve {public} without a token: a loopback address behind a public URL is reached \
+             by anyone who can reach the URL. Set --token (or ASSETS_HOST_TOKEN), or pass \
+             --allow-unauthenticated-public-bind if an open server is really what you want"
+        );
+    }
     Ok(())
+}
+
+/// True when `url`'s host is a loopback address or `localhost`.
+fn names_loopback(url: &str) -> bool {
+    match url::Url::parse(url).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name.eq_ignore_ascii_case("localhost") || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => false,
+    }
 }
 
 /// Opens the database, sets up the workspace, the apps and the scheduler.
@@ -314,8 +399,8 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     // Compiled before the start-up lock below, so nodes starting together
     // compile at once and only set up one at a time.
     let mut runtimes = HashMap::new();
-    for (name, path) in &args.apps {
-        runtimes.insert(name.clone(), Arc::new(Runtime::from_file(path)?));
+    for app in &args.apps {
+        runtimes.insert(app.name.clone(), Arc::new(Runtime::from_file(&app.component)?));
     }
     // Nodes starting together set up the workspace and the apps one at a time.
     let _startup = match &store {
@@ -334,9 +419,10 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         "--public-url {public_url:?} must be an http(s) URL with a host and no path, e.g. https://imports.example.com"
     );
     let allowlist = assets_runtime::Allowlist::parse(&args.callback_allow).context("--callback-allow")?;
-    let policy = CallbackPolicy::new(&public_url, args.apps.iter().map(|(name, _)| name.clone()), allowlist);
+    let policy = CallbackPolicy::new(&public_url, args.apps.iter().map(|app| app.name.clone()), allowlist);
     let resolver = PublicResolver::new(&public_url, policy.named_addresses());
     let mut service = AssetsService::new(clock)
+        .with_quotas(args.quotas)
         .with_store(store.state_store(), state)
         .with_base_url(&public_url)
         .with_callback_targets(Arc::new(policy));
@@ -348,15 +434,14 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         let existing = assets.state().workspaces().min().cloned();
         existing.unwrap_or_else(|| assets.create_workspace())
     };
-    let http = args.http.clone();
     let (api_url, api_token) = match &args.assets_url {
         Some(url) => (url.clone(), args.assets_token.clone()),
         None => (base_url.to_owned(), args.token.clone()),
     };
-    let settings = args.app_settings.clone();
     let mut apps = HashMap::new();
     let mut secrets = HashMap::new();
-    for (name, _) in &args.apps {
+    for spec in &args.apps {
+        let (name, settings) = (&spec.name, &spec.settings);
         // The app's first source, kept across restarts; a database from
         // before that was recorded adopts the app's source with the lowest id.
         let import_source_id = store.first_source(name, || {
@@ -412,7 +497,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         };
         let mut app = App::new(name.clone(), runtime, Arc::new(source))
             .with_config(settings.clone())
-            .with_http(http.clone())
+            .with_http(spec.http.clone())
             .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())?))
             .with_limits(limits);
         if args.profile == Profile::Forge {
@@ -421,7 +506,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
                 ..limits
             });
         }
-        app.storage = store.app_storage(name)?;
+        app.storage = store.app_storage(name)?.with_limits(args.storage);
         let secret = store.app_secret(name)?;
         secrets.insert(name.clone(), secret.clone());
         // Accepted signatures live in the database, so a restart does not
@@ -469,6 +554,11 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         },
         requests: tokio::sync::Semaphore::new(args.max_concurrent_requests.max(1)),
         max_concurrent_requests: args.max_concurrent_requests.max(1),
+        callbacks: tokio::sync::Semaphore::new(args.max_concurrent_requests.max(1)),
+        source_requests: Mutex::new(HashMap::new()),
+        max_concurrent_per_source: args.max_concurrent_per_source.max(1),
+        body_timeout: args.body_timeout,
+        strangers: Verifier::new(assets_platform::assets::new_secret()),
         max_imports_per_app: args.max_imports_per_app.max(1),
         profile: args.profile,
     };
@@ -495,7 +585,16 @@ fn print_banner(server: &Server, args: &ServeOptions, base_url: &str, secrets: &
             "  auth       none: the API and admin endpoints are open to whoever can reach this address"
         );
     }
-    let _ = writeln!(out, "  database   {}", pg::redact(&args.db.to_string_lossy()));
+    let db = args.db.to_string_lossy();
+    let tls = match (pg::is_postgres(&db), &server.shared) {
+        (true, Some(_)) => match pg::session_uses_tls(&db) {
+            Ok(true) => " (TLS)",
+            Ok(false) => " (not encrypted: add ?sslmode=verify-full to the URL to require TLS)",
+            Err(_) => "",
+        },
+        _ => "",
+    };
+    let _ = writeln!(out, "  database   {}{tls}", pg::redact(&db));
     if let Some(shared) = &server.shared {
         let _ = writeln!(out, "  node       {}", shared.node());
     }

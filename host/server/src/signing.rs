@@ -99,10 +99,10 @@ pub struct Verifier {
 /// A record of accepted callback signatures that several nodes share, so a
 /// callback accepted by one is a replay on all.
 pub trait ReplayRecord: Send + Sync {
-    /// Records `signature` (signed at `signed_at`, unix seconds) and says
-    /// whether this was its first time; it must be remembered for
-    /// `tolerance_secs` past `signed_at`. `Err` when the record cannot be
-    /// reached.
+    /// Records `signature` (the digest in lower-case hex, signed at
+    /// `signed_at`, unix seconds) and says whether this was its first time;
+    /// it must be remembered for `tolerance_secs` past `signed_at`. `Err`
+    /// when the record cannot be reached.
     fn first_time(&self, signature: &str, signed_at: i64, tolerance_secs: i64) -> Result<bool, String>;
 }
 
@@ -124,13 +124,16 @@ impl Verifier {
     }
 
     /// Accepts the request once, or says why not; `now` is Unix seconds.
+    /// Accepted, it gives the signature's digest in one canonical spelling
+    /// (lower-case hex): what "once" is counted on, and a stable name for
+    /// this one signed request.
     pub fn verify(
         &self,
         timestamp: Option<&str>,
         signature: Option<&str>,
         body: &[u8],
         now: i64,
-    ) -> Result<(), Refusal> {
+    ) -> Result<String, Refusal> {
         let timestamp = timestamp.ok_or(Refusal::Missing(TIMESTAMP_HEADER))?;
         let signature = signature.ok_or(Refusal::Missing(SIGNATURE_HEADER))?;
         let timestamp: i64 = timestamp
@@ -151,19 +154,23 @@ impl Verifier {
         if age_secs.abs() > TOLERANCE_SECS {
             return Err(Refusal::Stale { age_secs });
         }
+        // Keyed on the digest the header decodes to, not on its text: hex
+        // reads `AB` and `ab` alike, so every spelling of one signature is
+        // one key, and a re-cased replay is a replay.
+        let key = hex::encode(&digest);
         if let Some(shared) = &self.shared {
-            return match shared.first_time(signature.trim(), timestamp, TOLERANCE_SECS) {
-                Ok(true) => Ok(()),
+            return match shared.first_time(&key, timestamp, TOLERANCE_SECS) {
+                Ok(true) => Ok(key),
                 Ok(false) => Err(Refusal::Replayed),
                 Err(why) => Err(Refusal::Unavailable(why)),
             };
         }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|_, at| (now - *at).abs() <= TOLERANCE_SECS);
-        if seen.insert(signature.trim().to_owned(), timestamp).is_some() {
+        if seen.insert(key.clone(), timestamp).is_some() {
             return Err(Refusal::Replayed);
         }
-        Ok(())
+        Ok(key)
     }
 }
 
@@ -179,10 +186,31 @@ mod tests {
         let body = br#"{"scheduled":true}"#;
         let signature = sign("s3cret", NOW, body);
         let ts = NOW.to_string();
-        assert_eq!(verifier.verify(Some(&ts), Some(&signature), body, NOW + 2), Ok(()));
+        assert!(verifier.verify(Some(&ts), Some(&signature), body, NOW + 2).is_ok());
         assert_eq!(
             verifier.verify(Some(&ts), Some(&signature), body, NOW + 3),
             Err(Refusal::Replayed)
+        );
+    }
+
+    #[test]
+    fn a_signature_re_cased_is_the_same_signature_and_refused_again() {
+        let verifier = Verifier::new("s3cret");
+        let body = br#"{"scheduled":true}"#;
+        let signature = sign("s3cret", NOW, body);
+        let ts = NOW.to_string();
+        let key = verifier.verify(Some(&ts), Some(&signature), body, NOW).unwrap();
+        assert_eq!(
+            key,
+            signature.trim_start_matches("sha256="),
+            "the key is the digest in lower-case hex"
+        );
+        let upper = format!("sha256={}", signature.trim_start_matches("sha256=").to_uppercase());
+        assert_ne!(upper, signature);
+        assert_eq!(
+            verifier.verify(Some(&ts), Some(&upper), body, NOW),
+            Err(Refusal::Replayed),
+            "the same digest spelled in upper case is a replay"
         );
     }
 

@@ -347,3 +347,92 @@ fn pipe(client: TcpStream, backend: TcpStream) {
         let _ = client_out.shutdown(std::net::Shutdown::Write);
     });
 }
+
+/// A test guest's component, built by `make test-guest`.
+pub fn guest(var: &str, file: &str) -> PathBuf {
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/wasm32-wasip2/wasm")
+            .join(file)
+    });
+    assert!(path.exists(), "{} is missing; run `make test-guest`", path.display());
+    path
+}
+
+pub fn hostile() -> String {
+    guest("ASSETS_HOSTILE_GUEST", "hostile_guest.wasm")
+        .display()
+        .to_string()
+}
+
+pub fn misbehaving() -> String {
+    guest("ASSETS_TEST_GUEST", "misbehaving_guest.wasm")
+        .display()
+        .to_string()
+}
+
+/// The hosted app `name`: its workspace, import source and web trigger.
+pub fn app_named(server: &Server, name: &str) -> App {
+    let (status, apps) = server.admin("GET", "/_admin/apps", None);
+    assert_eq!(status, 200, "{apps}");
+    let app = apps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap_or_else(|| panic!("no app {name}: {apps}"));
+    App {
+        workspace_id: app["workspaceId"].as_str().unwrap().to_owned(),
+        import_source_id: app["importSourceId"].as_str().unwrap().to_owned(),
+        callback_url: app["callbackUrl"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Calls `app`'s web trigger as the platform would, signed with `secret`:
+/// the status and the answer.
+pub fn trigger(server: &Server, app: &App, secret: &str) -> (u16, Value) {
+    let body = json!({
+        "workspaceId": app.workspace_id,
+        "importsourceId": app.import_source_id,
+        "scheduled": false,
+    })
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let signature = assets_server::signing::sign(secret, now, body.as_bytes());
+    server.call_with(
+        "POST",
+        &app.callback_url,
+        Some(body),
+        &[
+            ("x-assets-timestamp", &now.to_string()),
+            ("x-assets-signature", &signature),
+        ],
+    )
+}
+
+/// What the hostile guest reported (its run's failure reason, as JSON).
+pub fn report(outcome: &Value) -> Value {
+    let reason = outcome["failureReason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no report: {outcome}"));
+    serde_json::from_str(reason).unwrap_or_else(|e| panic!("{e}: {reason}"))
+}
+
+/// A third party that answers every request with 200, counting them.
+pub fn counting_responder() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            counted.fetch_add(1, Ordering::SeqCst);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+    });
+    (url, count)
+}

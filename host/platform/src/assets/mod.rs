@@ -105,10 +105,42 @@ thread_local! {
     static UNSAVED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// How much one caller may make the service keep: bounds on what an app, or
+/// a holder of one import source's token, can grow the server's memory and
+/// disk by. Each refusal is a 413 `LIMIT_EXCEEDED` naming the limit and its
+/// figure. [`Quotas::default`] has the figures for a local platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Largest `PUT …/executions/{id}/progress` body kept, in bytes as sent:
+    /// the progress stays in the history line for ever.
+    pub progress_bytes: usize,
+    /// Most objects one execution may hold, counted as distinct (object
+    /// type, external id) pairs; see [`State::add_objects`].
+    pub objects_per_execution: u64,
+    /// Most bytes of JSON one `GET …/history` page body may hold: a page
+    /// ends before the entry that would take it over (it always holds at
+    /// least one) and gives the next cursor.
+    pub history_page_bytes: usize,
+}
+
+impl Default for Quotas {
+    /// 4 KiB of progress, five million objects per execution (the mock
+    /// holds an ingesting execution's objects in memory), 1 MiB history
+    /// pages.
+    fn default() -> Quotas {
+        Quotas {
+            progress_bytes: 4096,
+            objects_per_execution: 5_000_000,
+            history_page_bytes: 1 << 20,
+        }
+    }
+}
+
 /// The mock Assets service: its state behind a lock, a clock for timestamps,
 /// and the base URL its links point at.
 pub struct AssetsService {
     state: Mutex<State>,
+    quotas: Quotas,
     clock: Arc<dyn Clock>,
     base_url: String,
     credential: Option<String>,
@@ -214,12 +246,25 @@ impl AssetsService {
     pub fn new(clock: Arc<dyn Clock>) -> AssetsService {
         AssetsService {
             state: Mutex::new(State::default()),
+            quotas: Quotas::default(),
             clock,
             base_url: DEFAULT_BASE_URL.to_owned(),
             credential: None,
             store: None,
             callback_targets: None,
         }
+    }
+
+    /// Bounds what one caller may make the service keep (see [`Quotas`]);
+    /// without it, [`Quotas::default`].
+    pub fn with_quotas(mut self, quotas: Quotas) -> AssetsService {
+        self.quotas = quotas;
+        self
+    }
+
+    /// The quotas the service enforces.
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
     }
 
     /// Checks every schedule's `callbackUrl` against `targets`.
@@ -259,7 +304,7 @@ impl AssetsService {
     /// service has a credential, `authorization` must be `Bearer {token}`,
     /// else the answer is 401.
     pub fn handle_authorized(&self, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Response {
-        if !self.authorizes(path, authorization) {
+        if self.caller(path, authorization).is_none() {
             return ApiError::unauthorized().into_response();
         }
         self.handle(method, path, body)
@@ -270,29 +315,32 @@ impl AssetsService {
     /// source `path` is under. Needs no body, so a server can refuse before
     /// reading one. Compared in constant time.
     pub fn authorizes(&self, path: &str, authorization: Option<&str>) -> bool {
-        let Some(token) = &self.credential else {
-            return true;
-        };
-        let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
-        presented.is_some_and(|p| same_secret(p, token)) || self.source_token_fits(path, presented)
+        self.caller(path, authorization).is_some()
     }
 
-    /// True when `presented` is the token `POST …/token` generated for the
-    /// import source `path` is under: such a token opens that source's own
-    /// endpoints and nothing else.
-    fn source_token_fits(&self, path: &str, presented: Option<&str>) -> bool {
-        let Some(presented) = presented else {
-            return false;
+    /// Who `authorization` proves the caller of `path` to be, or `None`
+    /// (401). The path is read as the router reads it
+    /// ([`router::source_of`]), so a token is judged on the source the
+    /// request will reach.
+    pub fn caller(&self, path: &str, authorization: Option<&str>) -> Option<Caller> {
+        let Some(token) = &self.credential else {
+            return Some(Caller::Platform);
         };
-        let segments: Vec<&str> = path.split(['?', '#']).next().unwrap_or_default().split('/').collect();
-        let ["", "jsm", "assets", "workspace", workspace, "v1", "importsource", source, ..] = segments.as_slice()
-        else {
-            return false;
-        };
+        let presented = authorization.and_then(bearer_token)?;
+        if same_secret(presented, token) {
+            return Some(Caller::Platform);
+        }
+        // Only a token of the form `POST …/token` gives out is looked up:
+        // garbage from a stranger never takes the state lock.
+        if !looks_like_source_token(presented) {
+            return None;
+        }
+        let (workspace, source) = router::source_of(path)?;
         let state = self.state();
-        state
+        let fits = state
             .source(workspace, source)
-            .is_ok_and(|s| s.token.as_deref().is_some_and(|t| same_secret(t, presented)))
+            .is_ok_and(|s| s.token.as_deref().is_some_and(|t| same_secret(t, presented)));
+        fits.then(|| Caller::Source(source.to_owned()))
     }
 
     /// Sets the base URL written into `links` (the server's own address when
@@ -311,7 +359,11 @@ impl AssetsService {
         if UNSAVED.with(|flag| flag.replace(false)) {
             // A server fault, not the client's: say so rather than
             // acknowledge a change that is not on disk.
-            return ApiError::not_saved().into_response();
+            let mut refusal = ApiError::not_saved().into_response();
+            if method.eq_ignore_ascii_case("HEAD") {
+                refusal.body.clear();
+            }
+            return refusal;
         }
         response
     }
@@ -443,4 +495,34 @@ pub fn new_secret() -> String {
 /// so timing does not leak a token a byte at a time.
 pub fn same_secret(a: &str, b: &str) -> bool {
     bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
+}
+
+/// Who a request proved itself to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The platform's own credential (or a service that requires none).
+    Platform,
+    /// The token of this import source: its own endpoints only.
+    Source(String),
+}
+
+/// The token of an `Authorization: Bearer <token>` header value. The scheme
+/// is matched without regard to case and any run of spaces may follow it
+/// (RFC 9110 §11.1); the token is one run of non-space characters.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once([' ', '\t'])?;
+    let token = token.trim_start_matches([' ', '\t']);
+    let plain = !token.is_empty() && !token.contains([' ', '\t']);
+    (scheme.eq_ignore_ascii_case("bearer") && plain).then_some(token)
+}
+
+/// Prefix of the tokens `POST …/token` gives out.
+pub const SOURCE_TOKEN_PREFIX: &str = "ist-";
+
+/// True for text of the form of a source token: the prefix, then 32
+/// lower-case hex digits.
+fn looks_like_source_token(token: &str) -> bool {
+    token
+        .strip_prefix(SOURCE_TOKEN_PREFIX)
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }

@@ -173,6 +173,41 @@ pub struct Execution {
     pub history_index: usize,
 }
 
+/// 413 when storing `groups` would take `execution` over `max_objects`
+/// distinct objects (see [`State::add_objects`]).
+fn check_object_quota(
+    execution: &Execution,
+    groups: &[(String, Vec<AssetObject>)],
+    max_objects: u64,
+) -> Result<(), ApiError> {
+    let held = execution.objects.len() as u64;
+    let carried: usize = groups.iter().map(|(_, objects)| objects.len()).sum();
+    // Counting the new ones costs a set as large as the chunk: only when
+    // the chunk could go over at all.
+    if held.saturating_add(carried as u64) <= max_objects {
+        return Ok(());
+    }
+    let mut new = HashSet::new();
+    for (object_type_id, objects) in groups {
+        for object in objects {
+            let key = (object_type_id.clone(), object.external_id.clone());
+            if !execution.objects.contains_key(&key) {
+                new.insert(key);
+            }
+        }
+    }
+    if held + new.len() as u64 <= max_objects {
+        return Ok(());
+    }
+    Err(ApiError::limit_exceeded(format!(
+        "execution {} holds {held} objects and this chunk carries {carried} ({} of them new); an execution holds \
+         at most {max_objects} objects (quota objects_per_execution). Nothing of the chunk was stored; the \
+         execution is still ingesting and can be completed",
+        execution.id,
+        new.len()
+    )))
+}
+
 /// Everything the mock knows.
 #[derive(Debug, Default)]
 pub struct State {
@@ -402,31 +437,54 @@ impl State {
 
     /// Stores a chunk's objects and returns how many it accepted: 0 for a
     /// chunk whose `clientGeneratedId` was already accepted. 400 once the
-    /// execution has left `INGESTING`.
-    pub fn add_chunk(&mut self, source_id: &str, execution_id: &str, chunk: DataChunk) -> Result<usize, ApiError> {
+    /// execution has left `INGESTING`; 413 when the execution would hold
+    /// more than `max_objects` (see [`State::add_objects`]).
+    pub fn add_chunk(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        chunk: DataChunk,
+        max_objects: u64,
+    ) -> Result<usize, ApiError> {
         self.add_objects(
             source_id,
             execution_id,
             chunk.client_generated_id,
             vec![(chunk.object_type_id, chunk.objects)],
+            max_objects,
         )
     }
 
     /// Stores one chunk's objects, grouped by object type (a real-form chunk
     /// may hold several), as [`State::add_chunk`] does.
+    ///
+    /// A chunk after which the execution would hold more than `max_objects`
+    /// objects is refused whole (413 `LIMIT_EXCEEDED`, nothing of it
+    /// stored), and the execution goes on ingesting. Objects are counted as
+    /// the execution holds them, by (object type, external id): a re-sent
+    /// object replaces the one before and adds nothing. That is what the
+    /// quota protects (memory and disk grow with the objects held, not with
+    /// the ones received), and counting received objects would refuse an
+    /// import that retries chunks without a `clientGeneratedId`.
     pub fn add_objects(
         &mut self,
         source_id: &str,
         execution_id: &str,
         client_generated_id: Option<String>,
         groups: Vec<(String, Vec<AssetObject>)>,
+        max_objects: u64,
     ) -> Result<usize, ApiError> {
         let tracking = self.changes.is_some();
         let execution = self.ingesting_execution(source_id, execution_id, "data can be sent")?;
+        if client_generated_id
+            .as_ref()
+            .is_some_and(|id| execution.chunk_ids.contains(id))
+        {
+            return Ok(0);
+        }
+        check_object_quota(execution, &groups, max_objects)?;
         if let Some(id) = &client_generated_id {
-            if !execution.chunk_ids.insert(id.clone()) {
-                return Ok(0);
-            }
+            execution.chunk_ids.insert(id.clone());
         }
         let mut count = 0;
         let mut keys: Vec<(String, String, String)> = Vec::new();
@@ -688,20 +746,37 @@ impl State {
         self.history_page(source_id, None, usize::MAX).0
     }
 
-    /// Up to `limit` lines of `source_id`'s history, oldest first, after the
-    /// line at `after` (an index the previous page gave); and the index to
-    /// pass for the next page, when there is more.
+    /// `source_id`'s history lines after the line at `after` (an index a
+    /// previous page gave), oldest first, each with its index: the cursor
+    /// that continues after it.
+    pub fn history_after(
+        &self,
+        source_id: &str,
+        after: Option<usize>,
+    ) -> impl Iterator<Item = (usize, &HistoryEntry)> + '_ {
+        let rest = self.history_indices_after(source_id, after);
+        rest.iter().map(|&i| (i, &self.history[i]))
+    }
+
+    fn history_indices_after(&self, source_id: &str, after: Option<usize>) -> &[usize] {
+        let Some(indices) = self.history_by_source.get(source_id) else {
+            return &[];
+        };
+        let from = after.map_or(0, |after| indices.partition_point(|&i| i <= after));
+        &indices[from..]
+    }
+
+    /// Up to `limit` lines (at least one) of `source_id`'s history, oldest
+    /// first, after the line at `after` (an index the previous page gave);
+    /// and the index to pass for the next page, when there is more.
     pub fn history_page(
         &self,
         source_id: &str,
         after: Option<usize>,
         limit: usize,
     ) -> (Vec<HistoryEntry>, Option<usize>) {
-        let Some(indices) = self.history_by_source.get(source_id) else {
-            return (Vec::new(), None);
-        };
-        let from = after.map_or(0, |after| indices.partition_point(|&i| i <= after));
-        let rest = &indices[from..];
+        let limit = limit.max(1);
+        let rest = self.history_indices_after(source_id, after);
         let page: Vec<HistoryEntry> = rest.iter().take(limit).map(|&i| self.history[i].clone()).collect();
         let next = (rest.len() > limit).then(|| rest[limit - 1]);
         (page, next)

@@ -2,8 +2,10 @@
 //!
 //! Every endpoint lives under the seed's base path
 //! `/jsm/assets/workspace/{workspaceId}/v1/importsource/{importSourceId}`.
-//! Unknown paths are 404 and known paths with the wrong method 405, both with
-//! JSON bodies, so a client's mistake is never mistaken for a server fault.
+//! Unknown paths are 404, known paths with the wrong method 405 (with an
+//! `Allow` header) and query parameters an endpoint does not take 400, all
+//! with JSON bodies, so a client's mistake is never mistaken for a server
+//! fault. HEAD is answered wherever GET is, as GET is, without the body.
 
 use super::mapping::{self, Mapping};
 use super::model::{DataChunk, Execution, ExecutionStatus, MAX_FAILURE_REASON_CHARS};
@@ -15,59 +17,209 @@ use serde_json::json;
 
 /// Answers one request or says why it cannot.
 pub fn route(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Result<Response, ApiError> {
-    let (path, query) = match path.split('#').next().unwrap_or_default().split_once('?') {
-        Some((path, query)) => (path, query),
-        None => (path.split('#').next().unwrap_or_default(), ""),
-    };
+    if !method.eq_ignore_ascii_case("HEAD") {
+        return answer(service, method, path, body);
+    }
+    // HEAD is GET without the body (RFC 9110, section 9.3.2): the same
+    // status and headers, a refusal's included; a path that takes no GET
+    // refuses HEAD with 405, and its answer has no body either.
+    let mut response = answer(service, method, path, body).unwrap_or_else(ApiError::into_response);
+    response.body.clear();
+    Ok(response)
+}
+
+/// The workspace and import source ids of a path under
+/// `/jsm/assets/workspace/{workspaceId}/v1/importsource/{importSourceId}`,
+/// read exactly as [`route`] reads it (fragment and query dropped, empty
+/// segments skipped); `None` for any other path. For judging a token on the
+/// source the request will reach.
+pub fn source_of(path: &str) -> Option<(&str, &str)> {
+    let (path, _) = split_query(path);
+    under_source(path).map(|(workspace, source, _)| (workspace, source))
+}
+
+/// The path without its fragment, and its query (empty when none).
+fn split_query(path: &str) -> (&str, &str) {
+    let path = path.split('#').next().unwrap_or_default();
+    path.split_once('?').unwrap_or((path, ""))
+}
+
+/// Workspace id, import source id and the segments after them.
+fn under_source(path: &str) -> Option<(&str, &str, Vec<&str>)> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (workspace_id, source_id, rest) = match segments.as_slice() {
-        ["jsm", "assets", "workspace", ws, "v1", "importsource", src, rest @ ..] => (*ws, *src, rest),
-        _ => {
-            return Err(ApiError::not_found(format!(
-                "no endpoint at {path}; import endpoints live under /jsm/assets/workspace/{{workspaceId}}/v1/importsource/{{importSourceId}}"
-            )))
-        }
+    match segments.as_slice() {
+        ["jsm", "assets", "workspace", ws, "v1", "importsource", src, rest @ ..] => Some((ws, src, rest.to_vec())),
+        _ => None,
+    }
+}
+
+fn answer(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let (path, query) = split_query(path);
+    let (workspace_id, source_id, rest) = under_source(path).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no endpoint at {path}; import endpoints live under /jsm/assets/workspace/{{workspaceId}}/v1/importsource/{{importSourceId}}"
+        ))
+    })?;
+    let endpoint = Endpoint::of(&rest).ok_or_else(|| ApiError::not_found(format!("no endpoint at {path}")))?;
+    let allowed = endpoint.methods();
+    let upper = method.to_ascii_uppercase();
+    // HEAD runs the GET handler; `route` drops the body.
+    let handler_method = match upper.as_str() {
+        "HEAD" => "GET",
+        other => other,
     };
+    if !allowed.contains(&upper.as_str()) {
+        return Err(ApiError::method_not_allowed(method, allowed));
+    }
+    let query = Query::parse(query, endpoint.parameters())?;
     let source = SourceRoute {
         service,
         workspace_id,
         source_id,
     };
-    let allow = |allowed: &str| -> Result<(), ApiError> {
-        if method.eq_ignore_ascii_case(allowed) {
-            Ok(())
-        } else {
-            Err(ApiError::method_not_allowed(method, allowed))
+    use Endpoint::*;
+    match (endpoint, handler_method) {
+        (Details, "GET") => source.details(),
+        (ConfigStatus, "GET") => source.config_status(),
+        (Mapping, m @ ("PUT" | "PATCH")) => source.set_mapping(m == "PATCH", &query, body),
+        (MappingProgress(id), "GET") => source.mapping_progress(id),
+        (SchemaAndMapping, "GET") => source.schema_and_mapping(),
+        (ScheduleLinks, "GET") => source.schedule_links(),
+        (Token, "POST") => source.token(),
+        (Executions, "POST") => source.create_execution(body),
+        (LatestStatus, "GET") => source.latest_status(),
+        (Execution(id), "DELETE") => source.cancel(id),
+        (Status(id), "GET") => source.status(id),
+        (Progress(id), "PUT") => source.progress(id, body),
+        (Data(id), "POST") => source.submit_data(id, body),
+        (Completed(id), "POST") => source.complete(id),
+        (Failed(id), "POST") => source.fail(id, body),
+        (History, "GET") => source.history(&query),
+        (Schedules, "POST") => source.create_schedule(body),
+        (Schedule(id), "GET") => source.get_schedule(id),
+        (Schedule(id), "PUT") => source.update_schedule(id, body),
+        (Schedule(id), "DELETE") => source.delete_schedule(id),
+        // Only if `methods` lists a method no arm above takes: the fuzz
+        // test sends every method an `Allow` lists.
+        _ => Err(ApiError::method_not_allowed(method, allowed)),
+    }
+}
+
+/// An endpoint under an import source, with the ids its path carries.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint<'p> {
+    Details,
+    ConfigStatus,
+    Mapping,
+    MappingProgress(&'p str),
+    SchemaAndMapping,
+    ScheduleLinks,
+    Token,
+    Executions,
+    LatestStatus,
+    Execution(&'p str),
+    Status(&'p str),
+    Progress(&'p str),
+    Data(&'p str),
+    Completed(&'p str),
+    Failed(&'p str),
+    History,
+    Schedules,
+    Schedule(&'p str),
+}
+
+/// GET, and HEAD with it.
+const GET: &[&str] = &["GET", "HEAD"];
+/// POST only.
+const POST: &[&str] = &["POST"];
+
+impl<'p> Endpoint<'p> {
+    /// The endpoint at the path segments after `…/importsource/{id}`.
+    fn of(rest: &[&'p str]) -> Option<Endpoint<'p>> {
+        use Endpoint::*;
+        Some(match rest {
+            [] => Details,
+            ["configstatus"] => ConfigStatus,
+            ["mapping"] => Mapping,
+            ["mapping", "progress", id] => MappingProgress(id),
+            ["schema-and-mapping"] => SchemaAndMapping,
+            ["schedule"] => ScheduleLinks,
+            ["token"] => Token,
+            ["executions"] => Executions,
+            ["executions", "status"] => LatestStatus,
+            ["executions", id] => Execution(id),
+            ["executions", id, "status"] => Status(id),
+            ["executions", id, "progress"] => Progress(id),
+            ["executions", id, "data"] => Data(id),
+            ["executions", id, "history", "completed"] => Completed(id),
+            ["executions", id, "history", "failed"] => Failed(id),
+            ["history"] => History,
+            ["importschedule"] => Schedules,
+            ["importschedule", id] => Schedule(id),
+            _ => return None,
+        })
+    }
+
+    /// The methods it takes: what a 405 lists in its message and `Allow`.
+    fn methods(self) -> &'static [&'static str] {
+        use Endpoint::*;
+        match self {
+            Details | ConfigStatus | MappingProgress(_) | SchemaAndMapping | ScheduleLinks | LatestStatus
+            | Status(_) | History => GET,
+            Token | Executions | Data(_) | Completed(_) | Failed(_) | Schedules => POST,
+            Mapping => &["PUT", "PATCH"],
+            Execution(_) => &["DELETE"],
+            Progress(_) => &["PUT"],
+            Schedule(_) => &["GET", "HEAD", "PUT", "DELETE"],
         }
-    };
-    match rest {
-        [] => allow("GET").and_then(|_| source.details()),
-        ["configstatus"] => allow("GET").and_then(|_| source.config_status()),
-        ["mapping"] => match method.to_ascii_uppercase().as_str() {
-            m @ ("PUT" | "PATCH") => source.set_mapping(m == "PATCH", query, body),
-            _ => Err(ApiError::method_not_allowed(method, "PUT or PATCH")),
-        },
-        ["mapping", "progress", id] => allow("GET").and_then(|_| source.mapping_progress(id)),
-        ["schema-and-mapping"] => allow("GET").and_then(|_| source.schema_and_mapping()),
-        ["schedule"] => allow("GET").and_then(|_| source.schedule_links()),
-        ["token"] => allow("POST").and_then(|_| source.token()),
-        ["executions"] => allow("POST").and_then(|_| source.create_execution(body)),
-        ["executions", "status"] => allow("GET").and_then(|_| source.latest_status()),
-        ["executions", id] => allow("DELETE").and_then(|_| source.cancel(id)),
-        ["executions", id, "status"] => allow("GET").and_then(|_| source.status(id)),
-        ["executions", id, "progress"] => allow("PUT").and_then(|_| source.progress(id, body)),
-        ["executions", id, "data"] => allow("POST").and_then(|_| source.submit_data(id, body)),
-        ["executions", id, "history", "completed"] => allow("POST").and_then(|_| source.complete(id)),
-        ["executions", id, "history", "failed"] => allow("POST").and_then(|_| source.fail(id, body)),
-        ["history"] => allow("GET").and_then(|_| source.history(query)),
-        ["importschedule"] => allow("POST").and_then(|_| source.create_schedule(body)),
-        ["importschedule", id] => match method.to_ascii_uppercase().as_str() {
-            "GET" => source.get_schedule(id),
-            "PUT" => source.update_schedule(id, body),
-            "DELETE" => source.delete_schedule(id),
-            _ => Err(ApiError::method_not_allowed(method, "GET, PUT or DELETE")),
-        },
-        _ => Err(ApiError::not_found(format!("no endpoint at {path}"))),
+    }
+
+    /// The query parameters it takes; any other is a 400.
+    fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::Mapping => &["async"],
+            Endpoint::History => &["limit", "cursor"],
+            _ => &[],
+        }
+    }
+}
+
+/// A request's query parameters, percent-decoded, checked once against the
+/// names its endpoint takes.
+struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// 400 naming the first parameter that is not one of `takes`, or that is
+    /// given twice (which of the two values would be meant is a guess).
+    fn parse(query: &str, takes: &[&str]) -> Result<Query, ApiError> {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            if !takes.contains(&name.as_ref()) {
+                let listed = match takes {
+                    [] => "none".to_owned(),
+                    _ => takes.join(", "),
+                };
+                return Err(ApiError::invalid_field(
+                    name.as_ref(),
+                    format!("unknown query parameter {name:?}; this endpoint takes {listed}"),
+                ));
+            }
+            if pairs.iter().any(|(n, _)| *n == name) {
+                return Err(ApiError::invalid_field(
+                    name.as_ref(),
+                    format!("query parameter {name} is given twice; give it once"),
+                ));
+            }
+            pairs.push((name.into_owned(), value.into_owned()));
+        }
+        Ok(Query { pairs })
+    }
+
+    /// The value of `name`, if given.
+    fn get(&self, name: &str) -> Option<&str> {
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -121,6 +273,7 @@ fn missing_mapping(source_id: &str) -> ApiError {
         message: format!(
             "import source {source_id} has no schema-and-mapping document yet; set one with PUT …/importsource/{source_id}/mapping"
         ),
+        allow: &[],
     }
 }
 
@@ -214,7 +367,8 @@ impl SourceRoute<'_> {
         }
         let mut state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
-        let accepted = state.add_chunk(self.source_id, execution_id, chunk)?;
+        let quota = self.service.quotas().objects_per_execution;
+        let accepted = state.add_chunk(self.source_id, execution_id, chunk, quota)?;
         Ok(Response::json(
             200,
             &json!({ "result": "success", "objectsAccepted": accepted }),
@@ -230,7 +384,8 @@ impl SourceRoute<'_> {
         if !data.is_empty() {
             let document = source.mapping.as_ref().ok_or_else(|| missing_mapping(self.source_id))?;
             let groups = Mapping::from_document(document)?.apply(&data)?;
-            accepted = state.add_objects(self.source_id, execution_id, chunk.client_generated_id, groups)?;
+            let quota = self.service.quotas().objects_per_execution;
+            accepted = state.add_objects(self.source_id, execution_id, chunk.client_generated_id, groups, quota)?;
         } else if !chunk.completed {
             // Nothing to store, but an ended execution still says so.
             state.ingesting_execution(self.source_id, execution_id, "data can be sent")?;
@@ -256,9 +411,20 @@ impl SourceRoute<'_> {
         ))
     }
 
-    /// `PUT …/executions/{id}/progress`: any JSON object, kept as sent and
-    /// shown in the execution's status.
+    /// `PUT …/executions/{id}/progress`: any JSON object up to the
+    /// `progress_bytes` quota, kept as sent (in the history line, for ever)
+    /// and shown in the execution's status.
     fn progress(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
+        // Measured as sent, before parsing: a body too large to keep is not
+        // worth reading either.
+        let limit = self.service.quotas().progress_bytes;
+        if body.len() > limit {
+            return Err(ApiError::limit_exceeded(format!(
+                "the progress body is {} bytes; at most {limit} bytes of progress are kept per execution \
+                 (quota progress_bytes). Nothing was stored",
+                body.len()
+            )));
+        }
         let progress: serde_json::Map<String, serde_json::Value> = body::parse_or_default(body)?;
         let mut state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
@@ -272,30 +438,17 @@ impl SourceRoute<'_> {
     /// answer is 202 with a `resourceId` whose progress can be read; the
     /// check itself is always done at once, so a bad document is a 400
     /// either way.
-    fn set_mapping(&self, patch: bool, query: &str, body: &[u8]) -> Result<Response, ApiError> {
-        let mut asynchronous = false;
-        for (name, value) in query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once('=').unwrap_or((p, "")))
-        {
-            match (name, value) {
-                ("async", "true") => asynchronous = true,
-                ("async", "false") => asynchronous = false,
-                ("async", other) => {
-                    return Err(ApiError::invalid_field(
-                        "async",
-                        format!("async must be true or false; got {other:?}"),
-                    ))
-                }
-                (other, _) => {
-                    return Err(ApiError::invalid_field(
-                        other,
-                        format!("unknown query parameter {other:?}; the mapping takes async"),
-                    ))
-                }
+    fn set_mapping(&self, patch: bool, query: &Query, body: &[u8]) -> Result<Response, ApiError> {
+        let asynchronous = match query.get("async") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::invalid_field(
+                    "async",
+                    format!("async must be true or false; got {other:?}"),
+                ))
             }
-        }
+        };
         let given: serde_json::Value = body::parse(body)?;
         if !given.is_object() {
             return Err(ApiError::invalid_body(
@@ -428,7 +581,7 @@ impl SourceRoute<'_> {
     fn token(&self) -> Result<Response, ApiError> {
         let mut state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
-        let token = format!("ist-{}", uuid::Uuid::new_v4().simple());
+        let token = format!("{}{}", super::SOURCE_TOKEN_PREFIX, uuid::Uuid::new_v4().simple());
         state.source_mut(self.source_id)?.token = Some(token.clone());
         Ok(Response::json(200, &json!({ "result": "success", "token": token })))
     }
@@ -545,48 +698,64 @@ impl SourceRoute<'_> {
     }
 
     /// `GET …/history[?limit=N][&cursor=C]`: the history oldest first, a
-    /// page at a time (`limit` 1 to 1000, default 1000). When there is more,
-    /// the answer has `Link: <…?limit=N&cursor=C>; rel="next"` (RFC 8288)
-    /// and the same cursor in `x-next-cursor`.
-    fn history(&self, query: &str) -> Result<Response, ApiError> {
-        let mut limit = MAX_HISTORY_PAGE;
-        let mut after = None;
-        for (name, value) in query
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| p.split_once('=').unwrap_or((p, "")))
-        {
-            match name {
-                "limit" => {
-                    limit = value
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
-                        .ok_or_else(|| {
-                            ApiError::invalid_field(
-                                "limit",
-                                format!("limit must be a whole number from 1 to {MAX_HISTORY_PAGE}; got {value:?}"),
-                            )
-                        })?
-                }
-                "cursor" => {
-                    after = Some(value.parse::<usize>().map_err(|_| {
-                        ApiError::invalid_field("cursor", format!("cursor {value:?} is not one this API gave out"))
-                    })?)
-                }
-                other => {
-                    return Err(ApiError::invalid_field(
-                        other,
-                        format!("unknown query parameter {other:?}; the history takes limit and cursor"),
-                    ))
-                }
-            }
-        }
+    /// page at a time: at most `limit` lines (1 to 1000, default 1000) and
+    /// at most the `history_page_bytes` quota of JSON, a page ending before
+    /// the line that would take it over (but holding at least one line, so
+    /// paging always moves on). When there is more, the answer has
+    /// `Link: <…?limit=N&cursor=C>; rel="next"` (RFC 8288) and the same
+    /// cursor in `x-next-cursor`.
+    fn history(&self, query: &Query) -> Result<Response, ApiError> {
+        let limit = match query.get("limit") {
+            None => MAX_HISTORY_PAGE,
+            Some(value) => value
+                .parse()
+                .ok()
+                .filter(|n| (1..=MAX_HISTORY_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "limit",
+                        format!("limit must be a whole number from 1 to {MAX_HISTORY_PAGE}; got {value:?}"),
+                    )
+                })?,
+        };
+        let after = match query.get("cursor") {
+            None => None,
+            Some(value) => Some(value.parse::<usize>().map_err(|_| {
+                ApiError::invalid_field("cursor", format!("cursor {value:?} is not one this API gave out"))
+            })?),
+        };
+        let budget = self.service.quotas().history_page_bytes;
         let state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
-        let (page, next) = state.history_page(self.source_id, after, limit);
+        // The body is the JSON array written here, "[" + lines joined by
+        // "," + "]", so that its size is known line by line.
+        let mut body = String::from("[");
+        let mut last = None;
+        let mut next = None;
+        for (lines, (index, entry)) in state.history_after(self.source_id, after).enumerate() {
+            if lines == limit {
+                next = last;
+                break;
+            }
+            let line = serde_json::to_string(entry).expect("history lines serialize");
+            if lines > 0 {
+                // This line, its comma and the closing bracket must fit.
+                if body.len() + 1 + line.len() + 1 > budget {
+                    next = last;
+                    break;
+                }
+                body.push(',');
+            }
+            body.push_str(&line);
+            last = Some(index);
+        }
+        body.push(']');
         drop(state);
-        let mut response = Response::json(200, &page);
+        let mut response = Response {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        };
         if let Some(next) = next {
             let url = format!(
                 "{}/jsm/assets/workspace/{}/v1/importsource/{}/history?limit={limit}&cursor={next}",

@@ -167,17 +167,21 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 }
 
 /// The request body of POST and PUT: every field optional here, required
-/// ones checked by [`validate`]. A field given as `null` is `Some(None)`:
-/// it clears the field (back to its default).
+/// ones checked by [`validate`]. A field given as `null` is `Some(None)`,
+/// told from one left out (`None`): for an optional field it clears the
+/// field (back to its default); for a rule field it is refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct ScheduleFields {
-    run_frequency: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    run_frequency: Option<Option<String>>,
     /// The published OpenAPI description's name for `runFrequency`; a
     /// request that uses it is in the published form, where `timezone`
     /// does not exist and times are UTC.
-    run_interval: Option<String>,
-    start_time: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    run_interval: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    start_time: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
     timezone: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
@@ -199,14 +203,35 @@ fn nullable<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Resu
 
 /// Validates a POST (`current` is `None`) or PUT body into a spec: 400s name
 /// the field the client sent and what is allowed.
+///
+/// `null` means "no value", never "the default" in disguise:
+///
+/// - The rule fields `runFrequency`, `runInterval` and `startTime` have no
+///   default, so `null` is a 400 naming the field, on PUT as on POST (a PUT
+///   keeps a value by leaving the field out, not by sending `null`).
+/// - `timezone: null` depends on the request's form, the request's and not
+///   the schedule's. In the published form (the request sends `runInterval`
+///   and not `runFrequency`) there is no zone and times are UTC, so `null`,
+///   like leaving it out, is UTC. In the seed's form (`runFrequency`, or no
+///   frequency at all, as in a PUT of other fields) the zone is required,
+///   and a client sending `null` most likely lost a value on the way (an
+///   unset variable), so it is a 400 on POST and PUT alike, rather than a
+///   silent move of every run to UTC. Wanting UTC, send `"UTC"`.
+/// - The optional fields (`callbackUrl`, the policies, `isActive`) go back
+///   to their defaults on `null` (a missing `callbackUrl` is then refused
+///   for external sources, as when it is left out).
 pub(super) fn validate(
     fields: ScheduleFields,
     current: Option<&ScheduleSpec>,
     source: &ImportSource,
 ) -> Result<ScheduleSpec, ApiError> {
+    let frequencies = format!("one of {}", Frequency::NAMES);
+    let run_frequency = not_null("runFrequency", fields.run_frequency, &frequencies)?;
+    let run_interval = not_null("runInterval", fields.run_interval, &frequencies)?;
+    let start_time = not_null("startTime", fields.start_time, START_TIME_FORM)?;
     // The published form names the frequency runInterval and has no zone.
-    let published = fields.run_interval.is_some() && fields.run_frequency.is_none();
-    let (frequency_field, frequency_text) = match (fields.run_frequency, fields.run_interval) {
+    let published = run_interval.is_some() && run_frequency.is_none();
+    let (frequency_field, frequency_text) = match (run_frequency, run_interval) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::invalid_field(
                 "runFrequency",
@@ -237,15 +262,10 @@ pub(super) fn validate(
             ))
         }
     };
-    let start_time = match (fields.start_time, current) {
+    let start_time = match (start_time, current) {
         (Some(text), _) => parse_start_time(&text)?,
         (None, Some(c)) => c.start_time,
-        (None, None) => {
-            return Err(missing(
-                "startTime",
-                "an ISO 8601 date-time in UTC, e.g. 2025-12-30T03:50:33Z",
-            ))
-        }
+        (None, None) => return Err(missing("startTime", START_TIME_FORM)),
     };
     let timezone = match (fields.timezone, current) {
         (Some(Some(text)), _) => text.parse::<Tz>().map_err(|_| {
@@ -256,8 +276,16 @@ pub(super) fn validate(
                 ),
             )
         })?,
-        // `null` clears the zone back to UTC, the published form's zone.
-        (Some(None), _) => Tz::UTC,
+        // The published form has no zone: null there is UTC, as leaving it out is.
+        (Some(None), _) if published => Tz::UTC,
+        (Some(None), _) => {
+            return Err(ApiError::invalid_field(
+                "timezone",
+                "timezone is null, but in the seed's form (runFrequency, not runInterval) a zone is required: give \
+                 an IANA time zone name such as America/New_York, or \"UTC\" for UTC (or send runInterval, the \
+                 published API's form, whose times are UTC)",
+            ))
+        }
         (None, Some(c)) => c.timezone,
         (None, None) if published => Tz::UTC,
         (None, None) => {
@@ -312,6 +340,22 @@ pub(super) fn validate(
         policies,
         is_active,
     })
+}
+
+/// What `startTime` must be, for the errors that say so.
+const START_TIME_FORM: &str = "an ISO 8601 date-time in UTC, e.g. 2025-12-30T03:50:33Z";
+
+/// A rule field's value, `None` when left out; a 400 naming `field` when it
+/// is `null`, since a rule field has no default to go back to.
+fn not_null(field: &str, value: Option<Option<String>>, allowed: &str) -> Result<Option<String>, ApiError> {
+    match value {
+        Some(None) => Err(ApiError::invalid_field(
+            field,
+            format!("{field} is null; it must be {allowed} (leave it out of a PUT to keep the current value)"),
+        )),
+        Some(Some(text)) => Ok(Some(text)),
+        None => Ok(None),
+    }
 }
 
 fn missing(field: &str, allowed: impl AsRef<str>) -> ApiError {
