@@ -587,3 +587,24 @@ fn an_apps_output_cannot_forge_or_colour_a_log_line() {
         "no forged line: {log}"
     );
 }
+
+#[test]
+fn every_admin_endpoint_refuses_a_query_parameter_it_does_not_take() {
+    let server = Server::fresh(&["--clock", "virtual"]);
+    let app = server.app();
+    for (method, path, body) in [
+        ("GET", "/_admin/apps?x=1", None),
+        ("GET", "/_admin/clock?verbose=true", None),
+        ("GET", "/_admin/occurrences?bogus=1", None),
+        ("POST", "/_admin/clock/advance?dry=1", Some(json!({"seconds": 1}))),
+        (
+            "POST",
+            "/_admin/importsource?x=1",
+            Some(json!({"workspaceId": app.workspace_id, "type": "external"})),
+        ),
+    ] {
+        let (status, answer) = server.admin(method, path, body);
+        assert_eq!(status, 400, "{method} {path}: {answer}");
+        assert!(answer["field"].is_string(), "names the parameter: {answer}");
+    }
+}

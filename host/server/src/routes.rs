@@ -309,6 +309,12 @@ fn authorize(server: &Server, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// 400 naming the first query parameter of an endpoint that takes none, as
+/// the API's own endpoints answer.
+fn takes_no_query(uri: &Uri) -> Result<(), ApiError> {
+    assets_platform::assets::router::Query::parse(uri.query().unwrap_or_default(), &[]).map(drop)
+}
+
 /// Runs blocking work (the state lock, SQLite, a guest) off the async workers.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(work).await {
@@ -371,8 +377,8 @@ async fn assets_api(
 }
 
 /// `GET /_admin/apps`: the hosted apps, their import sources and web triggers.
-async fn list_apps(State(server): State<Arc<Server>>, headers: HeaderMap) -> Answer {
-    if let Err(e) = authorize(&server, &headers) {
+async fn list_apps(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Answer {
+    if let Err(e) = authorize(&server, &headers).and_then(|_| takes_no_query(&uri)) {
         return error(e);
     }
     let mut apps: Vec<_> = server
@@ -406,9 +412,10 @@ struct NewImportSource {
 
 /// `POST /_admin/importsource` `{"workspaceId", "type", "app"?,
 /// "requiresMapping"?}` → 201 `{"id", ...}`.
-async fn create_import_source(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Answer {
+async fn create_import_source(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
     let result = async {
         authorize(&server, &headers)?;
+        takes_no_query(&uri)?;
         let request: NewImportSource = body::parse(&body)?;
         let source_type = SourceType::parse(&request.source_type).ok_or_else(|| {
             let names: Vec<&str> = SourceType::ALL.iter().map(|t| t.as_str()).collect();
@@ -550,8 +557,8 @@ fn parse_cursor(cursor: &str) -> Result<(chrono::DateTime<chrono::Utc>, String),
 }
 
 /// `GET /_admin/clock`.
-async fn read_clock(State(server): State<Arc<Server>>, headers: HeaderMap) -> Answer {
-    if let Err(e) = authorize(&server, &headers) {
+async fn read_clock(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Answer {
+    if let Err(e) = authorize(&server, &headers).and_then(|_| takes_no_query(&uri)) {
         return error(e);
     }
     // On a shared database another node may have moved the clock; taking
@@ -574,9 +581,10 @@ const MAX_ADVANCE_SECS: u64 = 10 * 366 * 24 * 3600;
 
 /// `POST /_admin/clock/advance` `{"seconds": N}`: moves the virtual clock and
 /// answers once every run that fell due has finished.
-async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Answer {
+async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri, body: Bytes) -> Answer {
     let result = async {
         authorize(&server, &headers)?;
+        takes_no_query(&uri)?;
         let Some(clock) = server.virtual_clock.clone() else {
             return Err(ApiError::conflict(
                 "CLOCK_NOT_VIRTUAL",

@@ -185,15 +185,16 @@ impl<'p> Endpoint<'p> {
 }
 
 /// A request's query parameters, percent-decoded, checked once against the
-/// names its endpoint takes.
-struct Query {
+/// names its endpoint takes (the server's admin endpoints use it too, so
+/// every endpoint refuses what it does not take alike).
+pub struct Query {
     pairs: Vec<(String, String)>,
 }
 
 impl Query {
     /// 400 naming the first parameter that is not one of `takes`, or that is
     /// given twice (which of the two values would be meant is a guess).
-    fn parse(query: &str, takes: &[&str]) -> Result<Query, ApiError> {
+    pub fn parse(query: &str, takes: &[&str]) -> Result<Query, ApiError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
             if !takes.contains(&name.as_ref()) {
@@ -218,7 +219,7 @@ impl Query {
     }
 
     /// The value of `name`, if given.
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
