@@ -106,7 +106,7 @@ fn the_cloud_dialect_imports_exactly_what_the_seed_dialect_imports() {
 
     // Progress was reported as it went: the last report counts every chunk.
     let history = world.assets.history(&world.source_id);
-    let progress = history[0].progress.clone().expect("progress was reported");
+    let progress = history[0].progress.as_ref().expect("progress was reported").value();
     assert_eq!(progress["chunksSent"], cloud.chunks);
     assert_eq!(progress["objectsSent"], 1300);
     assert_eq!(history[0].status, Outcome::Completed);

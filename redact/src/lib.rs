@@ -75,12 +75,16 @@ fn is_name_byte(b: u8) -> bool {
 }
 
 /// `text` with every control character (C0, DEL and C1, line breaks
-/// included) and every bidirectional-text control written as a `\u{…}`
-/// escape, so text an app chose cannot forge a log line, move a terminal's
+/// included), the Unicode line and paragraph separators and every
+/// bidirectional-text control written as a `\u{…}` escape, so text an app chose cannot forge a log line, move a terminal's
 /// cursor, colour its output or reorder what a reader sees.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     fn unsafe_char(c: char) -> bool {
-        c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        c.is_control()
+            || matches!(
+                c,
+                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+            )
     }
     if !text.chars().any(unsafe_char) {
         return std::borrow::Cow::Borrowed(text);
@@ -248,6 +252,7 @@ mod tests {
             "a\\u{a}INFO forged\\u{d}\\u{1b}[31mred\\u{7f}\\u{85}"
         );
         assert_eq!(printable("x\u{202e}cba"), "x\\u{202e}cba");
+        assert_eq!(printable("a\u{2028}b\u{2029}c\u{61c}"), "a\\u{2028}b\\u{2029}c\\u{61c}");
         assert!(matches!(printable("ok"), std::borrow::Cow::Borrowed(_)));
     }
 

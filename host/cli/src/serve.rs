@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// 413. Default 5000000.
     #[arg(long, value_name = "N")]
     pub max_objects_per_execution: Option<u64>,
+    /// Most bytes an ingesting execution may hold (its objects' text); a
+    /// chunk that would go over gets 413. Default 1073741824.
+    #[arg(long, value_name = "BYTES")]
+    pub max_execution_bytes: Option<u64>,
     /// Most bytes of one page of import history; the page ends early and
     /// links to the next. Default 1048576.
     #[arg(long, value_name = "BYTES")]
@@ -271,6 +275,8 @@ impl ServeArgs {
             progress_bytes: self.max_progress_bytes.unwrap_or(default.progress_bytes),
             objects_per_execution: self.max_objects_per_execution.unwrap_or(default.objects_per_execution),
             history_page_bytes: self.max_history_page_bytes.unwrap_or(default.history_page_bytes),
+            execution_bytes: self.max_execution_bytes.unwrap_or(default.execution_bytes),
+            ..default
         }
     }
 

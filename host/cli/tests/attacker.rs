@@ -413,16 +413,18 @@ fn stalled_sockets_without_a_token_cannot_lock_the_operator_out() {
     let api = Server::source_path(&app, "executions");
     let forged = format!("sha256={}", "ab".repeat(32));
     // 256 connections that declare a body and never send it, of every kind
-    // a stranger can make, and a few whose request head never ends.
+    // a stranger can make (forged web-trigger calls up to one client's
+    // share), and a few whose request head never ends.
+    let forged_call = format!(
+        "POST /apps/demo/webtrigger HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\
+         x-assets-timestamp: 1\r\nx-assets-signature: {forged}\r\n\r\n"
+    );
     let mut held: Vec<TcpStream> = (0..256)
         .map(|k| {
-            let head = match k % 3 {
-                0 => format!("POST {api} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n"),
-                1 => "POST /_admin/importsource HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n".to_owned(),
-                _ => format!(
-                    "POST /apps/demo/webtrigger HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\
-                     x-assets-timestamp: 1\r\nx-assets-signature: {forged}\r\n\r\n"
-                ),
+            let head = match k % 16 {
+                0..=7 => format!("POST {api} HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n"),
+                8..=14 => "POST /_admin/importsource HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n".to_owned(),
+                _ => forged_call.clone(),
             };
             stalled(&address, &head)
         })
@@ -448,6 +450,16 @@ fn stalled_sockets_without_a_token_cannot_lock_the_operator_out() {
     let (body, now, signature) = signed_callback(&app, &server.secret);
     let (status, outcome) = send_callback(&server, &app.callback_url, &body, now, &signature);
     assert_eq!(status, 200, "{outcome}");
+    // One client's share of web-trigger calls is 32: the 33rd waits its turn.
+    let mut more: Vec<TcpStream> = (0..32 - 256 / 16).map(|_| stalled(&address, &forged_call)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, refused) = send_callback(&server, &app.callback_url, &body, now, &signature);
+    assert_eq!(status, 429, "{refused}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("as one client may (32)"),
+        "{refused}"
+    );
+    more.clear();
     // A request head that never ends is cut at 10 s.
     let started = Instant::now();
     for mut stream in slow_heads {
@@ -607,4 +619,100 @@ fn every_admin_endpoint_refuses_a_query_parameter_it_does_not_take() {
         assert_eq!(status, 400, "{method} {path}: {answer}");
         assert!(answer["field"].is_string(), "names the parameter: {answer}");
     }
+}
+
+#[test]
+fn an_apps_waits_do_not_move_the_servers_virtual_clock() {
+    let (server, _) = evil_beside_demo("clock-push", &["--run-timeout-secs", "5"]);
+    let before = clock_now(&server);
+    let attacker = app_named(&server, "evil");
+    let (status, outcome) = trigger(&server, &attacker, &server.secrets["evil"]);
+    assert_eq!(status, 200, "{outcome}");
+    let seen = report(&outcome);
+    assert!(
+        seen["moved-ms"].as_u64().unwrap() >= 1000,
+        "its own time moved with its waits: {seen}"
+    );
+    assert_eq!(
+        clock_now(&server),
+        before,
+        "the server's clock, shared by every app, did not"
+    );
+}
+
+#[test]
+fn a_client_that_never_reads_cannot_hold_a_connection_or_the_shutdown() {
+    let server = Server::fresh(&["--clock", "virtual", "--token", "t0ken"]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // 20,000 requests pipelined on one connection, none of the answers read:
+    // the server's writes fill the socket and stop.
+    let mut pipelined = TcpStream::connect(&address).unwrap();
+    let request = "GET /_admin/apps HTTP/1.1\r\nhost: x\r\n\r\n".repeat(20_000);
+    pipelined.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = pipelined.write_all(request.as_bytes());
+    let started = Instant::now();
+    // Cut once a write has made no progress for 30 s.
+    pipelined.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    std::thread::sleep(Duration::from_secs(35));
+    let mut sink = Vec::new();
+    let closed = pipelined.read_to_end(&mut sink).is_ok() || started.elapsed() < Duration::from_secs(60);
+    assert!(closed, "the connection was still open after {:?}", started.elapsed());
+    // A connection that sends half a request and waits does not hold the
+    // shutdown: it ends within the grace after SIGTERM.
+    let _half = stalled(
+        &address,
+        "POST /_admin/importsource HTTP/1.1\r\nhost: x\r\nauthorization: Bearer t0ken\r\ncontent-length: 100\r\n\r\n{",
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    server.stop();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(15),
+        "shutdown took {:?}",
+        stopping.elapsed()
+    );
+}
+
+#[test]
+fn a_callback_answered_429_is_tried_again() {
+    let receiver = Receiver::new();
+    let server = Server::fresh(&["--clock", "virtual", "--callback-allow", &receiver.allow_entry()]);
+    let app = server.app();
+    let (status, created) = server.admin(
+        "POST",
+        "/_admin/importsource",
+        Some(json!({"workspaceId": app.workspace_id, "type": "external", "app": "remote"})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let external = App {
+        import_source_id: created["id"].as_str().unwrap().to_owned(),
+        ..app.clone()
+    };
+    let mut schedule = daily_schedule(&external, clock_now(&server), 1);
+    schedule["callbackUrl"] = receiver.url.clone().into();
+    let (status, body) = server.call(
+        "POST",
+        &Server::source_path(&external, "importschedule"),
+        Some(schedule),
+    );
+    assert_eq!(status, 201, "{body}");
+    let receiving = std::thread::spawn(move || {
+        // Busy twice, then accepted.
+        for _ in 0..2 {
+            let mut stream = Receiver::read(receiver.accept()).stream;
+            let _ = stream.write_all(
+                b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 1\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+        Receiver::accept_callback(Receiver::read(receiver.accept()).stream);
+    });
+    server.advance(2 * 3600);
+    receiving.join().unwrap();
+    let history = server.history(&external);
+    assert!(
+        history
+            .iter()
+            .all(|line| !line["failureReason"].as_str().unwrap_or_default().contains("429")),
+        "accepted on the third try, not failed: {history:?}"
+    );
 }

@@ -50,6 +50,10 @@ pub struct App {
     /// Its outbound requests of the last minute, across all its
     /// invocations: the request-rate limit is the app's, not a call's.
     pub requests: Arc<RequestWindow>,
+    /// Whether its waits on a virtual clock are its own
+    /// ([`ClockTimer::own`]) rather than moving the platform's clock: on a
+    /// platform that hosts several apps, no app may move the others' time.
+    pub own_time: bool,
 }
 
 impl App {
@@ -67,7 +71,15 @@ impl App {
             continue_limits: None,
             assets: None,
             requests: Arc::new(RequestWindow::default()),
+            own_time: false,
         }
+    }
+
+    /// Makes the app's waits on a virtual clock its own: they move the time
+    /// it sees, not the platform's clock.
+    pub fn with_own_time(mut self) -> App {
+        self.own_time = true;
+        self
     }
 
     /// Sets the app's limits.
@@ -185,6 +197,19 @@ fn progress(assets: &AssetsService, source_id: &str) -> Option<(String, u64)> {
     assets.state().ingesting(source_id).map(|e| (e.id.clone(), e.received))
 }
 
+/// Appends `more` to a delivery's `output`, keeping the whole within
+/// [`GUEST_LOG_LIMIT`](assets_runtime::sandbox::GUEST_LOG_LIMIT) and
+/// counting what is left out in `dropped`.
+fn keep_output(output: &mut String, dropped: &mut usize, more: &str) {
+    let room = assets_runtime::sandbox::GUEST_LOG_LIMIT.saturating_sub(output.len());
+    let mut cut = more.len().min(room);
+    while !more.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    output.push_str(&more[..cut]);
+    *dropped += more.len() - cut;
+}
+
 /// Runs `event` in `app` against `assets` and returns what happened. A trap
 /// or a limit never escapes: it becomes a failed outcome, and a failed
 /// history entry if the app had created an execution.
@@ -217,7 +242,10 @@ pub fn deliver_with(
         .with_config(app.config.clone())
         .with_http(app.http.clone())
         .with_storage(Arc::new(app.storage.clone()))
-        .with_timer(Arc::new(ClockTimer(assets.clock().clone())))
+        .with_timer(Arc::new(match app.own_time {
+            true => ClockTimer::own(assets.clock().clone()),
+            false => ClockTimer::shared(assets.clock().clone()),
+        }))
         .with_request_window(app.requests.clone());
     let ingesting_before = ingesting(assets, &event.import_source_id);
     let mut outcome = TriggerOutcome {
@@ -236,6 +264,7 @@ pub fn deliver_with(
         left_by_app: None,
     };
     let mut stalls = 0;
+    let mut dropped_output = 0usize;
     let result = loop {
         let before = progress(assets, &event.import_source_id);
         let limits = match outcome.invocations {
@@ -245,7 +274,9 @@ pub fn deliver_with(
         let invocation = app.runtime.invoke(event, grants.clone(), limits);
         outcome.invocations += 1;
         outcome.elapsed_ms += invocation.elapsed.as_secs_f64() * 1e3;
-        outcome.guest_output.push_str(&invocation.guest_output);
+        // Each invocation's output is bounded, and so is the delivery's: an
+        // app invoked thousands of times must not build a log of gigabytes.
+        keep_output(&mut outcome.guest_output, &mut dropped_output, &invocation.guest_output);
         let after = progress(assets, &event.import_source_id);
         let moved = after.is_some() && after != before;
         let go_on = match &invocation.result {
@@ -355,6 +386,11 @@ pub fn deliver_with(
             (outcome.invocations > 1).then_some(outcome.invocations),
         );
     }
+    if dropped_output > 0 {
+        outcome.guest_output.push_str(&format!(
+            "\n[{dropped_output} more bytes of guest output in this delivery dropped]"
+        ));
+    }
     if !outcome.guest_output.is_empty() {
         for line in outcome.guest_output.lines() {
             // Guest output is the app's own text: hide any credential in it,
@@ -373,4 +409,25 @@ pub fn deliver_with(
         "trigger delivered"
     );
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keep_output;
+    use assets_runtime::sandbox::GUEST_LOG_LIMIT;
+
+    #[test]
+    fn a_deliverys_output_is_bounded_however_many_invocations_write() {
+        let (mut output, mut dropped) = (String::new(), 0);
+        let each = "é".repeat(GUEST_LOG_LIMIT / 2);
+        for _ in 0..10_000 {
+            keep_output(&mut output, &mut dropped, &each);
+        }
+        assert!(output.len() <= GUEST_LOG_LIMIT, "{} bytes kept", output.len());
+        assert_eq!(
+            output.len() + dropped,
+            10_000 * each.len(),
+            "every byte kept or counted"
+        );
+    }
 }

@@ -286,7 +286,7 @@ fn wrong_json_types_and_non_json_bodies_are_400s() {
         None,
         "not valid JSON",
     );
-    assert_400(api.call("POST", &source, "", "[1,2]"), None, "invalid type");
+    assert_400(api.call("POST", &source, "", "[1,2]"), None, "must be a JSON object");
     assert_400(api.call("POST", &source, "", ""), None, "empty");
     let mut body = seed_body();
     body["frequency"] = "DAILY".into();

@@ -36,6 +36,11 @@ pub const POOL_SLOTS: u32 = 128;
 /// app's memory limit.
 pub const POOL_MAX_MEMORY: usize = 1 << 30;
 
+/// The WASI interface whose waits the sandbox cuts at the deadline, as
+/// `wasmtime-wasi` 48 names it in the linker (a guest's import of any
+/// 0.2.x version resolves to it).
+const WASI_MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
 /// How often the epoch advances: the granularity of time limits.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -252,6 +257,20 @@ impl Runtime {
         let component = Component::new(&engine, component).context("not a valid WebAssembly component")?;
         let mut linker: Linker<Sandbox> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).context("cannot link WASI")?;
+        // A guest's WASI waits (`std::thread::sleep`, `poll` on a clock) end
+        // at its invocation's deadline: WASI's own would block in the host,
+        // where the epoch deadline cannot stop them.
+        linker.allow_shadowing(true);
+        let mut clock = linker.instance(WASI_MONOTONIC_CLOCK)?;
+        clock.func_wrap("subscribe-duration", |mut store, (ns,): (u64,)| {
+            let sandbox: &mut Sandbox = store.data_mut();
+            Ok((sandbox.subscribe_duration(Duration::from_nanos(ns))?,))
+        })?;
+        clock.func_wrap("subscribe-instant", |mut store, (when,): (u64,)| {
+            let sandbox: &mut Sandbox = store.data_mut();
+            Ok((sandbox.subscribe_instant(when)?,))
+        })?;
+        linker.allow_shadowing(false);
         Importer::add_to_linker::<_, HasSelf<_>>(&mut linker, |sandbox| sandbox)
             .context("cannot link the importer's imports")?;
         let pre = linker

@@ -33,7 +33,8 @@ use crate::storage::AppStorage;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The capabilities one app is granted for one trigger: one implementation
@@ -128,6 +129,8 @@ pub struct Sandbox {
     /// The invocation's outbound request limit, when it has one
     /// ([`Sandbox::with_request_limit`]).
     pub rate: Option<RateLimit>,
+    /// When the instance was made: WASI's monotonic clock counts from here.
+    started: Instant,
     /// When the invocation's time limit runs out; real waits stop here.
     deadline: Instant,
     /// The same limit by the platform's clock (a virtual clock's simulated
@@ -239,12 +242,14 @@ impl Sandbox {
         // The builder's defaults already deny what matters (no preopens, no
         // env, no args, sockets denied); spelled out here because they are the
         // sandbox's promise, not an accident of defaults.
+        let started = Instant::now();
         let wasi = WasiCtx::builder()
             .stdout(log.clone())
             .stderr(log.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .monotonic_clock(SinceStart(started))
             .build();
         let limit = deadline.saturating_duration_since(Instant::now());
         let clock_deadline_ms = grants.timer.now_ms().saturating_add(limit.as_millis() as u64);
@@ -254,6 +259,7 @@ impl Sandbox {
             grants,
             limiter: MemoryLimiter::new(memory_limit),
             rate: None,
+            started,
             deadline,
             clock_deadline_ms,
         }
@@ -272,6 +278,25 @@ impl Sandbox {
     /// Wall time left before the invocation's deadline.
     fn time_left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// A WASI pollable ready after `wait`, or at the invocation's deadline
+    /// if that comes first: what `wasi:clocks/monotonic-clock`'s
+    /// `subscribe-duration` gives a guest here ([`crate::engine`] puts it in
+    /// place of WASI's own). The epoch deadline cannot interrupt a host
+    /// call, so a wait longer than the time left (`std::thread::sleep`
+    /// included) would hold the invocation, and shutdown, past its limit.
+    pub fn subscribe_duration(&mut self, wait: Duration) -> wasmtime::Result<Resource<DynPollable>> {
+        let until = tokio::time::Instant::now() + wait.min(self.time_left());
+        let pollable = self.table.push(Wait(until))?;
+        wasmtime_wasi::p2::subscribe(&mut self.table, pollable)
+    }
+
+    /// [`Sandbox::subscribe_duration`] for an instant of WASI's monotonic
+    /// clock (nanoseconds since the instance was made).
+    pub fn subscribe_instant(&mut self, when_ns: u64) -> wasmtime::Result<Resource<DynPollable>> {
+        let now_ns = self.started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        self.subscribe_duration(Duration::from_nanos(when_ns.saturating_sub(now_ns)))
     }
 }
 
@@ -359,6 +384,29 @@ impl timer::Host for Sandbox {
 }
 
 impl types::Host for Sandbox {}
+
+/// WASI's monotonic clock for one instance: nanoseconds since it was made,
+/// the same count [`Sandbox::subscribe_instant`] measures waits by.
+struct SinceStart(Instant);
+
+impl wasmtime_wasi::HostMonotonicClock for SinceStart {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        self.0.elapsed().as_nanos().min(u64::MAX as u128) as u64
+    }
+}
+
+/// A WASI wait that ends at an instant ([`Sandbox::subscribe_duration`]).
+struct Wait(tokio::time::Instant);
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for Wait {
+    async fn ready(&mut self) {
+        tokio::time::sleep_until(self.0).await;
+    }
+}
 
 /// Captures a guest's stdout and stderr, bounded by [`GUEST_LOG_LIMIT`].
 #[derive(Clone, Default)]

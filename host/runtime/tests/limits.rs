@@ -265,6 +265,34 @@ fn the_rate_is_the_apps_across_its_invocations_not_each_invocations() {
 }
 
 #[test]
+fn a_wasi_sleep_past_the_time_limit_ends_at_the_limit() {
+    // `std::thread::sleep(60 s)` in the guest: WASI's clock and `poll`, not
+    // the `timer` import. It used to hold the invocation the whole 60 s.
+    let grants = Grants::new("w1", Arc::new(NoApi)).with_config(Arc::new(BTreeMap::from([(
+        "test-behaviour".to_owned(),
+        "wasi-sleep".to_owned(),
+    )])));
+    let limits = Limits {
+        time: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let invocation = misbehaving().invoke(&event("w1", "s1"), grants, limits);
+    let elapsed = started.elapsed();
+    // The sleep ends at the deadline; the guest is then stopped at its next
+    // epoch check, or returns first (its probe takes a few milliseconds).
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(3),
+        "held for {elapsed:?}"
+    );
+    assert!(
+        matches!(fault(&invocation), None | Some(Fault::TimeLimit(_))),
+        "{:?}",
+        invocation.result
+    );
+}
+
+#[test]
 fn an_answer_over_the_payload_limit_fails_the_invocation() {
     // The event's strings are 0 bytes; the answer's are "probe", 5.
     let empty = event("", "");

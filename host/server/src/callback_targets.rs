@@ -67,8 +67,27 @@ impl CallbackPolicy {
     }
 }
 
+/// True when `url`'s path (as the `url` crate normalises it) is one of
+/// the paths this server itself serves besides web triggers: the Assets API
+/// and the admin endpoints. The server cannot know every name it is reached
+/// by, so such a path is refused on any host: a callback is an app's
+/// webhook, never a way to make the server call its own API.
+fn names_a_server_path(url: &str) -> bool {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.path_segments().and_then(|mut s| s.next().map(str::to_owned)))
+        .is_some_and(|first| first == "jsm" || first == "_admin")
+}
+
 impl CallbackTargets for CallbackPolicy {
     fn check(&self, source: &ImportSource, url: &str) -> Result<(), String> {
+        if names_a_server_path(url) {
+            return Err(format!(
+                "{url} names a path of the Assets API or the admin endpoints; a callback goes to an app's web \
+                 trigger ({})",
+                self.hint(source)
+            ));
+        }
         if let Some(name) = self.own_trigger(url) {
             if !self.hosted.contains(name) {
                 return Err(format!(
@@ -127,7 +146,7 @@ impl CallbackTargets for CallbackPolicy {
 }
 
 /// `localhost` and its subdomains, which resolve to loopback everywhere.
-fn is_localhost(name: &str) -> bool {
+pub(crate) fn is_localhost(name: &str) -> bool {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name == "localhost" || name.ends_with(".localhost")
 }
@@ -219,6 +238,27 @@ mod tests {
             ["demo".to_owned(), "other".to_owned()],
             Allowlist::parse(entries).unwrap(),
         )
+    }
+
+    #[test]
+    fn a_callback_never_names_a_path_of_the_servers_own_api() {
+        // An app could otherwise have the server POST to another source's
+        // token endpoint (a token-less server answers it).
+        let p = policy(&["http://127.0.0.1:8080", "*"]);
+        for url in [
+            "http://127.0.0.1:8080/jsm/assets/workspace/w/v1/importsource/other/token",
+            "http://127.0.0.1:8080/x/../jsm/assets/workspace/w/v1/importsource/other/token",
+            "http://127.0.0.1:8080/%2e%2e/_admin/clock/advance",
+            "https://node-2.example.com/_admin/importsource",
+        ] {
+            let err = p.check(&source(Some("demo")), url).unwrap_err();
+            assert!(err.contains("names a path of the Assets API"), "{url}: {err}");
+        }
+        assert_eq!(
+            p.check(&source(Some("demo")), "http://127.0.0.1:8080/hooks/jsm"),
+            Ok(()),
+            "only the first segment counts"
+        );
     }
 
     #[test]

@@ -92,6 +92,11 @@ fn send(request: ureq::Request, url: &str, body: Option<&[u8]>) -> Result<Answer
         Some(body) => request.send_bytes(body),
         None => request.call(),
     };
+    answer(result, url)
+}
+
+/// The answer of a request `ureq` sent, of any status, or how it failed.
+fn answer(result: Result<ureq::Response, ureq::Error>, url: &str) -> Result<Answer, Failure> {
     match result {
         Ok(response) | Err(ureq::Error::Status(_, response)) => {
             read(response).map_err(|why| Failure::Connection(format!("{url}: {why}")))
@@ -102,23 +107,100 @@ fn send(request: ureq::Request, url: &str, body: Option<&[u8]>) -> Result<Answer
 
 /// Third-party HTTP for one app's guests, over the network: one connection
 /// pool per app (make one `HttpOutbound` per app), so no app's requests ride
-/// on a connection another app opened.
+/// on a connection another app opened. Names are resolved by
+/// [`PublicNames`]: DNS cannot turn an allowed name into an internal
+/// address.
 pub struct HttpOutbound {
     agent: ureq::Agent,
 }
 
 impl Default for HttpOutbound {
     fn default() -> Self {
-        HttpOutbound {
-            agent: agent(assets_runtime::outbound::DEFAULT_TIMEOUT),
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(assets_runtime::outbound::DEFAULT_TIMEOUT)
+            .redirects(0)
+            .resolver(PublicNames)
+            .build();
+        HttpOutbound { agent }
+    }
+}
+
+/// Resolves the hosts of an app's requests. A URL that names an address
+/// (`http://10.0.0.7/`, `http://localhost:8000/`) is taken at its word: the
+/// egress allowlist decided on exactly that. A domain name must resolve to
+/// public addresses: internal ones (loopback, private, link-local and
+/// metadata, ...) are dropped, so an allowlisted name whose DNS someone else
+/// controls cannot point the app at the host's own network or its cloud's
+/// metadata service. To reach an internal service, allow it and call it by
+/// its address.
+pub struct PublicNames;
+
+impl ureq::Resolver for PublicNames {
+    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
+        use std::net::ToSocketAddrs as _;
+        let addresses: Vec<std::net::SocketAddr> = netloc.to_socket_addrs()?.collect();
+        let (host, _) = netloc.rsplit_once(':').unwrap_or((netloc, ""));
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<std::net::IpAddr>().is_ok() || crate::callback_targets::is_localhost(host) {
+            return Ok(addresses);
         }
+        let mut refused = Vec::new();
+        let public: Vec<std::net::SocketAddr> = addresses
+            .into_iter()
+            .filter(|a| match crate::address::internal(a.ip()) {
+                Some(why) => {
+                    refused.push(format!("{} ({why})", a.ip()));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        if public.is_empty() && !refused.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "{host} resolves to {}: an app's requests reach an internal address only when its URL and \
+                     its egress allowlist name that address itself",
+                    refused.join(", ")
+                ),
+            ));
+        }
+        Ok(public)
+    }
+}
+
+/// A request body read out within a deadline: `ureq` sets a socket's write
+/// timeout once, so a peer that reads a few bytes at a time would keep an
+/// upload going long past it; reading the body through this ends the
+/// upload at the deadline.
+struct DeadlineBody {
+    body: Vec<u8>,
+    sent: usize,
+    deadline: std::time::Instant,
+}
+
+impl std::io::Read for DeadlineBody {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if std::time::Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the request body was not sent within the request's time limit",
+            ));
+        }
+        // Small pieces, so the deadline is looked at often.
+        let n = buf.len().min(16 * 1024).min(self.body.len() - self.sent);
+        buf[..n].copy_from_slice(&self.body[self.sent..self.sent + n]);
+        self.sent += n;
+        Ok(n)
     }
 }
 
 impl OutboundHttp for HttpOutbound {
-    fn send(&self, request: OutboundRequest) -> Result<outbound_http::Response, HttpError> {
+    fn send(&self, mut request: OutboundRequest) -> Result<outbound_http::Response, HttpError> {
         // The URL object the allowlist decided on, not a string parsed
         // again; the method and headers are `http`'s types, already checked.
+        let body = request.body.take();
         let url = request.url();
         let mut call = self
             .agent
@@ -132,7 +214,22 @@ impl OutboundHttp for HttpOutbound {
             })?;
             call = call.set(name.as_str(), value);
         }
-        match send(call, url.as_str(), request.body.as_deref()) {
+        let result = match body {
+            // The length is the host's to set (the app may not); the body
+            // goes out through a reader that stops at the deadline.
+            Some(body) => {
+                let deadline = std::time::Instant::now() + request.timeout;
+                call = call.set("content-length", &body.len().to_string());
+                let body = DeadlineBody {
+                    body,
+                    sent: 0,
+                    deadline,
+                };
+                answer(call.send(body), url.as_str())
+            }
+            None => send(call, url.as_str(), None),
+        };
+        match result {
             Ok((status, headers, body)) => Ok(outbound_http::Response { status, headers, body }),
             Err(Failure::Timeout(why)) => Err(HttpError::Timeout(why)),
             Err(Failure::Connection(why)) => Err(HttpError::Connection(why)),
@@ -199,6 +296,13 @@ impl AssetsBackend for HttpAssets {
     }
 }
 
+/// Tries of a callback its target answers 429.
+pub const CALLBACK_TRIES: u32 = 4;
+
+/// Longest wait before trying a 429'd callback again, whatever the
+/// target's `Retry-After` asks.
+pub const MAX_RETRY_AFTER_SECS: u64 = 5;
+
 /// Signed scheduled callbacks over HTTP: a hosted app's with the app's
 /// secret, any other source's with its own; never unsigned.
 pub struct HttpCallbacks {
@@ -250,21 +354,43 @@ impl Callbacks for HttpCallbacks {
             ));
         };
         let body = serde_json::to_vec(&callback_body(event)).expect("callback bodies serialize");
-        let now = chrono::Utc::now().timestamp();
-        let request = self
-            .agent
-            .post(url)
-            .set("content-type", "application/json")
-            .set(signing::TIMESTAMP_HEADER, &now.to_string())
-            .set(signing::SIGNATURE_HEADER, &signing::sign(secret, now, &body));
-        let (status, _, answer) = send(request, url, Some(&body)).map_err(|f| match f {
-            Failure::Timeout(_) => "the app did not answer in time".to_owned(),
-            Failure::Connection(why) | Failure::InvalidUrl(why) => why,
-        })?;
+        let mut tries = 0;
+        let (status, answer) = loop {
+            tries += 1;
+            // Signed anew each time: a fresh timestamp, a signature never
+            // seen, so a retry is not a replay.
+            let now = chrono::Utc::now().timestamp();
+            let request = self
+                .agent
+                .post(url)
+                .set("content-type", "application/json")
+                .set(signing::TIMESTAMP_HEADER, &now.to_string())
+                .set(signing::SIGNATURE_HEADER, &signing::sign(secret, now, &body));
+            let (status, headers, answer) = send(request, url, Some(&body)).map_err(|f| match f {
+                Failure::Timeout(_) => "the app did not answer in time".to_owned(),
+                Failure::Connection(why) | Failure::InvalidUrl(why) => why,
+            })?;
+            // 429: the target is busy (or someone is keeping it busy);
+            // asked to come back, the platform does, a few times, briefly.
+            if status != 429 || tries >= CALLBACK_TRIES {
+                break (status, answer);
+            }
+            let wait = headers
+                .iter()
+                .find(|(name, _)| name == "retry-after")
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+                .clamp(1, MAX_RETRY_AFTER_SECS);
+            std::thread::sleep(Duration::from_secs(wait));
+        };
         // The status only: the target's body is not the platform's to
         // repeat, and an app could read it back from the history.
         if !(200..300).contains(&status) {
-            return Err(format!("the callback target answered HTTP {status}"));
+            let after = match tries {
+                1 => String::new(),
+                n => format!(" ({n} tries)"),
+            };
+            return Err(format!("the callback target answered HTTP {status}{after}"));
         }
         // A receiver that runs the import itself answers with its outcome;
         // any other 2xx means "accepted", and the app reports through the API.

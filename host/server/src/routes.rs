@@ -189,13 +189,26 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 async fn limit_concurrency(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
     let caller = request.extensions().get::<Caller>().cloned();
     match caller {
-        Some(Caller::Callback) => match server.callbacks.try_acquire() {
-            Ok(_permit) => next.run(request).await,
-            Err(_) => too_many(format!(
-                "the server is taking as many web-trigger calls at once as it takes ({})",
-                server.max_concurrent_requests
-            )),
-        },
+        Some(Caller::Callback) => {
+            // Per peer first: a stranger's stalled calls use up only its
+            // own share, never the platform's callbacks from elsewhere.
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            let Some(_share) = CallbackShare::take(&server, peer) else {
+                return too_many(format!(
+                    "this client is making as many web-trigger calls at once as one client may ({CALLBACKS_PER_PEER})"
+                ));
+            };
+            match server.callbacks.try_acquire() {
+                Ok(_permit) => next.run(request).await,
+                Err(_) => too_many(format!(
+                    "the server is taking as many web-trigger calls at once as it takes ({})",
+                    server.max_concurrent_requests
+                )),
+            }
+        }
         Some(Caller::Source(id)) => match server.source_permits(&id).try_acquire_owned() {
             Ok(_permit) => next.run(request).await,
             Err(_) => too_many(format!(
@@ -212,6 +225,49 @@ async fn limit_concurrency(State(server): State<Arc<Server>>, request: Request, 
                 server.max_concurrent_requests
             )),
         },
+    }
+}
+
+/// Web-trigger calls one client (one IP address) may have in flight: their
+/// bodies are read before their signatures can be checked, so this is what
+/// a stranger can hold.
+pub const CALLBACKS_PER_PEER: usize = 32;
+
+/// One web-trigger call counted against its peer's share while it lives.
+struct CallbackShare {
+    server: Arc<Server>,
+    peer: std::net::IpAddr,
+}
+
+impl CallbackShare {
+    /// Counts a call from `peer`, or `None` when the peer has its
+    /// [`CALLBACKS_PER_PEER`] in flight. A call whose peer is unknown (not
+    /// over the network) is not counted.
+    fn take(server: &Arc<Server>, peer: Option<std::net::IpAddr>) -> Option<Option<CallbackShare>> {
+        let Some(peer) = peer else { return Some(None) };
+        let mut peers = server.callback_peers.lock().unwrap_or_else(|e| e.into_inner());
+        let held = peers.entry(peer).or_insert(0);
+        if *held >= CALLBACKS_PER_PEER {
+            return None;
+        }
+        *held += 1;
+        Some(Some(CallbackShare {
+            server: server.clone(),
+            peer,
+        }))
+    }
+}
+
+impl Drop for CallbackShare {
+    fn drop(&mut self) {
+        let mut peers = self.server.callback_peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = peers.get_mut(&self.peer) {
+            *held -= 1;
+            // Only peers with calls in flight are kept: the map stays small.
+            if *held == 0 {
+                peers.remove(&self.peer);
+            }
+        }
     }
 }
 
@@ -284,7 +340,15 @@ async fn read_body(limit: usize, within: Duration, headers: &HeaderMap, body: Bo
         return Err(too_large(declared));
     }
     match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
-        Ok(read) => read.map_err(|_| too_large(None)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        // Over the limit only when that is what went wrong: a malformed
+        // chunked body is the client's other mistake, and said as such.
+        Ok(Err(e)) => match e.into_inner().downcast::<http_body_util::LengthLimitError>() {
+            Ok(_) => Err(too_large(None)),
+            Err(other) => Err(ApiError::invalid_body(format!(
+                "the request body could not be read: {other}"
+            ))),
+        },
         Err(_) => Err(ApiError {
             status: 408,
             code: "REQUEST_TIMEOUT",

@@ -220,6 +220,9 @@ pub struct Server {
     /// Web-trigger calls being served now (their bodies read before their
     /// signatures can be checked), against `max_concurrent_requests`.
     pub callbacks: tokio::sync::Semaphore,
+    /// Web-trigger calls in flight per client address (only clients with
+    /// some in flight), against [`routes::CALLBACKS_PER_PEER`].
+    pub callback_peers: Mutex<HashMap<std::net::IpAddr, usize>>,
     /// Requests with each import source's token being served now.
     pub source_requests: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// Requests one source token may have served at once.
@@ -499,6 +502,9 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             .with_config(settings.clone())
             .with_http(spec.http.clone())
             .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())?))
+            // Several apps and the scheduler share the clock: an app's waits
+            // on a virtual one must not move it for the others.
+            .with_own_time()
             .with_limits(limits);
         if args.profile == Profile::Forge {
             app = app.with_continue_limits(Limits {
@@ -555,6 +561,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         requests: tokio::sync::Semaphore::new(args.max_concurrent_requests.max(1)),
         max_concurrent_requests: args.max_concurrent_requests.max(1),
         callbacks: tokio::sync::Semaphore::new(args.max_concurrent_requests.max(1)),
+        callback_peers: Mutex::new(HashMap::new()),
         source_requests: Mutex::new(HashMap::new()),
         max_concurrent_per_source: args.max_concurrent_per_source.max(1),
         body_timeout: args.body_timeout,

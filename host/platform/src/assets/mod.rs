@@ -107,8 +107,10 @@ thread_local! {
 
 /// How much one caller may make the service keep: bounds on what an app, or
 /// a holder of one import source's token, can grow the server's memory and
-/// disk by. Each refusal is a 413 `LIMIT_EXCEEDED` naming the limit and its
-/// figure. [`Quotas::default`] has the figures for a local platform.
+/// disk by, or hold its state lock for. Each refusal is a 413
+/// `LIMIT_EXCEEDED` naming the limit and its figure (a single object over
+/// [`Quotas::object_bytes`] is a 400 naming the object). [`Quotas::default`]
+/// has the figures for a local platform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
     /// Largest `PUT …/executions/{id}/progress` body kept, in bytes as sent:
@@ -121,17 +123,44 @@ pub struct Quotas {
     /// ends before the entry that would take it over (it always holds at
     /// least one) and gives the next cursor.
     pub history_page_bytes: usize,
+    /// Largest schema-and-mapping document (`PUT|PATCH …/mapping` body), in
+    /// bytes as sent. Default 1 MiB: the reference app's document is under
+    /// 6 KB, and checking a document costs time in proportion to its size
+    /// (the document is kept, and read again for every real-form chunk).
+    pub mapping_bytes: usize,
+    /// Most chunks one execution may accept, empty ones included. Default
+    /// 100,000 (100 million objects at the guest's default 1,000 a chunk):
+    /// every accepted chunk costs a count and, with a `clientGeneratedId`,
+    /// up to [`model::MAX_CLIENT_GENERATED_ID_BYTES`] kept in memory while
+    /// the execution ingests and on disk for ever, however few objects it
+    /// carries.
+    pub chunks_per_execution: u32,
+    /// Most bytes one ingesting execution may hold, counted as the lengths
+    /// of its objects' strings (external id, label, attribute keys and
+    /// values): the memory the mock keeps for it until it ends. Default
+    /// 1 GiB; [`Quotas::objects_per_execution`] alone let 100 objects of
+    /// 8 MB each through.
+    pub execution_bytes: u64,
+    /// Largest single object, counted as for [`Quotas::execution_bytes`].
+    /// Default 1 MiB: an object is one asset (a label, some attributes),
+    /// never a file.
+    pub object_bytes: usize,
 }
 
 impl Default for Quotas {
     /// 4 KiB of progress, five million objects per execution (the mock
     /// holds an ingesting execution's objects in memory), 1 MiB history
-    /// pages.
+    /// pages, 1 MiB mapping documents, 100,000 chunks and 1 GiB of object
+    /// strings per execution, 1 MiB per object.
     fn default() -> Quotas {
         Quotas {
             progress_bytes: 4096,
             objects_per_execution: 5_000_000,
             history_page_bytes: 1 << 20,
+            mapping_bytes: 1 << 20,
+            chunks_per_execution: 100_000,
+            execution_bytes: 1 << 30,
+            object_bytes: 1 << 20,
         }
     }
 }

@@ -7,7 +7,7 @@
 pub use super::import_source::{ImportSource, SourceType};
 use super::ledger::{LedgerEntry, OccurrenceState};
 use super::schedule::Schedule;
-use super::ApiError;
+use super::{ApiError, Quotas};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -15,6 +15,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 /// Largest `failureReason` the API takes, in characters counted as a Java
 /// server counts them: UTF-16 code units (an emoji is two).
 pub const MAX_FAILURE_REASON_CHARS: usize = 1024;
+
+/// Longest `clientGeneratedId` a chunk may carry, in bytes (UTF-8): the ids
+/// of an execution's accepted chunks are kept in memory while it ingests
+/// and on disk for ever, so each must be small. 256 is room for any UUID,
+/// hash or "run/page/attempt" key a client would make.
+pub const MAX_CLIENT_GENERATED_ID_BYTES: usize = 256;
 
 /// State of an execution, as the real API names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +118,49 @@ pub struct HistoryEntry {
     pub processed_at: Option<DateTime<Utc>>,
     /// The progress the app last reported (`PUT …/progress`), as it sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<serde_json::Value>,
+    pub progress: Option<Progress>,
+}
+
+/// A progress report as kept: its compact JSON text, in about the bytes it
+/// was sent in. A parsed `serde_json::Value` took some 17 times the body's
+/// size (a 4 KiB array of zeros, 69 KB), and it stays in the history line
+/// for ever. On the wire and in a database it is the JSON value itself,
+/// exactly as a `Value` was, so stored history reads back unchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress(Box<str>);
+
+impl Progress {
+    /// The report `object` as it is kept.
+    pub fn new(object: &serde_json::Map<String, serde_json::Value>) -> Progress {
+        Progress(serde_json::to_string(object).expect("a JSON map serializes").into())
+    }
+
+    /// The compact JSON text kept.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The report as a JSON value, parsed anew on every call (for reading
+    /// it, not for keeping it).
+    pub fn value(&self) -> serde_json::Value {
+        // Written by serde_json from a JSON value, so it parses.
+        serde_json::from_str(&self.0).expect("kept progress is JSON")
+    }
+}
+
+impl Serialize for Progress {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // Parsed for the moment it is written: memory for one answer, not
+        // for every line kept.
+        self.value().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Progress {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Progress, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        Ok(Progress(value.to_string().into()))
+    }
 }
 
 /// Cuts a failure reason to the API's limit, [`MAX_FAILURE_REASON_CHARS`]
@@ -135,13 +183,43 @@ pub struct AssetObject {
     pub attributes: BTreeMap<String, Vec<String>>,
 }
 
+impl AssetObject {
+    /// What the object costs to hold, in bytes: the lengths of its strings
+    /// (external id, label, attribute keys and values), the measure of
+    /// [`Quotas::object_bytes`] and [`Quotas::execution_bytes`].
+    pub fn held_bytes(&self) -> u64 {
+        let attributes: usize = self
+            .attributes
+            .iter()
+            .map(|(key, values)| key.len() + values.iter().map(String::len).sum::<usize>())
+            .sum();
+        (self.external_id.len() + self.label.len() + attributes) as u64
+    }
+}
+
+/// Reads a `clientGeneratedId`, refusing one over
+/// [`MAX_CLIENT_GENERATED_ID_BYTES`]: a parsed chunk never carries a longer
+/// one, in either dialect.
+pub fn bounded_chunk_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let id = Option::<String>::deserialize(deserializer)?;
+    match id {
+        Some(id) if id.len() > MAX_CLIENT_GENERATED_ID_BYTES => Err(serde::de::Error::custom(format!(
+            "a chunk id is at most {MAX_CLIENT_GENERATED_ID_BYTES} bytes (UTF-8), and this one is {}; \
+             it is kept for as long as the execution is",
+            id.len()
+        ))),
+        id => Ok(id),
+    }
+}
+
 /// One data chunk, as `POST .../data` takes it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataChunk {
     /// The client's id for this chunk (the real API's field): a chunk sent
-    /// again with the same id is acknowledged and not stored twice.
-    #[serde(default)]
+    /// again with the same id is acknowledged and not stored twice. At most
+    /// [`MAX_CLIENT_GENERATED_ID_BYTES`] when parsed.
+    #[serde(default, deserialize_with = "bounded_chunk_id")]
     pub client_generated_id: Option<String>,
     /// Object type of every object in the chunk.
     pub object_type_id: String,
@@ -173,39 +251,109 @@ pub struct Execution {
     pub history_index: usize,
 }
 
-/// 413 when storing `groups` would take `execution` over `max_objects`
-/// distinct objects (see [`State::add_objects`]).
-fn check_object_quota(
-    execution: &Execution,
-    groups: &[(String, Vec<AssetObject>)],
-    max_objects: u64,
-) -> Result<(), ApiError> {
-    let held = execution.objects.len() as u64;
-    let carried: usize = groups.iter().map(|(_, objects)| objects.len()).sum();
-    // Counting the new ones costs a set as large as the chunk: only when
-    // the chunk could go over at all.
-    if held.saturating_add(carried as u64) <= max_objects {
-        return Ok(());
-    }
-    let mut new = HashSet::new();
-    for (object_type_id, objects) in groups {
-        for object in objects {
-            let key = (object_type_id.clone(), object.external_id.clone());
-            if !execution.objects.contains_key(&key) {
-                new.insert(key);
-            }
+/// What one execution may hold: the figures of [`Quotas`] that
+/// [`State::add_objects`] enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecutionLimits {
+    /// [`Quotas::objects_per_execution`].
+    pub objects: u64,
+    /// [`Quotas::execution_bytes`].
+    pub bytes: u64,
+    /// [`Quotas::chunks_per_execution`].
+    pub chunks: u32,
+}
+
+impl From<Quotas> for ExecutionLimits {
+    fn from(quotas: Quotas) -> ExecutionLimits {
+        ExecutionLimits {
+            objects: quotas.objects_per_execution,
+            bytes: quotas.execution_bytes,
+            chunks: quotas.chunks_per_execution,
         }
     }
-    if held + new.len() as u64 <= max_objects {
+}
+
+impl From<u64> for ExecutionLimits {
+    /// At most `objects` objects, the other figures unbounded: what
+    /// [`State::add_chunk`] took before there were others, for the host's
+    /// own bookkeeping and tests.
+    fn from(objects: u64) -> ExecutionLimits {
+        ExecutionLimits {
+            objects,
+            bytes: u64::MAX,
+            chunks: u32::MAX,
+        }
+    }
+}
+
+/// 413 when storing `groups` would take `execution`, holding `held` bytes
+/// of objects now, over one of `limits` (see [`State::add_objects`]).
+fn check_limits(
+    execution: &Execution,
+    held: u64,
+    groups: &[(String, Vec<AssetObject>)],
+    limits: ExecutionLimits,
+) -> Result<(), ApiError> {
+    let kept = "Nothing of the chunk was stored; the execution is still ingesting and can be completed";
+    if execution.chunks >= limits.chunks {
+        return Err(ApiError::limit_exceeded(format!(
+            "execution {} has accepted {} chunks; an execution accepts at most {} (quota chunks_per_execution), \
+             empty ones included. {kept}",
+            execution.id, execution.chunks, limits.chunks
+        )));
+    }
+    let objects = execution.objects.len() as u64;
+    let carried: usize = groups.iter().map(|(_, objects)| objects.len()).sum();
+    let carried_bytes: u64 = groups
+        .iter()
+        .flat_map(|(_, objects)| objects.iter().map(AssetObject::held_bytes))
+        .sum();
+    // Counting what the chunk adds after what it replaces costs a map as
+    // large as the chunk: only when the chunk could go over at all.
+    if objects.saturating_add(carried as u64) <= limits.objects && held.saturating_add(carried_bytes) <= limits.bytes {
         return Ok(());
     }
-    Err(ApiError::limit_exceeded(format!(
-        "execution {} holds {held} objects and this chunk carries {carried} ({} of them new); an execution holds \
-         at most {max_objects} objects (quota objects_per_execution). Nothing of the chunk was stored; the \
-         execution is still ingesting and can be completed",
-        execution.id,
-        new.len()
-    )))
+    // The chunk's objects as they will be stored: a later one with the same
+    // key replaces an earlier one, in the chunk as in the execution.
+    let mut stored: HashMap<(&str, &str), u64> = HashMap::new();
+    for (object_type_id, group) in groups {
+        for object in group {
+            stored.insert((object_type_id, &object.external_id), object.held_bytes());
+        }
+    }
+    let mut new = 0u64;
+    let mut after = held;
+    for ((object_type_id, external_id), bytes) in stored {
+        after += bytes;
+        match execution
+            .objects
+            .get(&(object_type_id.to_owned(), external_id.to_owned()))
+        {
+            Some(old) => after = after.saturating_sub(old.held_bytes()),
+            None => new += 1,
+        }
+    }
+    if objects + new > limits.objects {
+        return Err(ApiError::limit_exceeded(format!(
+            "execution {} holds {objects} objects and this chunk carries {carried} ({new} of them new); an \
+             execution holds at most {} objects (quota objects_per_execution). {kept}",
+            execution.id, limits.objects
+        )));
+    }
+    if after > limits.bytes {
+        return Err(ApiError::limit_exceeded(format!(
+            "execution {} holds {held} bytes of objects and this chunk carries {carried_bytes} ({after} held \
+             after it, what it replaces subtracted); an execution holds at most {} bytes (quota execution_bytes), \
+             counted as the lengths of its objects' external ids, labels, attribute names and values. {kept}",
+            execution.id, limits.bytes
+        )));
+    }
+    Ok(())
+}
+
+/// The bytes `objects` hold (see [`AssetObject::held_bytes`]).
+fn bytes_of(objects: &HashMap<(String, String), AssetObject>) -> u64 {
+    objects.values().map(AssetObject::held_bytes).sum()
 }
 
 /// Everything the mock knows.
@@ -233,6 +381,14 @@ pub struct State {
     /// What changed since the last [`State::take_changes`]; kept only while a
     /// durable store is attached, so the in-memory mock pays nothing.
     pub(super) changes: Option<Changes>,
+    /// The bytes each ingesting execution's objects hold (see
+    /// [`AssetObject::held_bytes`]), so a chunk costs its own objects, not
+    /// the execution's. Derived from `objects` and never stored: an entry,
+    /// when present, is their sum, kept so by [`State::add_objects`]; every
+    /// other path that may change an execution's objects (restoring,
+    /// applying another host's rows, forgetting, evicting) drops the entry,
+    /// and the next chunk sums `objects` again. So it cannot drift.
+    held_bytes: HashMap<String, u64>,
 }
 
 /// The keys of everything changed since the last flush: a durable store
@@ -432,57 +588,67 @@ impl State {
             c.history.insert(index);
         });
         self.latest.insert(source_id.to_owned(), id.clone());
+        self.held_bytes.remove(&id);
         Ok(self.executions.entry(id).or_insert(execution))
     }
 
     /// Stores a chunk's objects and returns how many it accepted: 0 for a
     /// chunk whose `clientGeneratedId` was already accepted. 400 once the
-    /// execution has left `INGESTING`; 413 when the execution would hold
-    /// more than `max_objects` (see [`State::add_objects`]).
+    /// execution has left `INGESTING`; 413 when the execution would go over
+    /// `limits` (see [`State::add_objects`]).
     pub fn add_chunk(
         &mut self,
         source_id: &str,
         execution_id: &str,
         chunk: DataChunk,
-        max_objects: u64,
+        limits: impl Into<ExecutionLimits>,
     ) -> Result<usize, ApiError> {
         self.add_objects(
             source_id,
             execution_id,
             chunk.client_generated_id,
             vec![(chunk.object_type_id, chunk.objects)],
-            max_objects,
+            limits,
         )
     }
 
     /// Stores one chunk's objects, grouped by object type (a real-form chunk
     /// may hold several), as [`State::add_chunk`] does.
     ///
-    /// A chunk after which the execution would hold more than `max_objects`
-    /// objects is refused whole (413 `LIMIT_EXCEEDED`, nothing of it
-    /// stored), and the execution goes on ingesting. Objects are counted as
-    /// the execution holds them, by (object type, external id): a re-sent
-    /// object replaces the one before and adds nothing. That is what the
-    /// quota protects (memory and disk grow with the objects held, not with
-    /// the ones received), and counting received objects would refuse an
-    /// import that retries chunks without a `clientGeneratedId`.
+    /// A chunk that would take the execution over one of `limits` is
+    /// refused whole (413 `LIMIT_EXCEEDED`, nothing of it stored), and the
+    /// execution goes on ingesting: more than `chunks` chunks (empty ones
+    /// count: each costs its id), more than `objects` objects, or more than
+    /// `bytes` bytes of objects ([`AssetObject::held_bytes`]). Objects and
+    /// bytes are counted as the execution holds them, by (object type,
+    /// external id): a re-sent object replaces the one before, adding
+    /// nothing to the count and its difference in size to the bytes. That
+    /// is what the quotas protect (memory and disk grow with the objects
+    /// held, not with the ones received), and counting received objects
+    /// would refuse an import that retries chunks without a
+    /// `clientGeneratedId`.
     pub fn add_objects(
         &mut self,
         source_id: &str,
         execution_id: &str,
         client_generated_id: Option<String>,
         groups: Vec<(String, Vec<AssetObject>)>,
-        max_objects: u64,
+        limits: impl Into<ExecutionLimits>,
     ) -> Result<usize, ApiError> {
         let tracking = self.changes.is_some();
-        let execution = self.ingesting_execution(source_id, execution_id, "data can be sent")?;
+        self.ingesting_execution(source_id, execution_id, "data can be sent")?;
+        let execution = self.executions.get_mut(execution_id).expect("checked above");
         if client_generated_id
             .as_ref()
             .is_some_and(|id| execution.chunk_ids.contains(id))
         {
             return Ok(0);
         }
-        check_object_quota(execution, &groups, max_objects)?;
+        let held = self
+            .held_bytes
+            .entry(execution_id.to_owned())
+            .or_insert_with(|| bytes_of(&execution.objects));
+        check_limits(execution, *held, &groups, limits.into())?;
         if let Some(id) = &client_generated_id {
             execution.chunk_ids.insert(id.clone());
         }
@@ -495,9 +661,11 @@ impl State {
                 keys.extend(ids.map(|id| (execution_id.to_owned(), object_type_id.clone(), id)));
             }
             for object in objects {
-                execution
-                    .objects
-                    .insert((object_type_id.clone(), object.external_id.clone()), object);
+                *held += object.held_bytes();
+                let key = (object_type_id.clone(), object.external_id.clone());
+                if let Some(old) = execution.objects.insert(key, object) {
+                    *held = held.saturating_sub(old.held_bytes());
+                }
             }
         }
         execution.received += count as u64;
@@ -516,13 +684,18 @@ impl State {
         Ok(count)
     }
 
+    /// The bytes the objects of `execution_id` held in memory take (see
+    /// [`AssetObject::held_bytes`]); `None` for an unknown execution.
+    pub fn execution_bytes(&self, execution_id: &str) -> Option<u64> {
+        let execution = self.executions.get(execution_id)?;
+        Some(match self.held_bytes.get(execution_id) {
+            Some(held) => *held,
+            None => bytes_of(&execution.objects),
+        })
+    }
+
     /// Records the progress an app reports for an ingesting execution.
-    pub fn set_progress(
-        &mut self,
-        source_id: &str,
-        execution_id: &str,
-        progress: serde_json::Value,
-    ) -> Result<(), ApiError> {
+    pub fn set_progress(&mut self, source_id: &str, execution_id: &str, progress: Progress) -> Result<(), ApiError> {
         let execution = self.ingesting_execution(source_id, execution_id, "progress can be reported")?;
         let index = execution.history_index;
         self.history[index].progress = Some(progress);
@@ -801,6 +974,7 @@ impl State {
             if e.status != ExecutionStatus::Ingesting {
                 e.objects = HashMap::new();
                 e.chunk_ids = HashSet::new();
+                self.held_bytes.remove(execution_id);
                 self.touch(|c| {
                     c.forgotten.insert(execution_id.to_owned());
                 });
@@ -817,6 +991,7 @@ impl State {
                 if e.status != ExecutionStatus::Ingesting {
                     e.objects = HashMap::new();
                     e.chunk_ids = HashSet::new();
+                    self.held_bytes.remove(id);
                 }
             }
         }
@@ -989,13 +1164,17 @@ impl State {
     /// An execution as stored; restore them in history order, so the last one
     /// of a source becomes its latest.
     pub fn restore_execution(&mut self, execution: Execution) {
+        self.held_bytes.remove(&execution.id);
         self.latest
             .insert(execution.import_source_id.clone(), execution.id.clone());
         self.executions.insert(execution.id.clone(), execution);
     }
 
-    /// The execution `id`, to restore its objects and chunk ids.
+    /// The execution `id`, to restore its objects and chunk ids. Its
+    /// objects may change through it, so their byte count is summed again
+    /// when the next chunk comes.
     pub fn restore_execution_mut(&mut self, id: &str) -> Option<&mut Execution> {
+        self.held_bytes.remove(id);
         self.executions.get_mut(id)
     }
 
@@ -1036,6 +1215,7 @@ impl State {
     /// An execution as stored, keeping the objects and chunk ids the cache
     /// already holds for it while it ingests; apply them in history order.
     pub fn apply_execution(&mut self, mut execution: Execution) {
+        self.held_bytes.remove(&execution.id);
         if let Some(cached) = self.executions.remove(&execution.id) {
             if execution.status == ExecutionStatus::Ingesting {
                 execution.objects = cached.objects;

@@ -8,11 +8,13 @@
 //! fault. HEAD is answered wherever GET is, as GET is, without the body.
 
 use super::mapping::{self, Mapping};
-use super::model::{DataChunk, Execution, ExecutionStatus, MAX_FAILURE_REASON_CHARS};
+use super::model::{
+    bounded_chunk_id, AssetObject, DataChunk, Execution, ExecutionStatus, Progress, MAX_FAILURE_REASON_CHARS,
+};
 use super::schedule::timestamp;
 use super::{body, schedules, ApiError, AssetsService, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
 /// Answers one request or says why it cannot.
@@ -257,11 +259,29 @@ struct FailureReport {
 struct RealChunk {
     #[serde(default)]
     data: Option<serde_json::Map<String, serde_json::Value>>,
-    #[serde(default)]
+    /// At most [`super::model::MAX_CLIENT_GENERATED_ID_BYTES`], as in the
+    /// seed's form.
+    #[serde(default, deserialize_with = "bounded_chunk_id")]
     client_generated_id: Option<String>,
     /// True closes ingestion (after this chunk's data, if any).
     #[serde(default)]
     completed: bool,
+}
+
+/// Which form a data chunk that is not a valid seed-form chunk means to be
+/// in: the seed's fields, present. Read without keeping their values, so a
+/// 16 MB chunk with one bad value is not parsed into a tree to find out.
+#[derive(Debug, Default, Deserialize)]
+struct ChunkForm {
+    #[serde(rename = "objectTypeId", default, deserialize_with = "present")]
+    object_type_id: bool,
+    #[serde(default, deserialize_with = "present")]
+    objects: bool,
+}
+
+/// True for a field that is there, whatever its value.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 /// The real API's 404 `MISSING_MAPPING`: the source has no
@@ -336,19 +356,16 @@ impl SourceRoute<'_> {
     /// or the real API's `{data, clientGeneratedId, completed}`.
     fn submit_data(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
         // The seed's form is the fast path: one typed parse.
-        let chunk: DataChunk = match serde_json::from_slice(body) {
-            Ok(chunk) => chunk,
-            Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
+        let chunk: DataChunk = match body::try_parse(body) {
+            Some(chunk) => chunk,
+            None if body.iter().all(u8::is_ascii_whitespace) => {
                 return self.submit_real_data(execution_id, RealChunk::default())
             }
-            Err(_) => {
-                // Not JSON at all is said as such; otherwise the errors are
-                // named in the form the body means to be in.
-                let value: serde_json::Value = body::parse(body)?;
-                let seed = value
-                    .as_object()
-                    .is_some_and(|o| o.contains_key("objectTypeId") || o.contains_key("objects"));
-                if !seed {
+            None => {
+                // Not a JSON object is said as such; otherwise the errors
+                // are named in the form the body means to be in.
+                let form: ChunkForm = body::parse(body)?;
+                if !(form.object_type_id || form.objects) {
                     return self.submit_real_data(execution_id, body::parse(body)?);
                 }
                 body::parse(body)?
@@ -366,10 +383,26 @@ impl SourceRoute<'_> {
                 format!("objects[{i}].externalId must not be empty"),
             ));
         }
+        let quotas = self.service.quotas();
+        let max = quotas.object_bytes as u64;
+        if let Some((i, bytes)) = chunk
+            .objects
+            .iter()
+            .map(AssetObject::held_bytes)
+            .enumerate()
+            .find(|&(_, b)| b > max)
+        {
+            return Err(ApiError::invalid_field(
+                format!("objects[{i}]"),
+                format!(
+                    "objects[{i}] is {bytes} bytes (its external id, label, attribute names and values); an object \
+                     is at most {max} bytes (quota object_bytes)"
+                ),
+            ));
+        }
         let mut state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
-        let quota = self.service.quotas().objects_per_execution;
-        let accepted = state.add_chunk(self.source_id, execution_id, chunk, quota)?;
+        let accepted = state.add_chunk(self.source_id, execution_id, chunk, quotas)?;
         Ok(Response::json(
             200,
             &json!({ "result": "success", "objectsAccepted": accepted }),
@@ -378,15 +411,27 @@ impl SourceRoute<'_> {
 
     fn submit_real_data(&self, execution_id: &str, chunk: RealChunk) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
-        let mut state = self.service.state();
-        let source = state.source(self.workspace_id, self.source_id)?;
+        let quotas = self.service.quotas();
         let data = chunk.data.unwrap_or_default();
+        let groups = if data.is_empty() {
+            None
+        } else {
+            let mapping = {
+                let state = self.service.state();
+                let source = state.source(self.workspace_id, self.source_id)?;
+                let document = source.mapping.as_ref().ok_or_else(|| missing_mapping(self.source_id))?;
+                Mapping::from_document(document)?
+            };
+            // The records are mapped with the lock free: a chunk is as large
+            // as the server takes. The mapping cannot change meanwhile for
+            // an execution that is ingesting, and any other is refused below.
+            Some(mapping.apply(&data, quotas.object_bytes as u64)?)
+        };
+        let mut state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
         let mut accepted = 0;
-        if !data.is_empty() {
-            let document = source.mapping.as_ref().ok_or_else(|| missing_mapping(self.source_id))?;
-            let groups = Mapping::from_document(document)?.apply(&data)?;
-            let quota = self.service.quotas().objects_per_execution;
-            accepted = state.add_objects(self.source_id, execution_id, chunk.client_generated_id, groups, quota)?;
+        if let Some(groups) = groups {
+            accepted = state.add_objects(self.source_id, execution_id, chunk.client_generated_id, groups, quotas)?;
         } else if !chunk.completed {
             // Nothing to store, but an ended execution still says so.
             state.ingesting_execution(self.source_id, execution_id, "data can be sent")?;
@@ -427,9 +472,10 @@ impl SourceRoute<'_> {
             )));
         }
         let progress: serde_json::Map<String, serde_json::Value> = body::parse_or_default(body)?;
+        let progress = Progress::new(&progress);
         let mut state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
-        state.set_progress(self.source_id, execution_id, progress.into())?;
+        state.set_progress(self.source_id, execution_id, progress)?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 
@@ -439,6 +485,15 @@ impl SourceRoute<'_> {
     /// answer is 202 with a `resourceId` whose progress can be read; the
     /// check itself is always done at once, so a bad document is a 400
     /// either way.
+    ///
+    /// The check takes time in proportion to the document (up to the
+    /// `mapping_bytes` quota), so it is done with the state lock free: the
+    /// lock is taken briefly before it (the source must exist; a PATCH reads
+    /// the document it merges into) and again to store the result. A PATCH
+    /// whose document changed in between (another PUT or PATCH) is refused
+    /// with 409 `MAPPING_CHANGED` rather than merged again: storing its
+    /// merge would silently undo that change, and the client, told so, can
+    /// read the document and decide.
     fn set_mapping(&self, patch: bool, query: &Query, body: &[u8]) -> Result<Response, ApiError> {
         let asynchronous = match query.get("async") {
             None | Some("false") => false,
@@ -450,26 +505,47 @@ impl SourceRoute<'_> {
                 ))
             }
         };
-        let given: serde_json::Value = body::parse(body)?;
-        if !given.is_object() {
-            return Err(ApiError::invalid_body(
-                "the schema-and-mapping document must be a JSON object",
-            ));
+        let limit = self.service.quotas().mapping_bytes;
+        if body.len() > limit {
+            return Err(ApiError::limit_exceeded(format!(
+                "the schema-and-mapping document is {} bytes; a document is at most {limit} bytes (quota \
+                 mapping_bytes). Nothing was changed",
+                body.len()
+            )));
         }
-        let mut state = self.service.state();
-        let source = state.source(self.workspace_id, self.source_id)?;
-        let document = match (patch, &source.mapping) {
-            (false, _) => given,
-            (true, None) => return Err(missing_mapping(self.source_id)),
-            (true, Some(current)) => {
-                let mut merged = current.clone();
-                for (key, value) in given.as_object().expect("checked above") {
-                    merged[key] = value.clone();
+        let given: serde_json::Map<String, serde_json::Value> = body::parse(body)?;
+        // What this change starts from: for a PATCH, the document and the
+        // operation that set it (a new one for every change).
+        let base = {
+            let state = self.service.state();
+            let source = state.source(self.workspace_id, self.source_id)?;
+            match (patch, &source.mapping) {
+                (false, _) => None,
+                (true, None) => return Err(missing_mapping(self.source_id)),
+                (true, Some(current)) => Some((current.clone(), source.mapping_resource_id.clone())),
+            }
+        };
+        let (document, read) = match base {
+            None => (serde_json::Value::Object(given), None),
+            Some((mut merged, read)) => {
+                for (key, value) in given {
+                    merged[key] = value;
                 }
-                merged
+                (merged, Some(read))
             }
         };
         mapping::check(&document)?;
+        let mut state = self.service.state();
+        let source = state.source(self.workspace_id, self.source_id)?;
+        if let Some(read) = read {
+            if source.mapping_resource_id != read {
+                return Err(ApiError::conflict(
+                    "MAPPING_CHANGED",
+                    "the schema-and-mapping document changed while this PATCH was being checked; read it again \
+                     (GET …/schema-and-mapping) and send the PATCH again. Nothing was changed",
+                ));
+            }
+        }
         if let Some(running) = state.ingesting(self.source_id) {
             return Err(ApiError::conflict(
                 "IN_PROGRESS",
@@ -481,8 +557,12 @@ impl SourceRoute<'_> {
         }
         let resource_id = uuid::Uuid::new_v4().to_string();
         let source = state.source_mut(self.source_id)?;
-        source.mapping = Some(document);
+        let replaced = source.mapping.replace(document);
         source.mapping_resource_id = Some(resource_id.clone());
+        // Saved as the guard goes; the old document is freed after, with
+        // the lock free.
+        drop(state);
+        drop(replaced);
         if asynchronous {
             let progress = format!("{}/mapping/progress/{resource_id}", self.base());
             Ok(Response::json(

@@ -70,6 +70,9 @@
 //! - `log-forge`: writes a line to stdout that tries to forge a log line
 //!   and colour the terminal (a carriage return, ANSI escapes, a newline
 //!   and a right-to-left override), then reports `{"mode":"log-forge"}`.
+//! - `clock-push`: waits `u64::MAX` ms through the `timer` import 1000
+//!   times (each wait is cut at the invocation's limit) and reports
+//!   `{"mode":"clock-push","moved-ms":<how far its own clock moved>}`.
 //! - anything else, or unset: reports `{"mode":"none"}`.
 //!
 //! Built for wasm32 only; natively it is empty.
@@ -124,6 +127,13 @@ mod guest {
                 Some("log-forge") => {
                     println!("innocent\r\u{1b}[2K\u{1b}[31mFORGED level=ERROR\u{1b}[0m \u{202e}desrever");
                     json!({ "mode": "log-forge" }).to_string()
+                }
+                Some("clock-push") => {
+                    let before = timer::now_ms();
+                    for _ in 0..1000 {
+                        timer::sleep_ms(u64::MAX);
+                    }
+                    json!({ "mode": "clock-push", "moved-ms": timer::now_ms().saturating_sub(before) }).to_string()
                 }
                 Some("big-answer") => {
                     let bytes = number_setting("bytes", 6_000_000);

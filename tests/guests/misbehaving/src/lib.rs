@@ -4,6 +4,9 @@
 //! - `loop`: spins forever (the time limit must stop it);
 //! - `allocate`: allocates without bound (the memory limit must stop it);
 //! - `trap`: panics after creating an execution (the host must fail it);
+//! - `wasi-sleep`: sleeps 60 s through WASI (`std::thread::sleep`, a clock
+//!   subscription and `poll`), not the `timer` import (the time limit must
+//!   still stop it);
 //! - `probe`: calls everything the sandbox grants, looking for the Assets
 //!   credential, and prints what it saw.
 //!
@@ -33,6 +36,10 @@ mod guest {
                         hoard.push(vec![1u8; 16 << 20]);
                         std::hint::black_box(&hoard);
                     }
+                }
+                Some("wasi-sleep") => {
+                    std::thread::sleep(std::time::Duration::from_secs(60));
+                    probe(&event)
                 }
                 Some("trap") => {
                     let path = format!("importsource/{}/executions", event.import_source_id);

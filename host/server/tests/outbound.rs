@@ -1,0 +1,88 @@
+//! The real outbound client against third parties that misbehave: an
+//! upload to a peer that reads a few bytes at a time ends at the request's
+//! time limit, and a name that resolves inward is not connected to.
+
+use assets_runtime::bindings::outbound_http::{HttpError, Method, Request};
+use assets_runtime::{OutboundHttp, OutboundRequest};
+use assets_server::http_client::HttpOutbound;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+fn request(url: String, body: Option<Vec<u8>>, timeout_ms: u32) -> OutboundRequest {
+    let guest = Request {
+        method: if body.is_some() { Method::Post } else { Method::Get },
+        url,
+        headers: vec![],
+        body,
+        timeout_ms: Some(timeout_ms),
+    };
+    OutboundRequest::from_guest(guest, Duration::from_secs(60)).unwrap()
+}
+
+#[test]
+fn an_upload_to_a_peer_that_reads_slowly_ends_at_the_time_limit() {
+    // Reads 16 KiB every 100 ms: every write makes a little progress, so a
+    // socket write timeout alone never fires.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while stream.read(&mut buf).is_ok_and(|n| n > 0) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    let started = Instant::now();
+    let answer = HttpOutbound::default().send(request(url, Some(vec![b'x'; 40 << 20]), 2000));
+    let elapsed = started.elapsed();
+    assert!(matches!(answer, Err(HttpError::Timeout(_))), "{answer:?}");
+    assert!(elapsed < Duration::from_secs(5), "the upload went on for {elapsed:?}");
+}
+
+/// A name other than `localhost` that this machine resolves to loopback
+/// only (its own host name, as Debian's /etc/hosts writes it).
+fn a_name_for_loopback() -> String {
+    use std::net::ToSocketAddrs as _;
+    let own = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let found = [own.trim(), "vm", "ip6-localhost"]
+        .into_iter()
+        .filter(|name| !name.is_empty())
+        .find(|name| {
+            (*name, 80)
+                .to_socket_addrs()
+                .is_ok_and(|mut addrs| addrs.all(|a| a.ip().is_loopback()))
+        })
+        .map(str::to_owned)
+        .expect("this test needs a host name other than localhost that resolves to loopback (as /etc/hosts gives the machine's own name)");
+    found
+}
+
+#[test]
+fn a_name_that_resolves_inward_is_not_connected_to_but_the_address_itself_is() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    let client = HttpOutbound::default();
+    let name = a_name_for_loopback();
+    let refused = client.send(request(format!("http://{name}:{port}/x"), None, 2000));
+    let Err(HttpError::Connection(why)) = refused else {
+        panic!("{name} resolves to loopback and was connected to: {refused:?}")
+    };
+    assert!(why.contains("127.0.0.1 (loopback)"), "{why}");
+    for host in ["127.0.0.1", "localhost"] {
+        let answer = client.send(request(format!("http://{host}:{port}/x"), None, 2000));
+        assert_eq!(answer.map(|r| r.status).ok(), Some(200), "{host}");
+    }
+}
