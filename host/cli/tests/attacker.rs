@@ -254,7 +254,9 @@ fn a_tarpit_cannot_hold_a_run_past_its_time_limit() {
     let elapsed = started.elapsed();
     assert_eq!(status, 200, "{outcome}");
     // The guest asked to wait u32::MAX ms; the wait ends at the run's limit.
-    assert!(elapsed < Duration::from_secs(6), "held for {elapsed:?}: {outcome}");
+    // Not 3 s to the millisecond (a loaded machine is slower); a wait that
+    // was not cut would hold it for ever.
+    assert!(elapsed < Duration::from_secs(15), "held for {elapsed:?}: {outcome}");
     let reason = outcome["failureReason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("3 s time limit") || reason.contains("\"outcome\":\"timeout\""),
@@ -434,18 +436,23 @@ fn stalled_sockets_without_a_token_cannot_lock_the_operator_out() {
         .collect();
     held.iter_mut().for_each(|s| s.set_nonblocking(true).unwrap());
     std::thread::sleep(Duration::from_millis(300));
-    // The operator is answered at once, whatever the strangers hold.
+    // The operator is answered, whatever the strangers hold: locked out, it
+    // got 429 at once, or waited for the strangers' 10 s and 60 s limits.
+    // (The latency itself is a figure, printed, not a pass mark here.)
+    let mut waited = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
         let (status, _) = server.admin("GET", "/_admin/apps", None);
         assert_eq!(status, 200);
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        waited.push(started.elapsed());
         let started = Instant::now();
         let url = format!("{}{}", server.base, Server::source_path(&app, "history"));
         let answer = ureq::get(&url).set("authorization", "Bearer t0ken").call();
         assert_eq!(answer.map(|r| r.status()).ok(), Some(200));
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        waited.push(started.elapsed());
     }
+    println!("operator requests with 272 stalled sockets open: {waited:?}");
+    assert!(waited.iter().all(|w| *w < Duration::from_secs(5)), "{waited:?}");
     // A real callback still runs.
     let (body, now, signature) = signed_callback(&app, &server.secret);
     let (status, outcome) = send_callback(&server, &app.callback_url, &body, now, &signature);
@@ -507,7 +514,7 @@ fn a_source_tokens_stalled_requests_use_up_only_its_own_share() {
     );
     let started = Instant::now();
     assert_eq!(server.admin("GET", "/_admin/apps", None).0, 200);
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[test]
@@ -531,7 +538,7 @@ fn a_body_that_does_not_arrive_in_time_gets_408_naming_the_limit() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("within 1 s"), "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
 }
 
 #[test]

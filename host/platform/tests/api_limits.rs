@@ -3,52 +3,14 @@
 //! progress an execution keeps, the objects it holds, and the bytes of one
 //! history page.
 
-use assets_platform::assets::{AssetsService, Quotas, Response, SourceType};
+use assets_platform::assets::{AssetsService, Quotas};
 use assets_platform::clock::SystemClock;
 use proptest::prelude::*;
 use serde_json::{json, Value};
+
+mod common;
+use common::Api;
 use std::sync::Arc;
-
-struct Api {
-    service: AssetsService,
-    base: String,
-}
-
-impl Api {
-    fn new(quotas: Quotas) -> Api {
-        let service = AssetsService::new(Arc::new(SystemClock)).with_quotas(quotas);
-        let workspace = service.create_workspace();
-        let source = service
-            .create_import_source(&workspace, SourceType::External, None)
-            .unwrap();
-        let base = format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}");
-        Api { service, base }
-    }
-
-    fn call(&self, method: &str, rest: &str, body: &str) -> Response {
-        self.service
-            .handle(method, &format!("{}{rest}", self.base), body.as_bytes())
-    }
-
-    fn json(&self, method: &str, rest: &str, body: &str) -> (u16, Value) {
-        let r = self.call(method, rest, body);
-        (r.status, serde_json::from_str(&r.body).expect("every answer is JSON"))
-    }
-
-    /// Creates an execution and returns its id.
-    fn start(&self) -> String {
-        let (status, body) = self.json("POST", "/executions", "{}");
-        assert_eq!(status, 201, "{body}");
-        let cancel = body["links"]["cancel"].as_str().unwrap();
-        cancel.rsplit('/').next().unwrap().to_owned()
-    }
-
-    fn status(&self, execution: &str) -> Value {
-        let (status, body) = self.json("GET", &format!("/executions/{execution}/status"), "");
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-}
 
 /// A progress body of exactly `len` bytes (at least 10).
 fn progress_body(len: usize) -> String {

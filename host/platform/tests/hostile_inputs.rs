@@ -4,56 +4,14 @@
 //! as objects. Each is refused now, with a 4xx naming the problem.
 
 use assets_platform::assets::mapping;
-use assets_platform::assets::{AssetsService, Quotas, Response, SourceType};
-use assets_platform::clock::SystemClock;
+use assets_platform::assets::Quotas;
 use serde_json::{json, Value};
+
+mod common;
+use common::Api;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
-
-struct Api {
-    service: Arc<AssetsService>,
-    base: String,
-}
-
-impl Api {
-    fn new(quotas: Quotas) -> Api {
-        let service = AssetsService::new(Arc::new(SystemClock)).with_quotas(quotas);
-        let workspace = service.create_workspace();
-        let source = service
-            .create_import_source(&workspace, SourceType::External, None)
-            .unwrap();
-        let base = format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}");
-        Api {
-            service: Arc::new(service),
-            base,
-        }
-    }
-
-    fn call(&self, method: &str, rest: &str, body: &str) -> Response {
-        self.service
-            .handle(method, &format!("{}{rest}", self.base), body.as_bytes())
-    }
-
-    fn json(&self, method: &str, rest: &str, body: &str) -> (u16, Value) {
-        let r = self.call(method, rest, body);
-        (r.status, serde_json::from_str(&r.body).expect("every answer is JSON"))
-    }
-
-    /// Creates an execution and returns its id.
-    fn start(&self) -> String {
-        let (status, body) = self.json("POST", "/executions", "{}");
-        assert_eq!(status, 201, "{body}");
-        let cancel = body["links"]["cancel"].as_str().unwrap();
-        cancel.rsplit('/').next().unwrap().to_owned()
-    }
-
-    fn status(&self, execution: &str) -> Value {
-        let (status, body) = self.json("GET", &format!("/executions/{execution}/status"), "");
-        assert_eq!(status, 200, "{body}");
-        body
-    }
-}
+use std::sync::Barrier;
+use std::time::Duration;
 
 fn assert_limit_exceeded(answer: (u16, Value), words: &[&str]) {
     let (status, body) = answer;
@@ -113,79 +71,42 @@ fn big_mapping(types: usize, attributes: usize) -> Value {
 // ---------------------------------------------------------------------------
 // 1. A mapping upload froze the whole server.
 
-/// 60,000 attributes took 61 s under the state lock: each mapped attribute
-/// was looked up by a linear search of the declared ones.
+/// 60,000 attributes took 61 s under the state lock, and 20,000 object
+/// types 10.9 s: each was looked up by a linear search of the declared
+/// ones. The check is linear now (`mapping`'s own test counts its steps);
+/// documents this large are accepted.
 #[test]
-fn a_20000_attribute_document_is_checked_in_well_under_two_seconds() {
-    let document = big_mapping(1, 20_000);
-    let started = Instant::now();
-    mapping::check(&document).expect("a valid document");
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(2), "checked in {took:?}");
+fn documents_of_20000_attributes_or_object_types_are_accepted() {
+    for document in [big_mapping(1, 20_000), big_mapping(20_000, 2)] {
+        mapping::check(&document).expect("a valid document");
+    }
 }
 
-/// 20,000 object types took 10.9 s: each mapping's type was found by a
-/// linear search too.
+/// A big PUT, and a PATCH, are checked with the state lock free: `check`
+/// asserts it (debug builds, as tests run), so a request that checked under
+/// the lock would fail here, however fast or slow the machine.
 #[test]
-fn a_20000_object_type_document_is_checked_in_well_under_two_seconds() {
-    let document = big_mapping(20_000, 2);
-    let started = Instant::now();
-    mapping::check(&document).expect("a valid document");
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(2), "checked in {took:?}");
-}
-
-/// A big PUT is checked with the state lock free: another thread reading
-/// the state while it is checked waits for no more than a small part of the
-/// check's own duration. The reader polls from before the PUT starts until
-/// it ends, so some read falls within the check whenever it is; only reads
-/// that start within the PUT count.
-#[test]
-fn the_state_stays_readable_while_a_big_mapping_is_checked() {
+fn a_mapping_is_checked_with_the_state_lock_free() {
     let api = Api::new(Quotas {
         mapping_bytes: 64 << 20,
         ..Quotas::default()
     });
-    let document = big_mapping(1, 5_000).to_string();
-    let barrier = Barrier::new(2);
-    let done = AtomicBool::new(false);
-    let (put, reads) = std::thread::scope(|s| {
-        let reader = s.spawn(|| {
-            let mut reads: Vec<(Instant, Duration)> = Vec::new();
-            barrier.wait();
-            while !done.load(Ordering::SeqCst) {
-                let asked = Instant::now();
-                drop(api.service.state());
-                reads.push((asked, asked.elapsed()));
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            reads
-        });
-        barrier.wait();
-        let started = Instant::now();
-        let answer = api.call("PUT", "/mapping", &document);
-        let ended = Instant::now();
-        done.store(true, Ordering::SeqCst);
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        ((started, ended), reader.join().unwrap())
-    });
-    let (started, ended) = put;
-    let check = ended - started;
-    let during: Vec<Duration> = reads
-        .iter()
-        .filter(|(asked, _)| *asked >= started && *asked <= ended)
-        .map(|(_, waited)| *waited)
-        .collect();
-    assert!(
-        during.len() >= 3,
-        "the reader read {} times during the {check:?} PUT; the test proves nothing",
-        during.len()
-    );
-    let longest = during.iter().max().unwrap();
-    assert!(
-        *longest * 4 < check,
-        "a state read waited {longest:?} during a PUT of {check:?}: the lock was held for the check"
-    );
+    let document = big_mapping(1, 5_000);
+    let answer = api.call("PUT", "/mapping", &document.to_string());
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let patch = json!({ "mapping": document["mapping"] }).to_string();
+    let answer = api.call("PATCH", "/mapping", &patch);
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(!assets_platform::assets::holding_state_lock(), "no guard left behind");
+}
+
+/// The assertion the test above relies on does fire under the lock.
+#[test]
+#[should_panic(expected = "checked with the state lock held")]
+fn checking_a_mapping_under_the_state_lock_is_caught() {
+    let api = Api::new(Quotas::default());
+    let _held = api.service.state();
+    let _ = mapping::check(&big_mapping(1, 2));
 }
 
 /// A PATCH is merged and checked outside the lock; when the document

@@ -282,7 +282,7 @@ fn a_wasi_sleep_past_the_time_limit_ends_at_the_limit() {
     // The sleep ends at the deadline; the guest is then stopped at its next
     // epoch check, or returns first (its probe takes a few milliseconds).
     assert!(
-        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(3),
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(15),
         "held for {elapsed:?}"
     );
     assert!(

@@ -91,6 +91,12 @@ fn join(parent: &str, field: &str) -> String {
 
 /// Checks a whole document: the JSON Schema first, then consistency.
 pub fn check(document: &Value) -> Result<Mapping, ApiError> {
+    // Linear, but megabytes of it: never under the state lock, which every
+    // other caller waits on.
+    debug_assert!(
+        !super::holding_state_lock(),
+        "a mapping document is checked with the state lock held"
+    );
     if let Some(error) = validator().iter_errors(document).next() {
         let at = json_path(error.instance_path.as_str());
         let field = match &error.kind {

@@ -267,7 +267,19 @@ impl StateGuard<'_> {
 impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
         let _ = self.save();
+        HOLDING.with(|held| held.set(false));
     }
+}
+
+thread_local! {
+    /// Set while this thread holds the state lock (a [`StateGuard`] lives).
+    static HOLDING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread holds the state lock: for work that must never
+/// run under it (it would hold every other caller), to assert so.
+pub fn holding_state_lock() -> bool {
+    HOLDING.with(|held| held.get())
 }
 
 impl AssetsService {
@@ -458,6 +470,7 @@ impl AssetsService {
         // A panic while holding the lock would be a bug in the mock; the state
         // is still consistent at every await-free step, so keep serving.
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        HOLDING.with(|held| held.set(true));
         let stale = match &self.store {
             Some(store) => store.begin(&mut guard).err().map(|e| {
                 tracing::error!("{e:#}");
