@@ -75,15 +75,21 @@ fn is_name_byte(b: u8) -> bool {
 }
 
 /// `text` with every control character (C0, DEL and C1, line breaks
-/// included), the Unicode line and paragraph separators and every
-/// bidirectional-text control written as a `\u{…}` escape, so text an app chose cannot forge a log line, move a terminal's
+/// included), the Unicode line and paragraph separators, every
+/// bidirectional-text control and the zero-width characters written as a
+/// `\u{…}` escape, so text an app chose cannot forge a log line, move a terminal's
 /// cursor, colour its output or reorder what a reader sees.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     fn unsafe_char(c: char) -> bool {
         c.is_control()
             || matches!(
                 c,
-                '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+                '\u{061c}'
+                    | '\u{200b}'..='\u{200f}'
+                    | '\u{2028}'..='\u{202e}'
+                    | '\u{2060}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{feff}'
             )
     }
     if !text.chars().any(unsafe_char) {
@@ -253,6 +259,7 @@ mod tests {
         );
         assert_eq!(printable("x\u{202e}cba"), "x\\u{202e}cba");
         assert_eq!(printable("a\u{2028}b\u{2029}c\u{61c}"), "a\\u{2028}b\\u{2029}c\\u{61c}");
+        assert_eq!(printable("to\u{200b}ken\u{feff}"), "to\\u{200b}ken\\u{feff}");
         assert!(matches!(printable("ok"), std::borrow::Cow::Borrowed(_)));
     }
 

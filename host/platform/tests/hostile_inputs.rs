@@ -390,3 +390,21 @@ fn a_json_array_or_scalar_in_place_of_an_object_is_a_400_saying_so() {
     assert_eq!(api.service.history(api.base.rsplit('/').next().unwrap()).len(), 1);
     assert_eq!(api.json("GET", "/schedule", "").1["links"].get("schedule"), None);
 }
+
+/// `history/completed` took any body and completed the execution whatever
+/// it said (`{"completed": false}` included): it takes none, or `{}`.
+#[test]
+fn completing_takes_no_body_or_an_empty_object_and_refuses_anything_else() {
+    let api = Api::new(Quotas::default());
+    for good in ["", "{}"] {
+        let execution = api.start();
+        let completed = format!("/executions/{execution}/history/completed");
+        for bad in [r#"{"completed": false}"#, "[]", "not json", r#""done""#] {
+            let (status, answer) = api.json("POST", &completed, bad);
+            assert_eq!(status, 400, "{bad}: {answer}");
+            assert_eq!(api.status(&execution)["status"], "INGESTING", "{bad}: not completed");
+        }
+        let (status, answer) = api.json("POST", &completed, good);
+        assert_eq!(status, 200, "{good:?}: {answer}");
+    }
+}

@@ -46,11 +46,9 @@ impl CallbackPolicy {
         }
     }
 
-    /// The app whose web trigger on this server `url` is, if it is one.
-    pub fn own_trigger<'a>(&self, url: &'a str) -> Option<&'a str> {
-        let rest = url.strip_prefix(self.own_base.as_str())?.strip_prefix("/apps/")?;
-        let name = rest.strip_suffix("/webtrigger")?;
-        (!name.is_empty() && !name.contains(['/', '?', '#'])).then_some(name)
+    /// True when `url` is on this server's public origin.
+    fn is_own(&self, url: &url::Url) -> bool {
+        url::Url::parse(&self.own_base).is_ok_and(|own| own.origin() == url.origin())
     }
 
     /// The addresses the allowlist names literally: the only internal
@@ -67,42 +65,73 @@ impl CallbackPolicy {
     }
 }
 
-/// True when `url`'s path (as the `url` crate normalises it) is one of
-/// the paths this server itself serves besides web triggers: the Assets API
-/// and the admin endpoints. The server cannot know every name it is reached
-/// by, so such a path is refused on any host: a callback is an app's
-/// webhook, never a way to make the server call its own API.
-fn names_a_server_path(url: &str) -> bool {
-    url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.path_segments().and_then(|mut s| s.next().map(str::to_owned)))
-        .is_some_and(|first| first == "jsm" || first == "_admin")
+/// What a callback URL's path names, read as the most lenient server or
+/// proxy in front of one might read it: dot segments resolved (the `url`
+/// crate), empty segments skipped, percent-escapes decoded, case ignored.
+/// The server cannot know every name it is reached by, nor what a proxy
+/// before it does, so these rules hold on any host.
+#[derive(Debug, PartialEq, Eq)]
+enum ServerPath {
+    /// The Assets API (`/jsm/…`) or the admin endpoints (`/_admin/…`).
+    Api,
+    /// An app's web trigger, `/apps/{name}/webtrigger`.
+    WebTrigger(String),
+    /// Anything else: an app's own webhook.
+    Other,
+}
+
+fn server_path(url: &url::Url) -> ServerPath {
+    let segments: Vec<String> = url
+        .path_segments()
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    // A decoded segment may hold a `/` of its own (`jsm%2Fassets`).
+    let first = segments.first().map(|s| s.split('/').next().unwrap_or_default());
+    if first.is_some_and(|f| f.eq_ignore_ascii_case("jsm") || f.eq_ignore_ascii_case("_admin")) {
+        return ServerPath::Api;
+    }
+    match segments.as_slice() {
+        // The name as written: app names are matched exactly.
+        [apps, name, trigger] if apps.eq_ignore_ascii_case("apps") && trigger.eq_ignore_ascii_case("webtrigger") => {
+            ServerPath::WebTrigger(name.clone())
+        }
+        _ => ServerPath::Other,
+    }
 }
 
 impl CallbackTargets for CallbackPolicy {
     fn check(&self, source: &ImportSource, url: &str) -> Result<(), String> {
-        if names_a_server_path(url) {
-            return Err(format!(
-                "{url} names a path of the Assets API or the admin endpoints; a callback goes to an app's web \
-                 trigger ({})",
-                self.hint(source)
-            ));
-        }
-        if let Some(name) = self.own_trigger(url) {
-            if !self.hosted.contains(name) {
+        let parsed = url::Url::parse(url).map_err(|e| format!("{url} is not a URL ({e})"))?;
+        match server_path(&parsed) {
+            ServerPath::Api => {
                 return Err(format!(
-                    "{url} is a web trigger of this server, but it hosts no app named {name:?}"
-                ));
+                    "{url} names a path of the Assets API or the admin endpoints; a callback goes to an app's web \
+                     trigger ({})",
+                    self.hint(source)
+                ))
             }
-            return match source.app.as_deref() {
-                Some(app) if app == name => Ok(()),
-                _ => Err(format!(
+            // An app's web trigger, on this server or any other: only the
+            // app that performs the source is called back.
+            ServerPath::WebTrigger(name) if source.app.as_deref() != Some(name.as_str()) => {
+                return Err(format!(
                     "{url} is app {name}'s web trigger, but app {name} does not perform import source {}; \
                      name the web trigger of the app that does ({})",
                     source.id,
                     self.hint(source)
-                )),
-            };
+                ))
+            }
+            ServerPath::WebTrigger(name) if self.is_own(&parsed) => {
+                return match self.hosted.contains(&name) {
+                    true => Ok(()),
+                    false => Err(format!(
+                        "{url} is a web trigger of this server, but it hosts no app named {name:?}"
+                    )),
+                };
+            }
+            _ => {}
         }
         let entry = match self.allowlist.check(url) {
             Decision::Allowed(entry) => entry,
@@ -243,13 +272,21 @@ mod tests {
     #[test]
     fn a_callback_never_names_a_path_of_the_servers_own_api() {
         // An app could otherwise have the server POST to another source's
-        // token endpoint (a token-less server answers it).
+        // token endpoint (a token-less server answers it), here or through
+        // a proxy that merges slashes, decodes escapes or ignores case.
         let p = policy(&["http://127.0.0.1:8080", "*"]);
         for url in [
             "http://127.0.0.1:8080/jsm/assets/workspace/w/v1/importsource/other/token",
             "http://127.0.0.1:8080/x/../jsm/assets/workspace/w/v1/importsource/other/token",
             "http://127.0.0.1:8080/%2e%2e/_admin/clock/advance",
             "https://node-2.example.com/_admin/importsource",
+            "http://127.0.0.1:8080//jsm/assets/workspace/w/v1/importsource/other/token",
+            "http://127.0.0.1:8080/%6asm/assets/workspace/w/v1/importsource/other/token",
+            "http://127.0.0.1:8080/%6Asm/x",
+            "http://127.0.0.1:8080/JSM/x",
+            "http://127.0.0.1:8080/jsm%2Fassets/x",
+            "http://127.0.0.1:8080/%5Fadmin/apps",
+            "http://127.0.0.1:8080/_ADMIN/apps",
         ] {
             let err = p.check(&source(Some("demo")), url).unwrap_err();
             assert!(err.contains("names a path of the Assets API"), "{url}: {err}");
@@ -262,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn another_apps_web_trigger_is_refused_in_any_spelling_on_any_host() {
+        let p = policy(&["http://127.0.0.1:8080", "*"]);
+        for url in [
+            "http://127.0.0.1:8080/apps/demo/webtrigger/../../other/webtrigger",
+            "http://127.0.0.1:8080/apps/other/webtrigger",
+            "http://localhost:8080/apps/other/webtrigger",
+            "https://node-2.example.com//apps/other/webtrigger",
+            "https://node-2.example.com/APPS/other/WEBTRIGGER",
+            "https://node-2.example.com/apps/%6Fther/webtrigger",
+        ] {
+            let err = p.check(&source(Some("demo")), url).unwrap_err();
+            assert!(err.contains("does not perform"), "{url}: {err}");
+        }
+        // The performing app's, on an allowed sibling node, is fine.
+        assert_eq!(
+            p.check(&source(Some("demo")), "https://node-2.example.com/apps/demo/webtrigger"),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn the_web_trigger_of_the_performing_app_is_always_allowed() {
         let p = policy(&[]);
         let url = "http://127.0.0.1:8080/apps/demo/webtrigger";
@@ -269,11 +327,9 @@ mod tests {
         let err = p.check(&source(Some("other")), url).unwrap_err();
         assert!(err.contains("does not perform"), "{err}");
         let err = p
-            .check(&source(Some("demo")), "http://127.0.0.1:8080/apps/ghost/webtrigger")
+            .check(&source(Some("ghost")), "http://127.0.0.1:8080/apps/ghost/webtrigger")
             .unwrap_err();
         assert!(err.contains("no app named"), "{err}");
-        assert_eq!(p.own_trigger("http://127.0.0.1:8080/apps/demo/webtrigger?x"), None);
-        assert_eq!(p.own_trigger("http://127.0.0.1:8080/apps/a/b/webtrigger"), None);
     }
 
     #[test]

@@ -214,21 +214,43 @@ impl OutboundHttp for HttpOutbound {
             })?;
             call = call.set(name.as_str(), value);
         }
-        let result = match body {
+        let deadline = std::time::Instant::now() + request.timeout;
+        let target = url.to_string();
+        let exchange = move || match body {
             // The length is the host's to set (the app may not); the body
             // goes out through a reader that stops at the deadline.
             Some(body) => {
-                let deadline = std::time::Instant::now() + request.timeout;
-                call = call.set("content-length", &body.len().to_string());
+                let call = call.set("content-length", &body.len().to_string());
                 let body = DeadlineBody {
                     body,
                     sent: 0,
                     deadline,
                 };
-                answer(call.send(body), url.as_str())
+                answer(call.send(body), &target)
             }
-            None => send(call, url.as_str(), None),
+            None => send(call, &target, None),
         };
+        // On a thread of its own, waited for until the deadline and no
+        // longer: a socket write blocked on a peer that stopped reading
+        // waits out the socket's own timeout, which `ureq` set once, for
+        // the whole request; the app is answered at its deadline instead,
+        // and the thread ends at that timeout (it can never outlive it).
+        let (finished, outcome) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("outbound-http".into())
+            .spawn(move || drop(finished.send(exchange())));
+        if let Err(e) = spawned {
+            return Err(HttpError::Connection(format!(
+                "{url}: not sent: no thread for it ({e})"
+            )));
+        }
+        let grace = Duration::from_millis(100);
+        let result = outcome.recv_timeout(request.timeout + grace).unwrap_or_else(|_| {
+            Err(Failure::Timeout(format!(
+                "{url}: no answer within {} ms; the request was abandoned",
+                request.timeout.as_millis()
+            )))
+        });
         match result {
             Ok((status, headers, body)) => Ok(outbound_http::Response { status, headers, body }),
             Err(Failure::Timeout(why)) => Err(HttpError::Timeout(why)),
@@ -296,12 +318,14 @@ impl AssetsBackend for HttpAssets {
     }
 }
 
-/// Tries of a callback its target answers 429.
-pub const CALLBACK_TRIES: u32 = 4;
+/// Tries of a callback its target answers 429, the first included.
+pub const CALLBACK_TRIES: u32 = 5;
 
 /// Longest wait before trying a 429'd callback again, whatever the
-/// target's `Retry-After` asks.
-pub const MAX_RETRY_AFTER_SECS: u64 = 5;
+/// target's `Retry-After` asks. The waits double from 1 s (1, 2, 4, 8):
+/// 15 s in all, longer than a stranger can hold a web trigger's body
+/// (`routes::WEBTRIGGER_BODY_TIMEOUT`, 5 s).
+pub const MAX_RETRY_AFTER_SECS: u64 = 8;
 
 /// Signed scheduled callbacks over HTTP: a hosted app's with the app's
 /// secret, any other source's with its own; never unsigned.
@@ -375,12 +399,13 @@ impl Callbacks for HttpCallbacks {
             if status != 429 || tries >= CALLBACK_TRIES {
                 break (status, answer);
             }
-            let wait = headers
+            let backoff = 1u64 << (tries - 1).min(8);
+            let asked = headers
                 .iter()
                 .find(|(name, _)| name == "retry-after")
                 .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                .unwrap_or(1)
-                .clamp(1, MAX_RETRY_AFTER_SECS);
+                .unwrap_or(0);
+            let wait = asked.max(backoff).min(MAX_RETRY_AFTER_SECS);
             std::thread::sleep(Duration::from_secs(wait));
         };
         // The status only: the target's body is not the platform's to

@@ -182,33 +182,14 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 
 /// Serves at most so many requests of one caller at once; beyond, 429 at
 /// once rather than a queue that grows without bound. The operator's
-/// requests have their own limit, each source token its own, and web
-/// triggers theirs (their bodies are read before the signature can be
-/// checked: small and timed, but held), so no kind of caller can use up
-/// another's.
+/// requests have their own limit and each source token its own, so no
+/// caller can use up another's. Web triggers are counted where their
+/// bodies are read ([`buffer_body`]), and only while they are: a verified
+/// call's run is counted by its app's import cap instead.
 async fn limit_concurrency(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
     let caller = request.extensions().get::<Caller>().cloned();
     match caller {
-        Some(Caller::Callback) => {
-            // Per peer first: a stranger's stalled calls use up only its
-            // own share, never the platform's callbacks from elsewhere.
-            let peer = request
-                .extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip());
-            let Some(_share) = CallbackShare::take(&server, peer) else {
-                return too_many(format!(
-                    "this client is making as many web-trigger calls at once as one client may ({CALLBACKS_PER_PEER})"
-                ));
-            };
-            match server.callbacks.try_acquire() {
-                Ok(_permit) => next.run(request).await,
-                Err(_) => too_many(format!(
-                    "the server is taking as many web-trigger calls at once as it takes ({})",
-                    server.max_concurrent_requests
-                )),
-            }
-        }
+        Some(Caller::Callback) => next.run(request).await,
         Some(Caller::Source(id)) => match server.source_permits(&id).try_acquire_owned() {
             Ok(_permit) => next.run(request).await,
             Err(_) => too_many(format!(
@@ -228,9 +209,10 @@ async fn limit_concurrency(State(server): State<Arc<Server>>, request: Request, 
     }
 }
 
-/// Web-trigger calls one client (one IP address) may have in flight: their
-/// bodies are read before their signatures can be checked, so this is what
-/// a stranger can hold.
+/// Web-trigger bodies one client may have being read at once (a client is
+/// an IPv4 address, or an IPv6 /64): they are read before their signatures
+/// can be checked, so this is what a stranger can hold, for at most
+/// [`WEBTRIGGER_BODY_TIMEOUT`] each.
 pub const CALLBACKS_PER_PEER: usize = 32;
 
 /// One web-trigger call counted against its peer's share while it lives.
@@ -244,7 +226,9 @@ impl CallbackShare {
     /// [`CALLBACKS_PER_PEER`] in flight. A call whose peer is unknown (not
     /// over the network) is not counted.
     fn take(server: &Arc<Server>, peer: Option<std::net::IpAddr>) -> Option<Option<CallbackShare>> {
-        let Some(peer) = peer else { return Some(None) };
+        let Some(peer) = peer.map(client_of) else {
+            return Some(None);
+        };
         let mut peers = server.callback_peers.lock().unwrap_or_else(|e| e.into_inner());
         let held = peers.entry(peer).or_insert(0);
         if *held >= CALLBACKS_PER_PEER {
@@ -255,6 +239,19 @@ impl CallbackShare {
             server: server.clone(),
             peer,
         }))
+    }
+}
+
+/// The client an address belongs to: an IPv4 address as itself (an IPv4
+/// address mapped into IPv6 too), an IPv6 address by its /64, the block one
+/// host is usually given.
+fn client_of(address: std::net::IpAddr) -> std::net::IpAddr {
+    match address {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
     }
 }
 
@@ -392,14 +389,41 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// which would see a broken connection instead of the answer.
 async fn buffer_body(State(server): State<Arc<Server>>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let (limit, within) = match parts.extensions.get::<Caller>() {
-        Some(Caller::Callback) => (
-            WEBTRIGGER_BODY_LIMIT.min(server.max_body_bytes),
+    if parts.extensions.get::<Caller>() != Some(&Caller::Callback) {
+        return match read_body(server.max_body_bytes, server.body_timeout, &parts.headers, body).await {
+            Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+            Err(e) => error(e).into_response(),
+        };
+    }
+    // A web trigger's body is read before its signature can be checked:
+    // counted against its client's share and the server's, while it is read
+    // and no longer, so strangers can hold only what they send.
+    let peer = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let read = {
+        let Some(_share) = CallbackShare::take(&server, peer) else {
+            return too_many(format!(
+                "this client is sending as many web-trigger calls at once as one client may ({CALLBACKS_PER_PEER})"
+            ));
+        };
+        let Ok(_permit) = server.callbacks.try_acquire() else {
+            return too_many(format!(
+                "the server is reading as many web-trigger calls at once as it takes ({})",
+                server.max_concurrent_requests
+            ));
+        };
+        let limit = WEBTRIGGER_BODY_LIMIT.min(server.max_body_bytes);
+        read_body(
+            limit,
             WEBTRIGGER_BODY_TIMEOUT.min(server.body_timeout),
-        ),
-        _ => (server.max_body_bytes, server.body_timeout),
+            &parts.headers,
+            body,
+        )
+        .await
     };
-    match read_body(limit, within, &parts.headers, body).await {
+    match read {
         Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Err(e) => error(e).into_response(),
     }
@@ -925,4 +949,38 @@ async fn log_request(request: Request, next: Next) -> Response {
         tracing::info!(%method, %path, status, ms, "request");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{client_of, is_webtrigger};
+    use std::net::IpAddr;
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_of(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(client_of(ip("::ffff:203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_of(ip("2001:db8:1:2:bbbb::9")),
+            client_of(ip("2001:db8:1:2:aaaa::1")),
+            "one /64, one client"
+        );
+        assert_ne!(client_of(ip("2001:db8:1:3::1")), client_of(ip("2001:db8:1:2::1")));
+    }
+
+    #[test]
+    fn a_web_trigger_path_is_exactly_the_routers() {
+        assert!(is_webtrigger("/apps/demo/webtrigger"));
+        for path in [
+            "/apps//webtrigger",
+            "/apps/demo/webtrigger/",
+            "//apps/demo/webtrigger",
+            "/apps/demo/x/webtrigger",
+            "/apps/demo",
+        ] {
+            assert!(!is_webtrigger(path), "{path}");
+        }
+    }
 }

@@ -45,6 +45,34 @@ fn an_upload_to_a_peer_that_reads_slowly_ends_at_the_time_limit() {
     assert!(elapsed < Duration::from_secs(20), "the upload went on for {elapsed:?}");
 }
 
+#[test]
+fn an_upload_to_a_peer_that_stops_reading_just_before_the_deadline_ends_at_it() {
+    // Reads 64 KiB every 10 ms for 4.8 s, then not at all: the socket write blocked then
+    // used to wait out the socket's own timeout (set once, for the whole
+    // request), ending near twice the request's 5 s.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let mut buf = [0u8; 64 * 1024];
+                while started.elapsed() < Duration::from_millis(4800) && stream.read(&mut buf).is_ok_and(|n| n > 0) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                std::thread::sleep(Duration::from_secs(30));
+                drop(stream);
+            });
+        }
+    });
+    let started = Instant::now();
+    let answer = HttpOutbound::default().send(request(url, Some(vec![b'x'; 100 << 20]), 5000));
+    let elapsed = started.elapsed();
+    assert!(matches!(answer, Err(HttpError::Timeout(_))), "{answer:?}");
+    assert!(elapsed < Duration::from_millis(7500), "answered after {elapsed:?}");
+}
+
 /// A name other than `localhost` that this machine resolves to loopback
 /// only (its own host name, as Debian's /etc/hosts writes it).
 fn a_name_for_loopback() -> String {

@@ -94,7 +94,7 @@ fn answer(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Res
         (Status(id), "GET") => source.status(id),
         (Progress(id), "PUT") => source.progress(id, body),
         (Data(id), "POST") => source.submit_data(id, body),
-        (Completed(id), "POST") => source.complete(id),
+        (Completed(id), "POST") => source.complete(id, body),
         (Failed(id), "POST") => source.fail(id, body),
         (History, "GET") => source.history(&query),
         (Schedules, "POST") => source.create_schedule(body),
@@ -243,6 +243,11 @@ struct CreateExecution {
     #[serde(default)]
     scheduled: bool,
 }
+
+/// A body with no fields: `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -667,7 +672,11 @@ impl SourceRoute<'_> {
         Ok(Response::json(200, &json!({ "result": "success", "token": token })))
     }
 
-    fn complete(&self, execution_id: &str) -> Result<Response, ApiError> {
+    /// `POST …/history/completed` takes no body, or `{}`: anything else
+    /// (`{"completed": false}`, say) is refused rather than ignored, since
+    /// it would complete the execution whatever it said.
+    fn complete(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
+        let _: NoFields = body::parse_or_default(body)?;
         let now = self.service.clock().now();
         let mut state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
