@@ -32,7 +32,9 @@ pub enum ProfileArg {
     /// A Forge-like platform's limits: a web trigger answers within 55 s
     /// (a run that goes on continues as queued work, 900 s per invocation);
     /// 512 MiB per invocation; a 5 MB invocation payload; 100 outbound HTTP
-    /// requests per minute. Each limit reached is a named, recorded failure.
+    /// requests per minute per app; app storage of 500-byte keys, 240 KiB
+    /// values and 100 MB per app. Each limit reached is a named, recorded
+    /// failure.
     Forge,
 }
 
