@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 mod common;
-use common::Api;
+use common::{assert_limit_exceeded, Api};
 use std::sync::Arc;
 
 /// A progress body of exactly `len` bytes (at least 10).
@@ -24,19 +24,6 @@ fn chunk(from: usize, to: usize) -> String {
         .map(|i| json!({"externalId": format!("a-{i}"), "label": format!("A {i}")}))
         .collect();
     json!({"objectTypeId": "laptop", "objects": objects}).to_string()
-}
-
-fn assert_limit_exceeded(answer: (u16, Value), words: &[&str]) {
-    let (status, body) = answer;
-    assert_eq!(
-        (status, body["errorCode"].as_str()),
-        (413, Some("LIMIT_EXCEEDED")),
-        "{body}"
-    );
-    let message = body["message"].as_str().unwrap();
-    for word in words {
-        assert!(message.contains(word), "{message:?} should contain {word:?}");
-    }
 }
 
 #[test]

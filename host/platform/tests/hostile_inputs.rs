@@ -8,23 +8,10 @@ use assets_platform::assets::Quotas;
 use serde_json::{json, Value};
 
 mod common;
-use common::Api;
+use common::{assert_limit_exceeded, Api};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::Duration;
-
-fn assert_limit_exceeded(answer: (u16, Value), words: &[&str]) {
-    let (status, body) = answer;
-    assert_eq!(
-        (status, body["errorCode"].as_str()),
-        (413, Some("LIMIT_EXCEEDED")),
-        "{body}"
-    );
-    let message = body["message"].as_str().unwrap();
-    for word in words {
-        assert!(message.contains(word), "{message:?} should contain {word:?}");
-    }
-}
 
 fn assert_field(answer: (u16, Value), field: &str) -> String {
     let (status, body) = answer;

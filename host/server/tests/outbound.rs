@@ -20,23 +20,33 @@ fn request(url: String, body: Option<Vec<u8>>, timeout_ms: u32) -> OutboundReque
     OutboundRequest::from_guest(guest, Duration::from_secs(60)).unwrap()
 }
 
-#[test]
-fn an_upload_to_a_peer_that_reads_slowly_ends_at_the_time_limit() {
-    // Reads 16 KiB every 100 ms: every write makes a little progress, so a
-    // socket write timeout alone never fires.
+/// A third party that reads each connection `piece` bytes every `pause`
+/// until `reading_for` has passed, then not at all (holding it open): the
+/// URL to upload to.
+fn slow_reader(piece: usize, pause: Duration, reading_for: Duration) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/upload", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             std::thread::spawn(move || {
-                let mut buf = [0u8; 16 * 1024];
-                while stream.read(&mut buf).is_ok_and(|n| n > 0) {
-                    std::thread::sleep(Duration::from_millis(100));
+                let started = Instant::now();
+                let mut buf = vec![0u8; piece];
+                while started.elapsed() < reading_for && stream.read(&mut buf).is_ok_and(|n| n > 0) {
+                    std::thread::sleep(pause);
                 }
+                std::thread::sleep(Duration::from_secs(30));
             });
         }
     });
+    url
+}
+
+#[test]
+fn an_upload_to_a_peer_that_reads_slowly_ends_at_the_time_limit() {
+    // Reads 16 KiB every 100 ms: every write makes a little progress, so a
+    // socket write timeout alone never fires.
+    let url = slow_reader(16 * 1024, Duration::from_millis(100), Duration::MAX);
     let started = Instant::now();
     let answer = HttpOutbound::default().send(request(url, Some(vec![b'x'; 40 << 20]), 2000));
     let elapsed = started.elapsed();
@@ -50,22 +60,7 @@ fn an_upload_to_a_peer_that_stops_reading_just_before_the_deadline_ends_at_it() 
     // Reads 64 KiB every 10 ms for 4.8 s, then not at all: the socket write blocked then
     // used to wait out the socket's own timeout (set once, for the whole
     // request), ending near twice the request's 5 s.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/upload", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let mut buf = [0u8; 64 * 1024];
-                while started.elapsed() < Duration::from_millis(4800) && stream.read(&mut buf).is_ok_and(|n| n > 0) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                std::thread::sleep(Duration::from_secs(30));
-                drop(stream);
-            });
-        }
-    });
+    let url = slow_reader(64 * 1024, Duration::from_millis(10), Duration::from_millis(4800));
     let started = Instant::now();
     let answer = HttpOutbound::default().send(request(url, Some(vec![b'x'; 100 << 20]), 5000));
     let elapsed = started.elapsed();

@@ -50,3 +50,17 @@ impl Api {
         body
     }
 }
+
+/// Asserts a 413 `LIMIT_EXCEEDED` whose message holds each of `words`.
+pub fn assert_limit_exceeded(answer: (u16, Value), words: &[&str]) {
+    let (status, body) = answer;
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (413, Some("LIMIT_EXCEEDED")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    for word in words {
+        assert!(message.contains(word), "{message:?} should contain {word:?}");
+    }
+}
