@@ -182,25 +182,59 @@ pub fn latest_status_path(import_source_id: &str) -> String {
     format!("{}/status", executions_path(import_source_id))
 }
 
-/// Reads a latest-execution status answer and returns the execution's id if
-/// it can only be the one this run asked for: still `INGESTING`, of the same
-/// kind (`scheduled`), with no data yet, started no earlier than `since_ms`.
-/// A field the answer leaves out is not held against it.
-pub fn created_by_us(body: &str, scheduled: bool, since_ms: u64) -> Option<String> {
-    let value: Value = serde_json::from_str(body).ok()?;
-    let id = value.get("executionId").and_then(Value::as_str)?;
-    let ingesting = value.get("status").and_then(Value::as_str) == Some("INGESTING");
-    let same_kind = value
-        .get("scheduled")
-        .and_then(Value::as_bool)
-        .is_none_or(|s| s == scheduled);
-    let empty = value.get("chunks").and_then(Value::as_u64).is_none_or(|c| c == 0);
-    let recent = value
-        .get("startedAt")
+/// What the import source's latest execution says about a create request
+/// whose answer was lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Latest {
+    /// There is none, or it started before the request: the request created
+    /// nothing that is still the latest.
+    NotCreated,
+    /// It matches on every field the answer lets us check: `INGESTING`, of
+    /// this run's kind (`scheduled`), with no chunk yet, started no earlier
+    /// than the request. Only then may it be taken for this run's.
+    Candidate(String),
+    /// It cannot be shown to be this run's; the text says why.
+    Unclear(String),
+}
+
+/// Reads a latest-execution status answer (`None` body for a 404: the source
+/// has no execution) against a create request made at `since_ms` for a run
+/// of kind `scheduled`. A field the answer leaves out counts against the
+/// execution: an execution is taken only when it is provably the one asked
+/// for, since writing to someone else's run is worse than leaving this one.
+pub fn latest_execution(body: Option<&str>, scheduled: bool, since_ms: u64) -> Latest {
+    let Some(body) = body else {
+        return Latest::NotCreated;
+    };
+    let Ok(value) = serde_json::from_str::<Value>(body) else {
+        return Latest::Unclear("its status answer is not JSON".into());
+    };
+    let Some(id) = value
+        .get("executionId")
         .and_then(Value::as_str)
-        .and_then(rfc3339_ms)
-        .is_none_or(|at| at >= since_ms);
-    (ingesting && same_kind && empty && recent && !id.is_empty()).then(|| id.to_owned())
+        .filter(|id| !id.is_empty())
+    else {
+        return Latest::Unclear("its status answer names no executionId".into());
+    };
+    let started = value.get("startedAt").and_then(Value::as_str).and_then(rfc3339_ms);
+    if started.is_some_and(|at| at < since_ms) {
+        return Latest::NotCreated;
+    }
+    let status = value.get("status").and_then(Value::as_str);
+    let kind = value.get("scheduled").and_then(Value::as_bool);
+    let chunks = value.get("chunks").and_then(Value::as_u64);
+    let why = match (status, kind, chunks, started) {
+        (Some("INGESTING"), Some(k), Some(0), Some(_)) if k == scheduled => return Latest::Candidate(id.to_owned()),
+        (None, ..) | (_, None, ..) | (_, _, None, _) | (.., None) => {
+            "the API's status answer does not show its state, kind, chunk count and start".to_owned()
+        }
+        (Some(s), ..) if s != "INGESTING" => format!("it is {s}"),
+        (_, Some(k), ..) if k != scheduled => {
+            format!("it is a {} run's", if k { "scheduled" } else { "manual" })
+        }
+        (_, _, Some(c), _) => format!("it already holds {c} chunks"),
+    };
+    Latest::Unclear(format!("execution {id} {why}"))
 }
 
 /// `2026-01-01T01:00:00Z` (fractions and `±HH:MM` offsets too) as
@@ -240,6 +274,18 @@ pub fn rfc3339_ms(text: &str) -> Option<u64> {
 pub fn execution_state(body: &str) -> Option<String> {
     let value: Value = serde_json::from_str(body).ok()?;
     value.get("status").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The `objectsAccepted` of a data-chunk answer, when the API says it.
+pub fn objects_accepted(body: &str) -> Option<u64> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    value.get("objectsAccepted").and_then(Value::as_u64)
+}
+
+/// True for the answer to a chunk whose `clientGeneratedId` the API holds
+/// with other objects (409 `CHUNK_CONFLICT`).
+pub fn is_chunk_conflict(failure: &ApiFailure) -> bool {
+    matches!(failure, ApiFailure::Status { status: 409, code: Some(code), .. } if code == "CHUNK_CONFLICT")
 }
 
 /// The `failureReason` an execution-status answer shows, if any.
@@ -378,37 +424,45 @@ mod tests {
     }
 
     #[test]
-    fn only_a_fresh_empty_ingesting_execution_of_the_same_kind_is_ours() {
+    fn only_an_execution_matching_on_every_field_is_a_candidate() {
         let body = |status: &str, scheduled: bool, chunks: u64, at: &str| {
             serde_json::json!({"executionId": "e-1", "status": status, "scheduled": scheduled, "chunks": chunks, "startedAt": at}).to_string()
         };
         let since = rfc3339_ms("2026-01-01T01:00:00Z").unwrap();
+        let after = "2026-01-01T01:00:05Z";
+        let latest = |b: &str| latest_execution(Some(b), true, since);
         assert_eq!(
-            created_by_us(&body("INGESTING", true, 0, "2026-01-01T01:00:05Z"), true, since).as_deref(),
-            Some("e-1")
+            latest(&body("INGESTING", true, 0, after)),
+            Latest::Candidate("e-1".into())
         );
         assert_eq!(
-            created_by_us(&body("DONE", true, 0, "2026-01-01T01:00:05Z"), true, since),
-            None
+            latest_execution(None, true, since),
+            Latest::NotCreated,
+            "no execution at all"
         );
         assert_eq!(
-            created_by_us(&body("INGESTING", false, 0, "2026-01-01T01:00:05Z"), true, since),
-            None,
-            "a manual run"
+            latest(&body("INGESTING", true, 0, "2026-01-01T00:59:00Z")),
+            Latest::NotCreated,
+            "older than the request: the request made nothing newer"
         );
-        assert_eq!(
-            created_by_us(&body("INGESTING", true, 3, "2026-01-01T01:00:05Z"), true, since),
-            None,
-            "already has data"
-        );
-        assert_eq!(
-            created_by_us(&body("INGESTING", true, 0, "2026-01-01T00:59:00Z"), true, since),
-            None,
-            "older than this run"
-        );
-        assert_eq!(
-            created_by_us(r#"{"executionId":"e-2","status":"INGESTING"}"#, true, since).as_deref(),
-            Some("e-2")
-        );
+        for (b, why) in [
+            (body("DONE", true, 0, after), "it is DONE"),
+            (body("INGESTING", false, 0, after), "a manual run's"),
+            (body("INGESTING", true, 3, after), "holds 3 chunks"),
+            (
+                r#"{"executionId":"e-2","status":"INGESTING"}"#.to_owned(),
+                "does not show its state, kind, chunk count and start",
+            ),
+            (
+                r#"{"executionId":"e-2","status":"INGESTING","chunks":0,"startedAt":"2026-01-01T01:00:05Z"}"#
+                    .to_owned(),
+                "does not show",
+            ),
+        ] {
+            match latest(&b) {
+                Latest::Unclear(text) => assert!(text.contains(why), "{text:?} should say {why:?}"),
+                other => panic!("{b}: {other:?}, wanted unclear"),
+            }
+        }
     }
 }

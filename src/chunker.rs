@@ -30,6 +30,8 @@ pub struct Chunk {
     pub body: String,
     /// Where its last object was in the stream.
     pub last: Mark,
+    /// The number in its `clientGeneratedId`.
+    pub id: u64,
 }
 
 /// An open chunk that holds objects not yet sent.
@@ -41,6 +43,9 @@ pub struct Pending<'a> {
     pub id: u64,
     /// Where its first object was in the stream.
     pub first: Mark,
+    /// Its first object's external id: a resumed run checks that the object
+    /// is still where `first` says before it trusts positions.
+    pub first_id: &'a str,
 }
 
 /// Data that cannot be chunked; the import cannot go on.
@@ -67,6 +72,16 @@ pub enum InvalidData {
         object_type_id: String,
         /// The attribute's key.
         key: String,
+    },
+    /// A chunk that had to take a new number (its old one was taken by
+    /// other content) would go over the byte limit with the longer id.
+    RenumberedTooLarge {
+        /// Its old number.
+        chunk: u64,
+        /// Bytes it would take under the new number.
+        bytes: usize,
+        /// The chunk byte limit.
+        limit: usize,
     },
     /// One object alone is larger than a chunk may be.
     ObjectTooLarge {
@@ -96,6 +111,10 @@ impl fmt::Display for InvalidData {
             InvalidData::AttributeNotMapped { object_type_id, key } => write!(
                 f,
                 "Attribute {key:?} of object type {object_type_id:?} is not in the import source's mapping (no locator attributes.{key}), so its values would be lost; add it to cloud-mapping, or let the importer derive the mapping from a first page that shows it"
+            ),
+            InvalidData::RenumberedTooLarge { chunk, bytes, limit } => write!(
+                f,
+                "Data chunk {chunk} had to be sent under a new clientGeneratedId (the API holds other objects under its id, sent by an earlier delivery), and with the longer id it takes {bytes} bytes, over the chunk-max-bytes limit of {limit}; run the import again, or raise chunk-max-bytes"
             ),
             InvalidData::ObjectTooLarge { external_id, bytes, limit } => write!(
                 f,
@@ -217,6 +236,7 @@ struct OpenChunk {
     /// the chunk it had open, so a re-sent chunk keeps its id).
     reserved: Option<u64>,
     first: Mark,
+    first_id: String,
     last: Mark,
 }
 
@@ -270,6 +290,7 @@ impl Chunker {
             object_type_id: &c.object_type_id,
             id: c.id,
             first: c.first,
+            first_id: &c.first_id,
         })
     }
 
@@ -325,12 +346,12 @@ impl Chunker {
                 self.opened += 1;
             }
             chunk.start(&self.envelope, &self.id_prefix, id);
-            chunk.append(json, mark);
+            chunk.append(json, mark, &object.external_id);
             return Ok(None);
         }
         let fits = chunk.count < self.limits.max_objects && chunk.body.len() + 1 + json.len() + closing <= max_bytes;
         if fits {
-            chunk.append(json, mark);
+            chunk.append(json, mark, &object.external_id);
             return Ok(None);
         }
         // Close this chunk and open the next: the object must fit alone under
@@ -343,8 +364,34 @@ impl Chunker {
         let closed = chunk.take(self.envelope.closing());
         self.opened = id;
         chunk.start(&self.envelope, &self.id_prefix, id);
-        chunk.append(json, mark);
+        chunk.append(json, mark, &object.external_id);
         Ok(closed)
+    }
+
+    /// The same objects as `chunk`, under the next unused chunk number: for a
+    /// chunk whose id the API already holds with other content (an earlier
+    /// delivery sent that number before the settings or the source
+    /// changed). A chunk id names one content for ever, so different
+    /// content takes a new one. Refused, with the chunker unchanged, when
+    /// the longer id would take the body over `max_bytes`.
+    pub fn renumber(&mut self, chunk: Chunk) -> Result<Chunk, InvalidData> {
+        let id = self.opened + 1;
+        let old_prefix = self
+            .envelope
+            .prefix_len(&self.id_prefix, chunk.id, &chunk.object_type_id);
+        let mut body = String::with_capacity(chunk.body.len() + 4);
+        self.envelope
+            .write_prefix(&mut body, &self.id_prefix, id, &chunk.object_type_id);
+        body.push_str(&chunk.body[old_prefix..]);
+        if body.len() > self.limits.max_bytes {
+            return Err(InvalidData::RenumberedTooLarge {
+                chunk: chunk.id,
+                bytes: body.len(),
+                limit: self.limits.max_bytes,
+            });
+        }
+        self.opened = id;
+        Ok(Chunk { body, id, ..chunk })
     }
 
     /// Closes and returns the first open chunk that holds an object, leaving
@@ -371,6 +418,7 @@ impl OpenChunk {
             id: 0,
             reserved: None,
             first: (0, 0),
+            first_id: String::new(),
             last: (0, 0),
         }
     }
@@ -382,11 +430,13 @@ impl OpenChunk {
         self.id = id;
     }
 
-    fn append(&mut self, json: &str, mark: Mark) {
+    fn append(&mut self, json: &str, mark: Mark, external_id: &str) {
         if self.count > 0 {
             self.body.push(',');
         } else {
             self.first = mark;
+            self.first_id.clear();
+            self.first_id.push_str(external_id);
         }
         self.body.push_str(json);
         self.count += 1;
@@ -406,6 +456,7 @@ impl OpenChunk {
             objects: self.count,
             body,
             last: self.last,
+            id: self.id,
         };
         self.count = 0;
         Some(chunk)
@@ -481,6 +532,72 @@ mod tests {
                 }]
             })
         );
+    }
+
+    #[test]
+    fn a_renumbered_chunk_holds_the_same_objects_under_the_next_unused_id() {
+        let limits = ChunkLimits {
+            max_objects: 3,
+            max_bytes: 1 << 20,
+        };
+        let mut chunker = Chunker::new(limits, "exec-");
+        let mut closed = Vec::new();
+        for i in 0..7 {
+            closed.extend(chunker.push("t", &object(i, 4), (1, i as u32)).unwrap());
+        }
+        let first = closed.remove(0);
+        assert_eq!((first.id, chunker.opened()), (1, 3));
+        let renumbered = chunker.renumber(first.clone()).unwrap();
+        assert_eq!(
+            (renumbered.id, chunker.opened()),
+            (4, 4),
+            "the next unused number, now used"
+        );
+        let (old, new): (Value, Value) = (
+            serde_json::from_str(&first.body).unwrap(),
+            serde_json::from_str(&renumbered.body).unwrap(),
+        );
+        assert_eq!(new["clientGeneratedId"], "exec-4");
+        assert_eq!(
+            (new["objects"].clone(), new["objectTypeId"].clone()),
+            (old["objects"].clone(), old["objectTypeId"].clone())
+        );
+        assert_eq!((renumbered.objects, renumbered.last), (first.objects, first.last));
+        // The chunk still open goes on under a number of its own.
+        let rest = chunker.finish();
+        assert_eq!(rest.iter().map(|c| c.id).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn a_renumbered_chunk_that_would_pass_the_byte_limit_is_refused() {
+        let one = object(0, 10);
+        let mut probe = Chunker::new(
+            ChunkLimits {
+                max_objects: 1,
+                max_bytes: 1 << 20,
+            },
+            "e-",
+        );
+        probe.push("t", &one, (1, 0)).unwrap();
+        let exact = probe.finish().remove(0).body.len();
+        // Room for the object under a one-digit id, not a two-digit one.
+        let limits = ChunkLimits {
+            max_objects: 1,
+            max_bytes: exact,
+        };
+        // Nine numbers used; chunk 1 reopened, so the next new one is 10.
+        let mut chunker = Chunker::resume(limits, "e-", 9, [("t".to_owned(), 1)]);
+        chunker.push("t", &one, (1, 0)).unwrap();
+        let chunk = chunker.finish().remove(0);
+        assert_eq!((chunk.id, chunk.body.len()), (1, exact));
+        let mut chunker = Chunker::resume(limits, "e-", 9, []);
+        match chunker.renumber(chunk) {
+            Err(InvalidData::RenumberedTooLarge { chunk: 1, bytes, limit }) => {
+                assert_eq!((bytes, limit), (exact + 1, exact))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(chunker.opened(), 9, "a refused renumbering uses no number");
     }
 
     #[test]
@@ -636,7 +753,8 @@ mod tests {
             Pending {
                 object_type_id: "t",
                 id: 5,
-                first: (3, 0)
+                first: (3, 0),
+                first_id: "asset-1",
             }
         );
         chunker.push("t", &object(2, 1), (3, 1)).unwrap();

@@ -32,13 +32,13 @@ use crate::cloud;
 use crate::model::{DataSource, Page, SourceError};
 use crate::reason::cut_reason;
 use crate::retry::{self, GaveUp, Retrier, Timer, Verdict};
-use crate::settings::{Dialect, SettingError, Settings};
+use crate::settings::{ChunkLimits, Dialect, SettingError, Settings};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
 
-/// How far back an execution's start may be, by the API's clock, and still
-/// be taken for the one this run asked for (clocks of the platform and the
-/// API may differ).
+/// How far back an execution's start may be, by the API's clock, before the
+/// moment this run asked for it and still be taken for the one it asked for
+/// (clocks of the platform and the API may differ).
 const ADOPT_CLOCK_SLACK_MS: u64 = 60_000;
 
 /// App storage, as the `storage` import gives it.
@@ -122,6 +122,26 @@ pub enum RunError {
     ImportFailed(FailedRun),
 }
 
+/// What app storage holds under an occurrence's key: the intent to create
+/// its execution, written before the request, or the record of the run once
+/// the execution is known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Record(OccurrenceRecord),
+    Intent(CreateIntent),
+}
+
+/// Written before an execution is asked for, so that a delivery that stops
+/// between the request and the record leaves a trace: the next one knows a
+/// create may have happened, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateIntent {
+    /// When the request was about to be sent, on the platform's clock.
+    creating_since_ms: u64,
+}
+
 /// What app storage remembers of an occurrence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -133,6 +153,19 @@ struct OccurrenceRecord {
     reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<Checkpoint>,
+    /// The chunk limits the run started with. A delivery that goes on uses
+    /// these, whatever the settings say now, so a chunk it sends again is
+    /// byte-identical to the first send (a chunk id names one content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    chunk_limits: Option<RunChunkLimits>,
+}
+
+/// [`ChunkLimits`], as an occurrence's record keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunChunkLimits {
+    max_objects: usize,
+    max_bytes: usize,
 }
 
 /// Where a run can go on from. Every object before `resume` was accepted,
@@ -164,6 +197,21 @@ pub struct ResumeAt {
     pub cursor: Option<String>,
     /// Objects on that page before this index were accepted.
     pub index: u32,
+    /// The object expected at `index`: when the page read again shows
+    /// another there, the source changed and positions cannot be trusted,
+    /// so the page is sent again from its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Landmark>,
+}
+
+/// An object by its type and external id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Landmark {
+    /// The object type.
+    pub object_type_id: String,
+    /// The external id.
+    pub external_id: String,
 }
 
 /// What a checkpoint keeps of one object type.
@@ -197,6 +245,13 @@ pub fn occurrence_key(occurrence_id: &str) -> String {
     format!("occurrence/{occurrence_id}")
 }
 
+/// The storage key naming the occurrence that created an execution: written
+/// as soon as the id is known, so no other occurrence's run takes it for
+/// one its own lost request created.
+pub fn owner_key(execution_id: &str) -> String {
+    format!("execution/{execution_id}")
+}
+
 /// The run's view of the platform: every call goes through here, retried.
 struct Io<'a, A, S, T, K> {
     api: &'a mut A,
@@ -217,30 +272,61 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
             .map_err(|(failure, gave_up)| with_gave_up(failure, gave_up))
     }
 
-    /// Creates an execution, safely repeated: once an attempt may have gone
-    /// through unanswered, the latest execution is looked up first, and one
-    /// that can only be ours is adopted instead of asking again (which would
-    /// leave the first one ingesting, with nobody to end it).
-    fn create_execution(&mut self, source_id: &str, scheduled: bool) -> Result<String, ApiFailure> {
+    /// Creates an execution, safely repeated. `since_ms` is when this
+    /// occurrence first asked (its stored intent); `unsure` says an earlier
+    /// delivery may have created one already. Once a request may have gone
+    /// through unanswered, the latest execution is looked at before asking
+    /// again, and taken only when it matches on every field the API shows
+    /// and no other occurrence recorded it as its own. Asking again is safe
+    /// otherwise: the API refuses a second ingesting execution (409
+    /// `IN_PROGRESS`), so a request never makes a duplicate of a live one.
+    fn create_execution(
+        &mut self,
+        trigger: Trigger<'_>,
+        since_ms: u64,
+        mut unsure: bool,
+    ) -> Result<String, (ApiFailure, Option<String>)> {
+        let source_id = trigger.import_source_id;
         let path = api::executions_path(source_id);
-        let since_ms = self.timer.now_ms().saturating_sub(ADOPT_CLOCK_SLACK_MS);
+        let since_ms = since_ms.saturating_sub(ADOPT_CLOCK_SLACK_MS);
         let Io {
-            api, timer, retrier, ..
+            api,
+            timer,
+            retrier,
+            storage,
+            ..
         } = self;
-        let mut unsure = false;
-        let ours = |api: &mut A| {
-            let answer = api::check(api.call(Method::Get, &api::latest_status_path(source_id), None)).ok()?;
-            api::created_by_us(&answer.body, scheduled, since_ms)
+        // The latest execution, if it is provably this occurrence's; else
+        // why not (`None` when nothing was created).
+        let ours = |api: &mut A, storage: &mut K| -> Result<String, Option<String>> {
+            let answer = match api::check(api.call(Method::Get, &api::latest_status_path(source_id), None)) {
+                Ok(answer) => Some(answer.body),
+                Err(ApiFailure::Status { status: 404, .. }) => None,
+                Err(failure) => return Err(Some(format!("its latest execution could not be read ({failure})"))),
+            };
+            match api::latest_execution(answer.as_deref(), trigger.scheduled, since_ms) {
+                api::Latest::NotCreated => Err(None),
+                api::Latest::Unclear(why) => Err(Some(why)),
+                api::Latest::Candidate(id) => match storage.get(&owner_key(&id)) {
+                    Some(owner) if owner != trigger.occurrence_id => {
+                        Err(Some(format!("execution {id} was created by occurrence {owner}")))
+                    }
+                    _ => Ok(id),
+                },
+            }
         };
+        let mut unclear: Option<String> = None;
         let created = retrier.run(
             &mut **timer,
             || {
                 if unsure {
-                    if let Some(id) = ours(api) {
-                        return Ok(id);
+                    match ours(api, storage) {
+                        Ok(id) => return Ok(id),
+                        Err(why) => unclear = why,
                     }
                 }
-                let answer = api::check(api.call(Method::Post, &path, Some(api::create_execution_body(scheduled))));
+                let answer =
+                    api::check(api.call(Method::Post, &path, Some(api::create_execution_body(trigger.scheduled))));
                 unsure |= answer.as_ref().err().is_some_and(api::is_ambiguous);
                 answer.and_then(|r| api::execution_id_from_response(&r.body).map_err(ApiFailure::Unreadable))
             },
@@ -250,10 +336,15 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
             Ok(id) => Ok(id),
             // The last word: a run that may have created an execution never
             // leaves without looking for it.
-            Err((failure, gave_up)) => match unsure.then(|| ours(api)).flatten() {
-                Some(id) => Ok(id),
-                None => Err(with_gave_up(failure, gave_up)),
-            },
+            Err((failure, gave_up)) => {
+                if unsure {
+                    match ours(api, storage) {
+                        Ok(id) => return Ok(id),
+                        Err(why) => unclear = why.or(unclear),
+                    }
+                }
+                Err((with_gave_up(failure, gave_up), unsure.then_some(unclear).flatten()))
+            }
         }
     }
 
@@ -278,7 +369,11 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
     }
 
     fn remember(&mut self, occurrence_id: &str, record: &OccurrenceRecord) {
-        let value = serde_json::to_string(record).expect("records serialize");
+        self.store(occurrence_id, &Stored::Record(record.clone()));
+    }
+
+    fn store(&mut self, occurrence_id: &str, stored: &Stored) {
+        let value = serde_json::to_string(stored).expect("records serialize");
         if let Err(e) = self.storage.set(&occurrence_key(occurrence_id), &value) {
             // Without the record a duplicate delivery could start a second
             // run; say so where the platform logs guest output.
@@ -380,7 +475,7 @@ pub fn run_import(
     let source_id = trigger.import_source_id;
 
     let earlier = earlier_delivery(&mut io, trigger);
-    let fresh = matches!(earlier, Earlier::None);
+    let fresh = matches!(earlier, Earlier::None | Earlier::Intent(_));
     // The cloud dialect's mapping must be in place before an execution
     // starts, and tells how chunks are shaped.
     let envelope = match &settings {
@@ -399,10 +494,31 @@ pub fn run_import(
         _ => Envelope::Seed,
     };
     let record = match earlier {
-        Earlier::None => {
+        Earlier::None | Earlier::Intent(_) => {
+            let (since_ms, unsure) = match earlier {
+                Earlier::Intent(since_ms) => (since_ms, true),
+                _ => {
+                    let now_ms = io.timer.now_ms();
+                    io.store(
+                        trigger.occurrence_id,
+                        &Stored::Intent(CreateIntent {
+                            creating_since_ms: now_ms,
+                        }),
+                    );
+                    (now_ms, false)
+                }
+            };
             let execution_id = io
-                .create_execution(source_id, trigger.scheduled)
-                .map_err(|failure| RunError::ExecutionNotCreated(not_created_reason(source_id, &failure)))?;
+                .create_execution(trigger, since_ms, unsure)
+                .map_err(|(failure, unclear)| {
+                    RunError::ExecutionNotCreated(not_created_reason(source_id, &failure, unclear.as_deref()))
+                })?;
+            if let Err(e) = io.storage.set(&owner_key(&execution_id), trigger.occurrence_id) {
+                eprintln!(
+                    "could not record that occurrence {} owns execution {execution_id}: {e}",
+                    trigger.occurrence_id
+                );
+            }
             let record = OccurrenceRecord {
                 execution_id,
                 state: RecordState::Started,
@@ -410,12 +526,16 @@ pub fn run_import(
                 objects: 0,
                 reason: None,
                 checkpoint: None,
+                chunk_limits: settings.as_ref().ok().map(|s| RunChunkLimits {
+                    max_objects: s.chunk.max_objects,
+                    max_bytes: s.chunk.max_bytes,
+                }),
             };
             io.remember(trigger.occurrence_id, &record);
-            record
+            (record, false)
         }
         Earlier::Ended(result) => return result,
-        Earlier::Ingesting(record) => record,
+        Earlier::Ingesting(record) => (record, true),
     };
     go_on(&mut io, trigger, settings, record, envelope)
 }
@@ -426,12 +546,20 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     io: &mut Io<'_, A, S, T, K>,
     trigger: Trigger<'_>,
     settings: Result<Settings, SettingError>,
-    record: OccurrenceRecord,
+    (record, continued): (OccurrenceRecord, bool),
     envelope: Envelope,
 ) -> Result<Outcome, RunError> {
     let source_id = trigger.import_source_id;
     let mut run = match settings {
-        Ok(settings) => Run::new(settings, trigger.occurrence_id, record, envelope),
+        Ok(mut settings) => {
+            if let Some(limits) = record.chunk_limits {
+                settings.chunk = ChunkLimits {
+                    max_objects: limits.max_objects,
+                    max_bytes: limits.max_bytes,
+                };
+            }
+            Run::new(settings, trigger.occurrence_id, record, envelope, continued)
+        }
         Err(e) => {
             let mut record = record;
             return Err(failed(io, trigger, &mut record, &e.to_string()));
@@ -518,6 +646,9 @@ fn failed<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
 enum Earlier {
     /// Nothing: this is the first.
     None,
+    /// An earlier delivery asked for an execution at this time (platform
+    /// clock, ms) and never learnt its id: it may exist.
+    Intent(u64),
     /// It ended; its result, replayed.
     Ended(Result<Outcome, RunError>),
     /// Its execution is still ingesting: go on from its checkpoint.
@@ -531,8 +662,16 @@ fn earlier_delivery<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     let Some(stored) = io.storage.get(&occurrence_key(trigger.occurrence_id)) else {
         return Earlier::None;
     };
-    let Ok(record) = serde_json::from_str::<OccurrenceRecord>(&stored) else {
-        return Earlier::None;
+    let record = match serde_json::from_str::<Stored>(&stored) {
+        Ok(Stored::Record(record)) => record,
+        Ok(Stored::Intent(intent)) => return Earlier::Intent(intent.creating_since_ms),
+        // Starting a run could make a second one; say so instead.
+        Err(e) => {
+            return Earlier::Ended(Err(RunError::ExecutionNotCreated(cut_reason(&format!(
+                "The app's record of occurrence {} could not be read ({e}), so this delivery cannot tell whether an earlier one started a run; it started none",
+                trigger.occurrence_id
+            )))))
+        }
     };
     let state = match record.state {
         RecordState::Started => match io
@@ -599,15 +738,28 @@ struct Run<'o> {
     sent_through: Vec<(String, Option<Mark>)>,
     /// Objects before this mark were accepted (a resumed run skips them).
     skip_before: Mark,
+    /// The object a resumed run expects at `skip_before` (see
+    /// [`ResumeAt::expect`]); checked once, on the first page read.
+    expect: Option<Landmark>,
     /// Cursors of the pages read from the earliest one still needed on.
     cursors: VecDeque<(u64, Option<String>)>,
     /// The next page to read: its number and cursor; `None` after the last.
     next: Option<(u64, Option<String>)>,
     pages: u64,
+    /// True when an earlier delivery worked on this execution: it may have
+    /// sent any chunk number, past its last checkpoint too, so the API may
+    /// already hold a chunk this run sends.
+    continued: bool,
 }
 
 impl<'o> Run<'o> {
-    fn new(settings: Settings, occurrence_id: &'o str, record: OccurrenceRecord, envelope: Envelope) -> Run<'o> {
+    fn new(
+        settings: Settings,
+        occurrence_id: &'o str,
+        record: OccurrenceRecord,
+        envelope: Envelope,
+        continued: bool,
+    ) -> Run<'o> {
         let prefix = format!("{}-", record.execution_id);
         let Some(checkpoint) = record.checkpoint.clone() else {
             return Run {
@@ -617,9 +769,11 @@ impl<'o> Run<'o> {
                 record,
                 sent_through: Vec::new(),
                 skip_before: (0, 0),
+                expect: None,
                 cursors: VecDeque::new(),
                 next: Some((1, None)),
                 pages: 0,
+                continued,
             };
         };
         let reopen = checkpoint
@@ -627,9 +781,9 @@ impl<'o> Run<'o> {
             .iter()
             .filter_map(|t| Some((t.object_type_id.clone(), t.open_chunk?)));
         let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reopen).with_envelope(envelope);
-        let (skip_before, next) = match checkpoint.resume {
-            Some(at) => ((at.page, at.index), Some((at.page, at.cursor))),
-            None => ((u64::MAX, 0), None),
+        let (skip_before, next, expect) = match checkpoint.resume {
+            Some(at) => ((at.page, at.index), Some((at.page, at.cursor)), at.expect),
+            None => ((u64::MAX, 0), None, None),
         };
         Run {
             chunker,
@@ -641,10 +795,43 @@ impl<'o> Run<'o> {
                 .map(|t| (t.object_type_id, t.sent_through))
                 .collect(),
             skip_before,
+            expect,
             cursors: VecDeque::new(),
             next,
             pages: checkpoint.pages,
+            continued,
             record,
+        }
+    }
+
+    /// On the page a resumed run reads first: when the object the checkpoint
+    /// expects is not where it was (records were added or removed before it
+    /// at the source), positions on this page and after say nothing, so
+    /// everything from the page's start is sent again. Objects are keyed by
+    /// external id, so what is sent twice is stored once.
+    fn check_positions(&mut self, number: u64, page: &Page) {
+        let Some(expect) = self.expect.take() else {
+            return;
+        };
+        if number != self.skip_before.0 {
+            return;
+        }
+        let at = page
+            .batches
+            .iter()
+            .flat_map(|b| {
+                b.objects
+                    .iter()
+                    .map(move |o| (b.object_type_id.as_str(), o.external_id.as_str()))
+            })
+            .nth(self.skip_before.1 as usize);
+        if at != Some((expect.object_type_id.as_str(), expect.external_id.as_str())) {
+            self.skip_before = (number, 0);
+            for (_, through) in &mut self.sent_through {
+                if through.is_some_and(|mark| mark >= (number, 0)) {
+                    *through = None;
+                }
+            }
         }
     }
 
@@ -659,19 +846,31 @@ impl<'o> Run<'o> {
     }
 
     fn checkpoint(&mut self) -> Checkpoint {
-        let resume = match self.chunker.pending().map(|p| p.first).min() {
-            Some((page, index)) => {
+        let resume = match self.chunker.pending().min_by_key(|p| p.first) {
+            Some(first) => {
+                let (page, index) = first.first;
                 let cursor = self
                     .cursors
                     .iter()
                     .find(|(n, _)| *n == page)
                     .and_then(|(_, c)| c.clone());
-                Some(ResumeAt { page, cursor, index })
+                let expect = Some(Landmark {
+                    object_type_id: first.object_type_id.to_owned(),
+                    external_id: first.first_id.to_owned(),
+                });
+                Some(ResumeAt {
+                    page,
+                    cursor,
+                    index,
+                    expect,
+                })
             }
-            None => self
-                .next
-                .clone()
-                .map(|(page, cursor)| ResumeAt { page, cursor, index: 0 }),
+            None => self.next.clone().map(|(page, cursor)| ResumeAt {
+                page,
+                cursor,
+                index: 0,
+                expect: None,
+            }),
         };
         if let Some(at) = &resume {
             while self.cursors.front().is_some_and(|(n, _)| *n < at.page) {
@@ -742,6 +941,7 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         run.pages += 1;
         read_here += 1;
         run.cursors.push_back((number, cursor));
+        run.check_positions(number, &page);
         let mut index = 0u32;
         for batch in &page.batches {
             for object in &batch.objects {
@@ -790,27 +990,69 @@ fn flush<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     Ok(())
 }
 
+/// How many times one chunk may take a new number because its id was taken
+/// by other content: each earlier delivery that stopped between a send and
+/// its checkpoint may have used one more number.
+const MAX_RENUMBERS: u32 = 8;
+
 /// Sends one chunk, then records the checkpoint after it.
+///
+/// A chunk id names one content for ever. When the API holds other objects
+/// under this chunk's id (409 `CHUNK_CONFLICT`: an earlier delivery sent that
+/// number, then the settings or the source changed), the objects go out
+/// again under a new number. When the API says how many objects it took,
+/// that must be all of them — or none, for a chunk that may have been
+/// accepted before (a number an earlier delivery used, or a send that was
+/// retried), since the API answers a repeated chunk with 0.
 fn submit<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     io: &mut Io<'_, A, S, T, K>,
     source_id: &str,
     run: &mut Run<'_>,
-    chunk: Chunk,
+    mut chunk: Chunk,
 ) -> Result<(), String> {
     let path = api::execution_path(source_id, &run.record.execution_id, "/data");
-    io.send(Method::Post, &path, Some(&chunk.body)).map_err(|failure| {
-        let what = format!(
+    let what = |run: &Run<'_>, chunk: &Chunk| {
+        format!(
             "data chunk {} ({} objects of type {:?})",
             run.record.chunks + 1,
             chunk.objects,
             chunk.object_type_id
-        );
-        match failure {
-            ApiFailure::Status { .. } => format!("Assets API rejected {what}: {failure}"),
-            ApiFailure::Call(_) => format!("Could not send {what}: {failure}"),
-            ApiFailure::Unreadable(_) => format!("Assets API took {what}, but its answer was not usable: {failure}"),
+        )
+    };
+    let mut renumbered = 0;
+    let answer = loop {
+        let retries_before = io.retrier.retries();
+        match io.send(Method::Post, &path, Some(&chunk.body)) {
+            Err(failure) if api::is_chunk_conflict(&failure) && renumbered < MAX_RENUMBERS => {
+                renumbered += 1;
+                chunk = run.chunker.renumber(chunk).map_err(|e| e.to_string())?;
+            }
+            Err(failure) => {
+                let what = what(run, &chunk);
+                return Err(match failure {
+                    ApiFailure::Status { .. } => format!("Assets API rejected {what}: {failure}"),
+                    ApiFailure::Call(_) => format!("Could not send {what}: {failure}"),
+                    ApiFailure::Unreadable(_) => {
+                        format!("Assets API took {what}, but its answer was not usable: {failure}")
+                    }
+                });
+            }
+            Ok(answer) => break (answer, io.retrier.retries() > retries_before),
         }
-    })?;
+    };
+    let (answer, retried) = answer;
+    if let Some(accepted) = api::objects_accepted(&answer.body) {
+        let sent_before = run.continued || retried;
+        let whole = accepted == chunk.objects as u64 || (accepted == 0 && sent_before);
+        if !whole {
+            return Err(format!(
+                "Assets API accepted {accepted} of the {} objects of {} (clientGeneratedId number {}); the rest were not stored, so the import stopped rather than complete with objects missing",
+                chunk.objects,
+                what(run, &chunk),
+                chunk.id
+            ));
+        }
+    }
     run.record.chunks += 1;
     run.record.objects += chunk.objects as u64;
     if let Some((_, through)) = run.sent_through.iter_mut().find(|(t, _)| *t == chunk.object_type_id) {
@@ -871,14 +1113,20 @@ fn fail<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     }
 }
 
-fn not_created_reason(source_id: &str, failure: &ApiFailure) -> String {
+fn not_created_reason(source_id: &str, failure: &ApiFailure, unclear: Option<&str>) -> String {
     let hint = match failure {
         ApiFailure::Status { code: Some(code), .. } if code == "IN_PROGRESS" => {
             "; an execution of this import source is still running, so this run was not started"
         }
         _ => "",
     };
+    let unclear = match unclear {
+        Some(why) => format!(
+            ". An earlier request for this occurrence's execution got no answer, and the latest execution cannot be shown to be the one it made ({why}), so it was left as it is"
+        ),
+        None => String::new(),
+    };
     cut_reason(&format!(
-        "Could not create an execution for import source {source_id}: {failure}{hint}"
+        "Could not create an execution for import source {source_id}: {failure}{hint}{unclear}"
     ))
 }

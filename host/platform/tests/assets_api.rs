@@ -431,6 +431,49 @@ fn objects_are_keyed_by_external_id_and_the_last_write_wins() {
     assert_eq!(stored.label, "renamed");
 }
 
+/// A `clientGeneratedId` names one content for ever: the same chunk again
+/// is stored once (0 accepted), other objects under the same id are a 409
+/// that names the id, with nothing of them stored — never a silent 0.
+#[test]
+fn a_chunk_id_sent_again_with_other_objects_is_a_409_naming_it() {
+    let api = Api::new();
+    let id = api.start();
+    let data = format!("/executions/{id}/data");
+    let chunk = |chunk_id: &str, n: usize, label: &str| {
+        let objects: Vec<Value> = (0..n)
+            .map(|i| json!({"externalId": format!("a-{i}"), "label": format!("{label} {i}"), "attributes": {"k": ["v"]}}))
+            .collect();
+        json!({"clientGeneratedId": chunk_id, "objectTypeId": "laptop", "objects": objects}).to_string()
+    };
+    let (status, body) = api.call("POST", &data, &chunk("c-1", 3, "A"));
+    assert_eq!((status, body["objectsAccepted"].as_u64()), (200, Some(3)), "{body}");
+    let (status, body) = api.call("POST", &data, &chunk("c-1", 3, "A"));
+    assert_eq!(
+        (status, body["objectsAccepted"].as_u64()),
+        (200, Some(0)),
+        "the same chunk again: {body}"
+    );
+
+    for (other, what) in [
+        (chunk("c-1", 2, "A"), "fewer objects"),
+        (chunk("c-1", 3, "B"), "other labels"),
+    ] {
+        let (status, body) = api.call("POST", &data, &other);
+        assert_eq!(status, 409, "{what}: {body}");
+        assert_eq!(body["errorCode"], "CHUNK_CONFLICT", "{what}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("\"c-1\""), "{what}: {body}");
+    }
+    let state = api.service.state();
+    let execution = state.execution_by_id(&id).unwrap();
+    assert_eq!(
+        (execution.chunks, execution.received),
+        (1, 3),
+        "nothing of a refused chunk counts"
+    );
+    let stored = &execution.objects[&("laptop".to_owned(), "a-1".to_owned())];
+    assert_eq!(stored.label, "A 1", "nothing of a refused chunk is stored");
+}
+
 #[test]
 fn unknown_paths_are_404_and_wrong_methods_405_both_as_json() {
     let api = Api::new();

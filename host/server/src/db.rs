@@ -98,8 +98,15 @@ const SCHEMA_V3: &str = "
 CREATE TABLE callbacks_seen (signature TEXT PRIMARY KEY, seen_until INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
+/// Version 4: the digest of the content each chunk id was accepted with, so
+/// the same id with other objects is refused after a restart too (rows from
+/// before have none: their content is not known).
+const SCHEMA_V4: &str = "
+ALTER TABLE chunk_ids ADD COLUMN digest TEXT;
+";
+
 /// The migrations in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// A SQLite database holding the mock's state, the apps' secrets and their
 /// storage.
@@ -261,10 +268,11 @@ impl SqliteStore {
                     ])?;
                 }
             }
-            let mut put_chunk =
-                tx.prepare_cached("INSERT OR IGNORE INTO chunk_ids (execution_id, chunk_id) VALUES (?1, ?2)")?;
-            for (execution, chunk) in &changes.chunk_ids {
-                put_chunk.execute([execution, chunk])?;
+            let mut put_chunk = tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunk_ids (execution_id, chunk_id, digest) VALUES (?1, ?2, ?3)",
+            )?;
+            for (execution, chunk, digest) in &changes.chunk_ids {
+                put_chunk.execute([execution, chunk, digest])?;
             }
             let mut put_object = tx.prepare_cached(
                 "INSERT OR REPLACE INTO objects (execution_id, object_type_id, external_id, body) VALUES (?1, ?2, ?3, ?4)",
@@ -460,7 +468,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             objects: HashMap::new(),
             received: received as u64,
             chunks,
-            chunk_ids: HashSet::new(),
+            chunk_ids: HashMap::new(),
             history_index: history_index as usize,
         });
     }
@@ -487,13 +495,21 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             );
         }
     }
-    for (execution, chunk) in pairs::<String, String>(
-        conn,
-        "SELECT execution_id, chunk_id FROM chunk_ids
+    let mut chunks = conn.prepare(
+        "SELECT execution_id, chunk_id, digest FROM chunk_ids
          WHERE execution_id IN (SELECT id FROM executions WHERE status = 'INGESTING')",
-    )? {
+    )?;
+    let rows = chunks.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (execution, chunk, digest) = row?;
         if let Some(e) = state.restore_execution_mut(&execution) {
-            e.chunk_ids.insert(chunk);
+            e.chunk_ids.insert(chunk, digest);
         }
     }
     for body in column::<String>(conn, "SELECT body FROM schedules")? {

@@ -113,6 +113,10 @@ CREATE TABLE app_storage (app TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT N
 CREATE TABLE callbacks_seen (signature TEXT PRIMARY KEY, seen_until TIMESTAMPTZ NOT NULL);
 CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_until TIMESTAMPTZ NOT NULL);
 ",
+    // 2: the digest of the content each chunk id was accepted with, so the
+    // same id with other objects is refused on every node (rows from before
+    // have none: their content is not known).
+    "ALTER TABLE chunk_ids ADD COLUMN digest TEXT;",
 ];
 
 /// Advisory lock keys (arbitrary, fixed).
@@ -610,12 +614,14 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
         )?;
     }
     if !changes.chunk_ids.is_empty() {
-        let (executions, chunks): (Vec<&str>, Vec<&str>) =
-            changes.chunk_ids.iter().map(|(e, c)| (e.as_str(), c.as_str())).unzip();
+        let executions: Vec<&str> = changes.chunk_ids.iter().map(|(e, _, _)| e.as_str()).collect();
+        let chunks: Vec<&str> = changes.chunk_ids.iter().map(|(_, c, _)| c.as_str()).collect();
+        let digests: Vec<&str> = changes.chunk_ids.iter().map(|(_, _, d)| d.as_str()).collect();
         conn.execute(
-            "INSERT INTO chunk_ids (execution_id, chunk_id, rev) SELECT e, c, $3 FROM unnest($1::text[], $2::text[]) AS t(e, c)
+            "INSERT INTO chunk_ids (execution_id, chunk_id, digest, rev)
+             SELECT e, c, d, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS t(e, c, d)
              ON CONFLICT DO NOTHING",
-            &[&executions, &chunks, &rev],
+            &[&executions, &chunks, &digests, &rev],
         )?;
     }
     if !changes.objects.is_empty() {
@@ -766,7 +772,7 @@ impl Rows<'_> {
                 objects: HashMap::new(),
                 received: row.get::<_, i64>(4) as u64,
                 chunks: row.get::<_, i64>(5) as u32,
-                chunk_ids: HashSet::new(),
+                chunk_ids: HashMap::new(),
                 history_index: row.get::<_, i64>(6) as usize,
             });
         }
@@ -782,11 +788,11 @@ impl Rows<'_> {
             }
         }
         for row in self.query(
-            "SELECT c.execution_id, c.chunk_id FROM chunk_ids c
+            "SELECT c.execution_id, c.chunk_id, c.digest FROM chunk_ids c
              JOIN executions e ON e.id = c.execution_id AND e.status = 'INGESTING' WHERE c.rev > $1",
         )? {
             if let Some(e) = state.restore_execution_mut(row.get(0)) {
-                e.chunk_ids.insert(row.get(1));
+                e.chunk_ids.insert(row.get(1), row.get(2));
             }
         }
         for row in self.query("SELECT id, body FROM schedules WHERE rev > $1")? {

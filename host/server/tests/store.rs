@@ -267,6 +267,17 @@ fn what_was_acknowledged_reads_back_after_a_restart(db: Db) {
         (Some(2), Some(2)),
         "a resent chunk is still recognised after a restart: {status_body}"
     );
+    let (status, body) = call(
+        &reopened,
+        "POST",
+        &format!("{base}/executions/{running}/data"),
+        &chunk("b", 1, "c1"),
+    );
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (409, Some("CHUNK_CONFLICT")),
+        "the content a chunk id was accepted with is kept too: {body}"
+    );
     let id = schedule["id"].as_str().unwrap();
     let (status, stored) = call(&reopened, "GET", &format!("{base}/importschedule/{id}"), "");
     assert_eq!(status, 200, "{stored}");

@@ -22,6 +22,35 @@ pub const MAX_FAILURE_REASON_CHARS: usize = 1024;
 /// hash or "run/page/attempt" key a client would make.
 pub const MAX_CLIENT_GENERATED_ID_BYTES: usize = 256;
 
+/// The digest of a chunk's content: its objects, grouped by type, in the
+/// order sent (SHA-256 over a length-prefixed encoding, so no two contents
+/// share an encoding; the first 16 bytes, in hex). What a
+/// `clientGeneratedId` was first accepted with, to tell a re-send of the
+/// same chunk from other objects under the same id.
+pub fn chunk_digest(groups: &[(String, Vec<AssetObject>)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let mut field = |text: &str| {
+        hash.update((text.len() as u64).to_le_bytes());
+        hash.update(text.as_bytes());
+    };
+    for (object_type_id, objects) in groups {
+        field(object_type_id);
+        field(&objects.len().to_string());
+        for object in objects {
+            field(&object.external_id);
+            field(&object.label);
+            field(&object.attributes.len().to_string());
+            for (key, values) in &object.attributes {
+                field(key);
+                field(&values.len().to_string());
+                values.iter().for_each(|v| field(v));
+            }
+        }
+    }
+    hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// State of an execution, as the real API names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -245,8 +274,10 @@ pub struct Execution {
     pub received: u64,
     /// Chunks accepted.
     pub chunks: u32,
-    /// `clientGeneratedId`s of the chunks accepted.
-    pub chunk_ids: HashSet<String>,
+    /// `clientGeneratedId`s of the chunks accepted, each with the digest of
+    /// the content it was accepted with ([`chunk_digest`]; `None` for ids
+    /// stored before digests were kept, whose content is not known).
+    pub chunk_ids: HashMap<String, Option<String>>,
     /// Index of this execution's line in the history.
     pub history_index: usize,
 }
@@ -403,8 +434,8 @@ pub struct Changes {
     pub executions: BTreeSet<String>,
     /// (execution, object type, external id) of objects stored or replaced.
     pub objects: Vec<(String, String, String)>,
-    /// (execution, clientGeneratedId) of chunks accepted.
-    pub chunk_ids: Vec<(String, String)>,
+    /// (execution, clientGeneratedId, content digest) of chunks accepted.
+    pub chunk_ids: Vec<(String, String, String)>,
     /// Executions whose objects were dropped.
     pub forgotten: BTreeSet<String>,
     /// History lines added or changed, by index.
@@ -579,7 +610,7 @@ impl State {
             objects: HashMap::new(),
             received: 0,
             chunks: 0,
-            chunk_ids: HashSet::new(),
+            chunk_ids: HashMap::new(),
             history_index: self.history.len() - 1,
         };
         let index = execution.history_index;
@@ -593,7 +624,11 @@ impl State {
     }
 
     /// Stores a chunk's objects and returns how many it accepted: 0 for a
-    /// chunk whose `clientGeneratedId` was already accepted. 400 once the
+    /// chunk whose `clientGeneratedId` was already accepted with the same
+    /// content, 409 `CHUNK_CONFLICT` naming the id when that id was accepted
+    /// with different content (an id names one content for ever: a client
+    /// that re-sends it with other objects must learn they were not stored,
+    /// not read a silent 0 as success). 400 once the
     /// execution has left `INGESTING`; 413 when the execution would go over
     /// `limits` (see [`State::add_objects`]).
     pub fn add_chunk(
@@ -638,19 +673,31 @@ impl State {
         let tracking = self.changes.is_some();
         self.ingesting_execution(source_id, execution_id, "data can be sent")?;
         let execution = self.executions.get_mut(execution_id).expect("checked above");
-        if client_generated_id
-            .as_ref()
-            .is_some_and(|id| execution.chunk_ids.contains(id))
-        {
-            return Ok(0);
+        let digest = client_generated_id.as_ref().map(|_| chunk_digest(&groups));
+        if let (Some(id), Some(digest)) = (&client_generated_id, &digest) {
+            match execution.chunk_ids.get(id) {
+                None => {}
+                Some(Some(first)) if first != digest => {
+                    return Err(ApiError::conflict(
+                        "CHUNK_CONFLICT",
+                        format!(
+                            "Chunk {id:?} was already accepted for execution {execution_id} with different objects; \
+                             nothing of this one was stored. A clientGeneratedId names one content: send other objects under a new id"
+                        ),
+                    ))
+                }
+                // The same content again (an answer lost on the way back),
+                // or an id kept from before digests: stored once.
+                Some(_) => return Ok(0),
+            }
         }
         let held = self
             .held_bytes
             .entry(execution_id.to_owned())
             .or_insert_with(|| bytes_of(&execution.objects));
         check_limits(execution, *held, &groups, limits.into())?;
-        if let Some(id) = &client_generated_id {
-            execution.chunk_ids.insert(id.clone());
+        if let (Some(id), Some(digest)) = (&client_generated_id, &digest) {
+            execution.chunk_ids.insert(id.clone(), Some(digest.clone()));
         }
         let mut count = 0;
         let mut keys: Vec<(String, String, String)> = Vec::new();
@@ -677,8 +724,8 @@ impl State {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
             c.objects.extend(keys);
-            if let Some(id) = client_generated_id {
-                c.chunk_ids.push((execution_id.to_owned(), id));
+            if let (Some(id), Some(digest)) = (client_generated_id, digest) {
+                c.chunk_ids.push((execution_id.to_owned(), id, digest));
             }
         });
         Ok(count)
@@ -973,7 +1020,7 @@ impl State {
         if let Some(e) = self.executions.get_mut(execution_id) {
             if e.status != ExecutionStatus::Ingesting {
                 e.objects = HashMap::new();
-                e.chunk_ids = HashSet::new();
+                e.chunk_ids = HashMap::new();
                 self.held_bytes.remove(execution_id);
                 self.touch(|c| {
                     c.forgotten.insert(execution_id.to_owned());
@@ -990,7 +1037,7 @@ impl State {
             if let Some(e) = self.executions.get_mut(id) {
                 if e.status != ExecutionStatus::Ingesting {
                     e.objects = HashMap::new();
-                    e.chunk_ids = HashSet::new();
+                    e.chunk_ids = HashMap::new();
                     self.held_bytes.remove(id);
                 }
             }
