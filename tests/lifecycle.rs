@@ -709,8 +709,13 @@ impl StatefulApi {
 }
 
 fn status_json(e: &FakeExecution) -> String {
-    serde_json::json!({"executionId": e.id, "status": e.status, "scheduled": true, "chunks": e.chunk_ids.len()})
-        .to_string()
+    // Every field a run checks before it takes an execution for its own
+    // (the fake's clock starts at the epoch, and so do its executions).
+    serde_json::json!({
+        "executionId": e.id, "status": e.status, "scheduled": true,
+        "chunks": e.chunk_ids.len(), "startedAt": "1970-01-01T00:00:00Z",
+    })
+    .to_string()
 }
 
 impl AssetsApi for StatefulApi {
