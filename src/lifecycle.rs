@@ -247,15 +247,22 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
             api, timer, retrier, ..
         } = self;
         let mut unsure = false;
-        let ours = |api: &mut A| {
-            let answer = api::check(api.call(Method::Get, &api::latest_status_path(source_id), None)).ok()?;
-            api::created_by_us(&answer.body, scheduled, since_ms)
+        // Some(id) when the latest execution can only be ours, None when it
+        // is not (or there is none); an error when the API did not say.
+        let ours = |api: &mut A| -> Result<Option<String>, ApiFailure> {
+            match api::check(api.call(Method::Get, &api::latest_status_path(source_id), None)) {
+                Ok(answer) => Ok(api::created_by_us(&answer.body, scheduled, since_ms)),
+                Err(ApiFailure::Status { status: 404, .. }) => Ok(None),
+                Err(failure) => Err(failure),
+            }
         };
         let created = retrier.run(
             &mut **timer,
             || {
                 if unsure {
-                    if let Some(id) = ours(api) {
+                    // A lookup that failed is retried, not skipped: asking
+                    // again would only meet our own execution's 409.
+                    if let Some(id) = ours(api)? {
                         return Ok(id);
                     }
                 }
@@ -267,12 +274,13 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
         );
         match created {
             Ok(id) => Ok(id),
-            // The last word: a run that may have created an execution never
-            // leaves without looking for it.
-            Err((failure, gave_up)) => match unsure.then(|| ours(api)).flatten() {
-                Some(id) => Ok(id),
-                None => Err(with_gave_up(failure, gave_up)),
+            // The last word, retried like any call: a run that may have
+            // created an execution never leaves without looking for it.
+            Err((failure, gave_up)) if unsure => match retrier.run(&mut **timer, || ours(api), api::classify) {
+                Ok(Some(id)) => Ok(id),
+                _ => Err(with_gave_up(failure, gave_up)),
             },
+            Err((failure, gave_up)) => Err(with_gave_up(failure, gave_up)),
         }
     }
 

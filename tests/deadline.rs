@@ -140,6 +140,8 @@ struct Api {
     /// Retry-After instead of being carried out.
     throttled: HashMap<usize, &'static str>,
     data_calls: usize,
+    /// Carry out the next create-execution call but lose its answer.
+    lose_create_answer: bool,
     calls: Vec<String>,
 }
 
@@ -162,6 +164,7 @@ impl Api {
             script: Vec::new(),
             throttled: HashMap::new(),
             data_calls: 0,
+            lose_create_answer: false,
             calls: Vec::new(),
         }
     }
@@ -187,6 +190,12 @@ impl Api {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         match (method, segments.as_slice()) {
             (Method::Post, []) => {
+                if let Some(e) = self.executions.iter().find(|e| e.status == "INGESTING") {
+                    return (
+                        409,
+                        json!({"errorCode": "IN_PROGRESS", "message": format!("{} is ingesting", e.id)}).to_string(),
+                    );
+                }
                 let id = format!("exec-{}", self.executions.len() + 1);
                 self.executions.push(Execution {
                     id: id.clone(),
@@ -198,6 +207,14 @@ impl Api {
                     json!({"links": {"submitResults": format!("https://x/executions/{id}/data")}}).to_string(),
                 )
             }
+            (Method::Get, ["status"]) => match self.executions.last() {
+                Some(e) => (
+                    200,
+                    json!({"executionId": e.id, "status": e.status, "scheduled": true, "chunks": e.chunk_ids.len()})
+                        .to_string(),
+                ),
+                None => (404, "{}".into()),
+            },
             (Method::Get, [id, "status"]) => match self.executions.iter().find(|e| e.id == *id) {
                 Some(e) => (
                     200,
@@ -268,6 +285,9 @@ impl AssetsApi for Api {
             });
         }
         let (status, body) = self.answer(method, path, body);
+        if path.ends_with("/executions") && std::mem::take(&mut self.lose_create_answer) {
+            return Err(CallError::Timeout("no answer within 30 s".into()));
+        }
         Ok(ApiResponse {
             status,
             headers: vec![],
@@ -543,4 +563,27 @@ fn a_redelivered_occurrence_reports_how_its_run_really_ended() {
     };
     assert_eq!(again.reason, platform);
     assert_eq!(again.execution_id, "exec-1");
+}
+
+#[test]
+fn a_lost_create_answer_is_adopted_even_when_the_lookups_fail_at_first() {
+    // The execution is created but the answer is lost; the next two
+    // lookups of the latest execution fail with 503. Asking again would
+    // only meet this run's own execution (409), so the lookup is retried
+    // until it answers, and the execution is adopted, not left ingesting.
+    let clock = Clock::default();
+    let (mut api, mut host) = (Api::new(&clock), Host::new(&clock));
+    api.lose_create_answer = true;
+    api.script.push(("/executions/status", 503, None));
+    api.script.push(("/executions/status", 503, None));
+    let mut source = pages_of(&clock, 150, 1_000);
+    let settings = settings(&[("time-limit-margin-ms", "10000")]);
+    let result = deliver(&settings, &mut api, &mut source, &mut host, 55_000);
+    let Ok(Outcome::Completed(report)) = result else {
+        panic!("{result:?}")
+    };
+    assert_eq!(report.execution_id, "exec-1");
+    api.every_object_once(150);
+    let creates = api.calls.iter().filter(|c| c.ends_with("/executions")).count();
+    assert_eq!(creates, 1, "asked once: {:?}", api.calls);
 }
