@@ -413,6 +413,8 @@ pub fn run_import(
     if let Ok(settings) = &settings {
         io.retrier.reserve(settings.run.margin_ms);
     }
+    let now_ms = io.timer.now_ms();
+    io.retrier.started(now_ms);
     let source_id = trigger.import_source_id;
 
     let earlier = earlier_delivery(&mut io, trigger);
@@ -720,6 +722,11 @@ struct Run<'o> {
     /// The next page to read: its number and cursor; `None` after the last.
     next: Option<(u64, Option<String>)>,
     pages: u64,
+    /// Chunks the checkpoint had open, per type, that no object has
+    /// reopened yet. Each may have been sent without an answer, so its
+    /// number stays reserved in every checkpoint until it is reopened: its
+    /// objects sent under a new number would be stored twice.
+    reserved: Vec<(String, u64)>,
 }
 
 impl<'o> Run<'o> {
@@ -736,13 +743,16 @@ impl<'o> Run<'o> {
                 cursors: VecDeque::new(),
                 next: Some((1, None)),
                 pages: 0,
+                reserved: Vec::new(),
             };
         };
-        let reopen = checkpoint
+        let reserved: Vec<(String, u64)> = checkpoint
             .types
             .iter()
-            .filter_map(|t| Some((t.object_type_id.clone(), t.open_chunk?)));
-        let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reopen).with_envelope(envelope);
+            .filter_map(|t| Some((t.object_type_id.clone(), t.open_chunk?)))
+            .collect();
+        let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reserved.iter().cloned())
+            .with_envelope(envelope);
         let (skip_before, next) = match checkpoint.resume {
             Some(at) => ((at.page, at.index), Some((at.page, at.cursor))),
             None => ((u64::MAX, 0), None),
@@ -761,6 +771,7 @@ impl<'o> Run<'o> {
             next,
             pages: checkpoint.pages,
             record,
+            reserved,
         }
     }
 
@@ -811,7 +822,11 @@ impl<'o> Run<'o> {
                 .map(|(t, through)| TypeMark {
                     object_type_id: t.clone(),
                     sent_through: *through,
-                    open_chunk: open.iter().find(|(o, _)| o == t).map(|(_, id)| *id),
+                    open_chunk: open
+                        .iter()
+                        .chain(&self.reserved)
+                        .find(|(o, _)| o == t)
+                        .map(|(_, id)| *id),
                 })
                 .chain(
                     // Types with an open chunk but nothing accepted yet.
@@ -852,7 +867,12 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
             .saturating_add(run.record.budget.slowest_page_ms);
         if read_here > 0 && io.timer.time_left_ms() < needed {
             // Out of time soon: send what is open, so the checkpoint is the
-            // next page, and let the platform call again.
+            // next page, and let the platform call again. The margin was
+            // kept for this, so retry waits may now use it (up to the
+            // deadline, never past): a chunk cut short here and left
+            // unanswered would be rebuilt fuller under the same id by the
+            // next invocation.
+            io.retrier.reserve(0);
             flush(io, source_id, run)?;
             return Ok(Ingested::Paused);
         }
@@ -891,6 +911,10 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
                     .chunker
                     .push(&batch.object_type_id, object, mark)
                     .map_err(|e| e.to_string())?;
+                // The first object of a type reopens its reserved chunk.
+                if !run.reserved.is_empty() {
+                    run.reserved.retain(|(t, _)| *t != batch.object_type_id);
+                }
                 if !run.sent_through.iter().any(|(t, _)| *t == batch.object_type_id) {
                     run.sent_through.push((batch.object_type_id.clone(), None));
                 }
@@ -935,7 +959,15 @@ fn submit<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     chunk: Chunk,
 ) -> Result<(), String> {
     let path = api::execution_path(source_id, &run.record.execution_id, "/data");
-    io.send(Method::Post, &path, Some(&chunk.body)).map_err(|failure| {
+    // An accepted chunk is itself the next checkpoint, so its retry waits
+    // may use the margin (up to the deadline, never past). Pausing instead
+    // would leave a chunk that may have been stored unanswered, to be
+    // rebuilt by the next invocation, perhaps cut elsewhere, under its id.
+    let reserve = io.retrier.reserve_ms();
+    io.retrier.reserve(0);
+    let sent = io.send(Method::Post, &path, Some(&chunk.body));
+    io.retrier.reserve(reserve);
+    sent.map_err(|failure| {
         let what = format!(
             "data chunk {} ({} objects of type {:?})",
             run.record.chunks + 1,

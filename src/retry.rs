@@ -56,6 +56,8 @@ pub struct Retrier {
     retries: u32,
     /// How long before the invocation's deadline every wait must end.
     reserve_ms: u64,
+    /// When the invocation began, by the timer's clock.
+    started_ms: Option<u64>,
     /// Set once a wait did not fit in the time left.
     out_of_time: bool,
 }
@@ -80,6 +82,7 @@ impl Retrier {
             waited_ms: 0,
             retries: 0,
             reserve_ms: 0,
+            started_ms: None,
             out_of_time: false,
         }
     }
@@ -103,6 +106,19 @@ impl Retrier {
     /// stop at a checkpoint).
     pub fn reserve(&mut self, reserve_ms: u64) {
         self.reserve_ms = reserve_ms;
+    }
+
+    /// Notes when the invocation began (`now_ms` by the timer), so that a
+    /// wait which would not fit even in a fresh invocation (time left plus
+    /// time since the start) is not a pause, since the next would pause
+    /// again, but a failure that names the settings to change.
+    pub fn started(&mut self, now_ms: u64) {
+        self.started_ms = Some(now_ms);
+    }
+
+    /// The current reserve, in milliseconds.
+    pub fn reserve_ms(&self) -> u64 {
+        self.reserve_ms
     }
 
     /// Retries made in this delivery.
@@ -165,6 +181,18 @@ impl Retrier {
             // A wait past the deadline would have the platform stop the
             // invocation mid-call; stopping here keeps the checkpoint whole.
             let time_left = timer.time_left_ms();
+            let invocation_ms = self.started_ms.map_or(u64::MAX, |started| {
+                time_left.saturating_add(now.saturating_sub(started))
+            });
+            if wait.saturating_add(self.reserve_ms) > invocation_ms {
+                let why = format!(
+                    "gave up after {attempts} attempts: the next wait of {} would not fit in any invocation, which has {} and keeps {} of it to stop in (time-limit-margin-ms); lower time-limit-margin-ms, or retry-base-delay-ms when the wait is a backoff",
+                    human_ms(wait),
+                    human_ms(invocation_ms),
+                    human_ms(self.reserve_ms)
+                );
+                return Err((error, Some(GaveUp { attempts, why })));
+            }
             if wait.saturating_add(self.reserve_ms) > time_left {
                 self.out_of_time = true;
                 let why = format!(
@@ -424,5 +452,27 @@ mod tests {
         assert!(gave_up.unwrap().why.contains("retry budget"));
         assert_eq!(retrier.waited_ms(), 4_500);
         assert!(!retrier.out_of_time(), "a spent budget is a failure, not a pause");
+    }
+
+    #[test]
+    fn a_wait_that_no_invocation_could_hold_fails_instead_of_pausing_forever() {
+        // 20 s invocations keeping 19 s to stop in: a 2 s Retry-After never
+        // fits, so pausing for it would only pause again.
+        let mut timer = FakeTimer {
+            deadline: Some(20_000),
+            ..FakeTimer::default()
+        };
+        let mut retrier = Retrier::new(policy(5, 120_000), 1);
+        retrier.reserve(19_000);
+        retrier.started(0);
+        let result: Result<(), _> = retrier.run(&mut timer, || Err("429"), |_, _| Verdict::After(2_000));
+        let (_, gave_up) = result.unwrap_err();
+        assert!(timer.sleeps.is_empty());
+        assert!(!retrier.out_of_time(), "not a pause");
+        let why = gave_up.unwrap().why;
+        assert!(
+            why.contains("would not fit in any invocation") && why.contains("lower time-limit-margin-ms"),
+            "{why}"
+        );
     }
 }
