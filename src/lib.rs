@@ -18,11 +18,15 @@
 //! - [`lifecycle`]: the import itself, written against two small traits
 //!   ([`api::AssetsApi`], [`model::DataSource`]) so unit tests drive it with fakes.
 //! - [`reason`]: failure reasons cut to the API's 1024-character limit.
-//! - [`retry`]: which failures are retried, backoff with jitter, `Retry-After`.
+//! - [`retry`]: which failures are retried, backoff with jitter, `Retry-After`,
+//!   every wait inside the invocation's deadline.
+//! - [`budget`]: what a run has spent over all its deliveries (retries,
+//!   waiting, the slowest page, the cursors read), kept in app storage.
 //! - `component` (wasm32 only): the thin `wit-bindgen` glue that adapts the
 //!   component's imports to those traits and exports the callback.
 
 pub mod api;
+pub mod budget;
 pub mod chunker;
 pub mod cloud;
 pub mod lifecycle;

@@ -23,10 +23,22 @@
 //!   same execution, without sending accepted objects again. When the
 //!   platform says the invocation is nearly out of time, the run stops at a
 //!   checkpoint by itself and returns [`Outcome::Paused`];
-//! - a source that hands back a cursor already read in this delivery, or
-//!   more pages than `source-max-pages`, fails the run by name.
+//! - every wait stays inside the invocation's deadline: before a page read
+//!   that would likely not finish with `time-limit-margin-ms` to spare (the
+//!   slowest page so far being the guess), the run sends what it holds and
+//!   pauses; a retry wait that would not end in time is not slept, and the
+//!   run pauses at its last stored checkpoint instead (so does a failure
+//!   report that cannot be made in time: the next invocation makes it);
+//! - budgets are the run's, not the invocation's: retries, time waited,
+//!   pages and the cursors read live in the record ([`RunBudget`]);
+//! - a source that hands back a cursor already read in this run (in any
+//!   delivery), or more pages than `source-max-pages`, fails the run by
+//!   name;
+//! - a delivery of an occurrence that has ended replays its real outcome:
+//!   the stored result, or the reason the API shows for its execution.
 
 use crate::api::{self, ApiFailure, ApiResponse, AssetsApi, Method};
+pub use crate::budget::RunBudget;
 use crate::chunker::{Chunk, Chunker, Envelope, Mark};
 use crate::cloud;
 use crate::model::{DataSource, Page, SourceError};
@@ -153,6 +165,10 @@ struct OccurrenceRecord {
     reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     checkpoint: Option<Checkpoint>,
+    /// What the run has spent over its deliveries (absent in records
+    /// written before budgets were the run's).
+    #[serde(default)]
+    budget: RunBudget,
     /// The chunk limits the run started with. A delivery that goes on uses
     /// these, whatever the settings say now, so a chunk it sends again is
     /// byte-identical to the first send (a chunk id names one content).
@@ -226,6 +242,9 @@ pub struct TypeMark {
     pub open_chunk: Option<u64>,
 }
 
+/// Where an occurrence's run stands. A `started` record with a `reason`
+/// holds a failure decided but not yet reported (the invocation ran out of
+/// time): the next delivery reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum RecordState {
@@ -297,14 +316,16 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
             ..
         } = self;
         // The latest execution, if it is provably this occurrence's; else
-        // why not (`None` when nothing was created).
-        let ours = |api: &mut A, storage: &mut K| -> Result<String, Option<String>> {
+        // why not (`None` when nothing was created). An outer error when the
+        // API did not say: retried like any call, never skipped, since
+        // asking again would only meet our own execution's 409.
+        let ours = |api: &mut A, storage: &mut K| -> Result<Result<String, Option<String>>, ApiFailure> {
             let answer = match api::check(api.call(Method::Get, &api::latest_status_path(source_id), None)) {
                 Ok(answer) => Some(answer.body),
                 Err(ApiFailure::Status { status: 404, .. }) => None,
-                Err(failure) => return Err(Some(format!("its latest execution could not be read ({failure})"))),
+                Err(failure) => return Err(failure),
             };
-            match api::latest_execution(answer.as_deref(), trigger.scheduled, since_ms) {
+            Ok(match api::latest_execution(answer.as_deref(), trigger.scheduled, since_ms) {
                 api::Latest::NotCreated => Err(None),
                 api::Latest::Unclear(why) => Err(Some(why)),
                 api::Latest::Candidate(id) => match storage.get(&owner_key(&id)) {
@@ -313,14 +334,14 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
                     }
                     _ => Ok(id),
                 },
-            }
+            })
         };
         let mut unclear: Option<String> = None;
         let created = retrier.run(
             &mut **timer,
             || {
                 if unsure {
-                    match ours(api, storage) {
+                    match ours(api, storage)? {
                         Ok(id) => return Ok(id),
                         Err(why) => unclear = why,
                     }
@@ -334,17 +355,21 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
         );
         match created {
             Ok(id) => Ok(id),
-            // The last word: a run that may have created an execution never
-            // leaves without looking for it.
-            Err((failure, gave_up)) => {
-                if unsure {
-                    match ours(api, storage) {
-                        Ok(id) => return Ok(id),
-                        Err(why) => unclear = why.or(unclear),
+            // The last word, retried like any call: a run that may have
+            // created an execution never leaves without looking for it.
+            Err((failure, gave_up)) if unsure => {
+                match retrier.run(&mut **timer, || ours(api, storage), api::classify) {
+                    Ok(Ok(id)) => return Ok(id),
+                    Ok(Err(why)) => unclear = why.or(unclear),
+                    Err((lookup, _)) => {
+                        unclear = Some(unclear.unwrap_or_else(|| format!("its latest execution could not be read ({lookup})")))
                     }
                 }
-                Err((with_gave_up(failure, gave_up), unsure.then_some(unclear).flatten()))
+                Err((with_gave_up(failure, gave_up), unclear))
             }
+            Err((failure, gave_up)) => Err((with_gave_up(failure, gave_up), None)),
+        }
+    }
         }
     }
 
@@ -427,9 +452,15 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
 
     /// The API's view of an execution's state, for answers that left it unclear.
     fn execution_state(&mut self, source_id: &str, execution_id: &str) -> Option<String> {
+        self.execution_status(source_id, execution_id).map(|(state, _)| state)
+    }
+
+    /// An execution's state and the failure reason the API shows for it.
+    fn execution_status(&mut self, source_id: &str, execution_id: &str) -> Option<(String, Option<String>)> {
         let path = api::execution_path(source_id, execution_id, "/status");
         let response = self.send(Method::Get, &path, None).ok()?;
-        api::execution_state(&response.body)
+        let state = api::execution_state(&response.body)?;
+        Some((state, api::failure_reason(&response.body)))
     }
 }
 
@@ -472,9 +503,27 @@ pub fn run_import(
         storage,
         retrier: Retrier::new(policy, retry::seed_from(trigger.occurrence_id)),
     };
+    if let Ok(settings) = &settings {
+        io.retrier.reserve(settings.run.margin_ms);
+    }
+    let now_ms = io.timer.now_ms();
+    io.retrier.started(now_ms);
     let source_id = trigger.import_source_id;
 
     let earlier = earlier_delivery(&mut io, trigger);
+    let earlier = match earlier {
+        // A failure the last invocation had no time to report: report it
+        // now, before anything else.
+        Earlier::Failing(mut record, reason) => {
+            io.retrier.resume(&record.budget);
+            return failed(&mut io, trigger, &mut record, &reason);
+        }
+        Earlier::Ingesting(record) => {
+            io.retrier.resume(&record.budget);
+            Earlier::Ingesting(record)
+        }
+        earlier => earlier,
+    };
     let fresh = matches!(earlier, Earlier::None | Earlier::Intent(_));
     // The cloud dialect's mapping must be in place before an execution
     // starts, and tells how chunks are shaped.
@@ -487,7 +536,7 @@ pub fn run_import(
                     let Earlier::Ingesting(mut record) = earlier else {
                         unreachable!()
                     };
-                    return Err(failed(&mut io, trigger, &mut record, &reason));
+                    return failed(&mut io, trigger, &mut record, &reason);
                 }
             }
         }
@@ -526,6 +575,7 @@ pub fn run_import(
                 objects: 0,
                 reason: None,
                 checkpoint: None,
+                budget: RunBudget::default(),
                 chunk_limits: settings.as_ref().ok().map(|s| RunChunkLimits {
                     max_objects: s.chunk.max_objects,
                     max_bytes: s.chunk.max_bytes,
@@ -536,6 +586,7 @@ pub fn run_import(
         }
         Earlier::Ended(result) => return result,
         Earlier::Ingesting(record) => (record, true),
+        Earlier::Failing(..) => unreachable!("reported above"),
     };
     go_on(&mut io, trigger, settings, record, envelope)
 }
@@ -562,20 +613,21 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         }
         Err(e) => {
             let mut record = record;
-            return Err(failed(io, trigger, &mut record, &e.to_string()));
+            return failed(io, trigger, &mut record, &e.to_string());
         }
     };
     match ingest(io, source_id, &mut run) {
-        Err(reason) => Err(failed(io, trigger, &mut run.record, &reason)),
-        Ok(Ingested::Paused) => Ok(Outcome::Paused(PausedRun {
-            execution_id: run.record.execution_id,
-            chunks_sent: run.record.chunks,
-            objects_sent: run.record.objects,
-            retries: io.retrier.retries(),
-        })),
+        // A wait did not fit in the time left: what the record holds is the
+        // last checkpoint; the next invocation goes on from there.
+        Err(_) if io.retrier.out_of_time() => Ok(pause(io, trigger, &mut run.record)),
+        Err(reason) => failed(io, trigger, &mut run.record, &reason),
+        Ok(Ingested::Paused) => {
+            // Everything read was sent: the checkpoint is exact.
+            run.record.checkpoint = Some(run.checkpoint());
+            Ok(pause(io, trigger, &mut run.record))
+        }
         Ok(Ingested::Done) => {
-            let mut record = run.record;
-            let execution_id = record.execution_id.clone();
+            let execution_id = run.record.execution_id.clone();
             // The seed closes with history/completed, the cloud dialect
             // with `{"completed": true}` on the data endpoint.
             let closed = match run.settings.dialect {
@@ -596,6 +648,13 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
                     io.execution_state(source_id, &execution_id).as_deref(),
                     Some("DONE" | "PROCESSING")
                 );
+                if !done && io.retrier.out_of_time() {
+                    // Every page read and every object accepted: the next
+                    // invocation has only completion left to signal.
+                    run.record.checkpoint = Some(run.checkpoint());
+                    return Ok(pause(io, trigger, &mut run.record));
+                }
+                let record = &run.record;
                 if !done {
                     return Err(RunError::ImportFailed(FailedRun {
                         execution_id,
@@ -606,8 +665,11 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
                     }));
                 }
             }
+            let mut record = run.record;
             record.state = RecordState::Completed;
             record.checkpoint = None;
+            io.retrier.spend(&mut record.budget);
+            record.budget.cursors = Default::default();
             io.remember(trigger.occurrence_id, &record);
             Ok(Outcome::Completed(RunReport {
                 execution_id,
@@ -621,12 +683,15 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
 }
 
 /// Reports `reason` against the record's execution and records the failure.
+/// When the report does not fit in the invocation's time left, the failure
+/// is kept in the record for the next invocation to report, and the run
+/// pauses.
 fn failed<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     io: &mut Io<'_, A, S, T, K>,
     trigger: Trigger<'_>,
     record: &mut OccurrenceRecord,
     reason: &str,
-) -> RunError {
+) -> Result<Outcome, RunError> {
     let failed = fail(
         io,
         trigger.import_source_id,
@@ -635,11 +700,34 @@ fn failed<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         record.chunks,
         record.objects,
     );
+    if !failed.reported && io.retrier.out_of_time() {
+        record.reason = Some(cut_reason(reason));
+        return Ok(pause(io, trigger, record));
+    }
     record.state = RecordState::Failed;
     record.reason = Some(failed.reason.clone());
     record.checkpoint = None;
+    io.retrier.spend(&mut record.budget);
+    record.budget.cursors = Default::default();
     io.remember(trigger.occurrence_id, record);
-    RunError::ImportFailed(failed)
+    Err(RunError::ImportFailed(failed))
+}
+
+/// Stores what the run has spent with the record as it is (its checkpoint
+/// is the last one stored) and returns the pause.
+fn pause<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
+    io: &mut Io<'_, A, S, T, K>,
+    trigger: Trigger<'_>,
+    record: &mut OccurrenceRecord,
+) -> Outcome {
+    io.retrier.spend(&mut record.budget);
+    io.remember(trigger.occurrence_id, record);
+    Outcome::Paused(PausedRun {
+        execution_id: record.execution_id.clone(),
+        chunks_sent: record.chunks,
+        objects_sent: record.objects,
+        retries: io.retrier.retries(),
+    })
 }
 
 /// What app storage says of an earlier delivery of this occurrence.
@@ -653,6 +741,9 @@ enum Earlier {
     Ended(Result<Outcome, RunError>),
     /// Its execution is still ingesting: go on from its checkpoint.
     Ingesting(OccurrenceRecord),
+    /// Its execution is still ingesting and it decided to fail it, but ran
+    /// out of time to report why: report this reason.
+    Failing(OccurrenceRecord, String),
 }
 
 fn earlier_delivery<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
@@ -673,14 +764,37 @@ fn earlier_delivery<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
             )))))
         }
     };
+    // The reason the API shows, for a run that ended without the app
+    // recording how (the platform stopped it, or failed it for it).
+    let mut shown_reason = None;
     let state = match record.state {
-        RecordState::Started => match io
-            .execution_state(trigger.import_source_id, &record.execution_id)
-            .as_deref()
-        {
-            Some("DONE" | "PROCESSING") => RecordState::Completed,
-            Some("FAILED" | "CANCELLED") => RecordState::Failed,
-            Some("INGESTING") => return Earlier::Ingesting(record),
+        RecordState::Started => match io.execution_status(trigger.import_source_id, &record.execution_id) {
+            Some((state, _)) if matches!(state.as_str(), "DONE" | "PROCESSING") => RecordState::Completed,
+            Some((state, reason)) if matches!(state.as_str(), "FAILED" | "CANCELLED") => {
+                shown_reason = Some(reason.unwrap_or_else(|| {
+                    format!(
+                        "Execution {} of occurrence {} ended {state} in an earlier delivery, and the Assets API gives no reason; see the import history",
+                        record.execution_id, trigger.occurrence_id
+                    )
+                }));
+                RecordState::Failed
+            }
+            Some((state, _)) if state == "INGESTING" => {
+                return match record.reason.clone() {
+                    Some(reason) => Earlier::Failing(record, reason),
+                    None => Earlier::Ingesting(record),
+                }
+            }
+            // The state could not be read in the time left: the next
+            // invocation asks again; nothing was written meanwhile.
+            None if io.retrier.out_of_time() => {
+                return Earlier::Ended(Ok(Outcome::Paused(PausedRun {
+                    execution_id: record.execution_id,
+                    chunks_sent: record.chunks,
+                    objects_sent: record.objects,
+                    retries: io.retrier.retries(),
+                })))
+            }
             other => {
                 // Neither resumed nor failed: without the execution's state
                 // this delivery cannot tell which is right.
@@ -689,7 +803,7 @@ fn earlier_delivery<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
                         "Occurrence {} is being handled by execution {}, whose state could not be read ({}); this delivery left it as it is",
                         trigger.occurrence_id,
                         record.execution_id,
-                        other.unwrap_or("no answer")
+                        other.as_ref().map_or("no answer", |(state, _)| state.as_str())
                     )),
                     execution_id: record.execution_id,
                     reported: false,
@@ -710,9 +824,11 @@ fn earlier_delivery<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         })),
         _ => Err(RunError::ImportFailed(FailedRun {
             execution_id: record.execution_id,
-            reason: record
-                .reason
-                .unwrap_or_else(|| "the earlier delivery of this occurrence failed".into()),
+            reason: cut_reason(
+                &shown_reason
+                    .or(record.reason)
+                    .unwrap_or_else(|| "the earlier delivery of this occurrence failed".into()),
+            ),
             reported: true,
             chunks_sent: record.chunks,
             objects_sent: record.objects,
@@ -750,6 +866,11 @@ struct Run<'o> {
     /// sent any chunk number, past its last checkpoint too, so the API may
     /// already hold a chunk this run sends.
     continued: bool,
+    /// Chunks the checkpoint had open, per type, that no object has
+    /// reopened yet. Each may have been sent without an answer, so its
+    /// number stays reserved in every checkpoint until it is reopened: its
+    /// objects sent under a new number would be stored twice.
+    reserved: Vec<(String, u64)>,
 }
 
 impl<'o> Run<'o> {
@@ -774,13 +895,16 @@ impl<'o> Run<'o> {
                 next: Some((1, None)),
                 pages: 0,
                 continued,
+                reserved: Vec::new(),
             };
         };
-        let reopen = checkpoint
+        let reserved: Vec<(String, u64)> = checkpoint
             .types
             .iter()
-            .filter_map(|t| Some((t.object_type_id.clone(), t.open_chunk?)));
-        let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reopen).with_envelope(envelope);
+            .filter_map(|t| Some((t.object_type_id.clone(), t.open_chunk?)))
+            .collect();
+        let chunker = Chunker::resume(settings.chunk, prefix, checkpoint.opened, reserved.iter().cloned())
+            .with_envelope(envelope);
         let (skip_before, next, expect) = match checkpoint.resume {
             Some(at) => ((at.page, at.index), Some((at.page, at.cursor)), at.expect),
             None => ((u64::MAX, 0), None, None),
@@ -801,6 +925,7 @@ impl<'o> Run<'o> {
             pages: checkpoint.pages,
             continued,
             record,
+            reserved,
         }
     }
 
@@ -874,7 +999,11 @@ impl<'o> Run<'o> {
         };
         if let Some(at) = &resume {
             while self.cursors.front().is_some_and(|(n, _)| *n < at.page) {
-                self.cursors.pop_front();
+                // Read before the resume point, so never read again by this
+                // run unless its source goes round in a circle.
+                if let Some((_, Some(cursor))) = self.cursors.pop_front() {
+                    self.record.budget.cursors.insert(&cursor);
+                }
             }
         }
         let open: Vec<(String, u64)> = self
@@ -890,7 +1019,11 @@ impl<'o> Run<'o> {
                 .map(|(t, through)| TypeMark {
                     object_type_id: t.clone(),
                     sent_through: *through,
-                    open_chunk: open.iter().find(|(o, _)| o == t).map(|(_, id)| *id),
+                    open_chunk: open
+                        .iter()
+                        .chain(&self.reserved)
+                        .find(|(o, _)| o == t)
+                        .map(|(_, id)| *id),
                 })
                 .chain(
                     // Types with an open chunk but nothing accepted yet.
@@ -917,12 +1050,26 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     source_id: &str,
     run: &mut Run<'_>,
 ) -> Result<Ingested, String> {
+    // Cursors read in this delivery; those read before its checkpoint by
+    // earlier deliveries are in the record's budget.
     let mut seen: HashSet<String> = HashSet::new();
     let mut read_here = 0u64;
     while let Some((number, cursor)) = run.next.clone() {
-        if read_here > 0 && io.timer.time_left_ms() < run.settings.run.margin_ms {
+        // The next page may take as long as the slowest so far; the first
+        // page of an invocation is always read, so every invocation moves on.
+        let needed = run
+            .settings
+            .run
+            .margin_ms
+            .saturating_add(run.record.budget.slowest_page_ms);
+        if read_here > 0 && io.timer.time_left_ms() < needed {
             // Out of time soon: send what is open, so the checkpoint is the
-            // next page, and let the platform call again.
+            // next page, and let the platform call again. The margin was
+            // kept for this, so retry waits may now use it (up to the
+            // deadline, never past): a chunk cut short here and left
+            // unanswered would be rebuilt fuller under the same id by the
+            // next invocation.
+            io.retrier.reserve(0);
             flush(io, source_id, run)?;
             return Ok(Ingested::Paused);
         }
@@ -935,9 +1082,17 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         if let Some(c) = &cursor {
             seen.insert(c.clone());
         }
+        let (started, waited) = (io.timer.now_ms(), io.retrier.waited_ms());
         let page = io
             .next_page(cursor.as_deref())
             .map_err(|e| format!("{e} while reading page {number}"))?;
+        let took = io
+            .timer
+            .now_ms()
+            .saturating_sub(started)
+            .saturating_sub(io.retrier.waited_ms() - waited);
+        let slowest = &mut run.record.budget.slowest_page_ms;
+        *slowest = (*slowest).max(took);
         run.pages += 1;
         read_here += 1;
         run.cursors.push_back((number, cursor));
@@ -954,6 +1109,10 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
                     .chunker
                     .push(&batch.object_type_id, object, mark)
                     .map_err(|e| e.to_string())?;
+                // The first object of a type reopens its reserved chunk.
+                if !run.reserved.is_empty() {
+                    run.reserved.retain(|(t, _)| *t != batch.object_type_id);
+                }
                 if !run.sent_through.iter().any(|(t, _)| *t == batch.object_type_id) {
                     run.sent_through.push((batch.object_type_id.clone(), None));
                 }
@@ -964,7 +1123,7 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         }
         run.next = match page.next_cursor {
             None => None,
-            Some(next) if seen.contains(&next) => {
+            Some(next) if seen.contains(&next) || run.record.budget.cursors.contains(&next) => {
                 let shown: String = next.chars().take(200).collect();
                 return Err(format!(
                     "Data source returned cursor {shown:?} after page {number}, but that page was already read in this run; stopped to avoid an endless import"
@@ -1022,7 +1181,15 @@ fn submit<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     let mut renumbered = 0;
     let answer = loop {
         let retries_before = io.retrier.retries();
-        match io.send(Method::Post, &path, Some(&chunk.body)) {
+        // An accepted chunk is itself the next checkpoint, so its retry
+        // waits may use the margin (up to the deadline, never past).
+        // Pausing instead would leave a chunk that may have been stored
+        // unanswered, for the next invocation to send again.
+        let reserve = io.retrier.reserve_ms();
+        io.retrier.reserve(0);
+        let sent = io.send(Method::Post, &path, Some(&chunk.body));
+        io.retrier.reserve(reserve);
+        match sent {
             Err(failure) if api::is_chunk_conflict(&failure) && renumbered < MAX_RENUMBERS => {
                 renumbered += 1;
                 chunk = run.chunker.renumber(chunk).map_err(|e| e.to_string())?;
@@ -1059,6 +1226,7 @@ fn submit<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         *through = Some(chunk.last);
     }
     run.record.checkpoint = Some(run.checkpoint());
+    io.retrier.spend(&mut run.record.budget);
     io.remember(run.occurrence_id, &run.record);
     if run.settings.dialect == Dialect::Cloud {
         // Progress is for people watching; one attempt, and a lost report

@@ -4,7 +4,16 @@
 //! Waits go through the platform's [`Timer`], never a busy loop, so a
 //! virtual clock makes simulated retries instant. Jitter comes from a small
 //! generator seeded by the occurrence, so a run's waits are reproducible.
+//!
+//! Every wait stays inside the invocation's deadline: one that would end
+//! later than the time left less the reserve (`time-limit-margin-ms`) is not
+//! slept. The retrier then says it ran out of time ([`Retrier::out_of_time`])
+//! and the run pauses at its last checkpoint, to go on in the next
+//! invocation: a wait longer than the invocation is a pause, not a failure.
+//! The waiting budget is the run's: a retrier resumed with what earlier
+//! deliveries spent ([`Retrier::resume`]) counts it too.
 
+use crate::budget::RunBudget;
 use crate::settings::RetryPolicy;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -37,8 +46,20 @@ pub enum Verdict {
 pub struct Retrier {
     policy: RetryPolicy,
     rng: u64,
+    /// Waited by earlier deliveries of the run.
+    earlier_waited_ms: u64,
+    /// Retries made by earlier deliveries of the run.
+    earlier_retries: u32,
+    /// Waited in this delivery.
     waited_ms: u64,
+    /// Retries in this delivery.
     retries: u32,
+    /// How long before the invocation's deadline every wait must end.
+    reserve_ms: u64,
+    /// When the invocation began, by the timer's clock.
+    started_ms: Option<u64>,
+    /// Set once a wait did not fit in the time left.
+    out_of_time: bool,
 }
 
 /// Why retrying stopped.
@@ -56,21 +77,74 @@ impl Retrier {
         Retrier {
             policy,
             rng: seed | 1,
+            earlier_waited_ms: 0,
+            earlier_retries: 0,
             waited_ms: 0,
             retries: 0,
+            reserve_ms: 0,
+            started_ms: None,
+            out_of_time: false,
         }
     }
 
-    /// Retries made so far in this run.
+    /// Counts what earlier deliveries of the run spent waiting against the
+    /// run's budget (`retry-max-total-ms`), and their retries in the run's.
+    pub fn resume(&mut self, budget: &RunBudget) {
+        self.earlier_waited_ms = budget.waited_ms;
+        self.earlier_retries = budget.retries;
+    }
+
+    /// Writes what the run has spent so far, this delivery included, into
+    /// `budget`.
+    pub fn spend(&self, budget: &mut RunBudget) {
+        budget.waited_ms = self.waited_ms();
+        budget.retries = self.earlier_retries.saturating_add(self.retries);
+    }
+
+    /// Every wait must end at least `reserve_ms` before the invocation's
+    /// deadline (the run's `time-limit-margin-ms`, the time it keeps to
+    /// stop at a checkpoint).
+    pub fn reserve(&mut self, reserve_ms: u64) {
+        self.reserve_ms = reserve_ms;
+    }
+
+    /// Notes when the invocation began (`now_ms` by the timer), so that a
+    /// wait which would not fit even in a fresh invocation (time left plus
+    /// time since the start) is not a pause, since the next would pause
+    /// again, but a failure that names the settings to change.
+    pub fn started(&mut self, now_ms: u64) {
+        self.started_ms = Some(now_ms);
+    }
+
+    /// The current reserve, in milliseconds.
+    pub fn reserve_ms(&self) -> u64 {
+        self.reserve_ms
+    }
+
+    /// Retries made in this delivery.
     pub fn retries(&self) -> u32 {
         self.retries
     }
 
+    /// Milliseconds waited between retries over the whole run, earlier
+    /// deliveries included.
+    pub fn waited_ms(&self) -> u64 {
+        self.earlier_waited_ms.saturating_add(self.waited_ms)
+    }
+
+    /// True once a wait did not fit in the invocation's time left: the
+    /// failure that follows is the deadline's, and the run should pause at
+    /// its last checkpoint rather than fail.
+    pub fn out_of_time(&self) -> bool {
+        self.out_of_time
+    }
+
     /// Runs `attempt` until it succeeds, `classify` calls its error fatal,
-    /// or the attempt or time budget runs out. `classify` gets the clock
-    /// read just after the failed attempt, to turn an HTTP-date
-    /// `Retry-After` into a wait. The error returned is the last one, with
-    /// how retrying ended.
+    /// the attempt or time budget runs out, or the next wait would not end
+    /// [`Retrier::reserve`] before the invocation's deadline (then
+    /// [`Retrier::out_of_time`] is set). `classify` gets the clock read just
+    /// after the failed attempt, to turn an HTTP-date `Retry-After` into a
+    /// wait. The error returned is the last one, with how retrying ended.
     pub fn run<T, E>(
         &mut self,
         timer: &mut impl Timer,
@@ -94,12 +168,38 @@ impl Retrier {
                 Verdict::After(ms) => ms,
                 Verdict::Backoff => self.backoff(attempts),
             };
-            let left = self.policy.max_total_ms.saturating_sub(self.waited_ms);
+            let left = self.policy.max_total_ms.saturating_sub(self.waited_ms());
             if wait > left {
                 let why = format!(
-                    "gave up after {attempts} attempts: the next wait of {} would pass the run's retry budget of {} (retry-max-total-ms)",
+                    "gave up after {attempts} attempts: the next wait of {} would pass the run's retry budget of {} (retry-max-total-ms), {} of it already spent",
                     human_ms(wait),
-                    human_ms(self.policy.max_total_ms)
+                    human_ms(self.policy.max_total_ms),
+                    human_ms(self.waited_ms())
+                );
+                return Err((error, Some(GaveUp { attempts, why })));
+            }
+            // A wait past the deadline would have the platform stop the
+            // invocation mid-call; stopping here keeps the checkpoint whole.
+            let time_left = timer.time_left_ms();
+            let invocation_ms = self.started_ms.map_or(u64::MAX, |started| {
+                time_left.saturating_add(now.saturating_sub(started))
+            });
+            if wait.saturating_add(self.reserve_ms) > invocation_ms {
+                let why = format!(
+                    "gave up after {attempts} attempts: the next wait of {} would not fit in any invocation, which has {} and keeps {} of it to stop in (time-limit-margin-ms); lower time-limit-margin-ms, or retry-base-delay-ms when the wait is a backoff",
+                    human_ms(wait),
+                    human_ms(invocation_ms),
+                    human_ms(self.reserve_ms)
+                );
+                return Err((error, Some(GaveUp { attempts, why })));
+            }
+            if wait.saturating_add(self.reserve_ms) > time_left {
+                self.out_of_time = true;
+                let why = format!(
+                    "stopped after {attempts} attempts: the next wait of {} would end within {} of the invocation's time limit (time-limit-margin-ms), {} being left; the run goes on from its checkpoint in the next invocation",
+                    human_ms(wait),
+                    human_ms(self.reserve_ms),
+                    human_ms(time_left)
                 );
                 return Err((error, Some(GaveUp { attempts, why })));
             }
@@ -157,6 +257,8 @@ mod tests {
     struct FakeTimer {
         now: u64,
         sleeps: Vec<u64>,
+        /// The invocation's deadline on this clock, if any.
+        deadline: Option<u64>,
     }
     impl Timer for FakeTimer {
         fn now_ms(&mut self) -> u64 {
@@ -165,6 +267,9 @@ mod tests {
         fn sleep_ms(&mut self, ms: u64) {
             self.now += ms;
             self.sleeps.push(ms);
+        }
+        fn time_left_ms(&mut self) -> u64 {
+            self.deadline.map_or(u64::MAX, |d| d.saturating_sub(self.now))
         }
     }
 
@@ -283,5 +388,91 @@ mod tests {
         );
         assert!(result.is_err());
         assert_eq!(timer.sleeps, vec![30_000, 0], "the second wait ends at the same date");
+    }
+
+    #[test]
+    fn a_wait_that_would_end_inside_the_reserve_is_not_slept() {
+        // 10 s left, 4 s kept in reserve: a Retry-After of 7 s would end
+        // past the 6 s the run may still wait.
+        let mut timer = FakeTimer {
+            deadline: Some(10_000),
+            ..FakeTimer::default()
+        };
+        let mut retrier = Retrier::new(policy(5, 120_000), 1);
+        retrier.reserve(4_000);
+        let result: Result<(), _> = retrier.run(&mut timer, || Err("429"), |_, _| Verdict::After(7_000));
+        let (_, gave_up) = result.unwrap_err();
+        assert!(timer.sleeps.is_empty(), "slept {:?}", timer.sleeps);
+        assert!(retrier.out_of_time());
+        let why = gave_up.unwrap().why;
+        assert!(
+            why.contains("time-limit-margin-ms") && why.contains("next invocation"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_wait_that_fits_before_the_reserve_is_slept() {
+        let mut timer = FakeTimer {
+            deadline: Some(10_000),
+            ..FakeTimer::default()
+        };
+        let mut retrier = Retrier::new(policy(5, 120_000), 1);
+        retrier.reserve(4_000);
+        let mut calls = 0;
+        let result = retrier.run(
+            &mut timer,
+            || {
+                calls += 1;
+                if calls == 1 {
+                    Err("429")
+                } else {
+                    Ok(())
+                }
+            },
+            |_, _| Verdict::After(6_000),
+        );
+        assert!(result.is_ok());
+        assert_eq!(timer.sleeps, vec![6_000]);
+        assert!(!retrier.out_of_time());
+    }
+
+    #[test]
+    fn the_waiting_budget_is_the_runs_not_the_deliverys() {
+        // Earlier deliveries waited 4.5 s of a 5 s budget: a 1 s wait is one too many.
+        let mut timer = FakeTimer::default();
+        let mut retrier = Retrier::new(policy(10, 5_000), 1);
+        retrier.resume(&RunBudget {
+            waited_ms: 4_500,
+            ..RunBudget::default()
+        });
+        let result: Result<(), _> = retrier.run(&mut timer, || Err("503"), |_, _| Verdict::After(1_000));
+        let (_, gave_up) = result.unwrap_err();
+        assert!(timer.sleeps.is_empty(), "slept {:?}", timer.sleeps);
+        assert!(gave_up.unwrap().why.contains("retry budget"));
+        assert_eq!(retrier.waited_ms(), 4_500);
+        assert!(!retrier.out_of_time(), "a spent budget is a failure, not a pause");
+    }
+
+    #[test]
+    fn a_wait_that_no_invocation_could_hold_fails_instead_of_pausing_forever() {
+        // 20 s invocations keeping 19 s to stop in: a 2 s Retry-After never
+        // fits, so pausing for it would only pause again.
+        let mut timer = FakeTimer {
+            deadline: Some(20_000),
+            ..FakeTimer::default()
+        };
+        let mut retrier = Retrier::new(policy(5, 120_000), 1);
+        retrier.reserve(19_000);
+        retrier.started(0);
+        let result: Result<(), _> = retrier.run(&mut timer, || Err("429"), |_, _| Verdict::After(2_000));
+        let (_, gave_up) = result.unwrap_err();
+        assert!(timer.sleeps.is_empty());
+        assert!(!retrier.out_of_time(), "not a pause");
+        let why = gave_up.unwrap().why;
+        assert!(
+            why.contains("would not fit in any invocation") && why.contains("lower time-limit-margin-ms"),
+            "{why}"
+        );
     }
 }

@@ -88,8 +88,9 @@ fn two_million_objects_under_a_55_second_limit_complete_as_one_execution_across_
     assert_eq!(outcome.objects, objects);
     assert!(outcome.left_by_app.is_none());
     let invocations = one_execution_with_every_object_once(&assets, &source_id, objects);
-    // 45 s of each 55 (a 10 s margin) reads 23 pages: 2,000 in 87.
-    assert!((85..=90).contains(&invocations), "{invocations} invocations");
+    // 45 s of each 55 (a 10 s margin) reads 22 pages, since a 23rd would
+    // end inside the margin: 2,000 in 91.
+    assert!((88..=93).contains(&invocations), "{invocations} invocations");
     assert_eq!(invocations, outcome.invocations);
 }
 

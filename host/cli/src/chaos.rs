@@ -8,9 +8,10 @@
 //! characters; no occurrence produced two executions, even when the platform
 //! delivers it again; no execution exists that no run reported (an orphan,
 //! as a careless retry of a lost create-execution answer makes). Apps run
-//! with a 20 s time limit and pause when 19 s are left, so every run that
-//! meets a fault's simulated wait goes on across invocations from its
-//! checkpoint. Checked data is then freed, so the host's memory should stay flat;
+//! with a 20 s time limit and keep 16 s of it to stop in, and their source
+//! takes up to 1.5 s (simulated) a page, so runs that read a few pages or
+//! meet a few seconds of a fault's simulated waits go on across invocations
+//! from their checkpoint. Checked data is then freed, so the host's memory should stay flat;
 //! resident memory is sampled early and at the end to show it.
 
 use assets_platform::assets::InProcessAssets;
@@ -18,7 +19,7 @@ use assets_platform::assets::{AssetsService, SourceType};
 use assets_platform::clock::VirtualClock;
 use assets_platform::faults::{FaultPlan, FaultyAssets, FaultySource};
 use assets_platform::scheduler::{FiringStatus, Scheduler};
-use assets_platform::source::SyntheticSource;
+use assets_platform::source::{SlowSource, SyntheticSource};
 use assets_platform::trigger::{self, App, RunStatus};
 use assets_runtime::bindings::import_callback::TriggerEvent;
 use assets_runtime::{Limits, Runtime};
@@ -54,11 +55,12 @@ pub const DEFAULT_PLAN: &str = r#"{
 }"#;
 
 /// Each app's time limit in the chaos run, and the margin at which it
-/// pauses: with 19 s of 20 left, any simulated wait of a second or more
-/// (latency faults, retry backoff) makes the app stop at a checkpoint and
-/// the platform invoke it again.
+/// pauses: with 16 s of 20 kept to stop in, simulated waits of a few
+/// seconds in all (latency faults, retry backoff, `Retry-After`) make the
+/// app stop at a checkpoint and the platform invoke it again, while the
+/// longest single wait (2 s) still fits in an invocation.
 const TIME_LIMIT_S: u64 = 20;
-const MARGIN_MS: &str = "19000";
+const MARGIN_MS: &str = "16000";
 
 /// `assets-host chaos`.
 #[derive(Debug, Args)]
@@ -127,6 +129,24 @@ pub struct ChaosReport {
     pub rss_early_kib: u64,
     /// Resident memory at the end, KiB.
     pub rss_end_kib: u64,
+    /// The seed the run was made with, to make it again.
+    pub seed: u64,
+    /// What broke, one line per broken invariant (the first
+    /// [`MAX_BROKEN_SHOWN`]): which app and occurrence, and the reason the
+    /// run ended with.
+    pub broken: Vec<String>,
+}
+
+/// Broken invariants described in [`ChaosReport::broken`]; the counts hold
+/// them all.
+pub const MAX_BROKEN_SHOWN: usize = 20;
+
+impl ChaosReport {
+    fn broke(&mut self, what: String) {
+        if self.broken.len() < MAX_BROKEN_SHOWN {
+            self.broken.push(what);
+        }
+    }
 }
 
 impl ChaosReport {
@@ -164,7 +184,14 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
             object_types: (0..rng.usize(1..4)).map(|t| format!("type-{t}")).collect(),
             ..SyntheticSource::default()
         };
-        let source = FaultySource::new(Arc::new(synthetic.clone()), u64::from(synthetic.page_size), &plan, i);
+        // A third-party API that takes its time: pages of up to 1.5 s
+        // (simulated) make runs pause before a page they have no time for.
+        let slow = SlowSource {
+            inner: Arc::new(synthetic.clone()),
+            clock: clock.clone(),
+            latency: std::time::Duration::from_millis(rng.u64(0..1500)),
+        };
+        let source = FaultySource::new(Arc::new(slow), u64::from(synthetic.page_size), &plan, i);
         let backend = FaultyAssets::new(Arc::new(InProcessAssets::new(assets.clone())), &plan, i, clock.clone());
         let config = BTreeMap::from([
             ("chunk-max-objects".to_owned(), "100".to_owned()),
@@ -191,7 +218,10 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
         apps.insert(source_id, (app, synthetic));
     }
 
-    let mut report = ChaosReport::default();
+    let mut report = ChaosReport {
+        seed,
+        ..ChaosReport::default()
+    };
     let mut executions_of: HashMap<String, HashSet<String>> = HashMap::new();
     while report.runs < runs {
         let Some(due) = scheduler.next_due() else { break };
@@ -214,8 +244,15 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
             if firing.invocations > 1 {
                 report.resumed += 1;
             }
-            if firing.left_by_app.is_some() {
+            if let Some(left) = &firing.left_by_app {
                 report.stuck += 1;
+                report.broke(format!(
+                    "stuck: {} left execution {left} of occurrence {} ingesting after {} invocations; the run ended: {}",
+                    app.name,
+                    firing.occurrence_id,
+                    firing.invocations,
+                    firing.reason.as_deref().unwrap_or("(no reason)")
+                ));
             }
             if let Some(id) = &firing.execution_id {
                 executions_of
@@ -228,14 +265,28 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
                     check_objects(&assets, firing.execution_id.as_deref().unwrap_or_default(), synthetic);
                 report.lost += lost;
                 report.duplicated += duplicated;
+                if lost + duplicated > 0 {
+                    report.broke(format!(
+                        "{} completed occurrence {} with {lost} objects lost and {duplicated} received twice",
+                        app.name, firing.occurrence_id
+                    ));
+                }
             }
             if let Some(reason) = &firing.reason {
                 let chars = reason.chars().count();
                 if chars == 0 || chars > 1024 {
                     report.bad_reasons += 1;
+                    report.broke(format!(
+                        "{} ended occurrence {} with a reason of {chars} characters",
+                        app.name, firing.occurrence_id
+                    ));
                 }
             } else if firing.status != FiringStatus::Completed {
                 report.bad_reasons += 1;
+                report.broke(format!(
+                    "{} ended occurrence {} {:?} without a reason",
+                    app.name, firing.occurrence_id, firing.status
+                ));
             }
 
             // The platform may deliver an occurrence again.
@@ -254,8 +305,14 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
                 if again.replayed {
                     report.replayed += 1;
                 }
-                if again.left_by_app.is_some() {
+                if let Some(left) = &again.left_by_app {
                     report.stuck += 1;
+                    report.broke(format!(
+                        "stuck: {} left execution {left} ingesting when occurrence {} was delivered again; it answered: {}",
+                        app.name,
+                        firing.occurrence_id,
+                        again.failure_reason.as_deref().unwrap_or("(no reason)")
+                    ));
                 }
                 if let (Some(id), RunStatus::Completed | RunStatus::Failed) = (&again.execution_id, again.status) {
                     executions_of
@@ -265,8 +322,13 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
                 }
                 report.retries += u64::from(again.retries);
             }
-            if assets.state().ingesting(&firing.import_source_id).is_some() {
+            let still = assets.state().ingesting(&firing.import_source_id).map(|e| e.id.clone());
+            if let Some(still) = still {
                 report.stuck += 1;
+                report.broke(format!(
+                    "stuck: execution {still} of {} still ingesting after occurrence {} was handled",
+                    app.name, firing.occurrence_id
+                ));
             }
             if let Some(id) = &firing.execution_id {
                 assets.state().forget_objects(id);
@@ -276,15 +338,25 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
             }
         }
     }
-    report.double_executions = executions_of.values().filter(|ids| ids.len() > 1).count();
+    let doubles: Vec<String> = executions_of
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(occurrence, ids)| format!("occurrence {occurrence} made {} executions", ids.len()))
+        .collect();
+    report.double_executions = doubles.len();
+    doubles.into_iter().for_each(|d| report.broke(d));
     let reported: HashSet<&String> = executions_of.values().flatten().collect();
-    report.orphaned = assets
+    let orphans: Vec<String> = assets
         .state()
         .all_history()
         .iter()
-        .filter_map(|line| line.execution_id.as_ref())
+        .filter_map(|line| line.execution_id.clone())
         .filter(|id| !reported.contains(id))
-        .count();
+        .collect();
+    report.orphaned = orphans.len();
+    orphans
+        .into_iter()
+        .for_each(|id| report.broke(format!("execution {id} is an orphan: no run reported it")));
     report.rss_end_kib = resident_kib();
     Ok(report)
 }
@@ -343,6 +415,12 @@ pub fn run_cli(args: ChaosArgs) -> anyhow::Result<()> {
             }
         );
     }
-    anyhow::ensure!(report.clean(), "chaos run broke an invariant");
+    anyhow::ensure!(
+        report.clean(),
+        "chaos run broke an invariant (seed {}; again with `assets-host chaos --seed {} --runs {}`)",
+        args.seed,
+        args.seed,
+        args.runs
+    );
     Ok(())
 }

@@ -91,7 +91,9 @@ pub struct TriggerArgs {
     #[arg(long, value_name = "K")]
     pub fail_after_page: Option<u32>,
     /// Each source page takes this long, on the platform's clock (a slow
-    /// third-party API).
+    /// third-party API): real time, or simulated with `--virtual-clock`.
+    /// A page read is not cut short at the time limit, so an app must not
+    /// start one it has no time to finish.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub page_latency_ms: u64,
     /// The app's time limit per invocation, in seconds. An import that needs

@@ -129,7 +129,11 @@ impl DataSourceProvider for SyntheticSource {
 
 /// A source that spends `latency` of the platform's clock on every page, as
 /// a slow third-party API does: on a virtual clock the wait is simulated
-/// time, so a long import's time limits can be tried in seconds.
+/// time, so a long import's time limits can be tried in seconds; on the
+/// [`SystemClock`](crate::clock::SystemClock) it is real time, and like a
+/// server that ignores the caller's deadline, a read is not cut short when
+/// the invocation's time runs out (the guest must not start a page it has
+/// no time to finish).
 pub struct SlowSource {
     /// The pages.
     pub inner: std::sync::Arc<dyn DataSourceProvider>,
