@@ -147,13 +147,14 @@ pub fn check(result: Result<ApiResponse, CallError>) -> Result<ApiResponse, ApiF
     }
 }
 
-/// Whether a failed call is worth repeating: 429 (after `Retry-After` when
-/// given), 5xx, no answer at all. Other 4xx and refused paths are final.
-/// `now_ms` turns an HTTP-date `Retry-After` into a wait.
+/// Whether a failed call is worth repeating: 429 and 503 (after
+/// `Retry-After` when given: RFC 9110 defines it for both), other 5xx, no
+/// answer at all. Other 4xx and refused paths are final. `now_ms` turns an
+/// HTTP-date `Retry-After` into a wait.
 pub fn classify(failure: &ApiFailure, now_ms: u64) -> Verdict {
     match failure {
         ApiFailure::Status {
-            status: 429,
+            status: 429 | 503,
             retry_after,
             ..
         } => retry_after
@@ -412,6 +413,29 @@ mod tests {
             body: "<html>gateway</html>".into(),
         };
         assert_eq!(summarise_error(&r).to_string(), "HTTP 502: <html>gateway</html>");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_on_429_and_503_only() {
+        let answer = |status: u16, retry_after: &str| {
+            summarise_error(&ApiResponse {
+                status,
+                headers: vec![("retry-after".into(), retry_after.into())],
+                body: "{}".into(),
+            })
+        };
+        let now = 1_445_412_480_000; // Wed, 21 Oct 2015 07:28:00 GMT
+        for status in [429, 503] {
+            assert_eq!(classify(&answer(status, "4"), now), Verdict::After(4_000), "{status}");
+            assert_eq!(
+                classify(&answer(status, "Wed, 21 Oct 2015 07:28:20 GMT"), now),
+                Verdict::After(20_000),
+                "{status}"
+            );
+            assert_eq!(classify(&answer(status, "soon"), now), Verdict::Backoff, "{status}");
+        }
+        assert_eq!(classify(&answer(500, "4"), now), Verdict::Backoff);
+        assert_eq!(classify(&answer(400, "4"), now), Verdict::Fatal);
     }
 
     #[test]

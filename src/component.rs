@@ -102,6 +102,10 @@ impl DataSource for ImportedSource {
             }),
             Err(E::Timeout(m)) => Err(SourceError::Timeout(m)),
             Err(E::Connection(m)) => Err(SourceError::Connection(m)),
+            Err(E::Busy(b)) => Err(SourceError::Busy {
+                message: b.message,
+                retry_after_ms: b.retry_after_ms,
+            }),
             Err(E::BadResponse(m)) => Err(SourceError::BadResponse(m)),
             Err(E::Denied(m)) => Err(SourceError::Denied(m)),
             Err(E::Config(m)) => Err(SourceError::Config(m)),

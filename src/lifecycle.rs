@@ -373,7 +373,8 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
         }
     }
 
-    /// One source page, retried on timeouts and connection failures.
+    /// One source page, retried on timeouts, connection failures and a busy
+    /// source, which is waited for as long as it asked.
     fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, String> {
         let Io {
             source, timer, retrier, ..
@@ -383,7 +384,11 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
                 &mut **timer,
                 || source.next_page(cursor),
                 |e, _| match e {
-                    SourceError::Timeout(_) | SourceError::Connection(_) => Verdict::Backoff,
+                    SourceError::Busy {
+                        retry_after_ms: Some(ms),
+                        ..
+                    } => Verdict::After(*ms),
+                    SourceError::Timeout(_) | SourceError::Connection(_) | SourceError::Busy { .. } => Verdict::Backoff,
                     _ => Verdict::Fatal,
                 },
             )

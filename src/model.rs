@@ -42,6 +42,14 @@ pub enum SourceError {
     Timeout(String),
     /// The third-party system could not be reached.
     Connection(String),
+    /// The third-party system is throttling or briefly unavailable (429,
+    /// 503): worth a retry, after `retry_after_ms` when it said.
+    Busy {
+        /// What was called and what it answered.
+        message: String,
+        /// Its `Retry-After`, in milliseconds from its answer.
+        retry_after_ms: Option<u64>,
+    },
     /// The answer was unusable (error status, unparsable body).
     BadResponse(String),
     /// The platform's egress allowlist refused the call.
@@ -63,6 +71,11 @@ impl fmt::Display for SourceError {
             SourceError::Connection(m) => {
                 write!(f, "Failed to fetch data from third-party API: Connection failed ({m})")
             }
+            SourceError::Busy { message, .. } => write!(
+                f,
+                "Failed to fetch data from third-party API: Throttled or unavailable ({message}); \
+                 if it lasts, schedule the import when the API is less busy"
+            ),
             SourceError::BadResponse(m) => {
                 write!(f, "Failed to fetch data from third-party API: Bad response ({m})")
             }

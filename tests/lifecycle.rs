@@ -504,6 +504,68 @@ fn transient_api_failures_are_retried_with_the_same_chunk_id() {
     );
 }
 
+/// Finding 8 of issue 25: a 503 with `Retry-After` was backed off by the
+/// importer's own schedule instead.
+#[test]
+fn an_api_503_waits_the_retry_after_it_gave() {
+    let mut api = FlakyApi {
+        inner: FakeApi::new(),
+        data_answers: vec![(503, vec![("retry-after".into(), "9".into())])],
+    };
+    let mut timer = FakeHost::default();
+    let report = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(50, 50),
+        &mut timer,
+    )
+    .unwrap();
+    assert_eq!((report.retries, report.objects_sent), (1, 50));
+    assert_eq!(timer.sleeps, vec![9_000], "Retry-After is honoured on 503");
+}
+
+/// A source that says it is busy is waited for as long as it asked, and
+/// backed off as usual when it did not say.
+#[test]
+fn a_busy_source_is_waited_for_as_long_as_it_asked() {
+    let busy = |retry_after_ms| SourceError::Busy {
+        message: "GET https://inventory.example/items answered 429".into(),
+        retry_after_ms,
+    };
+    let mut source = FakeSource::objects(300, 100);
+    source.fail_once_at = Some((2, busy(Some(12_000))));
+    let mut host = FakeHost::default();
+    let report = run_with(SCHEDULED, settings(100), &mut FakeApi::new(), &mut source, &mut host).unwrap();
+    assert_eq!((report.objects_sent, report.retries), (300, 1));
+    assert_eq!(host.sleeps, vec![12_000]);
+
+    let mut source = FakeSource::objects(300, 100);
+    source.fail_once_at = Some((2, busy(None)));
+    let mut host = FakeHost::default();
+    let report = run_with(SCHEDULED, settings(100), &mut FakeApi::new(), &mut source, &mut host).unwrap();
+    assert_eq!((report.objects_sent, report.retries), (300, 1));
+    assert!(
+        (250..500).contains(&host.sleeps[0]),
+        "backoff with jitter from 500 ms: {:?}",
+        host.sleeps
+    );
+
+    // One that stays busy fails the run with a reason that says so.
+    let mut source = FakeSource::objects(300, 100);
+    source.fail_at_page = Some((1, busy(Some(1_000))));
+    let mut api = FakeApi::new();
+    let RunError::ImportFailed(failed) = run_import(SCHEDULED, settings(100), &mut api, &mut source).unwrap_err()
+    else {
+        panic!()
+    };
+    assert!(
+        failed.reason.contains("Throttled or unavailable") && failed.reason.contains("gave up after 5 attempts"),
+        "{}",
+        failed.reason
+    );
+}
+
 #[test]
 fn a_client_error_is_not_retried() {
     let mut api = FlakyApi {

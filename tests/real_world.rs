@@ -6,6 +6,7 @@
 //!   one stopped hard at its limit goes on from its checkpoint;
 //! - a lost create-execution answer leaves no orphan;
 //! - a looping source fails by name;
+//! - a busy source is waited for as long as it asked, across the WIT boundary;
 //! - reasons fit a Java server's 1024 characters and carry no credentials.
 //!
 //! The exact chunk limit, the HTTP-date `Retry-After`, the timeout wording
@@ -18,10 +19,11 @@ use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::faults::{FaultPlan, FaultyAssets, FaultySource};
 use assets_platform::source::{DataSourceProvider, SlowSource, SyntheticSource};
 use assets_platform::trigger::{self, App, RunStatus, TriggerOutcome};
-use assets_runtime::bindings::data_source::{Page, SourceError};
+use assets_runtime::bindings::data_source::{BusyError, Page, SourceError};
 use assets_runtime::Limits;
 use common::runtime;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -208,6 +210,48 @@ fn a_source_whose_cursors_go_round_in_a_circle_fails_by_name() {
         "{reason}"
     );
     assert!(outcome.left_by_app.is_none());
+}
+
+/// A source that answers its first read as a throttled API does, asking for
+/// `retry_after_ms`, then reads `inner`.
+struct BusyOnce {
+    inner: SyntheticSource,
+    retry_after_ms: u64,
+    answered_busy: AtomicBool,
+}
+
+impl DataSourceProvider for BusyOnce {
+    fn next_page(&self, cursor: Option<&str>) -> Result<Page, SourceError> {
+        if !self.answered_busy.swap(true, Ordering::SeqCst) {
+            return Err(SourceError::Busy(BusyError {
+                message: "GET https://inventory.example/items answered 429".into(),
+                retry_after_ms: Some(self.retry_after_ms),
+            }));
+        }
+        self.inner.next_page(cursor)
+    }
+}
+
+#[test]
+fn a_busy_source_is_waited_for_as_long_as_it_asked() {
+    let clock = Arc::new(VirtualClock::new("2026-11-28T09:00:00Z".parse().unwrap()));
+    let (assets, workspace, source_id) = world(clock.clone());
+    let source = BusyOnce {
+        inner: SyntheticSource {
+            objects: 300,
+            ..SyntheticSource::default()
+        },
+        retry_after_ms: 7_000,
+        answered_busy: AtomicBool::new(false),
+    };
+    let app = App::new("importer", runtime(), Arc::new(source));
+    let before = clock.now();
+    let outcome = run(&app, &assets, &workspace, &source_id);
+    assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+    one_execution_with_every_object_once(&assets, &source_id, 300);
+    let waited = (clock.now() - before).num_milliseconds();
+    // The importer's own first backoff is under a second.
+    assert!(waited >= 7_000, "waited {waited} ms, not the 7 s asked for");
 }
 
 /// A source that fails its first page with `message`.

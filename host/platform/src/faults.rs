@@ -14,6 +14,7 @@
 //!    {"endpoint": "data", "fault": "latency", "ms": 200, "rate": 0.2}],
 //!  "source": [
 //!    {"fault": "timeout", "rate": 0.05},
+//!    {"fault": "busy", "retryAfterMs": 2000, "rate": 0.02},
 //!    {"fault": "bad-page", "rate": 0.01},
 //!    {"fault": "fail-after-page", "page": 3},
 //!    {"fault": "loop", "rate": 0.01}]}
@@ -30,6 +31,8 @@
 //! is not careful); `latency` waits `ms` on the platform clock first.
 //!
 //! Source faults: `timeout`, `connection` and `bad-page` fail a page read;
+//! `busy` fails it as a throttled API does (`source-error::busy`, with
+//! `retryAfterMs` as the third party's `Retry-After` when given);
 //! `fail-after-page` times out every page after `page`; `loop` answers a
 //! page with the cursor of an earlier page, as an API whose links go round
 //! in a circle does.
@@ -37,7 +40,7 @@
 use crate::assets::Response;
 use crate::clock::Clock;
 use assets_runtime::bindings::assets_api::{self, CallError, Method};
-use assets_runtime::bindings::data_source::{Page, SourceError};
+use assets_runtime::bindings::data_source::{BusyError, Page, SourceError};
 use assets_runtime::{ApiPath, AssetsBackend, DataSourceProvider};
 use serde::Deserialize;
 use std::sync::{Arc, Mutex};
@@ -83,11 +86,15 @@ pub struct ApiFault {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SourceFault {
-    /// `timeout`, `connection`, `bad-page`, `fail-after-page` or `loop`.
+    /// `timeout`, `connection`, `busy`, `bad-page`, `fail-after-page` or `loop`.
     pub fault: String,
     /// For `fail-after-page`: pages after this one (1-based) time out.
     #[serde(default)]
     pub page: Option<u64>,
+    /// For `busy`: the wait the source asks for, in milliseconds; none for a
+    /// source that does not say.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
     /// Chance per page read, 0 to 1 (not used by `fail-after-page`).
     #[serde(default = "always")]
     pub rate: f64,
@@ -124,11 +131,11 @@ impl FaultPlan {
         }
         for f in &plan.source {
             match f.fault.as_str() {
-                "timeout" | "connection" | "bad-page" | "loop" => {}
+                "timeout" | "connection" | "busy" | "bad-page" | "loop" => {}
                 "fail-after-page" => anyhow::ensure!(f.page.is_some(), "fail-after-page needs \"page\""),
                 other => {
                     anyhow::bail!(
-                        "source fault {other:?} must be timeout, connection, bad-page, fail-after-page or loop"
+                        "source fault {other:?} must be timeout, connection, busy, bad-page, fail-after-page or loop"
                     )
                 }
             }
@@ -267,6 +274,10 @@ impl DataSourceProvider for FaultySource {
                     "connection" => {
                         SourceError::Connection(format!("page {page} (cursor {at}): connection refused (injected)"))
                     }
+                    "busy" => SourceError::Busy(BusyError {
+                        message: format!("page {page} (cursor {at}): answered 429 Too Many Requests (injected)"),
+                        retry_after_ms: fault.retry_after_ms,
+                    }),
                     "bad-page" => SourceError::BadResponse(format!(
                         "page {page} (cursor {at}): body is not valid JSON (injected)"
                     )),
@@ -281,5 +292,31 @@ impl DataSourceProvider for FaultySource {
             read.next_cursor = Some(self.page_size.to_string());
         }
         Ok(read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SyntheticSource;
+
+    #[test]
+    fn a_busy_source_fault_carries_the_wait_it_asks_for() {
+        let plan = FaultPlan::parse(r#"{"source":[{"fault":"busy","retryAfterMs":2000}]}"#).unwrap();
+        let source = FaultySource::new(Arc::new(SyntheticSource::default()), 100, &plan, 0);
+        let Err(SourceError::Busy(busy)) = source.next_page(None) else {
+            panic!("not busy")
+        };
+        assert_eq!(busy.retry_after_ms, Some(2000));
+        assert!(busy.message.contains("429"), "{}", busy.message);
+        let plan = FaultPlan::parse(r#"{"source":[{"fault":"busy"}]}"#).unwrap();
+        let source = FaultySource::new(Arc::new(SyntheticSource::default()), 100, &plan, 0);
+        assert!(matches!(
+            source.next_page(None),
+            Err(SourceError::Busy(BusyError {
+                retry_after_ms: None,
+                ..
+            }))
+        ));
     }
 }

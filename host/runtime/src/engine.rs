@@ -214,7 +214,7 @@ pub fn answer_payload_bytes(answer: &Result<RunOutcome, RunError>) -> usize {
 }
 
 /// The names of the imports the component at `path` needs (e.g.
-/// `assets:scheduled-import/config@0.3.0`, `wasi:io/streams@0.2.6`), to check
+/// `assets:scheduled-import/config@0.4.0`, `wasi:io/streams@0.2.6`), to check
 /// what a composed component still asks of its host.
 pub fn component_imports(path: &Path) -> anyhow::Result<Vec<String>> {
     let engine = Engine::default();

@@ -49,6 +49,13 @@ impl data_source::Guest for HttpJsonSource {
         let page = fetch::next_page(&settings, &mut PlatformHttp, cursor.as_deref()).map_err(|e| match e {
             fetch::SourceError::Timeout(m) => SourceError::Timeout(m),
             fetch::SourceError::Connection(m) => SourceError::Connection(m),
+            fetch::SourceError::Busy {
+                message,
+                retry_after_ms,
+            } => SourceError::Busy(data_source::BusyError {
+                message,
+                retry_after_ms,
+            }),
             fetch::SourceError::BadResponse(m) => SourceError::BadResponse(m),
             fetch::SourceError::Denied(m) => SourceError::Denied(m),
             fetch::SourceError::Config(m) => SourceError::Config(m),

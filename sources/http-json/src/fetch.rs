@@ -53,8 +53,17 @@ pub trait Http {
 pub enum SourceError {
     /// The API did not answer in time.
     Timeout(String),
-    /// The API could not be reached, or answered 429 or 5xx (worth a retry).
+    /// The API could not be reached, or answered 5xx other than 503 (worth
+    /// a retry).
     Connection(String),
+    /// The API is throttling or briefly unavailable: it answered 429 or 503
+    /// (worth a retry, after `retry_after_ms` when it said).
+    Busy {
+        /// The call and the answer.
+        message: String,
+        /// Its `Retry-After`, in milliseconds from its answer ([`retry_after_ms`]).
+        retry_after_ms: Option<u64>,
+    },
     /// The API answered, but not with usable data.
     BadResponse(String),
     /// The egress allowlist refused the URL.
@@ -101,6 +110,30 @@ pub fn same_origin(url: &Url, configured: &Url) -> bool {
         && url.port_or_known_default() == configured.port_or_known_default()
 }
 
+/// How long an answer's `Retry-After` asks to wait, in milliseconds: its
+/// delay in seconds, or its HTTP date less the answer's own `Date` (RFC 9110
+/// §10.2.3). The server's two clock readings are compared with each other,
+/// never with this machine's clock, which may differ from the server's and,
+/// in a simulation, is not the wall clock. `None` when there is no
+/// `Retry-After`, it does not parse, or a date comes without a `Date`; a date
+/// already past is 0.
+pub fn retry_after_ms(headers: &[(String, String)]) -> Option<u64> {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+    };
+    let value = header("retry-after")?;
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(seconds.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let sent = httpdate::parse_http_date(header("date")?).ok()?;
+    let wait = at.duration_since(sent).unwrap_or_default();
+    Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// Reads the page at `cursor` (`None`: the first).
 pub fn next_page(settings: &Settings, http: &mut impl Http, cursor: Option<&str>) -> Result<Page, SourceError> {
     let url = match cursor {
@@ -132,7 +165,13 @@ pub fn next_page(settings: &Settings, http: &mut impl Http, cursor: Option<&str>
         })?;
     match response.status {
         200..=299 => {}
-        429 | 500..=599 => {
+        429 | 503 => {
+            return Err(SourceError::Busy {
+                message: format!("{call} answered {}: {}", response.status, excerpt(&response.body)),
+                retry_after_ms: retry_after_ms(&response.headers),
+            })
+        }
+        500..=599 => {
             return Err(SourceError::Connection(format!(
                 "{call} answered {}: {}",
                 response.status,
@@ -293,9 +332,14 @@ mod tests {
             )
         );
         let mut api = NetBox::new(137);
+        api.status = Some((1, 502, "bad gateway"));
+        assert!(
+            matches!(read_all(&mut api).unwrap_err(), SourceError::Connection(m) if m.contains("answered 502: bad gateway"))
+        );
+        let mut api = NetBox::new(137);
         api.status = Some((1, 503, "maintenance"));
         assert!(
-            matches!(read_all(&mut api).unwrap_err(), SourceError::Connection(m) if m.contains("answered 503: maintenance"))
+            matches!(read_all(&mut api).unwrap_err(), SourceError::Busy { message, .. } if message.contains("answered 503: maintenance"))
         );
         let mut api = NetBox::new(137);
         api.status = Some((1, 404, "{\"detail\":\"Not found.\"}"));
@@ -480,5 +524,86 @@ mod tests {
             "{message}"
         );
         assert!(message.chars().count() < 260, "the body is quoted short: {message}");
+    }
+
+    /// A throttled or unavailable API answering `status` with `headers`.
+    fn busy_answer(status: u16, headers: &[(&str, &str)]) -> SourceError {
+        let mut api = Recorder {
+            seen: vec![],
+            pages: vec![(
+                status,
+                headers
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect(),
+                json!({"detail": "slow down"}),
+            )],
+        };
+        next_page(&settings(), &mut api, None).unwrap_err()
+    }
+
+    #[test]
+    fn a_429_or_503_is_busy_with_the_retry_after_it_gave() {
+        for status in [429, 503] {
+            let SourceError::Busy {
+                message,
+                retry_after_ms,
+            } = busy_answer(status, &[("retry-after", "7")])
+            else {
+                panic!("{status} is not busy")
+            };
+            assert_eq!(retry_after_ms, Some(7_000), "{status}: delay seconds");
+            assert!(message.contains(&format!("answered {status}")), "{message}");
+            // An HTTP date counts from the answer's own Date, not this machine's clock.
+            let dated = busy_answer(
+                status,
+                &[
+                    ("date", "Wed, 21 Oct 2015 07:28:00 GMT"),
+                    ("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT"),
+                ],
+            );
+            assert!(
+                matches!(
+                    dated,
+                    SourceError::Busy {
+                        retry_after_ms: Some(30_000),
+                        ..
+                    }
+                ),
+                "{status}: HTTP date: {dated:?}"
+            );
+            let unsaid = busy_answer(status, &[]);
+            assert!(
+                matches!(
+                    unsaid,
+                    SourceError::Busy {
+                        retry_after_ms: None,
+                        ..
+                    }
+                ),
+                "{status}: no Retry-After: {unsaid:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_against_the_answers_date() {
+        let headers = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect()
+        };
+        assert_eq!(retry_after_ms(&headers(&[("Retry-After", " 120 ")])), Some(120_000));
+        let date = ("date", "Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(
+            retry_after_ms(&headers(&[("retry-after", "Wed, 21 Oct 2015 07:27:00 GMT"), date])),
+            Some(0),
+            "a date already past: at once"
+        );
+        assert_eq!(
+            retry_after_ms(&headers(&[("retry-after", "Wed, 21 Oct 2015 07:28:30 GMT")])),
+            None,
+            "a date without a Date to measure from"
+        );
+        assert_eq!(retry_after_ms(&headers(&[("retry-after", "soon"), date])), None);
+        assert_eq!(retry_after_ms(&headers(&[("retry-after", "-5")])), None);
     }
 }

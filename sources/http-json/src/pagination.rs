@@ -6,7 +6,9 @@
 //!   NetBox and Django REST Framework do); `null` or absent ends the list.
 //!   Relative URLs are resolved against the current one.
 //! - `link-header`: the `Link: <…>; rel="next"` response header (RFC 8288:
-//!   GitHub, Okta, Shopify…) names the next page; no `next` link ends it.
+//!   GitHub, Okta, Shopify…) names the next page; no `next` link ends it,
+//!   and a header that cannot be read is an error, never the end
+//!   ([`link_next`]).
 //! - `cursor`: the body holds a cursor (`source-cursor-field`), sent back as
 //!   a query parameter (`source-cursor-param`); empty or absent ends it.
 //! - `page`: a page-number parameter counts up from `source-page-start`.
@@ -22,6 +24,7 @@
 //! reads one page.
 
 use crate::path::Path;
+use nom_language::error::VerboseError;
 use serde_json::Value;
 use url::Url;
 
@@ -70,24 +73,52 @@ pub enum Pagination {
     },
 }
 
-/// The `rel="next"` target of a `Link` header value (RFC 8288), e.g.
-/// `<https://api.github.com/x?page=2>; rel="next", <…>; rel="last"`.
-pub fn link_next(value: &str) -> Option<&str> {
-    value.split(',').find_map(|link| {
-        let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
-        let next = params.split(';').any(|p| {
-            let p = p.trim();
-            p.strip_prefix("rel=")
-                .or_else(|| p.strip_prefix("rel ="))
-                .is_some_and(|rel| {
-                    rel.trim()
-                        .trim_matches('"')
-                        .split_whitespace()
-                        .any(|r| r.eq_ignore_ascii_case("next"))
-                })
+/// Where a response's `Link` header fields say the next page is: the target
+/// of the first link whose `rel` names `next`, resolved against `current`
+/// (the request URL, which is the link's context). `None` when no field has
+/// such a link.
+///
+/// Each field is parsed by RFC 8288's grammar ([`nom_rfc8288`]): a target
+/// runs to its `>` whatever commas it holds, quoted parameter values keep
+/// their commas and semicolons, empty list elements are skipped. This layer
+/// adds what the grammar leaves to the reader (RFC 8288 §3.3): parameter
+/// names and relation types compare without regard to case, `rel` may list
+/// several types separated by spaces (`rel="next last"`), and a second `rel`
+/// in one link is ignored. An `anchor` parameter is not consulted: APIs that
+/// page by `Link` do not set one.
+///
+/// A field that does not parse is an error only when no other field names
+/// the next page: ending the list there would call a partial import complete.
+pub fn link_next<'a>(current: &Url, fields: impl IntoIterator<Item = &'a str>) -> Result<Option<Url>, String> {
+    let mut unreadable = None;
+    for field in fields {
+        let links = match nom_rfc8288::complete::link_lenient::<VerboseError<&str>>(field.trim()) {
+            Ok(links) => links,
+            Err(e) => {
+                unreadable.get_or_insert_with(|| {
+                    format!(
+                        "the Link header {field:?} is not valid RFC 8288 ({e}), so the next page is unknown; \
+                         ask the API's owner to fix the header, or page by another source-pagination"
+                    )
+                });
+                continue;
+            }
+        };
+        let next = links.into_iter().flatten().find(|link| {
+            link.params
+                .iter()
+                .find(|param| param.key.eq_ignore_ascii_case("rel"))
+                .and_then(|rel| rel.val.as_deref())
+                .is_some_and(|types| types.split_ascii_whitespace().any(|t| t.eq_ignore_ascii_case("next")))
         });
-        next.then_some(target.trim())
-    })
+        if let Some(link) = next {
+            return current
+                .join(link.url)
+                .map(Some)
+                .map_err(|e| format!("the Link header's next target {:?} is not a URL ({e})", link.url));
+        }
+    }
+    unreadable.map_or(Ok(None), Err)
 }
 
 /// Sets query parameter `name` to `value`, replacing any earlier one.
@@ -144,19 +175,13 @@ impl Pagination {
         let records = records as u64;
         match self {
             Pagination::None => Ok(None),
-            Pagination::LinkHeader => {
-                let next = headers
+            Pagination::LinkHeader => link_next(
+                current,
+                headers
                     .iter()
                     .filter(|(name, _)| name.eq_ignore_ascii_case("link"))
-                    .find_map(|(_, value)| link_next(value));
-                match next {
-                    None => Ok(None),
-                    Some(next) => current
-                        .join(next)
-                        .map(Some)
-                        .map_err(|e| format!("the Link header's next target {next:?} is not a URL ({e})")),
-                }
-            }
+                    .map(|(_, value)| value.as_str()),
+            ),
             Pagination::NextUrl { field } => match field.resolve(body).as_slice() {
                 [] => Ok(None),
                 [Value::String(next)] if next.trim().is_empty() => Ok(None),
@@ -332,26 +357,201 @@ mod tests {
             .contains("source-total-field"));
     }
 
+    /// The next page by `Link` header paging, after `current` answered with
+    /// these `Link` header fields.
+    fn next_by_link(current: &str, fields: &[&str]) -> Result<Option<String>, String> {
+        let headers: Vec<(String, String)> = fields.iter().map(|f| ("link".to_owned(), (*f).to_owned())).collect();
+        Pagination::LinkHeader
+            .next_url(&url(current), &headers, &json!([]), 1)
+            .map(|next| next.map(String::from))
+    }
+
     #[test]
     fn the_link_header_names_the_next_page() {
-        let value = r#"<https://api.github.com/repositories/1/issues?page=2>; rel="next", <https://api.github.com/repositories/1/issues?page=5>; rel="last""#;
+        let github = r#"<https://api.github.com/repositories/1/issues?page=2>; rel="next", <https://api.github.com/repositories/1/issues?page=5>; rel="last""#;
         assert_eq!(
-            link_next(value),
-            Some("https://api.github.com/repositories/1/issues?page=2")
+            next_by_link("https://api.github.com/repositories/1/issues", &[github]).unwrap(),
+            Some("https://api.github.com/repositories/1/issues?page=2".to_owned())
         );
-        assert_eq!(link_next(r#"<https://x/?page=1>; rel="prev first""#), None);
-        assert_eq!(link_next(r#"</items?after=abc>; rel="next""#), Some("/items?after=abc"));
-        let p = Pagination::LinkHeader;
-        let here = url("https://okta.example.com/api/v1/users?limit=200");
-        let headers = vec![(
-            "link".to_owned(),
-            r#"</api/v1/users?after=00u1&limit=200>; rel="next""#.to_owned(),
-        )];
-        let next = p.next_url(&here, &headers, &json!([]), 200).unwrap().unwrap();
         assert_eq!(
-            next.as_str(),
-            "https://okta.example.com/api/v1/users?after=00u1&limit=200"
+            next_by_link("https://x/?page=2", &[r#"<https://x/?page=1>; rel="prev first""#]).unwrap(),
+            None
         );
-        assert_eq!(p.next_url(&next, &[], &json!([]), 200).unwrap(), None);
+        let okta = r#"</api/v1/users?after=00u1&limit=200>; rel="next""#;
+        assert_eq!(
+            next_by_link("https://okta.example.com/api/v1/users?limit=200", &[okta]).unwrap(),
+            Some("https://okta.example.com/api/v1/users?after=00u1&limit=200".to_owned())
+        );
+        assert_eq!(
+            next_by_link("https://x/?page=3", &[]).unwrap(),
+            None,
+            "no Link header: the last page"
+        );
+    }
+
+    /// Finding 2 of issue 25: a comma in the target split the link, and the
+    /// import completed after page 1.
+    #[test]
+    fn a_comma_in_the_target_does_not_lose_the_next_page() {
+        assert_eq!(
+            next_by_link(
+                "https://x/d?fields=id,name",
+                &[r#"<https://x/d?fields=id,name&page=2>; rel="next""#]
+            )
+            .unwrap(),
+            Some("https://x/d?fields=id,name&page=2".to_owned())
+        );
+        let with_prev =
+            r#"<https://x/d?fields=id,name&page=1>; rel="prev", <https://x/d?fields=id,name&page=3>; rel="next""#;
+        assert_eq!(
+            next_by_link("https://x/d?fields=id,name&page=2", &[with_prev]).unwrap(),
+            Some("https://x/d?fields=id,name&page=3".to_owned())
+        );
+    }
+
+    #[test]
+    fn parameter_names_and_relation_types_ignore_case() {
+        for link in [
+            r#"<https://x/d?page=2>; REL="next""#,
+            r#"<https://x/d?page=2>; Rel=NEXT"#,
+            r#"<https://x/d?page=2>;rel=next"#,
+            "<https://x/d?page=2> ;\trel=\"Next\"",
+        ] {
+            assert_eq!(
+                next_by_link("https://x/d", &[link]).unwrap(),
+                Some("https://x/d?page=2".to_owned()),
+                "{link}"
+            );
+        }
+    }
+
+    #[test]
+    fn quoted_commas_and_semicolons_in_parameters_do_not_split_links() {
+        let link =
+            r#"<https://x/d?page=1>; rel="prev"; title="a, b; c", <https://x/d?page=3>; title="x,y"; rel="next""#;
+        assert_eq!(
+            next_by_link("https://x/d?page=2", &[link]).unwrap(),
+            Some("https://x/d?page=3".to_owned())
+        );
+        let escaped = r#"<https://x/d?page=1>; rel="prev"; title="say \"a, <b>\"", <https://x/d?page=3>; rel=next"#;
+        assert_eq!(
+            next_by_link("https://x/d?page=2", &[escaped]).unwrap(),
+            Some("https://x/d?page=3".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_rel_may_name_several_types_and_only_the_first_rel_counts() {
+        for link in [
+            r#"<https://x/d?page=9>; rel="next last""#,
+            r#"<https://x/d?page=9>; rel="last  next""#,
+        ] {
+            assert_eq!(
+                next_by_link("https://x/d?page=8", &[link]).unwrap(),
+                Some("https://x/d?page=9".to_owned()),
+                "{link}"
+            );
+        }
+        // RFC 8288 §3.3: occurrences of `rel` after the first are ignored.
+        assert_eq!(
+            next_by_link("https://x/d", &[r#"<https://x/d?page=2>; rel="prev"; rel="next""#]).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn every_link_header_field_is_read() {
+        let fields = [
+            r#"<https://x/d?page=1>; rel="first""#,
+            r#"<https://x/d?page=3>; rel="next", <https://x/d?page=9>; rel="last""#,
+        ];
+        assert_eq!(
+            next_by_link("https://x/d?page=2", &fields).unwrap(),
+            Some("https://x/d?page=3".to_owned())
+        );
+    }
+
+    #[test]
+    fn relative_targets_resolve_against_the_request_url() {
+        let here = "https://api.example.com/v1/users/?limit=2&after=a";
+        for (target, resolved) in [
+            ("/v1/users?after=b", "https://api.example.com/v1/users?after=b"),
+            ("?limit=2&after=b", "https://api.example.com/v1/users/?limit=2&after=b"),
+            ("page2", "https://api.example.com/v1/users/page2"),
+            ("//other.example.com/x", "https://other.example.com/x"),
+        ] {
+            assert_eq!(
+                next_by_link(here, &[&format!("<{target}>; rel=\"next\"")]).unwrap(),
+                Some(resolved.to_owned()),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_list_elements_are_skipped() {
+        let link = r#"<https://x/d?page=1>; rel="prev",, <https://x/d?page=3>; rel="next","#;
+        assert_eq!(
+            next_by_link("https://x/d?page=2", &[link]).unwrap(),
+            Some("https://x/d?page=3".to_owned())
+        );
+    }
+
+    /// The examples of RFC 8288 §3.5, each as the whole header, read from
+    /// `http://example.com/TheBook/chapter3`.
+    #[test]
+    fn the_rfc_8288_examples_parse_and_only_a_next_link_is_followed() {
+        let here = "http://example.com/TheBook/chapter3";
+        let no_next = [
+            r#"<http://example.com/TheBook/chapter2>; rel="previous"; title="previous chapter""#,
+            r#"</>; rel="http://example.net/foo""#,
+            r##"</terms>; rel="copyright"; anchor="#foo""##,
+            r#"<http://example.org/>; rel="start http://example.net/relation/other""#,
+            r#"<https://example.org/>; rel="start", <https://example.org/index>; rel="index""#,
+        ];
+        for link in no_next {
+            assert_eq!(next_by_link(here, &[link]), Ok(None), "{link}");
+        }
+        let chapters = "</TheBook/chapter2>; rel=\"previous\"; title*=UTF-8'de'letztes%20Kapitel, \
+                        </TheBook/chapter4>; rel=\"next\"; title*=UTF-8'de'n%c3%a4chstes%20Kapitel";
+        assert_eq!(
+            next_by_link(here, &[chapters]).unwrap(),
+            Some("http://example.com/TheBook/chapter4".to_owned())
+        );
+        // The last example's two links, as two header fields (§3.5: equivalent).
+        assert_eq!(
+            next_by_link(
+                here,
+                &[
+                    r#"<https://example.org/>; rel="start""#,
+                    r#"<https://example.org/index>; rel="index""#
+                ]
+            ),
+            Ok(None)
+        );
+        // Example 5's relation list, with `next` among the types.
+        assert_eq!(
+            next_by_link(
+                here,
+                &[r#"<http://example.org/4>; rel="http://example.net/relation/other next""#]
+            )
+            .unwrap(),
+            Some("http://example.org/4".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_unreadable_link_header_is_an_error_not_the_last_page() {
+        let broken = r#"<https://x/d?page=3; rel="next""#;
+        let e = next_by_link("https://x/d?page=2", &[broken]).unwrap_err();
+        assert!(
+            e.contains("not valid RFC 8288") && e.contains("source-pagination"),
+            "{e}"
+        );
+        // Another field naming the next page is enough.
+        assert_eq!(
+            next_by_link("https://x/d?page=2", &[broken, r#"<https://x/d?page=3>; rel="next""#]).unwrap(),
+            Some("https://x/d?page=3".to_owned())
+        );
     }
 }
