@@ -325,16 +325,18 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
                 Err(ApiFailure::Status { status: 404, .. }) => None,
                 Err(failure) => return Err(failure),
             };
-            Ok(match api::latest_execution(answer.as_deref(), trigger.scheduled, since_ms) {
-                api::Latest::NotCreated => Err(None),
-                api::Latest::Unclear(why) => Err(Some(why)),
-                api::Latest::Candidate(id) => match storage.get(&owner_key(&id)) {
-                    Some(owner) if owner != trigger.occurrence_id => {
-                        Err(Some(format!("execution {id} was created by occurrence {owner}")))
-                    }
-                    _ => Ok(id),
+            Ok(
+                match api::latest_execution(answer.as_deref(), trigger.scheduled, since_ms) {
+                    api::Latest::NotCreated => Err(None),
+                    api::Latest::Unclear(why) => Err(Some(why)),
+                    api::Latest::Candidate(id) => match storage.get(&owner_key(&id)) {
+                        Some(owner) if owner != trigger.occurrence_id => {
+                            Err(Some(format!("execution {id} was created by occurrence {owner}")))
+                        }
+                        _ => Ok(id),
+                    },
                 },
-            })
+            )
         };
         let mut unclear: Option<String> = None;
         let created = retrier.run(
@@ -362,14 +364,14 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
                     Ok(Ok(id)) => return Ok(id),
                     Ok(Err(why)) => unclear = why.or(unclear),
                     Err((lookup, _)) => {
-                        unclear = Some(unclear.unwrap_or_else(|| format!("its latest execution could not be read ({lookup})")))
+                        unclear = Some(
+                            unclear.unwrap_or_else(|| format!("its latest execution could not be read ({lookup})")),
+                        )
                     }
                 }
                 Err((with_gave_up(failure, gave_up), unclear))
             }
             Err((failure, gave_up)) => Err((with_gave_up(failure, gave_up), None)),
-        }
-    }
         }
     }
 
