@@ -153,6 +153,8 @@ struct Execution {
     chunk_ids: HashSet<String>,
     received: u64,
     objects: HashSet<String>,
+    /// When it was created, on the shared clock.
+    started_ms: u64,
 }
 
 impl Api {
@@ -200,6 +202,7 @@ impl Api {
                 self.executions.push(Execution {
                     id: id.clone(),
                     status: "INGESTING",
+                    started_ms: self.clock.get(),
                     ..Execution::default()
                 });
                 (
@@ -210,8 +213,13 @@ impl Api {
             (Method::Get, ["status"]) => match self.executions.last() {
                 Some(e) => (
                     200,
-                    json!({"executionId": e.id, "status": e.status, "scheduled": true, "chunks": e.chunk_ids.len()})
-                        .to_string(),
+                    // Every field a run checks before it takes an execution
+                    // for its own.
+                    json!({
+                        "executionId": e.id, "status": e.status, "scheduled": true, "chunks": e.chunk_ids.len(),
+                        "startedAt": chrono::DateTime::from_timestamp_millis(e.started_ms as i64).unwrap().to_rfc3339(),
+                    })
+                    .to_string(),
                 ),
                 None => (404, "{}".into()),
             },
