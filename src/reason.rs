@@ -1,12 +1,14 @@
 //! Failure reasons, made fit for the import history: credentials hidden and
-//! cut to what the API accepts.
+//! cut to what the API accepts — in that order, so a cut never leaves part
+//! of a secret behind.
 
 /// The Assets API's limit on `failureReason`, in characters.
 pub const MAX_REASON_CHARS: usize = 1024;
 
-/// `reason` with credentials hidden ([`assets_redact::redact`]) and cut to at
-/// most [`MAX_REASON_CHARS`] characters, ending a cut reason with `…` so
-/// readers can tell it was cut.
+/// `reason` with credentials hidden ([`assets_redact::redact`]: the secrets
+/// registered when the settings were read, by value and in every form, then
+/// the patterns) and only then cut to at most [`MAX_REASON_CHARS`]
+/// characters, ending a cut reason with `…` so readers can tell it was cut.
 ///
 /// "Characters" is counted both ways a server may count them: as Unicode
 /// scalar values (Rust, Python) and as UTF-16 code units (Java, JavaScript).
@@ -72,5 +74,24 @@ mod tests {
             cut,
             "GET https://***@api.example.com/x?api_key=*** answered 401: {\"token\":\"***\"}"
         );
+    }
+
+    #[test]
+    fn a_secret_the_cut_would_split_never_shows_in_part() {
+        // A thread of its own: its registry is seen by no other test.
+        std::thread::spawn(|| {
+            let secret = "SUPERSECRET123-abcdef";
+            assets_redact::register_setting("source-url", &format!("https://h/x?key={secret}"));
+            // Wherever the secret sits around the cut, not even its first
+            // four characters are left.
+            for at in MAX_REASON_CHARS - 30..MAX_REASON_CHARS + 5 {
+                let reason = format!("{}{secret} is over quota", "x".repeat(at));
+                let cut = cut_reason(&reason);
+                assert!(!cut.contains("SUPE"), "at {at}: …{}", &cut[cut.len() - 30..]);
+                assert!(cut.chars().count() <= MAX_REASON_CHARS);
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -1,8 +1,14 @@
 //! The app settings the importer reads from the `config` import, validated.
 //!
 //! A bad setting is an operator's mistake that no retry will fix, so it is
-//! reported to the import history with the key, the value and what is
-//! allowed.
+//! reported to the import history with the key and what is allowed — never
+//! the value, which may be a credential pasted under the wrong key.
+//!
+//! Reading the settings also registers the app's secrets with
+//! [`assets_redact`] (every value read, as [`assets_redact::register_setting`]
+//! decides, and the data source's `source-url` and `source-headers`), so
+//! every reason made afterwards ([`crate::reason::cut_reason`]) hides them
+//! by value, in whatever form a server repeats them.
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -34,6 +40,10 @@ pub const API_DIALECT: &str = "api-dialect";
 /// in place before the first execution (JSON). Unset, the importer derives
 /// one from the object types and attribute keys of the source's first page.
 pub const CLOUD_MAPPING: &str = "cloud-mapping";
+
+/// The data source's settings that carry credentials, read here only to
+/// register them: a source's error text reaches this app's reasons.
+pub const SOURCE_SECRET_KEYS: [&str; 2] = ["source-url", "source-headers"];
 
 /// Objects per chunk when the setting is absent. Reference apps send tens to
 /// hundreds of records per chunk; 500 keeps requests small and few.
@@ -128,13 +138,13 @@ pub struct Settings {
     pub mapping: Option<serde_json::Value>,
 }
 
-/// A setting whose value is not allowed.
+/// A setting whose value is not allowed. It names the key and what is
+/// allowed, and holds no part of the value: that goes to the history, and
+/// the value may be a credential set under the wrong key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingError {
     /// The setting's key.
     pub key: &'static str,
-    /// The value found.
-    pub value: String,
     /// What is allowed.
     pub allowed: String,
 }
@@ -143,8 +153,8 @@ impl fmt::Display for SettingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "App setting {} = {:?} is invalid: expected {}",
-            self.key, self.value, self.allowed
+            "App setting {} is invalid: set it to {} (its value is not repeated here, in case it is a credential)",
+            self.key, self.allowed
         )
     }
 }
@@ -153,8 +163,20 @@ impl std::error::Error for SettingError {}
 
 impl Settings {
     /// Reads and validates the settings through `get` (the `config` import);
-    /// absent settings take their defaults.
+    /// absent settings take their defaults. Every value read, and the data
+    /// source's [`SOURCE_SECRET_KEYS`], registers its secrets for this
+    /// instance's reasons first.
     pub fn from_config(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingError> {
+        let get = |key: &str| {
+            let value = get(key);
+            if let Some(value) = &value {
+                assets_redact::register_setting(key, value);
+            }
+            value
+        };
+        for key in SOURCE_SECRET_KEYS {
+            get(key);
+        }
         let defaults = ChunkLimits::default();
         Ok(Settings {
             chunk: ChunkLimits {
@@ -183,10 +205,9 @@ impl Settings {
             dialect: match get(API_DIALECT).as_deref().map(str::trim) {
                 None | Some("seed") => Dialect::Seed,
                 Some("cloud") => Dialect::Cloud,
-                Some(other) => {
+                Some(_) => {
                     return Err(SettingError {
                         key: API_DIALECT,
-                        value: other.to_owned(),
                         allowed: "seed or cloud".into(),
                     })
                 }
@@ -195,12 +216,18 @@ impl Settings {
                 None => None,
                 Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
                     Ok(value) if value.is_object() => Some(value),
-                    _ => {
+                    // Where the JSON breaks, not what it says there.
+                    result => {
+                        let at = result
+                            .err()
+                            .map(|e| format!(" (the JSON breaks at line {}, column {})", e.line(), e.column()))
+                            .unwrap_or_else(|| " (it is JSON, but not an object)".into());
                         return Err(SettingError {
                             key: CLOUD_MAPPING,
-                            value: assets_redact::excerpt(&text, 80),
-                            allowed: "a schema-and-mapping document: a JSON object with schema and mapping".into(),
-                        })
+                            allowed: format!(
+                                "a schema-and-mapping document: a JSON object with schema and mapping{at}"
+                            ),
+                        });
                     }
                 },
             },
@@ -221,7 +248,6 @@ fn whole_number(
         Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(SettingError {
             key,
-            value,
             allowed: format!("a whole number from {} to {}", range.start(), range.end()),
         }),
     }
@@ -276,5 +302,49 @@ mod tests {
         }
         let err = Settings::from_config(config(&[(CHUNK_MAX_BYTES, "10")])).unwrap_err();
         assert_eq!(err.key, CHUNK_MAX_BYTES);
+    }
+
+    #[test]
+    fn a_malformed_setting_names_the_key_and_never_its_value() {
+        // A token pasted under the wrong key; a mapping whose JSON breaks
+        // after a credential.
+        for (key, value) in [
+            (CHUNK_MAX_OBJECTS, "ghp-SECRET1234"),
+            (API_DIALECT, "ghp-SECRET1234"),
+            (CLOUD_MAPPING, r#"{"schema": {"auth": "ghp-SECRET1234"#),
+            (CLOUD_MAPPING, r#"["ghp-SECRET1234"]"#),
+        ] {
+            let pairs: &'static [(&str, &str)] = Box::leak(vec![(key, value)].into_boxed_slice());
+            let text = Settings::from_config(config(pairs)).unwrap_err().to_string();
+            assert!(text.contains(key), "{text}");
+            assert!(!text.contains("SECRET") && !text.contains("ghp"), "{key}: {text}");
+        }
+        let text = Settings::from_config(config(&[(CLOUD_MAPPING, "{\n  \"schema\": ,")]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("line 2, column 13"), "where it breaks: {text}");
+    }
+
+    #[test]
+    fn reading_the_settings_registers_the_apps_secrets_for_its_reasons() {
+        // A thread of its own: its registry is fresh and seen by no other test.
+        std::thread::spawn(|| {
+            let before = "HTTP 429: key SUPERSECRET123 is over quota; tok-abcdef refused";
+            assert_eq!(crate::reason::cut_reason(before), before);
+            Settings::from_config(config(&[
+                (
+                    "source-url",
+                    "https://api.example.com/v1/hosts?limit=50&key=SUPERSECRET123",
+                ),
+                ("source-headers", "Authorization: Bearer tok-abcdef"),
+            ]))
+            .unwrap();
+            assert_eq!(
+                crate::reason::cut_reason(before),
+                "HTTP 429: key *** is over quota; *** refused"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -10,14 +10,22 @@
 //! host stopped at the limit after it had sent data, is called again with
 //! the same event and goes on from its checkpoint on the same execution,
 //! until it completes, fails, or stops making progress.
+//!
+//! Text that came from the app — its failure reports, its output, a trap's
+//! message — is scrubbed here of the app's credential settings by value
+//! ([`assets_redact::Secrets::from_settings`]), before any cut: the host
+//! handed the app its config, so it knows the values, and this second net
+//! holds even for an app that forgot to hide them.
 
 use crate::assets::InProcessAssets;
 use crate::assets::{AssetsService, HistoryEntry, Outcome};
 use crate::clock::ClockTimer;
 use crate::confine::ConfinedAssets;
+use assets_redact::Secrets;
+use assets_runtime::bindings::assets_api::{CallError, Method, Response};
 use assets_runtime::bindings::import_callback::{RunError, RunOutcome, TriggerEvent};
 use assets_runtime::sandbox::RequestWindow;
-use assets_runtime::{AppStorage, AssetsBackend, DataSourceProvider, Fault, Grants, NoEgress, OutboundHttp};
+use assets_runtime::{ApiPath, AppStorage, AssetsBackend, DataSourceProvider, Fault, Grants, NoEgress, OutboundHttp};
 use assets_runtime::{Limits, Runtime};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -210,6 +218,30 @@ fn keep_output(output: &mut String, dropped: &mut usize, more: &str) {
     *dropped += more.len() - cut;
 }
 
+/// An app's Assets API, with its failure reports (`POST …/history/failed`)
+/// scrubbed of the app's secrets by value before the history records them.
+struct ScrubbedReports {
+    inner: Arc<dyn AssetsBackend>,
+    secrets: Arc<Secrets>,
+}
+
+impl AssetsBackend for ScrubbedReports {
+    fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
+        let report = matches!(method, Method::Post) && path.path().ends_with("/history/failed");
+        let scrubbed = body
+            .filter(|_| report && !self.secrets.is_empty())
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .and_then(|mut json| {
+                let reason = json.get_mut("failureReason")?;
+                // Never longer: a registered value has at least as many
+                // characters as the mask, so the API's limit still holds.
+                *reason = self.secrets.scrub(reason.as_str()?).into();
+                Some(json.to_string())
+            });
+        self.inner.call(method, path, scrubbed.as_deref().or(body))
+    }
+}
+
 /// Runs `event` in `app` against `assets` and returns what happened. A trap
 /// or a limit never escapes: it becomes a failed outcome, and a failed
 /// history entry if the app had created an execution.
@@ -230,13 +262,17 @@ pub fn deliver_with(
         .assets
         .clone()
         .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone())));
+    let secrets = Arc::new(Secrets::from_settings(app.config.iter()));
     // Apps may share a workspace: each reaches only its own import sources.
-    let backend = Arc::new(ConfinedAssets::new(
-        backend,
-        assets.clone(),
-        app.name.clone(),
-        event.import_source_id.clone(),
-    ));
+    let backend = Arc::new(ScrubbedReports {
+        inner: Arc::new(ConfinedAssets::new(
+            backend,
+            assets.clone(),
+            app.name.clone(),
+            event.import_source_id.clone(),
+        )),
+        secrets: secrets.clone(),
+    });
     let grants = Grants::new(event.workspace_id.clone(), backend)
         .with_source(app.source.clone())
         .with_config(app.config.clone())
@@ -276,7 +312,9 @@ pub fn deliver_with(
         outcome.elapsed_ms += invocation.elapsed.as_secs_f64() * 1e3;
         // Each invocation's output is bounded, and so is the delivery's: an
         // app invoked thousands of times must not build a log of gigabytes.
-        keep_output(&mut outcome.guest_output, &mut dropped_output, &invocation.guest_output);
+        // Scrubbed before the cut, so no secret is kept in part.
+        let output = secrets.scrub(&invocation.guest_output);
+        keep_output(&mut outcome.guest_output, &mut dropped_output, &output);
         let after = progress(assets, &event.import_source_id);
         let moved = after.is_some() && after != before;
         let go_on = match &invocation.result {
@@ -336,10 +374,13 @@ pub fn deliver_with(
         }
         Err(fault) => {
             let reason = format!("{fault} (app {}); the import was stopped before it finished", app.name);
-            tracing::warn!(app = %app.name, fault = %assets_redact::printable(&fault), "guest stopped");
+            let shown = secrets.redact(&fault);
+            tracing::warn!(app = %app.name, fault = %assets_redact::printable(&shown), "guest stopped");
             outcome.failure_reason = Some(reason);
         }
     }
+    // The app's reason, or a trap's message the app chose, is its text.
+    outcome.failure_reason = outcome.failure_reason.map(|reason| secrets.scrub(&reason));
     // Whatever the app said, an execution it started must not be left
     // ingesting: the platform fails it on the app's behalf, so the history
     // never shows a run stuck in "running".
@@ -395,7 +436,7 @@ pub fn deliver_with(
         for line in outcome.guest_output.lines() {
             // Guest output is the app's own text: hide any credential in it,
             // and any character that could forge or garble a log line.
-            let line = assets_redact::redact(line);
+            let line = secrets.redact(line);
             let line = assets_redact::printable(&line);
             tracing::info!(app = %app.name, execution = ?outcome.execution_id, "guest: {line}");
         }
@@ -413,8 +454,49 @@ pub fn deliver_with(
 
 #[cfg(test)]
 mod tests {
-    use super::keep_output;
+    use super::{keep_output, ScrubbedReports};
+    use assets_redact::Secrets;
+    use assets_runtime::bindings::assets_api::{CallError, Method, Response};
     use assets_runtime::sandbox::GUEST_LOG_LIMIT;
+    use assets_runtime::{ApiPath, AssetsBackend};
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    /// Keeps the body of every call.
+    #[derive(Default)]
+    struct Bodies(Mutex<Vec<Option<String>>>);
+
+    impl AssetsBackend for Bodies {
+        fn call(&self, _: Method, _: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
+            self.0.lock().unwrap().push(body.map(str::to_owned));
+            Err(CallError::Unreachable("recorded".into()))
+        }
+    }
+
+    #[test]
+    fn an_apps_failure_report_is_scrubbed_of_its_credential_settings() {
+        let config = BTreeMap::from([
+            ("api-key".to_owned(), "k-SECRET-4242".to_owned()),
+            ("chunk-max-objects".to_owned(), "5000".to_owned()),
+        ]);
+        let inner = Arc::new(Bodies::default());
+        let reports = ScrubbedReports {
+            inner: inner.clone(),
+            secrets: Arc::new(Secrets::from_settings(config.iter())),
+        };
+        let path = |p: &str| ApiPath::parse("w1", p).unwrap();
+        let reason = r#"{"failureReason":"key k-SECRET-4242 (ay1TRUNSRVQtNDI0Mg==) is over quota; 5000 sent"}"#;
+        let _ = reports.call(Method::Post, &path("importsource/s1/executions/e1/history/failed"), Some(reason));
+        // A data chunk is the app's data, not its words: sent as it is.
+        let chunk = r#"{"objects":[{"note":"k-SECRET-4242"}]}"#;
+        let _ = reports.call(Method::Post, &path("importsource/s1/executions/e1/data"), Some(chunk));
+        let bodies = inner.0.lock().unwrap();
+        assert_eq!(
+            bodies[0].as_deref(),
+            Some(r#"{"failureReason":"key *** (***) is over quota; 5000 sent"}"#)
+        );
+        assert_eq!(bodies[1].as_deref(), Some(chunk));
+    }
 
     #[test]
     fn a_deliverys_output_is_bounded_however_many_invocations_write() {

@@ -4,7 +4,9 @@
 //! A guest gets exactly these capabilities and nothing else:
 //!
 //! - WASI with no preopened directories, no environment, no arguments and no
-//!   sockets; stdout and stderr are captured (bounded) and logged by the host;
+//!   sockets; stdout and stderr are captured (bounded) and logged by the host,
+//!   with every credential setting the guest read hidden by value
+//!   ([`GuestLog`]);
 //! - `assets-api`, confined to the app's workspace base path: each path is
 //!   read once into an [`ApiPath`], which is what the backend sends; the
 //!   credential is added by the [`AssetsBackend`] on the host side and never
@@ -119,6 +121,10 @@ impl Grants {
 /// (and counted), so a chatty guest cannot exhaust host memory.
 pub const GUEST_LOG_LIMIT: usize = 64 * 1024;
 
+/// Output kept beyond [`GUEST_LOG_LIMIT`] until it is scrubbed, so a secret
+/// the limit would cut through is still whole when it is hidden.
+const SCRUB_SLACK: usize = 4 * 1024;
+
 /// The store state of one guest instance.
 pub struct Sandbox {
     wasi: WasiCtx,
@@ -136,6 +142,9 @@ pub struct Sandbox {
     /// The same limit by the platform's clock (a virtual clock's simulated
     /// time), in epoch milliseconds.
     clock_deadline_ms: u64,
+    /// Where the guest's output goes; learns the secrets in the settings
+    /// the guest reads.
+    log: GuestLog,
 }
 
 /// Caps the linear memory of one instance, and remembers whether the guest
@@ -262,6 +271,7 @@ impl Sandbox {
             started,
             deadline,
             clock_deadline_ms,
+            log: log.clone(),
         }
     }
 
@@ -331,7 +341,13 @@ impl data_source::Host for Sandbox {
 
 impl config::Host for Sandbox {
     fn get(&mut self, key: String) -> Option<String> {
-        self.grants.config.get(&key)
+        let value = self.grants.config.get(&key);
+        // A guest can only print a setting it has read: every one it reads
+        // is hidden in its output from now on.
+        if let Some(value) = &value {
+            self.log.mask_setting(&key, value);
+        }
+        value
     }
 }
 
@@ -408,7 +424,9 @@ impl wasmtime_wasi::p2::Pollable for Wait {
     }
 }
 
-/// Captures a guest's stdout and stderr, bounded by [`GUEST_LOG_LIMIT`].
+/// Captures a guest's stdout and stderr, bounded by [`GUEST_LOG_LIMIT`],
+/// and hides in it the secrets of every setting the guest read
+/// ([`GuestLog::mask_setting`]) — scrubbed first, then cut to the limit.
 #[derive(Clone, Default)]
 pub struct GuestLog {
     inner: Arc<Mutex<LogBuffer>>,
@@ -418,22 +436,41 @@ pub struct GuestLog {
 struct LogBuffer {
     bytes: Vec<u8>,
     dropped: usize,
+    secrets: assets_redact::Secrets,
 }
 
 impl GuestLog {
-    /// What the guest wrote, lossily decoded, with a note if some was dropped.
+    /// What the guest wrote, lossily decoded, the secrets of the settings
+    /// it read hidden, cut to [`GUEST_LOG_LIMIT`] bytes, with a note if some
+    /// was dropped.
     pub fn text(&self) -> String {
         let buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut text = String::from_utf8_lossy(&buffer.bytes).into_owned();
-        if buffer.dropped > 0 {
-            text.push_str(&format!("\n[{} more bytes of guest output dropped]", buffer.dropped));
+        let mut text = buffer.secrets.scrub(&String::from_utf8_lossy(&buffer.bytes));
+        let mut dropped = buffer.dropped;
+        if text.len() > GUEST_LOG_LIMIT {
+            let mut cut = GUEST_LOG_LIMIT;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            dropped += text.len() - cut;
+            text.truncate(cut);
+        }
+        if dropped > 0 {
+            text.push_str(&format!("\n[{dropped} more bytes of guest output dropped]"));
         }
         text
     }
 
+    /// Hides the secrets of setting `key` = `value` in everything the guest
+    /// wrote or will write ([`assets_redact::Secrets::add_setting`]).
+    pub fn mask_setting(&self, key: &str, value: &str) {
+        let mut buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.secrets.add_setting(key, value);
+    }
+
     fn append(&self, bytes: &[u8]) {
         let mut buffer = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let room = GUEST_LOG_LIMIT.saturating_sub(buffer.bytes.len());
+        let room = (GUEST_LOG_LIMIT + SCRUB_SLACK).saturating_sub(buffer.bytes.len());
         let kept = bytes.len().min(room);
         buffer.bytes.extend_from_slice(&bytes[..kept]);
         buffer.dropped += bytes.len() - kept;
@@ -508,5 +545,42 @@ mod tests {
         log.append(&vec![b'a'; GUEST_LOG_LIMIT + 10]);
         let text = log.text();
         assert!(text.contains("[10 more bytes of guest output dropped]"));
+        log.append(&vec![b'a'; 2 * GUEST_LOG_LIMIT]);
+        assert!(log.text().len() < GUEST_LOG_LIMIT + 100);
+    }
+
+    #[test]
+    fn a_setting_the_guest_read_is_hidden_in_its_output_even_across_the_limit() {
+        struct NoApi;
+        impl AssetsBackend for NoApi {
+            fn call(
+                &self,
+                _: assets_api::Method,
+                _: &ApiPath,
+                _: Option<&str>,
+            ) -> Result<assets_api::Response, assets_api::CallError> {
+                Err(assets_api::CallError::Unreachable("none".into()))
+            }
+        }
+        let config = BTreeMap::from([("source-headers".to_owned(), "X-Api-Key: k-SECRET-42".to_owned())]);
+        let grants = Grants::new("w", Arc::new(NoApi)).with_config(Arc::new(config));
+        let log = GuestLog::default();
+        let mut sandbox = Sandbox::new(grants, &log, 1 << 20, Instant::now() + Duration::from_secs(1));
+        log.append(b"early k-SECRET-42\n");
+        assert!(log.text().contains("k-SECRET-42"), "not read yet, so not known");
+        config::Host::get(&mut sandbox, "source-headers".into());
+        // Base64, and split by the limit: neither shows.
+        log.append(b"b64 ay1TRUNSRVQtNDI=\n");
+        // The secret starts 5 bytes before the limit.
+        let written = "early k-SECRET-42\nb64 ay1TRUNSRVQtNDI=\n".len();
+        log.append(&vec![b'.'; GUEST_LOG_LIMIT - written - 5]);
+        log.append(b"k-SECRET-42 end");
+        let text = log.text();
+        assert!(
+            !text.contains("k-SE") && !text.contains("ay1TRUNSRVQtNDI"),
+            "{}",
+            &text[..100]
+        );
+        assert!(text.starts_with("early ***\nb64 ***\n"), "{}", &text[..100]);
     }
 }

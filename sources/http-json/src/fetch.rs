@@ -7,8 +7,10 @@
 //! The configured headers (usually credentials) go only to the scheme, host
 //! and port of `source-url`: a next link that leaves them is followed
 //! without them. Messages name the call with credentials hidden
-//! ([`assets_redact`]) and quote at most [`EXCERPT_CHARS`] characters of an
-//! unusable answer, redacted the same way.
+//! ([`assets_redact`]: the secrets the settings registered, by value and in
+//! every form, then the patterns) and quote at most [`EXCERPT_CHARS`]
+//! characters of an unusable answer, redacted the same way *before* it is
+//! cut, so a cut never leaves part of a secret behind.
 
 use crate::mapping::Object;
 use crate::settings::Settings;
@@ -88,6 +90,8 @@ pub struct Page {
 /// Up to this many characters of an unusable body are quoted in errors.
 pub const EXCERPT_CHARS: usize = 120;
 
+/// The start of an answer's body for a message: redacted whole, then cut
+/// ([`assets_redact::excerpt`]).
 fn excerpt(body: &[u8]) -> String {
     assets_redact::excerpt(&String::from_utf8_lossy(body), EXCERPT_CHARS)
 }
@@ -605,5 +609,91 @@ mod tests {
         );
         assert_eq!(retry_after_ms(&headers(&[("retry-after", "soon"), date])), None);
         assert_eq!(retry_after_ms(&headers(&[("retry-after", "-5")])), None);
+    }
+
+    /// The message of any source error.
+    fn message(e: SourceError) -> String {
+        match e {
+            SourceError::Timeout(m)
+            | SourceError::Connection(m)
+            | SourceError::BadResponse(m)
+            | SourceError::Denied(m)
+            | SourceError::Config(m)
+            | SourceError::Other(m) => m,
+            SourceError::Busy { message, .. } => message,
+        }
+    }
+
+    /// The message of reading the first page when the API answers `status`
+    /// with `body`, configured with `url` and `headers`.
+    fn answered(url: &str, headers: &str, status: u16, body: &str) -> String {
+        let settings = with(&[
+            ("source-url", url),
+            ("source-headers", headers),
+            ("map-object-type", "host"),
+            ("map-external-id", "id"),
+            ("map-label", "id"),
+        ]);
+        struct Answer(u16, String);
+        impl Http for Answer {
+            fn get(&mut self, _: &str, _: &[(String, String)], _: u32) -> Result<Response, HttpFailure> {
+                Ok(Response {
+                    status: self.0,
+                    headers: vec![],
+                    body: self.1.clone().into_bytes(),
+                })
+            }
+        }
+        message(next_page(&settings, &mut Answer(status, body.to_owned()), None).unwrap_err())
+    }
+
+    #[test]
+    fn a_configured_secret_the_body_repeats_in_prose_is_hidden() {
+        // A thread of its own: the registry the settings fill is its own.
+        std::thread::spawn(|| {
+            let m = answered(
+                "https://api.example.com/hosts?key=SUPERSECRET123",
+                "X-Client: c-0123456789",
+                403,
+                "key SUPERSECRET123 is over quota; client c-0123456789 is blocked",
+            );
+            for secret in ["SUPERSECRET123", "c-0123456789"] {
+                assert!(!m.contains(secret), "{secret} leaked: {m}");
+            }
+            assert!(m.contains("key *** is over quota"), "{m}");
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_secret_the_excerpts_cut_would_split_never_shows_in_part() {
+        std::thread::spawn(|| {
+            for pad in 90..EXCERPT_CHARS {
+                // A user-info password cut before its `@`, and a registered
+                // value cut in the middle.
+                let body = format!(
+                    "{} see https://bot:hunter2-password@mirror.example.com/x",
+                    "x".repeat(pad)
+                );
+                let m = answered(
+                    "https://api.example.com/hosts?key=SUPERSECRET123",
+                    "Accept: json",
+                    404,
+                    &body,
+                );
+                assert!(!m.contains("hunter"), "{pad}: {m}");
+                let body = format!("{}SUPERSECRET123 is over quota", "x".repeat(pad + 10));
+                let m = answered(
+                    "https://api.example.com/hosts?key=SUPERSECRET123",
+                    "Accept: json",
+                    404,
+                    &body,
+                );
+                assert!(!m.contains("SUPE"), "{pad}: {m}");
+            }
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -29,7 +29,14 @@
 //!
 //! A missing, malformed or contradictory setting is a [`ConfigError`] that
 //! names the key — a pagination setting of another style than the one
-//! chosen is a contradiction, not something to ignore.
+//! chosen is a contradiction, not something to ignore. It never repeats the
+//! value: a token pasted under the wrong key would reach the history.
+//!
+//! This component is an instance of its own, so it registers its own
+//! secrets: every value read goes to [`assets_redact::register_setting`]
+//! (`source-headers` values, the user-info and query values of
+//! `source-url`, any key named like a credential) before any message is
+//! made, and every message it makes hides them by value.
 
 use crate::mapping::Mapping;
 use crate::pagination::Pagination;
@@ -87,8 +94,11 @@ struct Reader<F: Fn(&str) -> Option<String>> {
 }
 
 impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    /// The trimmed value of `key`, if set; its secrets registered first.
     fn optional(&self, key: &str) -> Option<String> {
-        (self.get)(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        let value = (self.get)(key)?;
+        assets_redact::register_setting(key, &value);
+        Some(value.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     fn required(&self, key: &str, what: &str) -> Result<String, ConfigError> {
@@ -99,9 +109,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     fn path(&self, key: &str, default: Option<&str>) -> Result<Option<Path>, ConfigError> {
         match self.optional(key).or(default.map(str::to_owned)) {
             None => Ok(None),
-            Some(text) => Path::parse(&text)
-                .map(Some)
-                .map_err(|e| ConfigError(format!("{key} is not a field path: {e}"))),
+            Some(text) => Path::parse(&text).map(Some).map_err(|_| bad_path(key)),
         }
     }
 
@@ -112,7 +120,7 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
                 .parse::<u64>()
                 .ok()
                 .filter(|n| *n >= min)
-                .ok_or_else(|| ConfigError(format!("{key} must be a whole number of at least {min}; got {text:?}"))),
+                .ok_or_else(|| ConfigError(format!("{key} must be a whole number of at least {min}"))),
         }
     }
 
@@ -121,13 +129,26 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
     }
 }
 
+/// The values of `source-pagination`.
+const STYLES: [&str; 6] = ["none", "next-url", "link-header", "cursor", "page", "offset"];
+
+fn bad_style() -> ConfigError {
+    ConfigError(format!("source-pagination must be one of {}", STYLES.join(", ")))
+}
+
+/// The error for a setting that is not a field path; the path itself is
+/// not repeated.
+fn bad_path(key: &str) -> ConfigError {
+    ConfigError(format!(
+        "{key} is not a field path: write field names separated by `.`, `field[]` for every element of a list, `field.0` for one"
+    ))
+}
+
 fn short_page_ends<F: Fn(&str) -> Option<String>>(r: &Reader<F>) -> Result<bool, ConfigError> {
     match r.optional("source-short-page-ends").as_deref() {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(other) => Err(ConfigError(format!(
-            "source-short-page-ends must be true or false; got {other:?}"
-        ))),
+        Some(_) => Err(ConfigError("source-short-page-ends must be true or false".into())),
     }
 }
 
@@ -135,12 +156,21 @@ impl Settings {
     /// Reads and checks every setting through `get`.
     pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let r = Reader { get };
+        // Registered before anything can fail, so no message made after
+        // this shows them.
+        r.optional("source-headers");
         let url_text = r.required("source-url", "the first page's absolute http(s) URL")?;
         let url = Url::parse(&url_text)
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-            .ok_or_else(|| ConfigError(format!("source-url must be an absolute http(s) URL; got {url_text:?}")))?;
+            .ok_or_else(|| {
+                ConfigError("source-url must be an absolute http(s) URL, like https://api.example.com/v1/hosts".into())
+            })?;
         let style = r.name("source-pagination", "none");
+        // Checked first, so the messages below only ever show a valid style.
+        if !STYLES.contains(&style.as_str()) {
+            return Err(bad_style());
+        }
         for (key, owner) in STYLE_KEYS {
             if owner != style && r.optional(key).is_some() {
                 return Err(ConfigError(format!(
@@ -191,11 +221,7 @@ impl Settings {
                 total: r.path("source-total-field", None)?,
                 short_page_ends: short_page_ends(&r)?,
             },
-            other => {
-                return Err(ConfigError(format!(
-                    "source-pagination must be one of none, next-url, link-header, cursor, page, offset; got {other:?}"
-                )))
-            }
+            _ => return Err(bad_style()),
         };
         let headers = match r.optional("source-headers") {
             None => Vec::new(),
@@ -203,11 +229,19 @@ impl Settings {
                 .split([';', '\n'])
                 .map(str::trim)
                 .filter(|h| !h.is_empty())
-                .map(|h| {
+                .enumerate()
+                .map(|(i, h)| {
+                    // The entry is not quoted: without its colon, it may be
+                    // a bare token.
                     h.split_once(':')
                         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
                         .filter(|(n, _)| !n.is_empty() && !n.contains(char::is_whitespace))
-                        .ok_or_else(|| ConfigError(format!("source-headers: {h:?} is not `Name: value`")))
+                        .ok_or_else(|| {
+                            ConfigError(format!(
+                                "source-headers: entry {} is not `Name: value` (entries are separated by `;` or new lines)",
+                                i + 1
+                            ))
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -217,11 +251,15 @@ impl Settings {
                 .split(',')
                 .map(str::trim)
                 .filter(|a| !a.is_empty())
-                .map(|pair| {
-                    let (key, path) = pair
-                        .split_once('=')
-                        .ok_or_else(|| ConfigError(format!("map-attributes: {pair:?} is not `key=path`")))?;
-                    let path = Path::parse(path).map_err(|e| ConfigError(format!("map-attributes: {key}: {e}")))?;
+                .enumerate()
+                .map(|(i, pair)| {
+                    let entry = i + 1;
+                    let (key, path) = pair.split_once('=').ok_or_else(|| {
+                        ConfigError(format!(
+                            "map-attributes: entry {entry} is not `key=path` (entries are separated by `,`)"
+                        ))
+                    })?;
+                    let path = Path::parse(path).map_err(|_| bad_path(&format!("map-attributes: entry {entry}")))?;
                     Ok((key.trim().to_owned(), path))
                 })
                 .collect::<Result<_, ConfigError>>()?,
@@ -335,5 +373,54 @@ pub(crate) mod tests {
         assert!(e.starts_with("source-headers"), "{e}");
         let e = error(&[&NETBOX[..6], &[("map-attributes", "serial")]].concat());
         assert!(e.starts_with("map-attributes"), "{e}");
+    }
+
+    #[test]
+    fn a_malformed_setting_names_the_key_and_never_its_value() {
+        let secret = "ghp-SECRET1234";
+        for (key, value) in [
+            ("source-headers", format!("Accept: application/json; {secret}")),
+            ("source-url", format!("{secret}.example.com")),
+            ("source-timeout-ms", secret.to_owned()),
+            ("source-pagination", secret.to_owned()),
+            ("map-attributes", format!("serial=serial, {secret}")),
+            ("map-attributes", format!("serial=serial, x={secret}..y")),
+            ("source-records", format!("{secret}..results")),
+        ] {
+            let pairs: Vec<(&str, &str)> = NETBOX
+                .iter()
+                .filter(|(k, _)| *k != key)
+                .cloned()
+                .chain([(key, value.as_str())])
+                .collect();
+            let e = error(&pairs);
+            assert!(e.starts_with(key), "{key}: {e}");
+            assert!(!e.contains("SECRET") && !e.contains("ghp"), "{key}: {e}");
+        }
+        let e = error(&[NETBOX, &[("source-headers", "Authorization: Bearer x; ghp-SECRET1234")]].concat());
+        assert!(e.contains("entry 2"), "the entry is named by its place: {e}");
+    }
+
+    #[test]
+    fn reading_the_settings_registers_the_sources_secrets() {
+        // A thread of its own: its registry is fresh and seen by no other test.
+        std::thread::spawn(|| {
+            let prose = "key SUPERSECRET123 is over quota for tok-abcdef";
+            assert_eq!(assets_redact::redact(prose), prose);
+            read(
+                &[
+                    NETBOX,
+                    &[
+                        ("source-url", "https://api.example.com/v1/hosts?key=SUPERSECRET123"),
+                        ("source-headers", "Authorization: Bearer tok-abcdef"),
+                    ],
+                ]
+                .concat(),
+            )
+            .unwrap();
+            assert_eq!(assets_redact::redact(prose), "key *** is over quota for ***");
+        })
+        .join()
+        .unwrap();
     }
 }
