@@ -486,7 +486,11 @@ mod tests {
         };
         let path = |p: &str| ApiPath::parse("w1", p).unwrap();
         let reason = r#"{"failureReason":"key k-SECRET-4242 (ay1TRUNSRVQtNDI0Mg==) is over quota; 5000 sent"}"#;
-        let _ = reports.call(Method::Post, &path("importsource/s1/executions/e1/history/failed"), Some(reason));
+        let _ = reports.call(
+            Method::Post,
+            &path("importsource/s1/executions/e1/history/failed"),
+            Some(reason),
+        );
         // A data chunk is the app's data, not its words: sent as it is.
         let chunk = r#"{"objects":[{"note":"k-SECRET-4242"}]}"#;
         let _ = reports.call(Method::Post, &path("importsource/s1/executions/e1/data"), Some(chunk));
