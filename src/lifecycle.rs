@@ -415,11 +415,19 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
 
     /// In the cloud dialect, makes sure the import source's
     /// schema-and-mapping document is in place and returns how chunks are
-    /// shaped for it. A `fresh` run (no execution yet) puts the document in
-    /// place — the one the settings give, or one derived from the source's
-    /// first page merged with what the importer derived before — when the
-    /// stored one differs; a run going on uses the stored one.
-    fn ensure_mapping(&mut self, source_id: &str, settings: &Settings, fresh: bool) -> Result<Envelope, String> {
+    /// shaped for it and how the run treats keys it lacks. A `fresh` run (no
+    /// execution yet) puts in place the document the settings give, or —
+    /// unless the import source holds one this app did not write, which is
+    /// used as it is — one derived from the source's first page merged with
+    /// what the importer derived and saw before. A run going on uses the
+    /// stored document its execution started with.
+    fn ensure_mapping(
+        &mut self,
+        source_id: &str,
+        settings: &Settings,
+        fresh: bool,
+    ) -> Result<(Envelope, cloud::Growth), String> {
+        use cloud::{Growth, Origin};
         let path = format!("importsource/{source_id}/schema-and-mapping");
         let stored = match self.send(Method::Get, &path, None) {
             Ok(answer) => Some(
@@ -433,18 +441,34 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
                 ))
             }
         };
-        let wanted = match (&settings.mapping, fresh, &stored) {
-            (Some(given), _, _) => given.clone(),
-            (None, false, Some(stored)) => stored.clone(),
-            (None, _, _) => {
+        let unmapped_key = cloud::unmapped_key(source_id);
+        let remembered = cloud::remembered(self.storage.get(&unmapped_key).as_deref());
+        let ours = stored.as_ref().and_then(cloud::derived_shape);
+        let fixed = |document: &serde_json::Value, origin| -> Result<Growth, String> {
+            let mapped = cloud::envelope_shape(&cloud::envelope(document)?);
+            Ok(Growth::Fixed { mapped, origin })
+        };
+        // Whose a stored document that is not ours is, for a run going on.
+        let theirs = if settings.mapping.is_some() {
+            Origin::Setting
+        } else {
+            Origin::Operator
+        };
+        let (wanted, growth) = match (&settings.mapping, &stored, ours) {
+            // A run going on keeps the document its execution started with.
+            (_, Some(stored), Some(shape)) if !fresh => (stored.clone(), Growth::derived(shape, &remembered)),
+            (_, Some(stored), None) if !fresh => (stored.clone(), fixed(stored, theirs)?),
+            (Some(given), _, _) => (given.clone(), fixed(given, Origin::Setting)?),
+            // Not ours: used as it is, never replaced.
+            (None, Some(stored), None) => (stored.clone(), fixed(stored, Origin::Operator)?),
+            (None, _, ours) => {
                 let first = self
                     .next_page(None)
                     .map_err(|e| format!("{e} while reading the first page to derive the mapping"))?;
                 let mut shape = cloud::shape_of(&first);
-                for (object_type, keys) in stored.as_ref().and_then(cloud::derived_shape).unwrap_or_default() {
-                    shape.entry(object_type).or_default().extend(keys);
-                }
-                cloud::derive(&shape)?
+                cloud::merge(&mut shape, ours.unwrap_or_default());
+                cloud::merge(&mut shape, remembered.clone());
+                (cloud::derive(&shape)?, Growth::derived(shape, &remembered))
             }
         };
         if stored.as_ref() != Some(&wanted) {
@@ -454,7 +478,49 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
                     format!("Could not set the import source's schema-and-mapping document: {failure}")
                 })?;
         }
-        cloud::envelope(&wanted)
+        if fresh && !remembered.is_empty() && matches!(&growth, Growth::Derived { late, .. } if late.is_empty()) {
+            // The document in place maps all of it now. Failing to forget
+            // only keeps keys that are already mapped.
+            let _ = self.storage.set(&unmapped_key, "{}");
+        }
+        Ok((cloud::envelope(&wanted)?, growth))
+    }
+
+    /// In the cloud dialect, `object` as the run's mapping places it
+    /// ([`cloud::Growth::place`]). A key seen for the first time is
+    /// remembered in app storage before any chunk goes without it, so the
+    /// next run maps it even if this one is cut short.
+    fn place<'o>(
+        &mut self,
+        source_id: &str,
+        growth: &mut cloud::Growth,
+        object_type_id: &str,
+        object: &'o crate::model::AssetObject,
+        page: &Page,
+    ) -> Result<Option<std::borrow::Cow<'o, crate::model::AssetObject>>, String> {
+        let placed = growth.place(object_type_id, object, page)?;
+        if placed.learned {
+            let value = growth.late_value()?;
+            self.storage.set(&cloud::unmapped_key(source_id), &value).map_err(|e| {
+                format!(
+                    "Could not remember in app storage the object types and attribute keys the import source's mapping lacks ({e}), so the next run would not map them either; set cloud-mapping to a document that maps them"
+                )
+            })?;
+        }
+        Ok(placed.object)
+    }
+
+    /// In the cloud dialect, tells people what the run left out because its
+    /// mapping lacked it: in the last progress report, which the import
+    /// history keeps, and in the log.
+    fn note_unmapped(&mut self, source_id: &str, run: &Run<'_>) {
+        let Some(note) = run.growth.note() else { return };
+        eprintln!("import source {source_id}: {note}");
+        let path = api::execution_path(source_id, &run.record.execution_id, "/progress");
+        let body = cloud::progress_body_noted(run.record.chunks, run.record.objects, run.pages, &note);
+        if let Err(failure) = self.send(Method::Put, &path, Some(&body)) {
+            eprintln!("import source {source_id}: could not report what the run left out: {failure}");
+        }
     }
 
     /// The API's view of an execution's state, for answers that left it unclear.
@@ -534,10 +600,10 @@ pub fn run_import(
     let fresh = matches!(earlier, Earlier::None | Earlier::Intent(_));
     // The cloud dialect's mapping must be in place before an execution
     // starts, and tells how chunks are shaped.
-    let envelope = match &settings {
+    let (envelope, growth) = match &settings {
         Ok(s) if s.dialect == Dialect::Cloud && !matches!(earlier, Earlier::Ended(_)) => {
             match io.ensure_mapping(source_id, s, fresh) {
-                Ok(envelope) => envelope,
+                Ok(mapped) => mapped,
                 Err(reason) if fresh => return Err(RunError::ExecutionNotCreated(cut_reason(&reason))),
                 Err(reason) => {
                     let Earlier::Ingesting(mut record) = earlier else {
@@ -547,7 +613,7 @@ pub fn run_import(
                 }
             }
         }
-        _ => Envelope::Seed,
+        _ => (Envelope::Seed, cloud::Growth::Unmapped),
     };
     let record = match earlier {
         Earlier::None | Earlier::Intent(_) => {
@@ -595,7 +661,7 @@ pub fn run_import(
         Earlier::Ingesting(record) => (record, true),
         Earlier::Failing(..) => unreachable!("reported above"),
     };
-    go_on(&mut io, trigger, settings, record, envelope)
+    go_on(&mut io, trigger, settings, record, envelope, growth)
 }
 
 /// Ingests from `record`'s checkpoint (or from the start), then completes,
@@ -606,6 +672,7 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
     settings: Result<Settings, SettingError>,
     (record, continued): (OccurrenceRecord, bool),
     envelope: Envelope,
+    growth: cloud::Growth,
 ) -> Result<Outcome, RunError> {
     let source_id = trigger.import_source_id;
     let mut run = match settings {
@@ -616,7 +683,7 @@ fn go_on<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
                     max_bytes: limits.max_bytes,
                 };
             }
-            Run::new(settings, trigger.occurrence_id, record, envelope, continued)
+            Run::new(settings, trigger.occurrence_id, record, envelope, continued, growth)
         }
         Err(e) => {
             let mut record = record;
@@ -878,6 +945,8 @@ struct Run<'o> {
     /// number stays reserved in every checkpoint until it is reopened: its
     /// objects sent under a new number would be stored twice.
     reserved: Vec<(String, u64)>,
+    /// How the cloud dialect's mapping takes keys it lacks.
+    growth: cloud::Growth,
 }
 
 impl<'o> Run<'o> {
@@ -887,6 +956,7 @@ impl<'o> Run<'o> {
         record: OccurrenceRecord,
         envelope: Envelope,
         continued: bool,
+        growth: cloud::Growth,
     ) -> Run<'o> {
         let prefix = format!("{}-", record.execution_id);
         let Some(checkpoint) = record.checkpoint.clone() else {
@@ -903,6 +973,7 @@ impl<'o> Run<'o> {
                 pages: 0,
                 continued,
                 reserved: Vec::new(),
+                growth,
             };
         };
         let reserved: Vec<(String, u64)> = checkpoint
@@ -933,6 +1004,7 @@ impl<'o> Run<'o> {
             continued,
             record,
             reserved,
+            growth,
         }
     }
 
@@ -1112,9 +1184,13 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
                 if run.accepted(&batch.object_type_id, mark) {
                     continue;
                 }
+                let Some(object) = io.place(source_id, &mut run.growth, &batch.object_type_id, object, &page)? else {
+                    // An object type the mapping lacks: named at the end.
+                    continue;
+                };
                 let closed = run
                     .chunker
-                    .push(&batch.object_type_id, object, mark)
+                    .push(&batch.object_type_id, &object, mark)
                     .map_err(|e| e.to_string())?;
                 // The first object of a type reopens its reserved chunk.
                 if !run.reserved.is_empty() {
@@ -1140,6 +1216,7 @@ fn ingest<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         };
     }
     flush(io, source_id, run)?;
+    io.note_unmapped(source_id, run);
     Ok(Ingested::Done)
 }
 
