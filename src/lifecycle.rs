@@ -140,7 +140,7 @@ pub enum RunError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 enum Stored {
-    Record(OccurrenceRecord),
+    Record(Box<OccurrenceRecord>),
     Intent(CreateIntent),
 }
 
@@ -401,7 +401,7 @@ impl<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue> Io<'_, A, S, T, K> {
     }
 
     fn remember(&mut self, occurrence_id: &str, record: &OccurrenceRecord) {
-        self.store(occurrence_id, &Stored::Record(record.clone()));
+        self.store(occurrence_id, &Stored::Record(Box::new(record.clone())));
     }
 
     fn store(&mut self, occurrence_id: &str, stored: &Stored) {
@@ -828,7 +828,7 @@ fn earlier_delivery<A: AssetsApi, S: DataSource, T: Timer, K: KeyValue>(
         return Earlier::None;
     };
     let record = match serde_json::from_str::<Stored>(&stored) {
-        Ok(Stored::Record(record)) => record,
+        Ok(Stored::Record(record)) => *record,
         Ok(Stored::Intent(intent)) => return Earlier::Intent(intent.creating_since_ms),
         // Starting a run could make a second one; say so instead.
         Err(e) => {
