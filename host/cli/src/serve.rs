@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
+    /// Serve on an already listening TCP socket inherited as this file
+    /// descriptor (Unix), instead of binding --addr: for a supervisor or a
+    /// test harness that keeps the port across restarts.
+    #[arg(long, value_name = "FD")]
+    pub listen_fd: Option<i32>,
     /// Where the state lives: a SQLite file (one server; `:memory:` keeps
     /// nothing across restarts) or a PostgreSQL URL,
     /// `postgres://USER@HOST:PORT/DB`, which several servers share.
@@ -299,6 +304,7 @@ impl ServeArgs {
     pub fn options(&self) -> anyhow::Result<ServeOptions> {
         Ok(ServeOptions {
             addr: self.addr,
+            listen_fd: self.listen_fd,
             db: self.db.clone(),
             apps: self.app_specs()?,
             clock: match self.clock {

@@ -87,9 +87,9 @@ fn try_serve(args: &[&str]) -> Result<std::process::Child, String> {
 fn evil_beside_demo(mode: &str, extra: &[&str]) -> (Server, App) {
     let dir = temp_dir();
     let db = dir.join("state.db");
-    let port = free_port();
+    let port = Port::new();
     let victim = {
-        let server = Server::start(&db, port, &["--clock", "virtual"]);
+        let server = Server::start(&db, &port, &["--clock", "virtual"]);
         let victim = server.app();
         server.stop();
         victim
@@ -108,7 +108,7 @@ fn evil_beside_demo(mode: &str, extra: &[&str]) -> (Server, App) {
         &other,
     ];
     args.extend_from_slice(extra);
-    (Server::start(&db, port, &args), victim)
+    (Server::start(&db, &port, &args), victim)
 }
 
 #[test]

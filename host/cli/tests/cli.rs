@@ -143,6 +143,18 @@ fn a_missing_component_is_a_clear_error() {
 }
 
 #[test]
+fn serve_on_a_descriptor_that_is_not_open_refuses_naming_it() {
+    // std opens nothing at 987 in a child; the server must say so and stop,
+    // not abort on closing what it never owned.
+    let (ok, _, stderr) = assets_host(&["serve", "--db", ":memory:", "--listen-fd", "987"]);
+    assert!(!ok);
+    assert!(stderr.contains("--listen-fd 987 is not an open descriptor"), "{stderr}");
+    let (ok, _, stderr) = assets_host(&["serve", "--db", ":memory:", "--listen-fd", "1"]);
+    assert!(!ok);
+    assert!(stderr.contains("--listen-fd 1: descriptors 0 to 2"), "{stderr}");
+}
+
+#[test]
 fn preview_json_lists_utc_local_and_notes() {
     let (ok, stdout, stderr) = assets_host(&[
         "preview",

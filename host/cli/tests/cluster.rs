@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{free_port, fresh_postgres, temp_dir, Proxy, Server};
+use common::{fresh_postgres, temp_dir, Port, Proxy, Server};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -39,8 +39,9 @@ const ZONES: [&str; 8] = [
 struct Cluster {
     db: String,
     dir: std::path::PathBuf,
-    ports: Vec<u16>,
+    ports: Vec<Port>,
     nodes: Vec<Option<Server>>,
+    proxy: Proxy,
     /// The proxy's URL: the nodes' public URL, so their web triggers are
     /// callback targets wherever a schedule was created.
     public_url: String,
@@ -67,9 +68,10 @@ impl Cluster {
         self.nodes[i] = Some(Server::launch(
             std::ffi::OsStr::new(&self.db),
             log,
-            self.ports[i],
+            &self.ports[i],
             &Cluster::node_args(&self.public_url),
         ));
+        self.proxy.set_alive(i, true);
     }
 
     fn alive(&self) -> Vec<usize> {
@@ -108,21 +110,22 @@ fn start_time(i: usize) -> String {
 #[test]
 fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs() {
     let started = Instant::now();
-    let ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
-    let proxy = Proxy::start(ports.clone());
+    let ports: Vec<Port> = (0..NODES).map(|_| Port::new()).collect();
+    let proxy = Proxy::start(ports.iter().map(Port::number).collect());
     let mut cluster = Cluster {
         db: fresh_postgres(),
         dir: temp_dir(),
         ports,
         nodes: (0..NODES).map(|_| None).collect(),
         public_url: proxy.url.clone(),
+        proxy,
     };
     // Together, as a deployment would start them: migrations and set-up
     // happen once.
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..NODES)
             .map(|i| {
-                let (db, dir, port) = (cluster.db.clone(), cluster.dir.clone(), cluster.ports[i]);
+                let (db, dir, port) = (cluster.db.clone(), cluster.dir.clone(), &cluster.ports[i]);
                 let public_url = cluster.public_url.clone();
                 scope.spawn(move || {
                     let log = dir.join(format!("node{i}.first.log"));
@@ -142,7 +145,7 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
         "the nodes set up one workspace and one source for the app"
     );
     let workspace = apps[0].workspace_id.clone();
-    let callback = format!("{}/apps/demo/webtrigger", proxy.url);
+    let callback = format!("{}/apps/demo/webtrigger", cluster.public_url);
 
     // The schedules, each on its own import source, made through different nodes.
     let frequencies: Vec<&str> = std::iter::repeat_n("DAILY", DAILY)
@@ -198,6 +201,7 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
             std::thread::sleep(Duration::from_millis(rng.u64(50..600)));
             let victim = rng.usize(..NODES);
             if let Some(node) = cluster.nodes[victim].take() {
+                cluster.proxy.set_alive(victim, false);
                 node.kill_9();
                 kills += 1;
             }

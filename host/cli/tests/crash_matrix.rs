@@ -224,12 +224,12 @@ fn crash_at(step: Step, restart_at: &str, app_carries_on: bool) -> (Vec<Value>, 
     let dir = std::env::temp_dir().join(format!("assets-crash-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("state.db");
-    let port = free_port();
+    let port = Port::new();
     let receiver = Receiver::new();
     let allow = receiver.allow_entry();
     let first = Server::start(
         &db,
-        port,
+        &port,
         &["--clock", "virtual", "--clock-start", START, "--callback-allow", &allow],
     );
     // An import source of an app that runs elsewhere (this test), not one
@@ -282,7 +282,7 @@ fn crash_at(step: Step, restart_at: &str, app_carries_on: bool) -> (Vec<Value>, 
 
     let second = Server::start(
         &db,
-        port,
+        &port,
         &[
             "--clock",
             "virtual",

@@ -21,9 +21,9 @@ fn a_hostile_app_cannot_touch_another_apps_source() {
     // told that id (the settings are fixed at start-up).
     let dir = temp_dir();
     let db = dir.join("state.db");
-    let port = free_port();
+    let port = Port::new();
     let victim = {
-        let server = Server::start(&db, port, &["--clock", "virtual"]);
+        let server = Server::start(&db, &port, &["--clock", "virtual"]);
         let victim = server.app();
         server.stop();
         victim
@@ -32,7 +32,7 @@ fn a_hostile_app_cannot_touch_another_apps_source() {
     let other = format!("evil:other-source={}", victim.import_source_id);
     let server = Server::start(
         &db,
-        port,
+        &port,
         &[
             "--clock",
             "virtual",
@@ -305,8 +305,8 @@ fn a_public_address_without_a_token_refuses_to_start_unless_asked_by_name() {
 #[test]
 fn a_callback_replayed_after_a_restart_is_refused() {
     let db = temp_dir().join("state.db");
-    let port = free_port();
-    let first = Server::start(&db, port, &["--clock", "virtual", "--objects", "5"]);
+    let port = Port::new();
+    let first = Server::start(&db, &port, &["--clock", "virtual", "--objects", "5"]);
     let app = first.app();
     let body =
         json!({"workspaceId": app.workspace_id, "importsourceId": app.import_source_id, "scheduled": true}).to_string();
@@ -327,7 +327,7 @@ fn a_callback_replayed_after_a_restart_is_refused() {
     );
     first.stop();
 
-    let second = Server::start(&db, port, &["--clock", "virtual", "--objects", "5"]);
+    let second = Server::start(&db, &port, &["--clock", "virtual", "--objects", "5"]);
     let (status, refused) = second.call_with("POST", &app.callback_url, Some(body), &headers);
     assert_eq!(
         (status, refused["errorCode"].as_str()),

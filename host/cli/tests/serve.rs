@@ -208,8 +208,8 @@ fn a_hosted_app_runs_every_import_source_made_for_it() {
 #[test]
 fn a_restart_fails_what_an_app_left_ingesting_in_any_of_its_sources() {
     let dir = temp_dir();
-    let (db, port) = (dir.join("state.db"), free_port());
-    let first = Server::start(&db, port, &["--clock", "virtual"]);
+    let (db, port) = (dir.join("state.db"), Port::new());
+    let first = Server::start(&db, &port, &["--clock", "virtual"]);
     let app = first.app();
     let (status, created) = first.call(
         "POST",
@@ -230,7 +230,7 @@ fn a_restart_fails_what_an_app_left_ingesting_in_any_of_its_sources() {
     assert_eq!(status, 201, "{opened}");
     first.kill_9();
 
-    let again = Server::start(&db, port, &["--clock", "virtual"]);
+    let again = Server::start(&db, &port, &["--clock", "virtual"]);
     assert_eq!(
         again.app().import_source_id,
         app.import_source_id,
@@ -313,8 +313,8 @@ fn a_system_clock_server_refuses_to_move_time_and_requires_its_token() {
 fn a_restart_with_the_same_database_keeps_schedules_and_history() {
     let dir = temp_dir();
     let db = dir.join("state.db");
-    let port = free_port();
-    let first = Server::start(&db, port, &["--clock", "virtual", "--objects", "50"]);
+    let port = Port::new();
+    let first = Server::start(&db, &port, &["--clock", "virtual", "--objects", "50"]);
     let app = first.app();
     let now = clock_now(&first);
     let (_, schedule) = first.call(
@@ -327,7 +327,7 @@ fn a_restart_with_the_same_database_keeps_schedules_and_history() {
     let history_before = first.history(&app);
     first.stop();
 
-    let second = Server::start(&db, port, &["--clock", "virtual", "--objects", "50"]);
+    let second = Server::start(&db, &port, &["--clock", "virtual", "--objects", "50"]);
     let again = second.app();
     assert_eq!(
         again.import_source_id, app.import_source_id,
@@ -359,7 +359,7 @@ fn a_restart_with_the_same_database_keeps_schedules_and_history() {
 fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
     let dir = temp_dir();
     let db = dir.join("state.db");
-    let port = free_port();
+    let port = Port::new();
     let t0: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
     let args = [
         "--clock",
@@ -369,7 +369,7 @@ fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
         "--clock-start",
         "2026-11-02T12:00:00Z",
     ];
-    let first = Server::start(&db, port, &args);
+    let first = Server::start(&db, &port, &args);
     let app = first.app();
     first.call(
         "POST",
@@ -442,7 +442,7 @@ fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
     let restart = "2026-11-05T13:30:00Z";
     let second = Server::start(
         &db,
-        port,
+        &port,
         &["--clock", "virtual", "--objects", "20", "--clock-start", restart],
     );
     let (status, state) = second.call(
@@ -502,7 +502,7 @@ fn kill_9_loses_nothing_acknowledged_and_fires_nothing_twice() {
 
 #[test]
 fn a_callback_that_fails_is_a_failed_history_entry_with_the_reason() {
-    let nobody_port = free_port();
+    let nobody_port = Port::new().number();
     let nobody = format!("http://127.0.0.1:{nobody_port}/webtrigger");
     let erring = Receiver::new();
     let server = Server::fresh(&[
@@ -724,7 +724,7 @@ fn a_slow_import_does_not_delay_another_schedules_callback() {
 #[test]
 fn a_second_server_on_the_same_database_refuses_to_start() {
     let db = temp_dir().join("state.db");
-    let first = Server::start(&db, free_port(), &["--clock", "virtual"]);
+    let first = Server::start(&db, &Port::new(), &["--clock", "virtual"]);
     let err = db.with_extension("second.log");
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_assets-host"))
         .args(["serve", "--addr", "127.0.0.1:0", "--clock", "virtual", "--db"])
@@ -752,5 +752,5 @@ fn a_second_server_on_the_same_database_refuses_to_start() {
     );
     // Once the first has stopped, the file is free again.
     first.stop();
-    Server::start(&db, free_port(), &["--clock", "virtual"]).stop();
+    Server::start(&db, &Port::new(), &["--clock", "virtual"]).stop();
 }

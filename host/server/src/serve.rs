@@ -106,6 +106,11 @@ pub const FORGE: ForgeLimits = ForgeLimits {
 pub struct ServeOptions {
     /// Address to listen on; port 0 picks a free port.
     pub addr: SocketAddr,
+    /// Serve on this inherited, already listening socket instead of binding
+    /// `addr` (Unix): a supervisor or a test harness that holds the port
+    /// across restarts hands it over, so no other process can take the port
+    /// between a stop and the next start.
+    pub listen_fd: Option<i32>,
     /// SQLite database file (`:memory:` keeps nothing across restarts), or
     /// a PostgreSQL URL (`postgres://USER@HOST:PORT/DB`), which several
     /// servers may share.
@@ -258,11 +263,22 @@ pub fn run(args: ServeOptions) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
-async fn serve(args: ServeOptions) -> anyhow::Result<()> {
-    refuse_open_public_bind(&args)?;
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.addr))?;
+async fn serve(mut args: ServeOptions) -> anyhow::Result<()> {
+    let listener = match args.listen_fd {
+        Some(fd) => {
+            let listener = inherited_listener(fd)?;
+            // The open-bind rule judges the address really listened on.
+            args.addr = listener.local_addr()?;
+            refuse_open_public_bind(&args)?;
+            listener
+        }
+        None => {
+            refuse_open_public_bind(&args)?;
+            tokio::net::TcpListener::bind(args.addr)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.addr))?
+        }
+    };
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     let (server, secrets) = tokio::task::block_in_place(|| start(&args, &base_url))?;
@@ -316,6 +332,36 @@ async fn serve(args: ServeOptions) -> anyhow::Result<()> {
         .context("the server stopped with an error")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The listening socket inherited as file descriptor `fd`.
+#[cfg(unix)]
+fn inherited_listener(fd: i32) -> anyhow::Result<tokio::net::TcpListener> {
+    use std::os::fd::BorrowedFd;
+    anyhow::ensure!(
+        fd > 2,
+        "--listen-fd {fd}: descriptors 0 to 2 are standard input, output and error"
+    );
+    // SAFETY: the descriptor is only borrowed for the duplication below,
+    // which fails with EBADF when nothing is open at that number; ownership
+    // is never claimed on a number that might not be open.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let owned = borrowed
+        .try_clone_to_owned()
+        .with_context(|| format!("--listen-fd {fd} is not an open descriptor"))?;
+    let listener = std::net::TcpListener::from(owned);
+    listener
+        .local_addr()
+        .with_context(|| format!("--listen-fd {fd} is not a TCP socket"))?;
+    listener
+        .set_nonblocking(true)
+        .with_context(|| format!("--listen-fd {fd}: cannot make it non-blocking"))?;
+    tokio::net::TcpListener::from_std(listener).with_context(|| format!("--listen-fd {fd}: not a socket tokio can use"))
+}
+
+#[cfg(not(unix))]
+fn inherited_listener(fd: i32) -> anyhow::Result<tokio::net::TcpListener> {
+    anyhow::bail!("--listen-fd {fd}: inheriting a socket is supported on Unix only")
 }
 
 /// A server anyone on the network can reach must not answer everyone: no

@@ -28,12 +28,34 @@ pub struct App {
     pub callback_url: String,
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port this test holds for as long as it needs it: a listening
+/// socket bound to port 0, which every server started on it inherits
+/// (`serve --listen-fd`). No other test can be given the port in between,
+/// also across a server's restart; and its number is known before the first
+/// start, for the flags that name it.
+///
+/// While no server runs on it, a connection to it is accepted by the kernel
+/// and never answered (the backlog holds it), not refused.
+pub struct Port {
+    listener: TcpListener,
+}
+
+impl Port {
+    pub fn new() -> Port {
+        Port {
+            listener: TcpListener::bind("127.0.0.1:0").expect("a loopback port"),
+        }
+    }
+
+    pub fn number(&self) -> u16 {
+        self.listener.local_addr().unwrap().port()
+    }
+}
+
+impl Default for Port {
+    fn default() -> Self {
+        Port::new()
+    }
 }
 
 pub fn temp_dir() -> PathBuf {
@@ -42,24 +64,48 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+/// Leaves `listener` open across exec in the child, at its own number, and
+/// tells the server that number.
+fn inherit_listener(command: &mut Command, listener: &TcpListener) {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let fd = listener.as_raw_fd();
+    command.args(["--listen-fd", &fd.to_string()]);
+    // SAFETY: between fork and exec only an async-signal-safe call is made,
+    // on a descriptor the child has (fork copied it). It stays close-on-exec
+    // in this process, so children other tests spawn meanwhile do not get it.
+    // Not dup2 to a fixed number: that number may be one std's spawn uses.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 impl Server {
     /// Starts a server on `port` with `db`, hosting the importer as `demo`.
-    pub fn start(db: &Path, port: u16, extra: &[&str]) -> Server {
-        let log = db.with_extension(format!("{port}.{}.log", uuid::Uuid::new_v4().simple()));
+    pub fn start(db: &Path, port: &Port, extra: &[&str]) -> Server {
+        let log = db.with_extension(format!("{}.{}.log", port.number(), uuid::Uuid::new_v4().simple()));
         Server::launch(db.as_os_str(), log, port, extra)
     }
 
     /// Starts a server on `port` with `db` (a file or a PostgreSQL URL),
     /// logging to `log`, hosting the importer as `demo`.
-    pub fn launch(db: &std::ffi::OsStr, log: PathBuf, port: u16, extra: &[&str]) -> Server {
+    pub fn launch(db: &std::ffi::OsStr, log: PathBuf, port: &Port, extra: &[&str]) -> Server {
         let component = assets_host::cli::default_component_path();
         assert!(
             component.exists(),
             "{} is missing; run `make test`",
             component.display()
         );
-        let mut child = Command::new(env!("CARGO_BIN_EXE_assets-host"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--db"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_assets-host"));
+        command.arg("serve");
+        inherit_listener(&mut command, &port.listener);
+        command.arg("--db");
+        let mut child = command
             .arg(db)
             .arg("--app")
             .arg(format!("demo={}", component.display()))
@@ -109,9 +155,9 @@ impl Server {
         server
     }
 
-    /// Starts a server on a free port with a new database.
+    /// Starts a server on a port of its own with a new database.
     pub fn fresh(extra: &[&str]) -> Server {
-        Server::start(&temp_dir().join("state.db"), free_port(), extra)
+        Server::start(&temp_dir().join("state.db"), &Port::new(), extra)
     }
 
     pub fn log_text(&self) -> String {
@@ -312,25 +358,39 @@ pub fn fresh_postgres() -> String {
 /// port that accepts it, so a dead node is passed over.
 pub struct Proxy {
     pub url: String,
+    /// Which backends take connections. A stopped node's held [`Port`]
+    /// would accept a connection and never answer it, so the proxy is told.
+    alive: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
 }
 
 impl Proxy {
+    /// A round-robin proxy to `ports`, all taken as running.
     pub fn start(ports: Vec<u16>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let alive = std::sync::Arc::new(std::sync::Mutex::new(vec![true; ports.len()]));
+        let up = alive.clone();
         std::thread::spawn(move || {
             let mut next = 0usize;
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
                 next += 1;
+                let running = up.lock().unwrap().clone();
                 let backend = (0..ports.len())
-                    .find_map(|k| TcpStream::connect(("127.0.0.1", ports[(next + k) % ports.len()])).ok());
+                    .map(|k| (next + k) % ports.len())
+                    .filter(|&i| running[i])
+                    .find_map(|i| TcpStream::connect(("127.0.0.1", ports[i])).ok());
                 if let Some(backend) = backend {
                     pipe(client, backend);
                 }
             }
         });
-        Proxy { url }
+        Proxy { url, alive }
+    }
+
+    /// Says whether backend `i` is running.
+    pub fn set_alive(&self, i: usize, running: bool) {
+        self.alive.lock().unwrap()[i] = running;
     }
 }
 
