@@ -105,6 +105,13 @@ bench: component
 	$(CARGO) run --release --quiet -p assets-host -- bench --serve $(BENCH_SERVE_ARGS)
 	scripts/with-postgres $(CARGO) run --release --quiet -p assets-host -- bench --cluster --component $(COMPONENT) $(BENCH_ARGS)
 
+# `make test` RUNS times in a row with a release build competing beside it;
+# stops at the first failure (scripts/repeat-test says more).
+RUNS ?= 10
+.PHONY: test-repeat
+test-repeat:
+	scripts/repeat-test $(RUNS)
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
