@@ -273,6 +273,64 @@ fn the_tiny_fixed_list_source_composes_and_imports_its_racks() {
         .contains_key(&("rack".to_owned(), "fra2-rack-3".to_owned())));
 }
 
+/// The WASI interfaces the host grants a guest: what `wasmtime-wasi` 48's
+/// `p2::add_to_linker_sync` links in `assets_runtime::engine` (its packages
+/// are `@0.2.12`), less `wasi:sockets/*`, which it links but the sandbox
+/// denies (`allow_tcp(false)`, `allow_udp(false)`, no name lookup): an
+/// importer that imports a socket means to reach out past `outbound-http`.
+const GRANTED_WASI: [&str; 20] = [
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+];
+
+/// The newest WASI 0.2 minor the host links: a guest's import of
+/// `@0.2.N` resolves to it for every `N` up to this one, and no further.
+const HOST_WASI_MINOR: u32 = 12;
+
+/// Whether the host grants `import`, a `wasi:` interface with its version.
+fn wasi_granted(import: &str) -> bool {
+    let Some((interface, version)) = import.split_once('@') else {
+        return false;
+    };
+    let minor = version.strip_prefix("0.2.").and_then(|m| m.parse::<u32>().ok());
+    GRANTED_WASI.contains(&interface) && minor.is_some_and(|m| m <= HOST_WASI_MINOR)
+}
+
+#[test]
+fn the_granted_wasi_list_takes_exact_interfaces_and_host_versions() {
+    assert!(wasi_granted("wasi:io/streams@0.2.6"));
+    assert!(wasi_granted("wasi:cli/stdout@0.2.12"));
+    for refused in [
+        "wasi:sockets/tcp@0.2.6",
+        "wasi:sockets/ip-name-lookup@0.2.0",
+        "wasi:http/outgoing-handler@0.2.6",
+        "wasi:io/streams@0.2.13",
+        "wasi:io/streams@0.3.0",
+        "wasi:io/streams",
+        "wasi:io/streams-extra@0.2.6",
+    ] {
+        assert!(!wasi_granted(refused), "{refused}");
+    }
+}
+
 #[test]
 fn composed_components_import_only_what_the_host_grants() {
     let granted = ["assets-api", "outbound-http", "config", "storage", "timer", "types"];
@@ -283,7 +341,7 @@ fn composed_components_import_only_what_the_host_grants() {
             let ours = import
                 .strip_prefix("assets:scheduled-import/")
                 .map(|rest| rest.split('@').next().unwrap_or_default());
-            let allowed = import.starts_with("wasi:") || ours.is_some_and(|i| granted.contains(&i));
+            let allowed = wasi_granted(import) || ours.is_some_and(|i| granted.contains(&i));
             assert!(
                 allowed,
                 "{name} imports {import}, which the host does not grant; all: {imports:?}"

@@ -1,12 +1,16 @@
 //! The real importer component in the real host, against the in-process
-//! Assets API.
+//! Assets API (and the misbehaving test guest, where a guest must count its
+//! own invocations).
 
 mod common;
 
 use assets_platform::assets::{ExecutionStatus, Outcome};
 use assets_platform::source::SyntheticSource;
-use assets_platform::trigger::{self, RunStatus};
+use assets_platform::trigger::{self, App, RunStatus};
+use assets_runtime::Runtime;
 use common::World;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 fn scheduled_event(world: &World) -> assets_runtime::bindings::import_callback::TriggerEvent {
     let mut event = trigger::manual_event(&world.workspace, &world.source_id);
@@ -195,9 +199,24 @@ fn a_bad_app_setting_fails_the_run_and_names_the_key() {
 
 #[test]
 fn each_trigger_gets_a_fresh_instance() {
-    // Two runs of the same app in a row both complete with their own
-    // executions: no state carries over from one instance to the next.
+    // The misbehaving guest's `count` keeps a static counter of its
+    // invocations and reports it as its objects: an instance (or its memory)
+    // carried over from one trigger to the next would report 2, then 3.
     let world = World::new();
+    let counting = App::new("counting", misbehaving(), Arc::new(SyntheticSource::default()))
+        .with_config(BTreeMap::from([("test-behaviour".to_owned(), "count".to_owned())]));
+    let counts: Vec<u64> = (0..3)
+        .map(|_| {
+            let outcome = trigger::deliver(&counting, &world.assets, &scheduled_event(&world));
+            assert_eq!(outcome.status, RunStatus::Completed, "{outcome:?}");
+            assert_eq!(outcome.execution_id.as_deref(), Some("count"), "{outcome:?}");
+            outcome.objects
+        })
+        .collect();
+    assert_eq!(counts, [1, 1, 1], "each trigger's instance counted from zero");
+
+    // And the real importer: two runs in a row both complete with their own
+    // executions and all their objects.
     let app = world.app(
         SyntheticSource {
             objects: 50,
@@ -213,4 +232,20 @@ fn each_trigger_gets_a_fresh_instance() {
     );
     assert_ne!(first.execution_id, second.execution_id);
     assert_eq!((first.objects, second.objects), (50, 50));
+}
+
+/// The misbehaving test guest built by `make test-guest`.
+fn misbehaving() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let path = std::env::var_os("ASSETS_TEST_GUEST")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join("target/wasm32-wasip2/wasm/misbehaving_guest.wasm")
+                });
+            Arc::new(Runtime::from_file(&path).unwrap_or_else(|e| panic!("{e:#}\n(run the tests with `make test`)")))
+        })
+        .clone()
 }

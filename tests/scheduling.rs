@@ -13,6 +13,18 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// The real importer over 20 synthetic objects.
+fn importer() -> App {
+    App::new(
+        "importer",
+        common::runtime(),
+        Arc::new(SyntheticSource {
+            objects: 20,
+            ..Default::default()
+        }),
+    )
+}
+
 struct Sim {
     clock: Arc<VirtualClock>,
     assets: Arc<AssetsService>,
@@ -43,15 +55,7 @@ impl Sim {
 
     fn with_app(now: &str) -> Sim {
         let sim = Sim::new(now, SourceType::External);
-        let app = App::new(
-            "importer",
-            common::runtime(),
-            Arc::new(SyntheticSource {
-                objects: 20,
-                ..Default::default()
-            }),
-        );
-        sim.scheduler.install(&sim.source_id, app);
+        sim.scheduler.install(&sim.source_id, importer());
         sim
     }
 
@@ -65,13 +69,30 @@ impl Sim {
     }
 
     fn schedule(&self, frequency: &str, start: &str, tz: &str) -> String {
-        let (status, body) = self.api(
-            "POST",
-            "importschedule",
-            json!({"runFrequency": frequency, "startTime": start, "timezone": tz, "callbackUrl": "https://app.example.com/cb"}),
+        self.schedule_on(&self.source_id, frequency, start, tz)
+    }
+
+    /// Creates a schedule on `source_id`, one of this workspace's sources.
+    fn schedule_on(&self, source_id: &str, frequency: &str, start: &str, tz: &str) -> String {
+        let path = format!(
+            "/jsm/assets/workspace/{}/v1/importsource/{source_id}/importschedule",
+            self.workspace
         );
-        assert_eq!(status, 201, "{body}");
+        let body = json!({"runFrequency": frequency, "startTime": start, "timezone": tz, "callbackUrl": "https://app.example.com/cb"});
+        let r = self.assets.handle("POST", &path, body.to_string().as_bytes());
+        assert_eq!(r.status, 201, "{}", r.body);
+        let body: Value = serde_json::from_str(&r.body).unwrap();
         body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Another external import source in the workspace, with its own importer.
+    fn add_source_with_app(&self) -> String {
+        let source_id = self
+            .assets
+            .create_import_source(&self.workspace, SourceType::External, None)
+            .unwrap();
+        self.scheduler.install(&source_id, importer());
+        source_id
     }
 }
 
@@ -223,14 +244,84 @@ fn after_a_jump_only_the_latest_missed_run_within_the_window_catches_up() {
 
 #[test]
 fn an_occurrence_is_never_handled_twice() {
+    // Four sources, one schedule each: two fall due together at 08:00 UTC,
+    // one at 07:00 UTC (08:00 in London), one ONCE on the second day. At each
+    // instant, four threads run the scheduler at once, twice; then the clock
+    // jumps a day and a half, so several occurrences of every schedule fall
+    // due together (the ones beyond the catch-up window handled as missed).
+    // Every occurrence due at an instant must be handled at that instant,
+    // once, by exactly one of the threads, and recorded once.
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
-    sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    sim.clock.set(t("2026-05-01T08:00:00Z"));
-    assert_eq!(sim.scheduler.run_due().len(), 1);
-    assert!(sim.scheduler.run_due().is_empty());
-    sim.clock.set(t("2026-05-01T08:30:00Z"));
-    assert!(sim.scheduler.run_due().is_empty());
-    assert_eq!(sim.assets.history(&sim.source_id).len(), 1);
+    let sources: Vec<String> = std::iter::once(sim.source_id.clone())
+        .chain((0..3).map(|_| sim.add_source_with_app()))
+        .collect();
+    let a = sim.schedule_on(&sources[0], "DAILY", "2026-05-01T08:00:00Z", "UTC");
+    let b = sim.schedule_on(&sources[1], "DAILY", "2026-05-01T08:00:00Z", "UTC");
+    let c = sim.schedule_on(&sources[2], "DAILY", "2026-05-01T07:00:00Z", "Europe/London");
+    let d = sim.schedule_on(&sources[3], "ONCE", "2026-05-02T08:00:00Z", "UTC");
+    let id = |schedule: &str, at: &str| assets_platform::scheduler::occurrence_id(schedule, t(at));
+    let steps = [
+        ("2026-05-01T07:00:00Z", vec![id(&c, "2026-05-01T07:00:00Z")]),
+        (
+            "2026-05-01T08:00:00Z",
+            vec![id(&a, "2026-05-01T08:00:00Z"), id(&b, "2026-05-01T08:00:00Z")],
+        ),
+        (
+            "2026-05-02T08:30:00Z",
+            vec![
+                id(&c, "2026-05-02T07:00:00Z"),
+                id(&a, "2026-05-02T08:00:00Z"),
+                id(&b, "2026-05-02T08:00:00Z"),
+                id(&d, "2026-05-02T08:00:00Z"),
+            ],
+        ),
+        (
+            "2026-05-03T08:00:00Z",
+            vec![
+                id(&c, "2026-05-03T07:00:00Z"),
+                id(&a, "2026-05-03T08:00:00Z"),
+                id(&b, "2026-05-03T08:00:00Z"),
+            ],
+        ),
+    ];
+    let mut all_expected = Vec::new();
+    for (at, expected) in steps {
+        sim.clock.set(t(at));
+        let barrier = std::sync::Barrier::new(4);
+        let handled: Vec<String> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        let mut ids: Vec<String> =
+                            sim.scheduler.run_due().into_iter().map(|f| f.occurrence_id).collect();
+                        // Everyone again, once every first pass has ended.
+                        barrier.wait();
+                        ids.extend(sim.scheduler.run_due().into_iter().map(|f| f.occurrence_id));
+                        ids
+                    })
+                })
+                .collect();
+            threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect()
+        });
+        let mut handled = handled;
+        handled.sort();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(
+            handled, expected,
+            "at {at}: each due occurrence handled once, and only those"
+        );
+        all_expected.extend(expected);
+    }
+    let mut recorded: Vec<String> = sources
+        .iter()
+        .flat_map(|source| sim.assets.history(source))
+        .map(|entry| entry.occurrence_id.expect("a scheduled entry names its occurrence"))
+        .collect();
+    recorded.sort();
+    all_expected.sort();
+    assert_eq!(recorded, all_expected, "each occurrence recorded once");
 }
 
 #[test]

@@ -125,10 +125,11 @@ pub struct ChaosReport {
     pub replayed: usize,
     /// Calls the app retried.
     pub retries: u64,
-    /// Resident memory after the first tenth of the runs, KiB.
-    pub rss_early_kib: u64,
-    /// Resident memory at the end, KiB.
-    pub rss_end_kib: u64,
+    /// Resident memory after the first tenth of the runs, KiB; `None` when
+    /// it could not be read (see [`resident_kib`]), never a made-up 0.
+    pub rss_early_kib: Option<u64>,
+    /// Resident memory at the end, KiB; `None` when it could not be read.
+    pub rss_end_kib: Option<u64>,
     /// The seed the run was made with, to make it again.
     pub seed: u64,
     /// What broke, one line per broken invariant (the first
@@ -377,13 +378,17 @@ fn check_objects(assets: &AssetsService, execution_id: &str, source: &SyntheticS
     (lost, duplicated)
 }
 
-/// This process's resident memory in KiB (Linux), 0 elsewhere.
-pub fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
-        .map(|pages| pages * 4)
-        .unwrap_or(0)
+/// This process's resident memory in KiB, from `/proc/self/statm` (Linux,
+/// 4 KiB pages); `None` when it cannot be read or parsed, so a memory check
+/// fails rather than comparing two zeros.
+pub fn resident_kib() -> Option<u64> {
+    resident_kib_of(&std::fs::read_to_string("/proc/self/statm").ok()?)
+}
+
+/// The resident KiB in a `statm` line: its second field, in pages.
+fn resident_kib_of(statm: &str) -> Option<u64> {
+    let pages = statm.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    pages.checked_mul(4)
 }
 
 /// `assets-host chaos`.
@@ -423,4 +428,20 @@ pub fn run_cli(args: ChaosArgs) -> anyhow::Result<()> {
         args.runs
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_is_read_from_statm_or_is_none() {
+        assert_eq!(resident_kib_of("53237 12034 3003 1 0 40000 0"), Some(48_136));
+        assert_eq!(resident_kib_of(""), None);
+        assert_eq!(resident_kib_of("53237"), None);
+        assert_eq!(resident_kib_of("53237 lots"), None);
+        // On Linux the process's own reading is there, and not zero.
+        #[cfg(target_os = "linux")]
+        assert!(resident_kib().is_some_and(|kib| kib > 0));
+    }
 }

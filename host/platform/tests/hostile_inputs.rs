@@ -116,6 +116,11 @@ fn a_patch_whose_document_changed_while_it_was_checked_is_a_409() {
             while !done.load(Ordering::SeqCst) {
                 assert_eq!(api.call("PUT", "/mapping", REAL_MAPPING).status, 200);
                 puts += 1;
+                // Not ordering: a deliberately slow writer. Back-to-back PUTs
+                // would keep the (unfair) state lock busy and could starve
+                // the PATCH's two brief takes of it; a PUT every millisecond
+                // still lands many times inside the PATCH's lock-free check
+                // of a 5,000-attribute document.
                 std::thread::sleep(Duration::from_millis(1));
             }
             puts

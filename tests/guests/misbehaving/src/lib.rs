@@ -4,9 +4,12 @@
 //! - `loop`: spins forever (the time limit must stop it);
 //! - `allocate`: allocates without bound (the memory limit must stop it);
 //! - `trap`: panics after creating an execution (the host must fail it);
-//! - `wasi-sleep`: sleeps 60 s through WASI (`std::thread::sleep`, a clock
-//!   subscription and `poll`), not the `timer` import (the time limit must
-//!   still stop it);
+//! - `wasi-sleep`: sleeps a day through WASI (`std::thread::sleep`, a clock
+//!   subscription and `poll`), not the `timer` import, then spins (the time
+//!   limit must cut the sleep, and then stop the spin);
+//! - `count`: counts its invocations in a static and returns the count as
+//!   `objects-sent` with execution id "count" (a fresh instance says 1; a
+//!   reused one would say more);
 //! - `probe`: calls everything the sandbox grants, looking for the Assets
 //!   credential, and prints what it saw.
 //!
@@ -18,6 +21,7 @@ mod guest {
 
     use assets::scheduled_import::{assets_api, config, outbound_http, storage};
     use exports::assets::scheduled_import::import_callback::{Guest, RunError, RunOutcome, RunReport, TriggerEvent};
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     struct Misbehaving;
 
@@ -38,8 +42,26 @@ mod guest {
                     }
                 }
                 Some("wasi-sleep") => {
-                    std::thread::sleep(std::time::Duration::from_secs(60));
-                    probe(&event)
+                    std::thread::sleep(std::time::Duration::from_secs(86_400));
+                    // Only the time limit may end the invocation, whether
+                    // the epoch deadline came before the sleep's end or not.
+                    let mut n: u64 = 0;
+                    loop {
+                        n = std::hint::black_box(n.wrapping_add(1));
+                    }
+                }
+                Some("count") => {
+                    // Global state that outlives a call: only a fresh
+                    // instance starts it at 0 again.
+                    static INVOCATIONS: AtomicU64 = AtomicU64::new(0);
+                    let count = INVOCATIONS.fetch_add(1, Ordering::SeqCst) + 1;
+                    Ok(RunOutcome::Completed(RunReport {
+                        execution_id: "count".into(),
+                        chunks_sent: 0,
+                        objects_sent: count,
+                        retries: 0,
+                        replayed: false,
+                    }))
                 }
                 Some("trap") => {
                     let path = format!("importsource/{}/executions", event.import_source_id);
