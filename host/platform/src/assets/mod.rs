@@ -175,7 +175,14 @@ pub struct AssetsService {
     credential: Option<String>,
     store: Option<Arc<dyn StateStore>>,
     callback_targets: Option<Arc<dyn CallbackTargets>>,
+    /// Run once, by the next mapping change, between its lock-free check and
+    /// taking the lock to store it: the seam a test uses to change the
+    /// document exactly there, instead of racing a writer against the check.
+    after_mapping_check: Mutex<Option<MappingHook>>,
 }
+
+/// See [`AssetsService::after_next_mapping_check`].
+type MappingHook = Box<dyn FnOnce(&AssetsService) + Send>;
 
 /// Which callback URLs a schedule may name: the operator's policy, checked
 /// when a schedule is created or its `callbackUrl` changes, and again before
@@ -293,6 +300,24 @@ impl AssetsService {
             credential: None,
             store: None,
             callback_targets: None,
+            after_mapping_check: Mutex::new(None),
+        }
+    }
+
+    /// Runs `hook` once, in the next `PUT`/`PATCH …/mapping`, after its
+    /// document is checked and before the lock is taken to store it (for
+    /// tests of what happens when the document changes in between; the
+    /// hook may call the service).
+    #[doc(hidden)]
+    pub fn after_next_mapping_check(&self, hook: impl FnOnce(&AssetsService) + Send + 'static) {
+        *self.after_mapping_check.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+    }
+
+    /// The hook [`Self::after_next_mapping_check`] set, taken so it runs once.
+    pub(crate) fn run_after_mapping_check(&self) {
+        let hook = self.after_mapping_check.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(hook) = hook {
+            hook(self);
         }
     }
 

@@ -540,6 +540,7 @@ impl SourceRoute<'_> {
             }
         };
         mapping::check(&document)?;
+        self.service.run_after_mapping_check();
         let mut state = self.service.state();
         let source = state.source(self.workspace_id, self.source_id)?;
         if let Some(read) = read {
