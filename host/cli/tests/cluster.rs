@@ -2,10 +2,13 @@
 //! behind a small round-robin proxy, on one shared virtual clock: hundreds
 //! of schedules across zones and frequencies, thousands of occurrences,
 //! and a random node killed with `kill -9` (then restarted) every few
-//! clock advances. At the end every occurrence has exactly one terminal
-//! ledger state, none produced two executions, every completed execution
-//! holds exactly its source's objects, and every node reads the same
-//! history.
+//! clock advances. At the end the ledger holds exactly the occurrences the
+//! calendar crate computes for the schedules over the advanced window (by
+//! schedule and instant, each once), each in one terminal state; only one
+//! due during an advance in which a node was killed may have failed, and
+//! then it says why; every completed one has exactly one execution holding
+//! exactly its source's objects, each received once; and every node reads
+//! the same history.
 //!
 //! Needs `ASSETS_TEST_PG`; `make test` starts a throwaway cluster.
 
@@ -13,8 +16,10 @@ mod common;
 
 use common::{fresh_postgres, temp_dir, Port, Proxy, Server};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+type Utc = chrono::DateTime<chrono::Utc>;
 
 const NODES: usize = 3;
 const DAILY: usize = 180;
@@ -25,6 +30,11 @@ const OBJECTS: u64 = 20;
 const DAYS: u64 = 12;
 /// Clock advance per step: three steps a day.
 const STEP_SECS: u64 = 8 * 3600;
+/// Where the shared virtual clock starts.
+const CLOCK_START: &str = "2026-01-01T00:00:00Z";
+/// Settling advances the clock an hour at a time, at most this often: a
+/// dead node's lease (in platform time) runs out well within it.
+const SETTLE_HOURS: usize = 24;
 const ZONES: [&str; 8] = [
     "UTC",
     "Europe/Paris",
@@ -55,7 +65,7 @@ impl Cluster {
             "--clock",
             "virtual",
             "--clock-start",
-            "2026-01-01T00:00:00Z",
+            CLOCK_START,
             "--objects",
             "20",
             "--run-timeout-secs",
@@ -100,6 +110,32 @@ fn ledger(server: &Server) -> Vec<Value> {
             None => return all,
         }
     }
+}
+
+/// Returns once the ledger `server` reads holds `count` occurrences due
+/// after `from`, or `advance` has ended. Polls: the claims are the event.
+fn wait_for_claims<T>(server: &Server, from: Utc, count: usize, advance: &std::thread::JoinHandle<T>) {
+    let cursor = format!("{}_", from.timestamp_nanos_opt().unwrap());
+    let guard = Instant::now();
+    while !advance.is_finished() {
+        let (status, page) = server.call("GET", &format!("/_admin/occurrences?cursor={cursor}"), None);
+        if status != 200 || page["occurrences"].as_array().is_some_and(|o| o.len() >= count) {
+            return;
+        }
+        // A hang guard, not the property: an advance takes seconds.
+        assert!(
+            guard.elapsed() < Duration::from_secs(300),
+            "no {count} claims after {from} within 5 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The shared virtual clock, as `server` reads it.
+fn clock(server: &Server) -> Utc {
+    let (status, clock) = server.call("GET", "/_admin/clock", None);
+    assert_eq!(status, 200, "{clock}");
+    clock["now"].as_str().unwrap().parse().unwrap()
 }
 
 fn start_time(i: usize) -> String {
@@ -154,6 +190,8 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
         .chain(std::iter::repeat_n("ONCE", ONCE))
         .collect();
     let mut sources = Vec::new();
+    // Each schedule's id and calendar rule: the expected ledger.
+    let mut rules: Vec<(String, assets_calendar::Rule)> = Vec::new();
     for (i, frequency) in frequencies.iter().enumerate() {
         let node = cluster.node(i % NODES);
         let (status, source) = node.call(
@@ -179,6 +217,14 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
             })),
         );
         assert_eq!(status, 201, "{body}");
+        let zone: chrono_tz::Tz = ZONES[i % ZONES.len()].parse().unwrap();
+        let rule = assets_calendar::Rule::new(
+            assets_calendar::Frequency::parse(frequency).unwrap(),
+            start.parse().unwrap(),
+            zone,
+            assets_calendar::Policies::default(),
+        );
+        rules.push((body["id"].as_str().unwrap().to_owned(), rule));
         sources.push(source_id);
     }
 
@@ -186,10 +232,16 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let steps = DAYS * 24 * 3600 / STEP_SECS;
     let mut kills = 0;
+    // The clock windows of the advances during which a node was killed:
+    // only an occurrence due in one of them may fail.
+    let mut kill_windows: Vec<(Utc, Utc)> = Vec::new();
     for step in 0..steps {
         let alive = cluster.alive();
         let advancer = alive[rng.usize(..alive.len())];
         let base = cluster.node(advancer).base.clone();
+        // The window is read from the clock, not counted: an advance cut by
+        // the kill of its node ends early, and the next starts from there.
+        let from = clock(cluster.node(advancer));
         let advance = std::thread::spawn(move || {
             ureq::post(&format!("{base}/_admin/clock/advance"))
                 .timeout(Duration::from_secs(300))
@@ -197,19 +249,27 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
                 .map(|r| r.status())
                 .map_err(|e| e.to_string())
         });
+        let mut killed = false;
         if step % 3 == 2 {
-            std::thread::sleep(Duration::from_millis(rng.u64(50..600)));
+            // Mid-advance, on an event: once this advance has claimed a
+            // random number of its occurrences (or has ended).
+            wait_for_claims(cluster.node(advancer), from, rng.usize(1..40), &advance);
             let victim = rng.usize(..NODES);
             if let Some(node) = cluster.nodes[victim].take() {
                 cluster.proxy.set_alive(victim, false);
                 node.kill_9();
                 kills += 1;
+                killed = true;
             }
         }
         match advance.join().unwrap() {
             Ok(status) => assert_eq!(status, 200),
             // The advancing node itself was killed: the others carry on.
             Err(e) => assert!(cluster.nodes[advancer].is_none(), "advance failed on a live node: {e}"),
+        }
+        if killed {
+            let to = clock(cluster.node(cluster.alive()[0]));
+            kill_windows.push((from, to));
         }
         for i in 0..NODES {
             if cluster.nodes[i].is_none() && rng.bool() {
@@ -225,11 +285,12 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
     assert!(kills >= 5, "the test killed nodes ({kills})");
 
     // Settle: deliveries a dead node left are taken over once its lease runs
-    // out; executions left ingesting are failed once past their limit. Step
-    // the clock by an hour at a time until nothing is in flight.
-    let settled = Instant::now();
+    // out (platform time); executions left ingesting are failed once past
+    // their limit. Each advance waits for the deliveries it starts, so the
+    // ledger read back after it is the event to wait on: step the clock by
+    // an hour at a time until nothing is in flight, a bounded number of times.
+    let mut hours = 0;
     loop {
-        std::thread::sleep(Duration::from_secs(2));
         let in_flight = ledger(cluster.node(0))
             .iter()
             .filter(|e| e["state"] == "delivering")
@@ -238,30 +299,68 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
             break;
         }
         assert!(
-            settled.elapsed() < Duration::from_secs(180),
-            "{in_flight} occurrences still delivering after 3 minutes; node 0 log:\n{}",
+            hours < SETTLE_HOURS,
+            "{in_flight} occurrences still delivering after {hours} clock hours; node 0 log:\n{}",
             cluster.node(0).log_text()
         );
         cluster.node(0).advance(3600);
+        hours += 1;
     }
+    let end = clock(cluster.node(0));
 
-    // Exactly one terminal state each, with a reason where it did not complete.
+    // Exactly the calendar's occurrences up to the clock's end, each once.
     let entries = ledger(cluster.node(1));
-    assert!(entries.len() >= 2000, "{} occurrences", entries.len());
+    let expected: BTreeSet<(String, Utc)> = rules
+        .iter()
+        .flat_map(|(id, rule)| {
+            rule.occurrences()
+                .take_while(|o| o.instant <= end)
+                .map(|o| (id.clone(), o.instant))
+        })
+        .collect();
+    let found: Vec<(String, Utc)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["scheduleId"].as_str().unwrap().to_owned(),
+                e["nominalTime"].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    let found_set: BTreeSet<(String, Utc)> = found.iter().cloned().collect();
+    assert_eq!(found_set.len(), found.len(), "an occurrence is in the ledger twice");
+    let lost: Vec<_> = expected.difference(&found_set).collect();
+    let extra: Vec<_> = found_set.difference(&expected).collect();
+    assert!(
+        lost.is_empty() && extra.is_empty(),
+        "the ledger is not the calendar's set up to {end}: {} lost {lost:?}, {} not expected {extra:?}",
+        lost.len(),
+        extra.len()
+    );
+    let ids: HashSet<&str> = entries.iter().map(|e| e["occurrenceId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), entries.len(), "one ledger entry per occurrence id");
+
+    // Completed, or — only when due during an advance in which a node was
+    // killed — ended otherwise with a reason.
     let mut states: HashMap<String, usize> = HashMap::new();
     for e in &entries {
-        *states.entry(e["state"].as_str().unwrap().to_owned()).or_default() += 1;
-        assert_ne!(e["state"], "delivering", "{e}");
-        if e["state"] != "completed" {
-            assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "no reason: {e}");
+        let state = e["state"].as_str().unwrap();
+        *states.entry(state.to_owned()).or_default() += 1;
+        if state == "completed" {
+            assert!(e["executionId"].is_string(), "completed without an execution: {e}");
+            continue;
         }
+        assert!(
+            ["failed", "skipped", "missed"].contains(&state),
+            "not a terminal state: {e}"
+        );
+        assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "no reason: {e}");
+        let due: Utc = e["nominalTime"].as_str().unwrap().parse().unwrap();
+        assert!(
+            kill_windows.iter().any(|&(from, to)| from < due && due <= to),
+            "{state} though no node was killed while it was due: {e}\nkills during {kill_windows:?}"
+        );
     }
-    let ids: HashSet<&str> = entries.iter().map(|e| e["occurrenceId"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), entries.len(), "one ledger entry per occurrence");
-    assert!(
-        states.get("completed").copied().unwrap_or(0) * 10 >= entries.len() * 8,
-        "most runs complete despite the kills: {states:?}"
-    );
 
     // The history, the same from every node; one execution per occurrence;
     // completed ones hold exactly the source's objects.
@@ -294,6 +393,37 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
     }
     let doubled: Vec<_> = executions_per_occurrence.iter().filter(|(_, e)| e.len() > 1).collect();
     assert!(doubled.is_empty(), "occurrences with two executions: {doubled:?}");
+    // Each completed occurrence: the one execution its ledger entry names,
+    // holding the source's objects, each received once.
+    let source_of: HashMap<&str, &str> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["occurrenceId"].as_str().unwrap(),
+                e["importSourceId"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for e in entries.iter().filter(|e| e["state"] == "completed") {
+        let (occurrence, execution) = (e["occurrenceId"].as_str().unwrap(), e["executionId"].as_str().unwrap());
+        let executions = executions_per_occurrence.get(occurrence);
+        assert_eq!(
+            executions.map(|x| x.iter().collect::<Vec<_>>()),
+            Some(vec![&execution.to_owned()]),
+            "{e}"
+        );
+        let path = format!(
+            "/jsm/assets/workspace/{workspace}/v1/importsource/{}/executions/{execution}/status",
+            source_of[occurrence]
+        );
+        let (status, shown) = cluster.node(2).call("GET", &path, None);
+        assert_eq!(status, 200, "{shown}");
+        assert_eq!(
+            (shown["objects"].as_u64(), shown["objectsReceived"].as_u64()),
+            (Some(OBJECTS), Some(OBJECTS)),
+            "{e}: {shown}"
+        );
+    }
     eprintln!(
         "cluster: {} schedules, {} occurrences {states:?}, {kills} kill -9, {:.0} s",
         sources.len(),

@@ -100,6 +100,14 @@ impl Import {
         self.sent += CHUNK;
     }
 
+    /// Sends the last chunk again, as an app does that cannot tell whether
+    /// its chunk landed before the platform died.
+    fn resend_last(&mut self) {
+        assert!(self.sent >= CHUNK, "a chunk was sent");
+        self.sent -= CHUNK;
+        self.chunk();
+    }
+
     fn complete(&mut self) {
         let execution = self.execution.clone().unwrap();
         let (status, body) = self.post(&format!("executions/{execution}/history/completed"), json!({}));
@@ -293,7 +301,11 @@ fn crash_at(step: Step, restart_at: &str, app_carries_on: bool) -> (Vec<Value>, 
         ],
     );
     if app_carries_on && import.execution.is_some() {
-        // The app outlived the platform: it finishes the import it started.
+        // The app outlived the platform: it finishes the import it started,
+        // killed between chunks sending its last chunk again first.
+        if step == Step::BetweenChunks {
+            import.resend_last();
+        }
         import.finish();
     }
     let heard = serve_callbacks(receiver, &second, &app);
@@ -374,8 +386,33 @@ fn killed_after_the_execution_was_created_the_app_finishes_it() {
 
 #[test]
 fn killed_between_chunks_the_app_finishes_with_no_object_twice() {
-    let (ledger, _server, _) = crash_at(Step::BetweenChunks, "2026-11-02T13:20:00Z", true);
-    assert_eq!(first_run(&ledger)["state"], "completed");
+    let (ledger, server, _) = crash_at(Step::BetweenChunks, "2026-11-02T13:20:00Z", true);
+    let first = first_run(&ledger);
+    assert_eq!(first["state"], "completed", "{first}");
+    let execution = first["executionId"].as_str().unwrap().to_owned();
+    // The database, read with SQLite itself once the server has stopped:
+    // the re-sent chunk is stored once, by chunk id and by object id.
+    let db = server.log.parent().unwrap().join("state.db");
+    server.stop();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let column = |sql: &str| -> Vec<String> {
+        let mut query = conn.prepare(sql).unwrap();
+        let mut rows: Vec<String> = query
+            .query_map([&execution], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.sort();
+        rows
+    };
+    let mut expected: Vec<String> = (0..OBJECTS).map(|i| format!("host-{i}")).collect();
+    expected.sort();
+    assert_eq!(
+        column("SELECT external_id FROM objects WHERE execution_id = ?1"),
+        expected
+    );
+    let chunks: Vec<String> = (0..OBJECTS).step_by(CHUNK).map(|i| format!("chunk-{i}")).collect();
+    assert_eq!(column("SELECT chunk_id FROM chunk_ids WHERE execution_id = ?1"), chunks);
 }
 
 #[test]
