@@ -86,6 +86,12 @@ pub struct ServeArgs {
     /// unless an entry names the address itself.
     #[arg(long = "callback-allow", value_name = "ENTRY")]
     pub callback_allow: Vec<String>,
+    /// Resolve NAME to IP for callbacks instead of asking DNS (repeatable),
+    /// as curl's --resolve does. The address is still checked: a name
+    /// pinned to a loopback or private address is refused like one DNS
+    /// points there.
+    #[arg(long = "resolve", value_name = "NAME=IP", value_parser = parse_resolve)]
+    pub resolve: Vec<(String, std::net::IpAddr)>,
     /// Whose limits to enforce.
     #[arg(long, value_enum, default_value_t = ProfileArg::Local)]
     pub profile: ProfileArg,
@@ -164,6 +170,12 @@ pub struct ServeArgs {
     /// the same moment wait in a queue, claimed.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: u16,
+}
+
+fn parse_resolve(text: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, ip) = text.split_once('=').ok_or("expected NAME=IP")?;
+    let ip = ip.parse().map_err(|e| format!("{ip:?} is not an IP address: {e}"))?;
+    Ok((name.to_owned(), ip))
 }
 
 fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -321,6 +333,7 @@ impl ServeArgs {
             workers: usize::from(self.workers),
             public_url: self.public_url.clone(),
             callback_allow: self.callback_allow.clone(),
+            resolve: self.resolve.iter().cloned().collect(),
             allow_unauthenticated_public_bind: self.allow_unauthenticated_public_bind,
             max_concurrent_requests: self.max_concurrent_requests as usize,
             max_concurrent_per_source: self.max_concurrent_per_source as usize,

@@ -20,7 +20,7 @@
 use crate::address::internal;
 use assets_platform::assets::{CallbackTargets, ImportSource};
 use assets_runtime::egress::{Allowlist, Decision};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 
@@ -199,6 +199,9 @@ pub struct PublicResolver {
     own: Option<String>,
     /// Internal addresses the operator named.
     named: HashSet<IpAddr>,
+    /// Names the operator pinned to an address (`serve --resolve`), looked
+    /// up here instead of in DNS; the address is then filtered like any other.
+    pinned: HashMap<String, IpAddr>,
 }
 
 impl PublicResolver {
@@ -209,13 +212,39 @@ impl PublicResolver {
             let port = u.port_or_known_default()?;
             Some(format!("{}:{port}", u.host_str()?))
         });
-        PublicResolver { own, named }
+        PublicResolver {
+            own,
+            named,
+            pinned: HashMap::new(),
+        }
+    }
+
+    /// Resolves each name of `pinned` to its address instead of asking DNS,
+    /// as curl's `--resolve` does. The address is filtered like one DNS
+    /// gave: pinning a name to an internal address does not make it
+    /// reachable (only naming the address itself in the allowlist does).
+    pub fn with_pinned(mut self, pinned: HashMap<String, IpAddr>) -> PublicResolver {
+        self.pinned = pinned
+            .into_iter()
+            .map(|(name, ip)| (name.to_ascii_lowercase(), ip))
+            .collect();
+        self
+    }
+
+    /// `netloc`'s addresses: the pinned one for a pinned name, else DNS's.
+    fn lookup(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
+        if let Some((host, port)) = netloc.rsplit_once(':') {
+            if let (Some(ip), Ok(port)) = (self.pinned.get(&host.to_ascii_lowercase()), port.parse()) {
+                return Ok(vec![SocketAddr::new(*ip, port)]);
+            }
+        }
+        Ok(netloc.to_socket_addrs()?.collect())
     }
 }
 
 impl ureq::Resolver for PublicResolver {
     fn resolve(&self, netloc: &str) -> io::Result<Vec<SocketAddr>> {
-        let addresses: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        let addresses = self.lookup(netloc)?;
         if self.own.as_deref() == Some(netloc) {
             return Ok(addresses);
         }

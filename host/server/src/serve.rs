@@ -144,6 +144,10 @@ pub struct ServeOptions {
     /// Callback targets allowed besides the hosted apps' own web triggers,
     /// in the egress allowlist's syntax.
     pub callback_allow: Vec<String>,
+    /// Names the callback client resolves to a fixed address instead of
+    /// asking DNS (curl's `--resolve`); the address is still filtered, so a
+    /// name pinned to loopback is refused like one DNS points there.
+    pub resolve: HashMap<String, std::net::IpAddr>,
     /// Listen on a non-loopback address without a token. Off: such a
     /// server refuses to start.
     pub allow_unauthenticated_public_bind: bool,
@@ -469,7 +473,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     );
     let allowlist = assets_runtime::Allowlist::parse(&args.callback_allow).context("--callback-allow")?;
     let policy = CallbackPolicy::new(&public_url, args.apps.iter().map(|app| app.name.clone()), allowlist);
-    let resolver = PublicResolver::new(&public_url, policy.named_addresses());
+    let resolver = PublicResolver::new(&public_url, policy.named_addresses()).with_pinned(args.resolve.clone());
     let mut service = AssetsService::new(clock)
         .with_quotas(args.quotas)
         .with_store(store.state_store(), state)
