@@ -116,11 +116,24 @@ pub struct HttpOutbound {
 
 impl Default for HttpOutbound {
     fn default() -> Self {
+        HttpOutbound::with_pinned(HashMap::new())
+    }
+}
+
+impl HttpOutbound {
+    /// A client that resolves each name of `pinned` to its address instead
+    /// of asking DNS (curl's `--resolve`). The address is then judged like
+    /// one DNS gave: a name pinned to an internal address is refused.
+    pub fn with_pinned(pinned: HashMap<String, std::net::IpAddr>) -> HttpOutbound {
+        let pinned = pinned
+            .into_iter()
+            .map(|(name, ip)| (name.to_ascii_lowercase(), ip))
+            .collect();
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
             .timeout(assets_runtime::outbound::DEFAULT_TIMEOUT)
             .redirects(0)
-            .resolver(PublicNames)
+            .resolver(PublicNames { pinned })
             .build();
         HttpOutbound { agent }
     }
@@ -134,13 +147,24 @@ impl Default for HttpOutbound {
 /// controls cannot point the app at the host's own network or its cloud's
 /// metadata service. To reach an internal service, allow it and call it by
 /// its address.
-pub struct PublicNames;
+pub struct PublicNames {
+    /// Names looked up here instead of in DNS (lowercase), see
+    /// [`HttpOutbound::with_pinned`].
+    pinned: HashMap<String, std::net::IpAddr>,
+}
 
 impl ureq::Resolver for PublicNames {
     fn resolve(&self, netloc: &str) -> std::io::Result<Vec<std::net::SocketAddr>> {
         use std::net::ToSocketAddrs as _;
-        let addresses: Vec<std::net::SocketAddr> = netloc.to_socket_addrs()?.collect();
-        let (host, _) = netloc.rsplit_once(':').unwrap_or((netloc, ""));
+        let (host, port) = netloc.rsplit_once(':').unwrap_or((netloc, ""));
+        let pinned = match (self.pinned.get(&host.to_ascii_lowercase()), port.parse()) {
+            (Some(ip), Ok(port)) => Some(std::net::SocketAddr::new(*ip, port)),
+            _ => None,
+        };
+        let addresses: Vec<std::net::SocketAddr> = match pinned {
+            Some(address) => vec![address],
+            None => netloc.to_socket_addrs()?.collect(),
+        };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.parse::<std::net::IpAddr>().is_ok() || crate::callback_targets::is_localhost(host) {
             return Ok(addresses);

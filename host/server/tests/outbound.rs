@@ -109,24 +109,6 @@ fn an_upload_to_a_peer_that_stops_reading_just_before_the_deadline_ends_at_it() 
     );
 }
 
-/// A name other than `localhost` that this machine resolves to loopback
-/// only (its own host name, as Debian's /etc/hosts writes it).
-fn a_name_for_loopback() -> String {
-    use std::net::ToSocketAddrs as _;
-    let own = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-    let found = [own.trim(), "vm", "ip6-localhost"]
-        .into_iter()
-        .filter(|name| !name.is_empty())
-        .find(|name| {
-            (*name, 80)
-                .to_socket_addrs()
-                .is_ok_and(|mut addrs| addrs.all(|a| a.ip().is_loopback()))
-        })
-        .map(str::to_owned)
-        .expect("this test needs a host name other than localhost that resolves to loopback (as /etc/hosts gives the machine's own name)");
-    found
-}
-
 #[test]
 fn a_name_that_resolves_inward_is_not_connected_to_but_the_address_itself_is() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -139,8 +121,9 @@ fn a_name_that_resolves_inward_is_not_connected_to_but_the_address_itself_is() {
             let _ = std::io::Write::write_all(&mut stream, b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
         }
     });
-    let client = HttpOutbound::default();
-    let name = a_name_for_loopback();
+    // A name this test points inward, not one /etc/hosts happens to.
+    let name = "inward.example.test";
+    let client = HttpOutbound::with_pinned([(name.to_owned(), std::net::Ipv4Addr::LOCALHOST.into())].into());
     let refused = client.send(request(format!("http://{name}:{port}/x"), None, 2000));
     let Err(HttpError::Connection(why)) = refused else {
         panic!("{name} resolves to loopback and was connected to: {refused:?}")
