@@ -764,6 +764,110 @@ mod tests {
         assert_eq!(chunker.opened(), 8, "the next chunk took the next unused number");
     }
 
+    #[test]
+    fn the_byte_limit_counts_the_whole_body_closing_included() {
+        let limits = |max_bytes| ChunkLimits {
+            max_objects: 10,
+            max_bytes,
+        };
+        let (a, b) = (object(1, 3), object(2, 3));
+        let one = chunk_all(limits(1 << 20), &[("t", a.clone())]).remove(0).body.len();
+        let two = chunk_all(limits(1 << 20), &[("t", a.clone()), ("t", b.clone())])
+            .remove(0)
+            .body
+            .len();
+        // An object that opens a chunk: a body of exactly the limit goes out,
+        // one byte more is refused.
+        let alone = chunk_all(limits(one), &[("t", a.clone())]);
+        assert_eq!(alone.iter().map(|c| c.body.len()).collect::<Vec<_>>(), vec![one]);
+        assert_eq!(
+            Chunker::new(limits(one - 1), "c-").push("t", &a, (1, 0)),
+            Err(InvalidData::ObjectTooLarge {
+                external_id: "asset-1".into(),
+                bytes: one,
+                limit: one - 1,
+            })
+        );
+        // An object added to an open chunk: it joins when the body, closed,
+        // is exactly the limit, and opens the next chunk when one byte over.
+        let full = chunk_all(limits(two), &[("t", a.clone()), ("t", b.clone())]);
+        assert_eq!(
+            full.iter().map(|c| (c.objects, c.body.len())).collect::<Vec<_>>(),
+            vec![(2, two)]
+        );
+        let split = chunk_all(limits(two - 1), &[("t", a), ("t", b)]);
+        assert_eq!(split.iter().map(|c| c.objects).collect::<Vec<_>>(), vec![1, 1]);
+        assert!(split.iter().all(|c| c.body.len() <= two - 1));
+    }
+
+    #[test]
+    fn the_cloud_dialect_refuses_objects_its_mapping_does_not_place() {
+        let envelope = Envelope::Cloud(vec![CloudType {
+            object_type_id: "laptop".into(),
+            selector: "laptops".into(),
+            keys: vec!["serial".into(), "tags".into()],
+        }]);
+        let mut chunker = Chunker::new(ChunkLimits::default(), "c-").with_envelope(envelope);
+        chunker.push("laptop", &object(1, 2), (1, 0)).unwrap();
+        // A type without a selector would have nowhere to go.
+        assert_eq!(
+            chunker.push("phone", &object(2, 2), (1, 1)),
+            Err(InvalidData::TypeNotMapped {
+                object_type_id: "phone".into()
+            })
+        );
+        // An attribute without a locator would be dropped by the API.
+        let mut extra = object(3, 2);
+        extra.attributes.push(("owner".into(), vec!["ann".into()]));
+        assert_eq!(
+            chunker.push("laptop", &extra, (1, 2)),
+            Err(InvalidData::AttributeNotMapped {
+                object_type_id: "laptop".into(),
+                key: "owner".into()
+            })
+        );
+        // Refused objects left the chunker as it was: one chunk, the mapped object.
+        let chunks = chunker.finish();
+        assert_eq!(chunks.len(), 1);
+        let body: Value = serde_json::from_str(&chunks[0].body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "clientGeneratedId": "c-1",
+                "data": {"laptops": [{
+                    "externalId": "asset-1",
+                    "label": "Asset 1",
+                    "attributes": {"serial": ["xx"], "tags": ["a", "b"]}
+                }]}
+            })
+        );
+    }
+
+    #[test]
+    fn a_renumbered_chunk_exactly_at_the_byte_limit_is_sent() {
+        let one = object(0, 10);
+        let exact = chunk_all(
+            ChunkLimits {
+                max_objects: 1,
+                max_bytes: 1 << 20,
+            },
+            &[("t", one.clone())],
+        )
+        .remove(0)
+        .body
+        .len();
+        // Room for the object under a two-digit id, with not a byte to spare.
+        let limits = ChunkLimits {
+            max_objects: 1,
+            max_bytes: exact + 1,
+        };
+        let mut chunker = Chunker::resume(limits, "c-", 9, [("t".to_owned(), 1)]);
+        chunker.push("t", &one, (1, 0)).unwrap();
+        let chunk = chunker.finish().remove(0);
+        let renumbered = chunker.renumber(chunk).unwrap();
+        assert_eq!((renumbered.id, renumbered.body.len()), (10, exact + 1));
+    }
+
     mod property {
         use super::*;
         use proptest::prelude::*;

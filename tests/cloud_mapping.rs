@@ -451,3 +451,55 @@ fn a_derived_mapping_an_operator_changed_is_theirs() {
     };
     assert!(failed.reason.contains(r#"object type "switch""#), "{}", failed.reason);
 }
+
+/// The operator's mapping under another selector: what a `cloud-mapping`
+/// setting gives.
+fn settings_mapping() -> Value {
+    let mut document = operators_mapping();
+    document["mapping"]["objectTypeMappings"][0]["selector"] = json!("from-setting");
+    document
+}
+
+#[test]
+fn a_mapping_setting_is_put_in_place_when_a_run_starts_over_the_document_there() {
+    let world = World::new();
+    world.put_mapping(&operators_mapping());
+    let pages = Pages(vec![vec![device("d1", &["serial"])]]);
+    completed(run(
+        &world,
+        &mut Storage::default(),
+        &mut Clock::default(),
+        &pages,
+        "occ-1",
+        cloud(Some(settings_mapping())),
+    ));
+    assert_eq!(world.mapping(), settings_mapping());
+}
+
+#[test]
+fn a_run_going_on_keeps_the_mapping_it_started_with_when_the_setting_changes() {
+    let world = World::new();
+    let pages = Pages(vec![vec![device("d1", &["serial"])], vec![device("d2", &["serial"])]]);
+    let mut storage = Storage::default();
+    let paused = run(
+        &world,
+        &mut storage,
+        &mut Clock { pages_left: Some(0) },
+        &pages,
+        "occ-1",
+        cloud(Some(operators_mapping())),
+    );
+    assert!(matches!(paused, Ok(Outcome::Paused(_))), "{paused:?}");
+    // The setting changed between deliveries; the API refuses a new mapping
+    // while the execution ingests, and the chunks sent so far follow the old one.
+    let id = completed(run(
+        &world,
+        &mut storage,
+        &mut Clock::default(),
+        &pages,
+        "occ-1",
+        cloud(Some(settings_mapping())),
+    ));
+    assert_eq!(world.mapping(), operators_mapping());
+    assert_eq!(world.stored(&id).len(), 2, "both devices");
+}

@@ -2,10 +2,10 @@
 //! fake data source (no wasm involved).
 
 use assets_scheduled_import::api::{ApiResponse, AssetsApi, CallError, Method};
-use assets_scheduled_import::lifecycle::{occurrence_key, KeyValue, Outcome, RunError, RunReport, Trigger};
+use assets_scheduled_import::lifecycle::{occurrence_key, owner_key, KeyValue, Outcome, RunError, RunReport, Trigger};
 use assets_scheduled_import::model::{AssetObject, DataSource, ObjectBatch, Page, SourceError};
 use assets_scheduled_import::retry::Timer;
-use assets_scheduled_import::settings::{ChunkLimits, RetryPolicy, SettingError, Settings};
+use assets_scheduled_import::settings::{ChunkLimits, Dialect, RetryPolicy, SettingError, Settings};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
@@ -1020,4 +1020,493 @@ fn a_chunk_that_never_gets_an_answer_is_reported_as_no_answer_not_as_a_rejection
         "{}",
         failed.reason
     );
+}
+
+#[test]
+fn a_delivery_stopped_before_its_record_adopts_the_execution_it_recorded_as_its_own() {
+    // The first delivery created exec-1 and wrote that occurrence occ-1 owns
+    // it, then was stopped before its record replaced the intent: the next
+    // delivery finds its own execution and goes on with it.
+    let mut api = StatefulApi::default();
+    api.executions.push(FakeExecution {
+        id: "exec-1".into(),
+        status: "INGESTING",
+        ..FakeExecution::default()
+    });
+    let mut host = FakeHost::default();
+    host.storage
+        .insert(occurrence_key("occ-1"), r#"{"creatingSinceMs":0}"#.into());
+    host.storage.insert(owner_key("exec-1"), "occ-1".into());
+    let report = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(120, 50),
+        &mut host,
+    )
+    .unwrap();
+    assert_eq!(report.execution_id, "exec-1");
+    every_object_once(&api, 120);
+    assert!(
+        !api.calls.contains(&"Post importsource/src-1/executions".to_owned()),
+        "no second execution asked for: {:?}",
+        api.calls
+    );
+}
+
+#[test]
+fn in_the_cloud_dialect_a_mapping_that_cannot_be_read_stops_the_run_before_it_starts() {
+    // The fake answers 404 without `MISSING_MAPPING` (not "no mapping
+    // yet"): the run must not take it for a source without a document and
+    // write one of its own over whatever is there.
+    let mut api = FakeApi::new();
+    let cloud = Settings {
+        dialect: Dialect::Cloud,
+        ..settings(100).unwrap()
+    };
+    let mut source = FakeSource::objects(10, 10);
+    let err = run_import(SCHEDULED, Ok(cloud), &mut api, &mut source).unwrap_err();
+    let RunError::ExecutionNotCreated(reason) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        reason.contains("Could not read the import source's schema-and-mapping document"),
+        "{reason}"
+    );
+    assert_eq!(source.reads, 0, "nothing read to derive a mapping from");
+    assert!(
+        !api.calls.iter().any(|(m, _, _)| matches!(m, Method::Put)),
+        "no mapping written: {:?}",
+        api.paths()
+    );
+    assert!(!api.paths().iter().any(|p| p.ends_with("/executions")), "no execution");
+}
+
+#[test]
+fn in_the_cloud_dialect_a_run_going_on_whose_mapping_cannot_be_read_fails_its_execution() {
+    // The execution exists and ingests: the failure is reported on it, not
+    // taken for a run that never started (which would leave it ingesting).
+    struct NoMapping(StatefulApi);
+    impl AssetsApi for NoMapping {
+        fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+            if path.ends_with("/schema-and-mapping") {
+                return Ok(ApiResponse {
+                    status: 403,
+                    headers: vec![],
+                    body: r#"{"errorCode":"FORBIDDEN","message":"not allowed"}"#.into(),
+                });
+            }
+            self.0.call(method, path, body)
+        }
+    }
+    let mut api = NoMapping(StatefulApi::default());
+    api.0.executions.push(FakeExecution {
+        id: "exec-1".into(),
+        status: "INGESTING",
+        ..FakeExecution::default()
+    });
+    let mut host = FakeHost::default();
+    host.storage.insert(
+        occurrence_key("occ-1"),
+        r#"{"executionId":"exec-1","state":"started","chunks":0,"objects":0,"reason":null}"#.into(),
+    );
+    let cloud = Settings {
+        dialect: Dialect::Cloud,
+        ..settings(100).unwrap()
+    };
+    let err = run_with(
+        SCHEDULED,
+        Ok(cloud),
+        &mut api,
+        &mut FakeSource::objects(10, 10),
+        &mut host,
+    )
+    .unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((failed.execution_id.as_str(), failed.reported), ("exec-1", true));
+    assert!(
+        failed
+            .reason
+            .contains("Could not read the import source's schema-and-mapping document"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(api.0.executions[0].status, "FAILED");
+}
+
+#[test]
+fn a_delivery_that_finds_its_execution_in_an_unknown_state_leaves_it_alone() {
+    // Neither ingesting nor ended: resuming could send data to an execution
+    // that takes none, failing it could end one that is fine.
+    let mut api = StatefulApi::default();
+    api.executions.push(FakeExecution {
+        id: "exec-1".into(),
+        status: "ARCHIVED",
+        ..FakeExecution::default()
+    });
+    let mut host = FakeHost::default();
+    host.storage.insert(
+        occurrence_key("occ-1"),
+        r#"{"executionId":"exec-1","state":"started","chunks":0,"objects":0,"reason":null}"#.into(),
+    );
+    let err = run_with(
+        SCHEDULED,
+        settings(100),
+        &mut api,
+        &mut FakeSource::objects(10, 10),
+        &mut host,
+    )
+    .unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((failed.execution_id.as_str(), failed.reported), ("exec-1", false));
+    assert!(
+        failed.reason.contains("whose state could not be read (ARCHIVED)"),
+        "{}",
+        failed.reason
+    );
+    assert_eq!(
+        api.calls,
+        ["Get importsource/src-1/executions/exec-1/status"],
+        "only its state was read"
+    );
+}
+
+#[test]
+fn a_delivery_out_of_time_before_it_can_read_its_executions_state_pauses_and_writes_nothing() {
+    struct Unavailable;
+    impl AssetsApi for Unavailable {
+        fn call(&mut self, _: Method, _: &str, _: Option<&str>) -> Result<ApiResponse, CallError> {
+            Ok(ApiResponse {
+                status: 503,
+                headers: vec![],
+                body: "{}".into(),
+            })
+        }
+    }
+    /// An invocation that began long ago and has no time left: a retry wait
+    /// would fit in a fresh one, not in this one.
+    struct Late(u64);
+    impl Timer for Late {
+        fn now_ms(&mut self) -> u64 {
+            self.0 += 3_600_000;
+            self.0
+        }
+        fn sleep_ms(&mut self, ms: u64) {
+            self.0 += ms;
+        }
+        fn time_left_ms(&mut self) -> u64 {
+            0
+        }
+    }
+    let record = r#"{"executionId":"exec-1","state":"started","chunks":3,"objects":30,"reason":null}"#;
+    let mut host = FakeHost::default();
+    host.storage.insert(occurrence_key("occ-1"), record.into());
+    let outcome = assets_scheduled_import::lifecycle::run_import(
+        SCHEDULED,
+        settings(100),
+        &mut Unavailable,
+        &mut FakeSource::objects(10, 10),
+        &mut Late(0),
+        &mut host,
+    )
+    .unwrap();
+    let Outcome::Paused(paused) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (paused.execution_id.as_str(), paused.chunks_sent, paused.objects_sent),
+        ("exec-1", 3, 30)
+    );
+    assert_eq!(host.storage[&occurrence_key("occ-1")], record, "nothing written");
+}
+
+#[test]
+fn a_run_stopped_after_any_chunk_goes_on_from_an_exact_checkpoint() {
+    // Every stopping point of one type's run and of three interleaved types'
+    // (a rare type's chunk stays open across pages, so several checkpoints
+    // resume on the same page), then deliveries to the end, with and without
+    // time limits (a pause sends every open chunk, so reopened chunk numbers
+    // must not outlive their chunk).
+    stopped_anywhere_then_finished(|| FakeSource::objects(400, 90), None);
+    stopped_anywhere_then_finished(|| FakeSource::objects(400, 90), Some(2));
+    stopped_anywhere_then_finished(|| mixed_source(400, 90), None);
+}
+
+/// Found by the test above when it was written: with interleaved types, a
+/// run stopped after data call 3, 4 or 7 and then paused every two pages
+/// sends 3 to 14 accepted objects again under new chunk numbers.
+#[test]
+#[ignore = "finding: interleaved types, stopped then paused, send accepted objects again (MUTANTS.md)"]
+fn interleaved_types_stopped_then_paused_send_no_accepted_object_again() {
+    stopped_anywhere_then_finished(|| mixed_source(400, 90), Some(2));
+}
+
+/// Stops a run after each of its data calls in turn (the answer lost), then
+/// delivers it to the end with `pages_per_delivery` pages an invocation:
+/// every checkpoint names each type once, every object arrives once, and
+/// only the chunk whose answer was lost is sent twice.
+fn stopped_anywhere_then_finished(source: fn() -> FakeSource, pages_per_delivery: Option<u32>) {
+    let total = 400;
+    let chunks = {
+        let mut api = StatefulApi::default();
+        run_with(
+            SCHEDULED,
+            settings(40),
+            &mut api,
+            &mut source(),
+            &mut FakeHost::default(),
+        )
+        .unwrap();
+        api.data_calls
+    };
+    for stop in 1..=chunks {
+        let case = format!("stopped after data call {stop}, then {pages_per_delivery:?} pages a delivery");
+        let mut api = StatefulApi {
+            die_after_data_call: Some(stop),
+            ..StatefulApi::default()
+        };
+        let mut host = FakeHost::default();
+        let mut source = source();
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            deliver(SCHEDULED, settings(40), &mut api, &mut source, &mut host)
+        }));
+        assert!(stopped.is_err(), "{case}: the delivery was stopped");
+        api.die_after_data_call = None;
+        let mut deliveries = 0;
+        let report = loop {
+            if let Some(checkpoint) = assets_scheduled_import::lifecycle::stored_checkpoint(&mut host, "occ-1") {
+                let types: Vec<&str> = checkpoint.types.iter().map(|t| t.object_type_id.as_str()).collect();
+                let distinct: HashSet<&str> = types.iter().copied().collect();
+                assert_eq!(distinct.len(), types.len(), "{case}: each type once in {types:?}");
+            }
+            deliveries += 1;
+            assert!(deliveries < 50, "{case}: no progress");
+            host.out_of_time_after = pages_per_delivery.map(|pages| pages - 1);
+            match deliver(SCHEDULED, settings(40), &mut api, &mut source, &mut host).unwrap() {
+                Outcome::Completed(report) => break report,
+                Outcome::Paused(_) => {}
+            }
+        };
+        assert_eq!(report.objects_sent, total as u64, "{case}");
+        let e = &api.executions[0];
+        assert_eq!(
+            (e.status, e.objects.len()),
+            ("DONE", total),
+            "{case}: every object arrived"
+        );
+        assert_eq!(e.received, total as u64, "{case}: no object was sent again");
+        assert_eq!(
+            api.data_calls,
+            e.chunk_ids.len() + 1,
+            "{case}: only the chunk whose answer was lost went twice"
+        );
+    }
+}
+
+#[test]
+fn a_chunk_whose_ids_are_all_taken_is_renumbered_eight_times_then_fails_by_name() {
+    // An API that holds other objects under every id the run tries.
+    struct Taken(FakeApi);
+    impl AssetsApi for Taken {
+        fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+            if path.ends_with("/data") {
+                self.0.calls.push((method, path.to_owned(), body.map(str::to_owned)));
+                return Ok(ApiResponse {
+                    status: 409,
+                    headers: vec![],
+                    body: r#"{"errorCode":"CHUNK_CONFLICT","message":"id holds other objects"}"#.into(),
+                });
+            }
+            self.0.call(method, path, body)
+        }
+    }
+    let mut api = Taken(FakeApi::new());
+    let err = run_import_with(&mut api, &mut FakeSource::objects(5, 5)).unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert!(failed.reason.contains("CHUNK_CONFLICT"), "{}", failed.reason);
+    let ids: Vec<String> = api
+        .0
+        .data_bodies()
+        .iter()
+        .map(|b| b["clientGeneratedId"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (1..=9).map(|n| format!("exec-9-{n}")).collect();
+    assert_eq!(ids, expected, "the first number, then eight new ones");
+}
+
+#[test]
+fn a_chunk_sent_again_after_a_lost_answer_that_the_api_already_holds_counts_as_accepted() {
+    // The first send was stored and its answer lost; the API answers the
+    // second with nothing new accepted, as it holds that id already.
+    struct LostOnce {
+        api: FakeApi,
+        sends: u32,
+    }
+    impl AssetsApi for LostOnce {
+        fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+            if path.ends_with("/data") {
+                self.api.calls.push((method, path.to_owned(), body.map(str::to_owned)));
+                self.sends += 1;
+                if self.sends == 1 {
+                    return Err(CallError::Timeout("no answer within 30 s".into()));
+                }
+                return Ok(ApiResponse {
+                    status: 200,
+                    headers: vec![],
+                    body: r#"{"objectsAccepted":0}"#.into(),
+                });
+            }
+            self.api.call(method, path, body)
+        }
+    }
+    let mut api = LostOnce {
+        api: FakeApi::new(),
+        sends: 0,
+    };
+    let report = run_import_with(&mut api, &mut FakeSource::objects(5, 5)).unwrap();
+    assert_eq!((report.chunks_sent, report.objects_sent, report.retries), (1, 5, 1));
+    let ids: Vec<Value> = api
+        .api
+        .data_bodies()
+        .iter()
+        .map(|b| b["clientGeneratedId"].clone())
+        .collect();
+    assert_eq!(ids, ["exec-9-1", "exec-9-1"], "the same chunk, twice");
+}
+
+/// [`run_import`] with any fake API: 100 objects a chunk, fresh time and storage.
+fn run_import_with(api: &mut impl AssetsApi, source: &mut impl DataSource) -> Result<RunReport, RunError> {
+    run_with(SCHEDULED, settings(100), api, source, &mut FakeHost::default())
+}
+
+#[test]
+fn a_chunk_sent_once_that_the_api_stored_none_of_fails_the_run() {
+    // Nothing was sent before, so "0 accepted" means the objects are not in.
+    struct StoresNothing(FakeApi);
+    impl AssetsApi for StoresNothing {
+        fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+            if path.ends_with("/data") {
+                self.0.calls.push((method, path.to_owned(), body.map(str::to_owned)));
+                return Ok(ApiResponse {
+                    status: 200,
+                    headers: vec![],
+                    body: r#"{"objectsAccepted":0}"#.into(),
+                });
+            }
+            self.0.call(method, path, body)
+        }
+    }
+    let mut api = StoresNothing(FakeApi::new());
+    let err = run_import_with(&mut api, &mut FakeSource::objects(5, 5)).unwrap_err();
+    let RunError::ImportFailed(failed) = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        failed.reason.contains("accepted 0 of the 5 objects"),
+        "{}",
+        failed.reason
+    );
+    assert!(
+        !api.0.paths().iter().any(|p| p.ends_with("/completed")),
+        "not completed"
+    );
+}
+
+#[test]
+fn the_seed_dialect_makes_only_the_seed_contracts_calls() {
+    // Progress reports are the cloud API's; the seed's has no such endpoint.
+    let mut api = FakeApi::new();
+    run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(250, 100)).unwrap();
+    let last_segments: Vec<String> = api
+        .paths()
+        .iter()
+        .map(|p| p.rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(last_segments, ["executions", "data", "data", "data", "completed"]);
+}
+
+#[test]
+fn a_failure_report_whose_answer_was_lost_counts_as_reported_only_when_the_api_shows_it() {
+    // The first report goes through and its answer is lost; the retry gets
+    // 409 NOT_INGESTING. Whether the report landed is read from the
+    // execution: FAILED (the seed), or CANCELLED with this very reason (the
+    // real API); CANCELLED with another reason is someone else's doing.
+    struct ReportLost {
+        api: FakeApi,
+        state: &'static str,
+        shown_reason: Option<&'static str>,
+        reported: Option<String>,
+    }
+    impl AssetsApi for ReportLost {
+        fn call(&mut self, method: Method, path: &str, body: Option<&str>) -> Result<ApiResponse, CallError> {
+            let answer = |status: u16, body: String| {
+                Ok(ApiResponse {
+                    status,
+                    headers: vec![],
+                    body,
+                })
+            };
+            if path.ends_with("/history/failed") {
+                self.api.calls.push((method, path.to_owned(), body.map(str::to_owned)));
+                if self.reported.is_none() {
+                    let sent: Value = serde_json::from_str(body.unwrap()).unwrap();
+                    self.reported = Some(sent["failureReason"].as_str().unwrap().to_owned());
+                    return Err(CallError::Timeout("no answer within 30 s".into()));
+                }
+                return answer(409, r#"{"errorCode":"NOT_INGESTING"}"#.into());
+            }
+            if path.ends_with("/status") {
+                let reason = self.shown_reason.map(str::to_owned).or(self.reported.clone());
+                let shown = serde_json::json!({"executionId": "exec-9", "status": self.state, "failureReason": reason});
+                return answer(200, shown.to_string());
+            }
+            self.api.call(method, path, body)
+        }
+    }
+    for (state, shown_reason, reported) in [
+        ("FAILED", None, true),
+        ("CANCELLED", None, true),
+        ("CANCELLED", Some("Cancelled by a user"), false),
+    ] {
+        let mut api = ReportLost {
+            api: FakeApi {
+                data_status: 400,
+                ..FakeApi::new()
+            },
+            state,
+            shown_reason,
+            reported: None,
+        };
+        let err = run_import_with(&mut api, &mut FakeSource::objects(5, 5)).unwrap_err();
+        let RunError::ImportFailed(failed) = err else {
+            panic!("{err:?}")
+        };
+        let case = format!("{state} showing {shown_reason:?}");
+        assert_eq!(failed.reported, reported, "{case}: {}", failed.reason);
+        assert!(failed.reason.contains("BAD_DATA"), "{case}: {}", failed.reason);
+        assert_eq!(
+            failed.reason.contains("reporting this failure also failed"),
+            !reported,
+            "{case}: {}",
+            failed.reason
+        );
+    }
+}
+
+#[test]
+fn a_refusal_for_another_reason_does_not_claim_a_run_is_in_progress() {
+    let mut api = FakeApi::new();
+    api.create_answer = Some((403, r#"{"result":"error","errorCode":"FORBIDDEN"}"#.into()));
+    let err = run_import(SCHEDULED, settings(100), &mut api, &mut FakeSource::objects(10, 10)).unwrap_err();
+    let RunError::ExecutionNotCreated(reason) = err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("HTTP 403 FORBIDDEN"), "{reason}");
+    assert!(!reason.contains("still running"), "{reason}");
 }
