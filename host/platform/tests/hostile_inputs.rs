@@ -109,7 +109,11 @@ fn a_patch_whose_document_changed_while_it_was_checked_is_a_409() {
         let _ = tx.send(service.handle("PUT", &put_path, put_body.as_bytes()).status);
     });
     let (status, body) = api.json("PATCH", "/mapping", &big_mapping(1, 2).to_string());
-    assert_eq!(put_status.try_recv(), Ok(200), "the other change landed in the window: {body}");
+    assert_eq!(
+        put_status.try_recv(),
+        Ok(200),
+        "the other change landed in the window: {body}"
+    );
     assert_eq!(
         (status, body["errorCode"].as_str()),
         (409, Some("MAPPING_CHANGED")),

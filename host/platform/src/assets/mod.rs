@@ -315,7 +315,11 @@ impl AssetsService {
 
     /// The hook [`Self::after_next_mapping_check`] set, taken so it runs once.
     pub(crate) fn run_after_mapping_check(&self) {
-        let hook = self.after_mapping_check.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let hook = self
+            .after_mapping_check
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(hook) = hook {
             hook(self);
         }
