@@ -16,7 +16,7 @@ use assets_platform::assets::{AssetsService, SourceType};
 use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::scheduler::Scheduler;
 use assets_server::db::SqliteStore;
-use assets_server::pg::PgStore;
+use assets_server::pg::{PgStore, HEARTBEAT_EVERY};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -504,27 +504,56 @@ fn two_nodes_on_one_database_see_each_others_writes() {
     assert_eq!(history_a[0]["status"], "completed");
 }
 
+/// A node's heartbeat renewed every `HEARTBEAT_EVERY` on a thread of its
+/// own, as `serve` renews it, until dropped: a test slowed past
+/// `NODE_LEASE` by a busy machine does not see a live node die.
+struct Heartbeat(Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)>);
+
+impl Heartbeat {
+    fn start(store: Arc<PgStore>) -> Heartbeat {
+        store.heartbeat().unwrap();
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(HEARTBEAT_EVERY) {
+                if let Err(e) = store.heartbeat() {
+                    eprintln!("heartbeat: {e:#}");
+                }
+            }
+        });
+        Heartbeat(Some((stop, thread)))
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some((stop, thread)) = self.0.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
+    }
+}
+
 #[test]
 fn two_nodes_racing_for_a_thousand_due_schedules_claim_each_occurrence_once() {
     const SCHEDULES: usize = 1000;
     let db = Db::postgres();
     let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
     let due: chrono::DateTime<chrono::Utc> = "2026-11-02T13:00:00Z".parse().unwrap();
-    let nodes: Vec<(Arc<AssetsService>, Arc<Scheduler>, Arc<Counting>)> = ["node-a", "node-b"]
+    let nodes: Vec<(Arc<AssetsService>, Arc<Scheduler>, Arc<Counting>, Heartbeat)> = ["node-a", "node-b"]
         .into_iter()
         .map(|name| {
             let clock = Arc::new(VirtualClock::new(start));
             let (service, store) = db.open_node(clock.clone(), name, Some(clock));
             let store = store.unwrap();
-            // Alive, as each node's heartbeat says: neither takes over the
-            // other's deliveries.
-            store.heartbeat().unwrap();
+            // Alive, as each node's heartbeat says, for the whole test:
+            // neither takes over the other's deliveries.
+            let heartbeat = Heartbeat::start(store.clone());
             let service = Arc::new(service);
             let callbacks = Arc::new(Counting::default());
             let scheduler = Scheduler::new(service.clone())
                 .with_callbacks(callbacks.clone())
                 .with_peers(name, store);
-            (service, Arc::new(scheduler), callbacks)
+            (service, Arc::new(scheduler), callbacks, heartbeat)
         })
         .collect();
     let workspace = nodes[0].0.create_workspace();
@@ -547,7 +576,7 @@ fn two_nodes_racing_for_a_thousand_due_schedules_claim_each_occurrence_once() {
     let claimed: Vec<Vec<String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = nodes
             .iter()
-            .map(|(_, scheduler, _)| {
+            .map(|(_, scheduler, _, _)| {
                 let barrier = &barrier;
                 scope.spawn(move || {
                     barrier.wait();
@@ -574,7 +603,7 @@ fn two_nodes_racing_for_a_thousand_due_schedules_claim_each_occurrence_once() {
         claimed.iter().map(Vec::len).collect::<Vec<_>>()
     );
     assert_eq!(distinct.len(), SCHEDULES);
-    let sent: usize = nodes.iter().map(|(_, _, c)| c.0.load(Ordering::SeqCst)).sum();
+    let sent: usize = nodes.iter().map(|(_, _, c, _)| c.0.load(Ordering::SeqCst)).sum();
     assert_eq!(sent, SCHEDULES, "one callback per occurrence across both nodes");
     let ledger = nodes[1].0.state().ledger().count();
     assert_eq!(ledger, SCHEDULES, "node b's ledger has them all");
@@ -655,13 +684,13 @@ fn a_dead_nodes_delivery_is_delivered_again_by_another_node_with_the_next_attemp
         let clock = Arc::new(VirtualClock::new(start));
         let (service, store) = db.open_node(clock.clone(), name, Some(clock));
         let store = store.unwrap();
-        store.heartbeat().unwrap();
+        let heartbeat = Heartbeat::start(store.clone());
         let service = Arc::new(service);
         let callbacks = Arc::new(Attempts::default());
         let scheduler = Scheduler::new(service.clone())
             .with_callbacks(callbacks.clone())
             .with_peers(name, store.clone());
-        (service, scheduler, callbacks, store)
+        (service, scheduler, callbacks, (store, heartbeat))
     };
     let (a, a_scheduler, _, a_store) = node("node-a");
     let (_b, b_scheduler, b_callbacks, _b_store) = node("node-b");
@@ -686,7 +715,7 @@ fn a_dead_nodes_delivery_is_delivered_again_by_another_node_with_the_next_attemp
     // Its heartbeat stops and its lease runs out in database time: the row
     // says so at once, as `NODE_LEASE` of silence would (no waiting on the
     // wall clock). Node b's next claim takes the delivery over.
-    drop(a_store);
+    drop(a_store); // the store and its heartbeat thread
     let Db::Postgres(url) = &db else { unreachable!() };
     let mut sql = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
     let lapsed = sql
