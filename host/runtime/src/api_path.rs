@@ -64,6 +64,14 @@ fn shown(text: &str) -> String {
     }
 }
 
+/// Whether the URL parser's reading of a path is exactly `path` and
+/// `query`, with no fragment. The rules before it leave nothing a parser
+/// would change, so in `parse` this never refuses; it is the one check that
+/// does not depend on those rules being complete.
+fn reads_as(read: &url::Url, path: &str, query: Option<&str>) -> bool {
+    read.path() == path && read.query() == query && read.fragment().is_none()
+}
+
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -133,7 +141,7 @@ impl ApiPath {
         let read = url::Url::parse("http://assets.invalid")
             .and_then(|origin| origin.join(&target))
             .map_err(|e| refuse(&format!("does not parse as a URL path ({e})")))?;
-        if read.path() != absolute || read.query() != query || read.fragment().is_some() {
+        if !reads_as(&read, &absolute, query) {
             return Err(refuse("reads as another path to a URL parser"));
         }
         Ok(ApiPath {
@@ -241,5 +249,33 @@ mod tests {
         let bad = format!("importsource/{}%", "a".repeat(100_000));
         let refusal = ApiPath::parse("w1", &bad).unwrap_err().0;
         assert!(refusal.len() < 400, "{} bytes", refusal.len());
+        let kept = SHOWN - "importsource/".len();
+        assert!(
+            refusal.starts_with(&format!("\"importsource/{}\"… ({} more characters)", "a".repeat(kept), 100_001 - kept)),
+            "the first {SHOWN} characters, then how many more: {refusal}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_quotes_the_path_and_says_so_when_shown() {
+        let refusal = ApiPath::parse("w1", "importsource/a\tb").unwrap_err();
+        assert!(
+            refusal.0.starts_with(r#""importsource/a\tb" has a character outside"#),
+            "the path quoted, its tab escaped, nothing cut: {}",
+            refusal.0
+        );
+        assert_eq!(refusal.to_string(), refusal.0, "Display shows the refusal");
+    }
+
+    #[test]
+    fn only_a_reading_equal_in_path_query_and_fragment_passes() {
+        let origin = url::Url::parse("http://assets.invalid").unwrap();
+        let read = |target: &str| origin.join(target).unwrap();
+        assert!(reads_as(&read("/a/b?x=1"), "/a/b", Some("x=1")));
+        assert!(reads_as(&read("/a/b"), "/a/b", None));
+        assert!(!reads_as(&read("/a/c?x=1"), "/a/b", Some("x=1")), "another path");
+        assert!(!reads_as(&read("/a/b?x=2"), "/a/b", Some("x=1")), "another query");
+        assert!(!reads_as(&read("/a/b?x=1#f"), "/a/b", Some("x=1")), "a fragment");
+        assert!(!reads_as(&read("/a/c?x=2"), "/a/b", Some("x=1")), "both");
     }
 }
