@@ -503,3 +503,139 @@ fn a_run_going_on_keeps_the_mapping_it_started_with_when_the_setting_changes() {
     assert_eq!(world.mapping(), operators_mapping());
     assert_eq!(world.stored(&id).len(), 2, "both devices");
 }
+
+/// What app storage remembers for the import source: the keys runs saw
+/// that their mapping did not place (`None`: never written).
+fn remembered(world: &World, storage: &Storage) -> Option<Value> {
+    let key = assets_scheduled_import::cloud::unmapped_key(&world.source_id);
+    storage.0.get(&key).map(|v| serde_json::from_str(v).unwrap())
+}
+
+fn remember(world: &World, storage: &mut Storage, keys: &Value) {
+    let key = assets_scheduled_import::cloud::unmapped_key(&world.source_id);
+    storage.0.insert(key, keys.to_string());
+}
+
+/// A run that learns `rack` late remembers it; the next run, fresh, maps
+/// it and forgets it.
+#[test]
+fn a_fresh_run_whose_mapping_places_every_remembered_key_forgets_them() {
+    let world = World::new();
+    let pages = Pages(vec![
+        vec![device("d1", &["serial"])],
+        vec![device("d2", &["serial", "rack"])],
+    ]);
+    let mut storage = Storage::default();
+    completed(run(
+        &world,
+        &mut storage,
+        &mut Clock::default(),
+        &pages,
+        "occ-1",
+        cloud(None),
+    ));
+    assert_eq!(remembered(&world, &storage), Some(json!({"device": ["rack"]})));
+
+    completed(run(
+        &world,
+        &mut storage,
+        &mut Clock::default(),
+        &pages,
+        "occ-2",
+        cloud(None),
+    ));
+    assert!(located(&world.mapping(), "device").contains(&"attributes.rack".to_string()));
+    assert_eq!(remembered(&world, &storage), Some(json!({})), "forgotten once mapped");
+}
+
+/// Keys remembered that the run's mapping places already (an earlier
+/// run's forgetting failed): a run going on (its second delivery) leaves
+/// them alone; only a fresh run forgets.
+#[test]
+fn a_run_going_on_does_not_forget_remembered_keys() {
+    let world = World::new();
+    let pages = Pages(vec![vec![device("d1", &["serial"])], vec![device("d2", &["serial"])]]);
+    let mut storage = Storage::default();
+    let paused = run(
+        &world,
+        &mut storage,
+        &mut Clock { pages_left: Some(0) },
+        &pages,
+        "occ-1",
+        cloud(None),
+    );
+    assert!(matches!(paused, Ok(Outcome::Paused(_))), "{paused:?}");
+    assert!(located(&world.mapping(), "device").contains(&"attributes.serial".to_string()));
+    remember(&world, &mut storage, &json!({"device": ["serial"]}));
+
+    let id = completed(run(
+        &world,
+        &mut storage,
+        &mut Clock::default(),
+        &pages,
+        "occ-1",
+        cloud(None),
+    ));
+    assert_eq!(world.stored(&id).len(), 2, "both devices");
+    assert_eq!(
+        remembered(&world, &storage),
+        Some(json!({"device": ["serial"]})),
+        "not forgotten by a run going on"
+    );
+}
+
+/// A fresh run with nothing remembered and nothing late never writes the
+/// key.
+#[test]
+fn a_fresh_run_with_nothing_remembered_leaves_app_storage_alone() {
+    let world = World::new();
+    let pages = Pages(vec![vec![device("d1", &["serial"])], vec![device("d2", &["serial"])]]);
+    let mut storage = Storage::default();
+    completed(run(
+        &world,
+        &mut storage,
+        &mut Clock::default(),
+        &pages,
+        "occ-1",
+        cloud(None),
+    ));
+    assert_eq!(remembered(&world, &storage), None, "never written");
+}
+
+/// A fresh run under a `cloud-mapping` setting that does not place the
+/// remembered `rack`: the key stays remembered, for a later run whose own
+/// mapping can map it.
+#[test]
+fn a_fresh_run_whose_mapping_does_not_place_the_remembered_keys_keeps_them() {
+    let world = World::new();
+    let pages = Pages(vec![
+        vec![device("d1", &["serial"])],
+        vec![device("d2", &["serial", "rack"])],
+    ]);
+    let mut storage = Storage::default();
+    completed(run(
+        &world,
+        &mut storage,
+        &mut Clock::default(),
+        &pages,
+        "occ-1",
+        cloud(None),
+    ));
+    assert_eq!(remembered(&world, &storage), Some(json!({"device": ["rack"]})));
+
+    let pages = Pages(vec![vec![device("d1", &["serial"])]]);
+    completed(run(
+        &world,
+        &mut storage,
+        &mut Clock::default(),
+        &pages,
+        "occ-2",
+        cloud(Some(settings_mapping())),
+    ));
+    assert_eq!(world.mapping(), settings_mapping());
+    assert_eq!(
+        remembered(&world, &storage),
+        Some(json!({"device": ["rack"]})),
+        "still remembered"
+    );
+}

@@ -595,3 +595,60 @@ fn a_lost_create_answer_is_adopted_even_when_the_lookups_fail_at_first() {
     let creates = api.calls.iter().filter(|c| c.ends_with("/executions")).count();
     assert_eq!(creates, 1, "asked once: {:?}", api.calls);
 }
+
+/// One object a page; page `n` (1-based) takes `page_ms[n - 1]`, and the
+/// first read of page 1 is answered busy with a Retry-After of `busy_ms`.
+struct Slowing {
+    clock: Clock,
+    page_ms: Vec<u64>,
+    busy_ms: u64,
+    busy_once: bool,
+}
+
+impl DataSource for Slowing {
+    fn next_page(&mut self, cursor: Option<&str>) -> Result<Page, SourceError> {
+        let index: usize = cursor.map_or(0, |c| c.parse().unwrap());
+        self.clock.set(self.clock.get() + self.page_ms[index]);
+        if index == 0 && std::mem::take(&mut self.busy_once) {
+            return Err(SourceError::Busy {
+                message: "HTTP 429 from inventory.example".into(),
+                retry_after_ms: Some(self.busy_ms),
+            });
+        }
+        Ok(Page {
+            batches: vec![ObjectBatch {
+                object_type_id: "laptop".into(),
+                objects: vec![object(index)],
+            }],
+            next_cursor: (index + 1 < self.page_ms.len()).then(|| (index + 1).to_string()),
+        })
+    }
+}
+
+#[test]
+fn a_page_read_after_a_retry_wait_counts_its_own_time_toward_the_slowest_page() {
+    // Page 1 takes 1 s a read and waits 5 s between its two reads: 2 s of
+    // its own. Page 2 takes 8 s, 15 s into a 30 s invocation with a 10 s
+    // margin: the next page may take 8 s as well, and 15 s left is less
+    // than 10 s + 8 s, so the delivery pauses after two pages. Counting the
+    // earlier 5 s wait against page 2 would make the slowest page 2 s and
+    // read page 3 too.
+    let clock = Clock::default();
+    let (mut api, mut host) = (Api::new(&clock), Host::new(&clock));
+    let mut source = Slowing {
+        clock: clock.clone(),
+        page_ms: vec![1_000, 8_000, 8_000, 8_000],
+        busy_ms: 5_000,
+        busy_once: true,
+    };
+    let settings = settings(&[("time-limit-margin-ms", "10000")]);
+    let first = deliver(&settings, &mut api, &mut source, &mut host, 30_000);
+    let Ok(Outcome::Paused(paused)) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(host.sleeps, vec![5_000]);
+    assert_eq!(paused.objects_sent, 2, "two pages, one object each");
+    let (result, _) = deliver_until_done(&settings, &mut api, &mut source, &mut host, 30_000, 10);
+    assert!(matches!(result, Ok(Outcome::Completed(_))), "{result:?}");
+    api.every_object_once(4);
+}
