@@ -652,3 +652,29 @@ fn a_page_read_after_a_retry_wait_counts_its_own_time_toward_the_slowest_page() 
     assert!(matches!(result, Ok(Outcome::Completed(_))), "{result:?}");
     api.every_object_once(4);
 }
+
+#[test]
+fn a_page_is_read_when_the_time_left_is_exactly_the_margin_and_the_slowest_page() {
+    // Pages of 5 s with a 10 s margin, in an invocation of 30 s plus the
+    // 10 ms its one API call before the first page takes (creating the
+    // execution): after the third page 15 s are left, exactly the margin
+    // plus the slowest page, so the fourth is read (the margin stays whole)
+    // and the delivery pauses after it, with 10 s left.
+    let clock = Clock::default();
+    let (mut api, mut host) = (Api::new(&clock), Host::new(&clock));
+    let mut source = Slowing {
+        clock: clock.clone(),
+        page_ms: vec![5_000; 6],
+        busy_ms: 0,
+        busy_once: false,
+    };
+    let settings = settings(&[("time-limit-margin-ms", "10000")]);
+    let first = deliver(&settings, &mut api, &mut source, &mut host, 30_010);
+    let Ok(Outcome::Paused(paused)) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(paused.objects_sent, 4, "four pages, one object each");
+    let (result, _) = deliver_until_done(&settings, &mut api, &mut source, &mut host, 30_010, 10);
+    assert!(matches!(result, Ok(Outcome::Completed(_))), "{result:?}");
+    api.every_object_once(6);
+}
