@@ -484,4 +484,21 @@ mod tests {
             "https://h/oauth/authorize"
         );
     }
+
+    // Survivors of cargo-mutants: each test below names the mutants it
+    // catches.
+
+    /// `is_uuid`: `&&` → `||` made every all-hex segment a UUID.
+    #[test]
+    fn a_hex_api_key_in_a_path_is_hidden() {
+        assert_eq!(
+            redact_patterns("GET https://h/hooks/0a1b2c3d4e5f60718293a4b5c6d7e8f901234567/run failed"),
+            "GET https://h/hooks/***/run failed"
+        );
+        // Dashes in the wrong places: UUID-like, but not a UUID.
+        assert_eq!(
+            redact_patterns("https://h/x/0a1b2c3d4e5f-6071-8293-a4b5-c6d7e8f9"),
+            "https://h/x/***"
+        );
+    }
 }

@@ -379,4 +379,21 @@ mod tests {
         assert_eq!(secrets.scrub("😀mot-de-passé😀"), "😀***😀");
         assert_eq!(secrets.scrub("mot-de-pass%C3%A9!"), "***!");
     }
+
+    /// `url_spans`: `+` → `-` or `*` in the query's start (`path_end + 1`)
+    /// put the byte before `?`, or the `?` itself, into the first
+    /// parameter's name: `s?code` or `?code` is not `code`, and a plain
+    /// number is registered only under a secret name.
+    #[test]
+    fn an_oauth_code_first_in_a_settings_query_is_registered() {
+        let mut secrets = Secrets::new();
+        secrets.add_setting(
+            "source-url",
+            "https://api.example.com/v1/items?code=48213977&limit=5000",
+        );
+        assert_eq!(
+            secrets.scrub("code 48213977 expired, limit 5000"),
+            "code *** expired, limit 5000"
+        );
+    }
 }
