@@ -501,4 +501,39 @@ mod tests {
             "https://h/x/***"
         );
     }
+
+    /// `bracketed_end`: the `"` arm deleted, `!` deleted in it, and the
+    /// `!in_string` guard of `]`/`}` replaced by `true`.
+    #[test]
+    fn a_closing_bracket_inside_a_string_does_not_end_the_value() {
+        assert_eq!(
+            redact_patterns(r#"{"tokens": ["a]b", "c2-secret"], "n": 1}"#),
+            r#"{"tokens": ***, "n": 1}"#
+        );
+        assert_eq!(
+            redact_patterns(r#"{"auth": {"note": "}", "password": "p1"}, "n": 1}"#),
+            r#"{"auth": ***, "n": 1}"#
+        );
+    }
+
+    /// `bracketed_end`: the `!in_string` guard of `[`/`{` replaced by
+    /// `true`.
+    #[test]
+    fn an_opening_bracket_inside_a_string_does_not_nest() {
+        assert_eq!(
+            redact_patterns(r#"{"tokens": ["a[b", "c2"], "n": 1}"#),
+            r#"{"tokens": ***, "n": 1}"#
+        );
+    }
+
+    /// `bracketed_end`: the `\\` arm deleted, its `+=` → `*=` (the escape
+    /// no longer skips the next byte) and `+=` → `-=` (an endless loop:
+    /// a time-out).
+    #[test]
+    fn an_escaped_quote_inside_a_bracketed_value_does_not_end_its_string() {
+        assert_eq!(
+            redact_patterns(r#"{"tokens": ["a\"]", "c2-secret"], "n": 1}"#),
+            r#"{"tokens": ***, "n": 1}"#
+        );
+    }
 }
