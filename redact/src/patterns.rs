@@ -536,4 +536,46 @@ mod tests {
             r#"{"tokens": ***, "n": 1}"#
         );
     }
+
+    /// `pairs`: `>` → `>=` in the three `name_end > 0` tests (and `+` → `-`
+    /// in `bytes[i + 1..]` and `bytes.get(i + 1)`): each read the byte
+    /// before the text's start.
+    #[test]
+    fn a_separator_at_the_start_of_the_text_is_not_a_pair() {
+        for text in ["=1 left", ": ok", "  = 1", "\t: x", "\"=1", "': x", "\\\"=1"] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `pairs`: `<` → `<=` in the blank-skipping loop after the separator.
+    #[test]
+    fn a_secret_name_ending_the_text_hides_nothing() {
+        for text in [
+            "missing api_key=",
+            "missing api_key= ",
+            "Authorization:",
+            "Authorization: \t",
+        ] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `pairs`: `||` → `&&` in `name.is_empty() || not_a_pair` and in
+    /// `not_a_pair`, and `+` → `-` in `bytes.get(i + 1)`.
+    #[test]
+    fn a_comparison_with_a_secret_name_is_not_a_pair() {
+        for text in ["if api_key == nil", "assert password==expected"] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `pairs`: `||` → `&&` in `not_a_pair`, and `+` → `-` or `*` in
+    /// `bytes[i + 1..]`.
+    #[test]
+    fn a_url_scheme_with_a_secret_looking_name_is_not_a_field() {
+        assert_eq!(
+            redact_patterns("redirected to myapp-oauth://callback?code=c1&state=s"),
+            "redirected to myapp-oauth://callback?code=***&state=s"
+        );
+    }
 }
