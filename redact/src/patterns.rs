@@ -578,4 +578,39 @@ mod tests {
             "redirected to myapp-oauth://callback?code=***&state=s"
         );
     }
+
+    /// `pairs`: `>` → `>=` and `&&` → `||` in `end > start && … != MASK`
+    /// put a mask where there was no value.
+    #[test]
+    fn an_empty_secret_value_stays_empty() {
+        for text in [
+            "GET https://h/x?token=&page=2 answered 400",
+            r#"{"password": "", "user": "u"}"#,
+            "X-Api-Key: \nAccept: json",
+            "missing api_key=",
+        ] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `schemes`: `>` → `>=` and `&&` → `||` in `end > start && … != MASK`
+    /// put a mask where there was no credential.
+    #[test]
+    fn a_scheme_without_a_credential_stays_as_it_is() {
+        for text in [
+            "the header was \"Bearer \"",
+            "header: Basic ",
+            "sent Bearer ; realm=api",
+        ] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `schemes`: `+` → `-` in `i = end.max(i + 1)` read before the text's
+    /// start.
+    #[test]
+    fn a_text_starting_with_a_scheme_hides_its_credential() {
+        assert_eq!(redact_patterns("Bearer abc123 was refused"), "Bearer *** was refused");
+        assert_eq!(redact_patterns("SSWS 00aBc-xyz"), "SSWS ***");
+    }
 }
