@@ -396,4 +396,50 @@ mod tests {
             "code *** expired, limit 5000"
         );
     }
+
+    /// `Secrets::from_settings` replaced by `Default::default()`.
+    #[test]
+    fn a_registry_from_settings_hides_their_secrets() {
+        let settings: std::collections::BTreeMap<String, String> = [
+            ("api-token", "tok-secret-1"),
+            ("source-url", "https://api.example.com/v1/items?key=k-9999&limit=5000"),
+            ("chunk-max-objects", "5000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let secrets = Secrets::from_settings(&settings);
+        assert!(!secrets.is_empty());
+        assert_eq!(
+            secrets.redact("tok-secret-1 and k-9999 refused, 5000 objects"),
+            "*** and *** refused, 5000 objects"
+        );
+    }
+
+    /// `Secrets::is_empty` replaced by `true` or by `false`.
+    #[test]
+    fn a_registry_is_empty_until_a_value_long_enough_is_added() {
+        let mut secrets = Secrets::new();
+        assert!(secrets.is_empty());
+        secrets.add("abc");
+        assert!(secrets.is_empty(), "too short to register");
+        secrets.add("abcd");
+        assert!(!secrets.is_empty());
+    }
+
+    /// `&&` → `||` in `Secrets::add`'s `form.len() >= MIN_SECRET_CHARS &&
+    /// !self.forms.contains(&form)`: every form is at least as long as the
+    /// value, so only the duplicates tell, forms that the standard and
+    /// URL-safe alphabets write alike (`abcd` has no `+` or `/`), or that
+    /// another value already gave. Scrubbing is as correct with them, only
+    /// slower: each text byte is tried against every form.
+    #[test]
+    fn each_form_is_kept_once() {
+        let secrets = with(&["abcd", "Bearer abcd", "hunter2!"]);
+        let mut distinct = secrets.forms.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(secrets.forms.len(), distinct.len(), "{:?}", secrets.forms);
+        assert!(secrets.forms.iter().all(|f| f.len() >= MIN_SECRET_CHARS));
+    }
 }
