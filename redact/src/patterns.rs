@@ -265,8 +265,9 @@ fn pairs(text: &str, sep: u8) -> String {
             b'=' => is_secret_param(name),
             _ => is_secret_name(name),
         };
-        // `https://`: a scheme, not a field; `==`: a comparison.
-        let not_a_pair = bytes[i + 1..].starts_with(b"//") || bytes.get(i + 1) == Some(&sep);
+        // `https://`: a scheme, not a field (after `=`, `//` starts a value:
+        // base64 can); `==`: a comparison.
+        let not_a_pair = (sep == b':' && bytes[i + 1..].starts_with(b"//")) || bytes.get(i + 1) == Some(&sep);
         if name.is_empty() || not_a_pair || !secret {
             i += 1;
             continue;
@@ -612,5 +613,16 @@ mod tests {
     fn a_text_starting_with_a_scheme_hides_its_credential() {
         assert_eq!(redact_patterns("Bearer abc123 was refused"), "Bearer *** was refused");
         assert_eq!(redact_patterns("SSWS 00aBc-xyz"), "SSWS ***");
+    }
+
+    /// A base64 secret can start with `//` (its first byte 0xFF): after `=`
+    /// that is a value, not a URL's `scheme://`.
+    #[test]
+    fn a_secret_value_starting_with_two_slashes_is_hidden() {
+        assert_eq!(
+            redact_patterns("GET https://h/x?sig=//8AAQSkZJRgABAQ&page=2 answered 403"),
+            "GET https://h/x?sig=***&page=2 answered 403"
+        );
+        assert_eq!(redact_patterns("password=//hunter2 refused"), "password=*** refused");
     }
 }
