@@ -442,4 +442,38 @@ mod tests {
         assert_eq!(secrets.forms.len(), distinct.len(), "{:?}", secrets.forms);
         assert!(secrets.forms.iter().all(|f| f.len() >= MIN_SECRET_CHARS));
     }
+
+    /// `occurrence`: `+` → `*` in `then_some(at + form.len())`, the end of
+    /// a secret matched as written exactly: `\\` reads as one escaped `\`
+    /// and `%25` as one `%`, so a secret holding them is found only so.
+    #[test]
+    fn a_secret_holding_escapes_is_hidden_as_written() {
+        assert_eq!(with(&[r"ab\\cd"]).scrub(r"<ab\\cd> and more"), "<***> and more");
+        assert_eq!(with(&["50%25off"]).scrub("<50%25off> and more"), "<***> and more");
+    }
+
+    /// `written`: the guards of `\u00XX`, of `\c` and of `+` replaced by
+    /// `true`, and `&&` → `||` in the first two: another character,
+    /// escaped, is not the secret's.
+    #[test]
+    fn an_escape_of_another_character_is_not_the_secret() {
+        let secrets = with(&["hunter-22"]);
+        for text in [r"hunt\u0041r-22", r"hunt\er-22", r"hunter\-22", "hunter+22"] {
+            assert_eq!(secrets.scrub(text), text);
+        }
+        // Each written as it should be: hidden.
+        for text in [r"hunt\u0065r-22", "hunter%2d22", "hunter%2D22"] {
+            assert_eq!(secrets.scrub(text), MASK, "{text}");
+        }
+    }
+
+    /// `written`: `<` → `<=` in `b < 0x80`: `\u0080` is the character
+    /// U+0080, not the byte 0x80 of another character's UTF-8 (`À` is
+    /// `C3 80`).
+    #[test]
+    fn a_json_escape_writes_a_character_not_a_byte() {
+        let secrets = with(&["Àbcd"]);
+        assert_eq!(secrets.scrub(r"%C3\u0080bcd"), r"%C3\u0080bcd");
+        assert_eq!(secrets.scrub("%C3%80bcd"), MASK);
+    }
 }
