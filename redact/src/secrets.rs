@@ -476,4 +476,25 @@ mod tests {
         assert_eq!(secrets.scrub(r"%C3\u0080bcd"), r"%C3\u0080bcd");
         assert_eq!(secrets.scrub("%C3%80bcd"), MASK);
     }
+
+    /// `percent_decoded`: the `%XX` guard replaced by `true` (a `%` not
+    /// followed by hex dropped with the two bytes after it) and `+=` → `-=`
+    /// or `*=` after a `+` (an endless loop: a time-out, or memory runs
+    /// out).
+    #[test]
+    fn a_form_encoded_password_in_a_settings_url_is_registered_decoded() {
+        let mut secrets = Secrets::new();
+        secrets.add_setting("source-url", "https://h/x?password=100%sure+pass&page=2");
+        assert_eq!(secrets.scrub("password 100%sure pass refused"), "password *** refused");
+    }
+
+    /// `forms`: `==` → `!=` in `alphabet == STANDARD` padded the URL-safe
+    /// encoding instead of the standard one.
+    #[test]
+    fn a_padded_standard_base64_secret_is_hidden_whole() {
+        // `p>?word` is `cD4/d29yZA==`: a `/`, so the URL-safe form differs.
+        let secrets = with(&["p>?word"]);
+        assert_eq!(secrets.scrub("Basic cD4/d29yZA== sent"), "Basic *** sent");
+        assert_eq!(secrets.scrub("token=cD4_d29yZA&x=1"), "token=***&x=1");
+    }
 }
