@@ -9,7 +9,8 @@
 //! - as written;
 //! - URL-encoded, in whole or in part, either case of hex (`%2F`, `%2f`),
 //!   a space as `+`;
-//! - JSON-escaped (`\"`, `\\`, `\/`, `\u00XX`);
+//! - JSON-escaped (`\"`, `\\`, `\/`, `\u00XX`, and `\uXXXX` for a
+//!   non-ASCII character, as `json.dumps` writes it);
 //! - base64, standard and URL-safe, whether the secret starts the encoded
 //!   text or sits at any offset inside it (as a password does in a Basic
 //!   credential, `base64(user:password)`): the characters that carry only
@@ -244,7 +245,37 @@ pub(crate) fn forms(value: &[u8]) -> Vec<Vec<u8>> {
             forms.push(base64_core(value, shift, alphabet));
         }
     }
+    // JSON written in ASCII, as Python's `json.dumps` writes by default:
+    // each non-ASCII character a `\uXXXX` escape (a surrogate pair beyond
+    // the BMP). `written` reads escapes byte by byte; these write a
+    // character, so they are forms of their own, in either case of hex.
+    if let Ok(text) = std::str::from_utf8(value) {
+        if !text.is_ascii() {
+            forms.push(json_ascii(text, false));
+            forms.push(json_ascii(text, true));
+        }
+    }
     forms
+}
+
+/// `text` with every non-ASCII character as JSON `\uXXXX` escapes (UTF-16
+/// units), hex in upper or lower case.
+fn json_ascii(text: &str, upper: bool) -> Vec<u8> {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+            continue;
+        }
+        for unit in c.encode_utf16(&mut [0; 2]) {
+            out.push_str(&if upper {
+                format!("\\u{unit:04X}")
+            } else {
+                format!("\\u{unit:04x}")
+            });
+        }
+    }
+    out.into_bytes()
 }
 
 /// The base64 characters that depend on `value`'s bytes only when it
@@ -496,5 +527,25 @@ mod tests {
         let secrets = with(&["p>?word"]);
         assert_eq!(secrets.scrub("Basic cD4/d29yZA== sent"), "Basic *** sent");
         assert_eq!(secrets.scrub("token=cD4_d29yZA&x=1"), "token=***&x=1");
+    }
+
+    #[test]
+    fn a_non_ascii_secret_escaped_as_json_in_ascii_is_hidden() {
+        let mut secrets = Secrets::new();
+        assert!(secrets.add("mot-de-passé"));
+        assert!(secrets.add("clé😀secrète"));
+        for (text, kept) in [
+            (r#"{"msg":"bad mot-de-pass\u00e9"}"#, r#"{"msg":"bad "#),
+            (r#"{"msg":"bad mot-de-pass\u00E9"}"#, r#"{"msg":"bad "#),
+            (r#"{"k":"cl\u00e9\ud83d\ude00secr\u00e8te"}"#, r#"{"k":""#),
+            ("bad mot-de-passé", "bad "),
+        ] {
+            let scrubbed = secrets.scrub(text);
+            assert!(
+                !scrubbed.contains("pass") && !scrubbed.contains("secr"),
+                "{text} -> {scrubbed}"
+            );
+            assert!(scrubbed.starts_with(&format!("{kept}{MASK}")), "{text} -> {scrubbed}");
+        }
     }
 }
