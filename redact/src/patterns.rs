@@ -265,8 +265,9 @@ fn pairs(text: &str, sep: u8) -> String {
             b'=' => is_secret_param(name),
             _ => is_secret_name(name),
         };
-        // `https://`: a scheme, not a field; `==`: a comparison.
-        let not_a_pair = bytes[i + 1..].starts_with(b"//") || bytes.get(i + 1) == Some(&sep);
+        // `https://`: a scheme, not a field (after `=`, `//` starts a value:
+        // base64 can); `==`: a comparison.
+        let not_a_pair = (sep == b':' && bytes[i + 1..].starts_with(b"//")) || bytes.get(i + 1) == Some(&sep);
         if name.is_empty() || not_a_pair || !secret {
             i += 1;
             continue;
@@ -483,5 +484,145 @@ mod tests {
             redact_patterns("https://h/oauth/authorize"),
             "https://h/oauth/authorize"
         );
+    }
+
+    // Survivors of cargo-mutants: each test below names the mutants it
+    // catches.
+
+    /// `is_uuid`: `&&` → `||` made every all-hex segment a UUID.
+    #[test]
+    fn a_hex_api_key_in_a_path_is_hidden() {
+        assert_eq!(
+            redact_patterns("GET https://h/hooks/0a1b2c3d4e5f60718293a4b5c6d7e8f901234567/run failed"),
+            "GET https://h/hooks/***/run failed"
+        );
+        // Dashes in the wrong places: UUID-like, but not a UUID.
+        assert_eq!(
+            redact_patterns("https://h/x/0a1b2c3d4e5f-6071-8293-a4b5-c6d7e8f9"),
+            "https://h/x/***"
+        );
+    }
+
+    /// `bracketed_end`: the `"` arm deleted, `!` deleted in it, and the
+    /// `!in_string` guard of `]`/`}` replaced by `true`.
+    #[test]
+    fn a_closing_bracket_inside_a_string_does_not_end_the_value() {
+        assert_eq!(
+            redact_patterns(r#"{"tokens": ["a]b", "c2-secret"], "n": 1}"#),
+            r#"{"tokens": ***, "n": 1}"#
+        );
+        assert_eq!(
+            redact_patterns(r#"{"auth": {"note": "}", "password": "p1"}, "n": 1}"#),
+            r#"{"auth": ***, "n": 1}"#
+        );
+    }
+
+    /// `bracketed_end`: the `!in_string` guard of `[`/`{` replaced by
+    /// `true`.
+    #[test]
+    fn an_opening_bracket_inside_a_string_does_not_nest() {
+        assert_eq!(
+            redact_patterns(r#"{"tokens": ["a[b", "c2"], "n": 1}"#),
+            r#"{"tokens": ***, "n": 1}"#
+        );
+    }
+
+    /// `bracketed_end`: the `\\` arm deleted, its `+=` → `*=` (the escape
+    /// no longer skips the next byte) and `+=` → `-=` (an endless loop:
+    /// a time-out).
+    #[test]
+    fn an_escaped_quote_inside_a_bracketed_value_does_not_end_its_string() {
+        assert_eq!(
+            redact_patterns(r#"{"tokens": ["a\"]", "c2-secret"], "n": 1}"#),
+            r#"{"tokens": ***, "n": 1}"#
+        );
+    }
+
+    /// `pairs`: `>` → `>=` in the three `name_end > 0` tests (and `+` → `-`
+    /// in `bytes[i + 1..]` and `bytes.get(i + 1)`): each read the byte
+    /// before the text's start.
+    #[test]
+    fn a_separator_at_the_start_of_the_text_is_not_a_pair() {
+        for text in ["=1 left", ": ok", "  = 1", "\t: x", "\"=1", "': x", "\\\"=1"] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `pairs`: `<` → `<=` in the blank-skipping loop after the separator.
+    #[test]
+    fn a_secret_name_ending_the_text_hides_nothing() {
+        for text in [
+            "missing api_key=",
+            "missing api_key= ",
+            "Authorization:",
+            "Authorization: \t",
+        ] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `pairs`: `||` → `&&` in `name.is_empty() || not_a_pair` and in
+    /// `not_a_pair`, and `+` → `-` in `bytes.get(i + 1)`.
+    #[test]
+    fn a_comparison_with_a_secret_name_is_not_a_pair() {
+        for text in ["if api_key == nil", "assert password==expected"] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `pairs`: `||` → `&&` in `not_a_pair`, and `+` → `-` or `*` in
+    /// `bytes[i + 1..]`.
+    #[test]
+    fn a_url_scheme_with_a_secret_looking_name_is_not_a_field() {
+        assert_eq!(
+            redact_patterns("redirected to myapp-oauth://callback?code=c1&state=s"),
+            "redirected to myapp-oauth://callback?code=***&state=s"
+        );
+    }
+
+    /// `pairs`: `>` → `>=` and `&&` → `||` in `end > start && … != MASK`
+    /// put a mask where there was no value.
+    #[test]
+    fn an_empty_secret_value_stays_empty() {
+        for text in [
+            "GET https://h/x?token=&page=2 answered 400",
+            r#"{"password": "", "user": "u"}"#,
+            "X-Api-Key: \nAccept: json",
+            "missing api_key=",
+        ] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `schemes`: `>` → `>=` and `&&` → `||` in `end > start && … != MASK`
+    /// put a mask where there was no credential.
+    #[test]
+    fn a_scheme_without_a_credential_stays_as_it_is() {
+        for text in [
+            "the header was \"Bearer \"",
+            "header: Basic ",
+            "sent Bearer ; realm=api",
+        ] {
+            assert_eq!(redact_patterns(text), text);
+        }
+    }
+
+    /// `schemes`: `+` → `-` in `i = end.max(i + 1)` read before the text's
+    /// start.
+    #[test]
+    fn a_text_starting_with_a_scheme_hides_its_credential() {
+        assert_eq!(redact_patterns("Bearer abc123 was refused"), "Bearer *** was refused");
+        assert_eq!(redact_patterns("SSWS 00aBc-xyz"), "SSWS ***");
+    }
+
+    /// A base64 secret can start with `//` (its first byte 0xFF): after `=`
+    /// that is a value, not a URL's `scheme://`.
+    #[test]
+    fn a_secret_value_starting_with_two_slashes_is_hidden() {
+        assert_eq!(
+            redact_patterns("GET https://h/x?sig=//8AAQSkZJRgABAQ&page=2 answered 403"),
+            "GET https://h/x?sig=***&page=2 answered 403"
+        );
+        assert_eq!(redact_patterns("password=//hunter2 refused"), "password=*** refused");
     }
 }

@@ -9,7 +9,8 @@
 //! - as written;
 //! - URL-encoded, in whole or in part, either case of hex (`%2F`, `%2f`),
 //!   a space as `+`;
-//! - JSON-escaped (`\"`, `\\`, `\/`, `\u00XX`);
+//! - JSON-escaped (`\"`, `\\`, `\/`, `\u00XX`, and `\uXXXX` for a
+//!   non-ASCII character, as `json.dumps` writes it);
 //! - base64, standard and URL-safe, whether the secret starts the encoded
 //!   text or sits at any offset inside it (as a password does in a Basic
 //!   credential, `base64(user:password)`): the characters that carry only
@@ -244,7 +245,37 @@ pub(crate) fn forms(value: &[u8]) -> Vec<Vec<u8>> {
             forms.push(base64_core(value, shift, alphabet));
         }
     }
+    // JSON written in ASCII, as Python's `json.dumps` writes by default:
+    // each non-ASCII character a `\uXXXX` escape (a surrogate pair beyond
+    // the BMP). `written` reads escapes byte by byte; these write a
+    // character, so they are forms of their own, in either case of hex.
+    if let Ok(text) = std::str::from_utf8(value) {
+        if !text.is_ascii() {
+            forms.push(json_ascii(text, false));
+            forms.push(json_ascii(text, true));
+        }
+    }
     forms
+}
+
+/// `text` with every non-ASCII character as JSON `\uXXXX` escapes (UTF-16
+/// units), hex in upper or lower case.
+fn json_ascii(text: &str, upper: bool) -> Vec<u8> {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+            continue;
+        }
+        for unit in c.encode_utf16(&mut [0; 2]) {
+            out.push_str(&if upper {
+                format!("\\u{unit:04X}")
+            } else {
+                format!("\\u{unit:04x}")
+            });
+        }
+    }
+    out.into_bytes()
 }
 
 /// The base64 characters that depend on `value`'s bytes only when it
@@ -378,5 +409,143 @@ mod tests {
         let secrets = with(&["mot-de-passé"]);
         assert_eq!(secrets.scrub("😀mot-de-passé😀"), "😀***😀");
         assert_eq!(secrets.scrub("mot-de-pass%C3%A9!"), "***!");
+    }
+
+    /// `url_spans`: `+` → `-` or `*` in the query's start (`path_end + 1`)
+    /// put the byte before `?`, or the `?` itself, into the first
+    /// parameter's name: `s?code` or `?code` is not `code`, and a plain
+    /// number is registered only under a secret name.
+    #[test]
+    fn an_oauth_code_first_in_a_settings_query_is_registered() {
+        let mut secrets = Secrets::new();
+        secrets.add_setting(
+            "source-url",
+            "https://api.example.com/v1/items?code=48213977&limit=5000",
+        );
+        assert_eq!(
+            secrets.scrub("code 48213977 expired, limit 5000"),
+            "code *** expired, limit 5000"
+        );
+    }
+
+    /// `Secrets::from_settings` replaced by `Default::default()`.
+    #[test]
+    fn a_registry_from_settings_hides_their_secrets() {
+        let settings: std::collections::BTreeMap<String, String> = [
+            ("api-token", "tok-secret-1"),
+            ("source-url", "https://api.example.com/v1/items?key=k-9999&limit=5000"),
+            ("chunk-max-objects", "5000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let secrets = Secrets::from_settings(&settings);
+        assert!(!secrets.is_empty());
+        assert_eq!(
+            secrets.redact("tok-secret-1 and k-9999 refused, 5000 objects"),
+            "*** and *** refused, 5000 objects"
+        );
+    }
+
+    /// `Secrets::is_empty` replaced by `true` or by `false`.
+    #[test]
+    fn a_registry_is_empty_until_a_value_long_enough_is_added() {
+        let mut secrets = Secrets::new();
+        assert!(secrets.is_empty());
+        secrets.add("abc");
+        assert!(secrets.is_empty(), "too short to register");
+        secrets.add("abcd");
+        assert!(!secrets.is_empty());
+    }
+
+    /// `&&` → `||` in `Secrets::add`'s `form.len() >= MIN_SECRET_CHARS &&
+    /// !self.forms.contains(&form)`: every form is at least as long as the
+    /// value, so only the duplicates tell, forms that the standard and
+    /// URL-safe alphabets write alike (`abcd` has no `+` or `/`), or that
+    /// another value already gave. Scrubbing is as correct with them, only
+    /// slower: each text byte is tried against every form.
+    #[test]
+    fn each_form_is_kept_once() {
+        let secrets = with(&["abcd", "Bearer abcd", "hunter2!"]);
+        let mut distinct = secrets.forms.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(secrets.forms.len(), distinct.len(), "{:?}", secrets.forms);
+        assert!(secrets.forms.iter().all(|f| f.len() >= MIN_SECRET_CHARS));
+    }
+
+    /// `occurrence`: `+` → `*` in `then_some(at + form.len())`, the end of
+    /// a secret matched as written exactly: `\\` reads as one escaped `\`
+    /// and `%25` as one `%`, so a secret holding them is found only so.
+    #[test]
+    fn a_secret_holding_escapes_is_hidden_as_written() {
+        assert_eq!(with(&[r"ab\\cd"]).scrub(r"<ab\\cd> and more"), "<***> and more");
+        assert_eq!(with(&["50%25off"]).scrub("<50%25off> and more"), "<***> and more");
+    }
+
+    /// `written`: the guards of `\u00XX`, of `\c` and of `+` replaced by
+    /// `true`, and `&&` → `||` in the first two: another character,
+    /// escaped, is not the secret's.
+    #[test]
+    fn an_escape_of_another_character_is_not_the_secret() {
+        let secrets = with(&["hunter-22"]);
+        for text in [r"hunt\u0041r-22", r"hunt\er-22", r"hunter\-22", "hunter+22"] {
+            assert_eq!(secrets.scrub(text), text);
+        }
+        // Each written as it should be: hidden.
+        for text in [r"hunt\u0065r-22", "hunter%2d22", "hunter%2D22"] {
+            assert_eq!(secrets.scrub(text), MASK, "{text}");
+        }
+    }
+
+    /// `written`: `<` → `<=` in `b < 0x80`: `\u0080` is the character
+    /// U+0080, not the byte 0x80 of another character's UTF-8 (`À` is
+    /// `C3 80`).
+    #[test]
+    fn a_json_escape_writes_a_character_not_a_byte() {
+        let secrets = with(&["Àbcd"]);
+        assert_eq!(secrets.scrub(r"%C3\u0080bcd"), r"%C3\u0080bcd");
+        assert_eq!(secrets.scrub("%C3%80bcd"), MASK);
+    }
+
+    /// `percent_decoded`: the `%XX` guard replaced by `true` (a `%` not
+    /// followed by hex dropped with the two bytes after it) and `+=` → `-=`
+    /// or `*=` after a `+` (an endless loop: a time-out, or memory runs
+    /// out).
+    #[test]
+    fn a_form_encoded_password_in_a_settings_url_is_registered_decoded() {
+        let mut secrets = Secrets::new();
+        secrets.add_setting("source-url", "https://h/x?password=100%sure+pass&page=2");
+        assert_eq!(secrets.scrub("password 100%sure pass refused"), "password *** refused");
+    }
+
+    /// `forms`: `==` → `!=` in `alphabet == STANDARD` padded the URL-safe
+    /// encoding instead of the standard one.
+    #[test]
+    fn a_padded_standard_base64_secret_is_hidden_whole() {
+        // `p>?word` is `cD4/d29yZA==`: a `/`, so the URL-safe form differs.
+        let secrets = with(&["p>?word"]);
+        assert_eq!(secrets.scrub("Basic cD4/d29yZA== sent"), "Basic *** sent");
+        assert_eq!(secrets.scrub("token=cD4_d29yZA&x=1"), "token=***&x=1");
+    }
+
+    #[test]
+    fn a_non_ascii_secret_escaped_as_json_in_ascii_is_hidden() {
+        let mut secrets = Secrets::new();
+        assert!(secrets.add("mot-de-passé"));
+        assert!(secrets.add("clé😀secrète"));
+        for (text, kept) in [
+            (r#"{"msg":"bad mot-de-pass\u00e9"}"#, r#"{"msg":"bad "#),
+            (r#"{"msg":"bad mot-de-pass\u00E9"}"#, r#"{"msg":"bad "#),
+            (r#"{"k":"cl\u00e9\ud83d\ude00secr\u00e8te"}"#, r#"{"k":""#),
+            ("bad mot-de-passé", "bad "),
+        ] {
+            let scrubbed = secrets.scrub(text);
+            assert!(
+                !scrubbed.contains("pass") && !scrubbed.contains("secr"),
+                "{text} -> {scrubbed}"
+            );
+            assert!(scrubbed.starts_with(&format!("{kept}{MASK}")), "{text} -> {scrubbed}");
+        }
     }
 }
