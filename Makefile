@@ -115,9 +115,10 @@ test-repeat:
 # Mutation testing with cargo-mutants (`cargo install cargo-mutants`), scoped
 # to the guest's lifecycle and chunker, the redaction crate and the
 # confinement code, each against its own native tests (the wasm tests are too
-# slow to run per mutant). In place, so it reuses target/ (the tree is left as
+# slow to run per mutant; each confinement file against its own crate's, so a
+# mutant rebuilds one crate). In place, so it reuses target/ (the tree is left as
 # it was), one scope after the other; over an hour on a busy 2-core machine.
-# Reports in mutants.out-{guest,redact,confine}/; MUTANTS.md says what
+# Reports in mutants.out-{guest,redact,confine,apipath}/; MUTANTS.md says what
 # survived and why.
 MUTANTS_FLAGS ?= --in-place --timeout 60 --build-timeout 300
 .PHONY: mutants
@@ -125,8 +126,8 @@ mutants:
 	$(CARGO) mutants $(MUTANTS_FLAGS) -o mutants.out-guest -p assets-scheduled-import -f src/lifecycle.rs -f src/chunker.rs \
 		-C --lib -C --test=lifecycle -C --test=lossless_model -C --test=cloud_mapping -C --test=deadline
 	$(CARGO) mutants $(MUTANTS_FLAGS) -o mutants.out-redact -p assets-redact
-	$(CARGO) mutants $(MUTANTS_FLAGS) -o mutants.out-confine -p assets-platform -p assets-runtime \
-		-f host/platform/src/confine.rs -f host/runtime/src/api_path.rs -C --lib
+	$(CARGO) mutants $(MUTANTS_FLAGS) -o mutants.out-confine -p assets-platform -f host/platform/src/confine.rs -C --lib
+	$(CARGO) mutants $(MUTANTS_FLAGS) -o mutants.out-apipath -p assets-runtime -f host/runtime/src/api_path.rs -C --lib
 
 lint:
 	$(CARGO) fmt --all -- --check

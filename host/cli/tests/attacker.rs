@@ -68,7 +68,9 @@ fn recording_third_party() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<u
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            // The head the client sends at once: a hang guard only, so a
+            // busy machine cannot cut it short.
+            stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
             let mut raw = Vec::new();
             let mut buf = [0u8; 4096];
             while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -78,7 +80,9 @@ fn recording_third_party() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Vec<u
                 }
             }
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
-            // Whatever else comes on the connection (a smuggled request).
+            // Whatever else comes on the connection (a smuggled request),
+            // until it closes or is quiet for 500 ms.
+            stream.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
             let mut rest = Vec::new();
             let _ = stream.read_to_end(&mut rest);
             raw.extend_from_slice(&rest);

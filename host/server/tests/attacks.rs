@@ -49,12 +49,16 @@ impl Recorder {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
-                stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+                // The request the client sends at once: a guard against a
+                // hang only, so a busy machine cannot cut it short.
+                stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
                 let raw = read_request(&mut stream);
                 let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
                 let _ = stream.flush();
                 // Whatever else the client sends on this connection (a
-                // smuggled second request would come here), until it closes.
+                // smuggled second request would come here), until it closes
+                // or is quiet for 300 ms (a pooled connection stays open).
+                stream.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
                 let mut rest = Vec::new();
                 let _ = stream.read_to_end(&mut rest);
                 let mut raw = raw;
@@ -67,8 +71,10 @@ impl Recorder {
 
     /// The one connection the client just made, once it has closed it
     /// (the recorder stores a connection then), and any other recorded.
+    /// Only called when a request was sent, so it returns as soon as one is
+    /// recorded; the deadline is a hang guard, not a bound on the recorder.
     fn take_one(&self) -> Vec<Vec<u8>> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while self.seen.lock().unwrap().is_empty() && std::time::Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }

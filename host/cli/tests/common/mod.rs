@@ -35,7 +35,9 @@ pub struct App {
 /// start, for the flags that name it.
 ///
 /// While no server runs on it, a connection to it is accepted by the kernel
-/// and never answered (the backlog holds it), not refused.
+/// and never answered (the backlog holds it), not refused; a server started
+/// on it closes those first ([`Port::refuse_waiting`]), so a request sent
+/// while none ran is not served by the next one.
 pub struct Port {
     listener: TcpListener,
 }
@@ -49,6 +51,17 @@ impl Port {
 
     pub fn number(&self) -> u16 {
         self.listener.local_addr().unwrap().port()
+    }
+
+    /// Closes every connection waiting in the backlog, as a stopped server's
+    /// closed socket would have refused it. Only while no server runs on the
+    /// port: it leaves the shared socket non-blocking, which the server sets
+    /// anyway.
+    fn refuse_waiting(&self) {
+        self.listener.set_nonblocking(true).unwrap();
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 }
 
@@ -101,6 +114,9 @@ impl Server {
             "{} is missing; run `make test`",
             component.display()
         );
+        // A request sent to the port while no server ran (one a client
+        // retried after a kill) is refused, not left for this server.
+        port.refuse_waiting();
         let mut command = Command::new(env!("CARGO_BIN_EXE_assets-host"));
         command.arg("serve");
         inherit_listener(&mut command, &port.listener);
