@@ -251,7 +251,11 @@ mod tests {
         assert!(refusal.len() < 400, "{} bytes", refusal.len());
         let kept = SHOWN - "importsource/".len();
         assert!(
-            refusal.starts_with(&format!("\"importsource/{}\"… ({} more characters)", "a".repeat(kept), 100_001 - kept)),
+            refusal.starts_with(&format!(
+                "\"importsource/{}\"… ({} more characters)",
+                "a".repeat(kept),
+                100_001 - kept
+            )),
             "the first {SHOWN} characters, then how many more: {refusal}"
         );
     }

@@ -539,7 +539,8 @@ fn two_nodes_racing_for_a_thousand_due_schedules_claim_each_occurrence_once() {
     let db = Db::postgres();
     let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
     let due: chrono::DateTime<chrono::Utc> = "2026-11-02T13:00:00Z".parse().unwrap();
-    let nodes: Vec<(Arc<AssetsService>, Arc<Scheduler>, Arc<Counting>, Heartbeat)> = ["node-a", "node-b"]
+    type Node = (Arc<AssetsService>, Arc<Scheduler>, Arc<Counting>, Heartbeat);
+    let nodes: Vec<Node> = ["node-a", "node-b"]
         .into_iter()
         .map(|name| {
             let clock = Arc::new(VirtualClock::new(start));
