@@ -23,9 +23,12 @@
 //!   is delivered again (attempt + 1) within the catch-up window, or fails
 //!   saying so ([`Scheduler::claim_due`]);
 //! - one run of a source at a time: an occurrence due while the previous
-//!   one is still delivering or ingesting is skipped with that reason.
+//!   one is still delivering or ingesting is skipped with that reason;
+//! - every ledger write of a delivery is fenced by the attempt it holds
+//!   ([`Claimed`]'s [`Fence`]): once another node has taken the occurrence
+//!   over, this one's late end changes nothing.
 
-use crate::assets::ledger::{LedgerEntry, OccurrenceState};
+use crate::assets::ledger::{Fence, LedgerEntry, OccurrenceState, Stale};
 use crate::assets::model::{ImportSource, Outcome, SourceType, State};
 use crate::assets::schedule::{timestamp, Schedule};
 use crate::assets::schedules::unrun_entry;
@@ -150,14 +153,26 @@ enum Delivery {
 pub struct Claimed {
     schedule: Schedule,
     occurrence: Occurrence,
-    occurrence_id: String,
-    attempt: u32,
+    /// The occurrence and the attempt this scheduler holds: every ledger
+    /// write of the delivery is fenced by it.
+    fence: Fence,
 }
 
 impl Claimed {
     /// The occurrence's id.
     pub fn occurrence_id(&self) -> &str {
-        &self.occurrence_id
+        &self.fence.occurrence_id
+    }
+}
+
+/// Logs a fenced write that changed nothing because its attempt no longer
+/// holds the occurrence; an end that came after the execution's own end is
+/// the usual case and says nothing.
+fn note_stale(fence: &Fence, what: &str, stale: Stale) {
+    if matches!(stale, Stale::Superseded { .. }) {
+        tracing::warn!(%fence, %stale, "{what} changed nothing: a later attempt holds the occurrence");
+    } else {
+        tracing::debug!(%fence, %stale, "{what} changed nothing");
     }
 }
 
@@ -360,7 +375,7 @@ impl Scheduler {
                         ));
                     }
                     None => {
-                        state.claim_occurrence(LedgerEntry::claim(
+                        let entry = LedgerEntry::claim(
                             occurrence_id.clone(),
                             schedule.id.clone(),
                             schedule.import_source_id.clone(),
@@ -368,13 +383,15 @@ impl Scheduler {
                             &self.node,
                             now,
                             now + self.lease(&schedule.import_source_id),
-                        ));
-                        claimed.push(Claimed {
-                            schedule: schedule.clone(),
-                            occurrence: occurrence.clone(),
-                            occurrence_id,
-                            attempt: 1,
-                        });
+                        );
+                        let fence = entry.fence();
+                        if state.claim_occurrence(entry) {
+                            claimed.push(Claimed {
+                                schedule: schedule.clone(),
+                                occurrence: occurrence.clone(),
+                                fence,
+                            });
+                        }
                     }
                 }
             }
@@ -395,7 +412,7 @@ impl Scheduler {
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(claimed.iter().map(|c| c.occurrence_id.clone()));
+            .extend(claimed.iter().map(|c| c.fence.occurrence_id.clone()));
         (firings, claimed)
     }
 
@@ -462,15 +479,18 @@ impl Scheduler {
                         continue;
                     };
                     let lease_until = now + self.lease(&schedule.import_source_id);
-                    let Some(entry) = state.take_over_occurrence(&entry.occurrence_id, &self.node, lease_until) else {
-                        continue;
+                    let entry = match state.take_over_occurrence(&entry.fence(), &self.node, lease_until) {
+                        Ok(entry) => entry,
+                        Err(stale) => {
+                            note_stale(&entry.fence(), "a take-over", stale);
+                            continue;
+                        }
                     };
                     tracing::warn!(occurrence = %entry.occurrence_id, attempt = entry.attempt, "delivering again an occurrence whose delivery was cut");
                     taken.push(Claimed {
                         schedule,
                         occurrence,
-                        occurrence_id: entry.occurrence_id,
-                        attempt: entry.attempt,
+                        fence: entry.fence(),
                     });
                 }
                 Some(reason) => {
@@ -489,7 +509,7 @@ impl Scheduler {
                         processed_at: None,
                         progress: None,
                     };
-                    if state.end_unrun(line) {
+                    if state.end_claimed(&entry.fence(), line).is_ok() {
                         firings.push(Firing {
                             schedule_id: entry.schedule_id.clone(),
                             import_source_id: entry.import_source_id.clone(),
@@ -598,27 +618,33 @@ impl Scheduler {
 
     /// Runs one claimed occurrence.
     pub fn fire(&self, claim: Claimed) -> Firing {
-        let id = claim.occurrence_id.clone();
+        let fence = claim.fence.clone();
         let fired = self.deliver_claim(claim);
         let now = self.assets.clock().now();
         // An execution's end has usually ended the occurrence already (they
         // are linked); this covers an app that answered without one.
-        match fired.status {
+        let ended = match fired.status {
             FiringStatus::Completed => {
                 self.assets
                     .state()
-                    .end_occurrence(&id, OccurrenceState::Completed, None, now);
+                    .end_occurrence(&fence, OccurrenceState::Completed, None, now)
             }
             FiringStatus::Failed => {
                 self.assets
                     .state()
-                    .end_occurrence(&id, OccurrenceState::Failed, fired.reason.clone(), now);
+                    .end_occurrence(&fence, OccurrenceState::Failed, fired.reason.clone(), now)
             }
             // Accepted: the execution, when the app creates it, ends it; or
             // the lease runs out (see `recover`).
-            _ => {}
+            _ => Ok(()),
+        };
+        if let Err(stale) = ended {
+            note_stale(&fence, "the delivery's end", stale);
         }
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fence.occurrence_id);
         fired
     }
 
@@ -628,9 +654,9 @@ impl Scheduler {
         let Claimed {
             schedule,
             occurrence,
-            occurrence_id,
-            attempt,
+            fence,
         } = claim;
+        let occurrence_id = fence.occurrence_id.clone();
         let source_id = &schedule.import_source_id;
         // Bound to a local first: the guard must be dropped before the body
         // locks the state again.
@@ -659,13 +685,13 @@ impl Scheduler {
             let reason = format!(
                 "skipped: execution {running} of this import source was still ingesting when this run fell due"
             );
-            self.assets.state().end_unrun(unrun_entry(
-                &schedule,
-                &occurrence,
-                &occurrence_id,
-                Outcome::Skipped,
-                reason.clone(),
-            ));
+            let skipped = self.assets.state().end_claimed(
+                &fence,
+                unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Skipped, reason.clone()),
+            );
+            if let Err(stale) = skipped {
+                note_stale(&fence, "the skip", stale);
+            }
             return firing(
                 &schedule,
                 &occurrence,
@@ -686,7 +712,7 @@ impl Scheduler {
             schedule_id: Some(schedule.id.clone()),
             occurrence_id: occurrence_id.clone(),
             nominal_time: timestamp(occurrence.instant),
-            attempt,
+            attempt: fence.attempt,
         };
         // Each arm either returns its firing or gives the failed one and the
         // reason to record in the history.
@@ -768,13 +794,13 @@ impl Scheduler {
             .chars()
             .take(crate::assets::model::MAX_FAILURE_REASON_CHARS)
             .collect();
-        self.assets.state().end_unrun(unrun_entry(
-            &schedule,
-            &occurrence,
-            &occurrence_id,
-            Outcome::Failed,
-            reason,
-        ));
+        let ended = self.assets.state().end_claimed(
+            &fence,
+            unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Failed, reason),
+        );
+        if let Err(stale) = ended {
+            note_stale(&fence, "the failed delivery's end", stale);
+        }
         failed
     }
 
@@ -821,7 +847,7 @@ impl Scheduler {
         let id = uuid::Uuid::new_v4().to_string();
         let mut state = self.assets.state();
         let started = state
-            .start_execution(&schedule.import_source_id, id.clone(), true, now)
+            .start_execution(&schedule.import_source_id, id.clone(), true, None, now)
             .map(|_| ());
         let result = started.and_then(|_| state.complete(&schedule.import_source_id, &id, now));
         state.annotate(&id, Some(schedule.id.clone()), Some(occurrence_id.to_owned()), None);

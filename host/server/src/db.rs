@@ -105,8 +105,15 @@ const SCHEMA_V4: &str = "
 ALTER TABLE chunk_ids ADD COLUMN digest TEXT;
 ";
 
+/// Version 5: the delivery that created each execution (JSON: its id, the
+/// occurrence and the attempt), so a delivery's clean-up fails its own
+/// execution only, after a restart too (rows from before have none).
+const SCHEMA_V5: &str = "
+ALTER TABLE executions ADD COLUMN created_by TEXT;
+";
+
 /// The migrations in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// A SQLite database holding the mock's state, the apps' secrets and their
 /// storage.
@@ -252,8 +259,8 @@ impl SqliteStore {
                 }
             }
             let mut put_execution = tx.prepare_cached(
-                "INSERT OR REPLACE INTO executions (id, source_id, scheduled, status, received, chunks, history_index)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO executions (id, source_id, scheduled, status, received, chunks, history_index, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for id in &changes.executions {
                 if let Some(e) = state.execution_by_id(id) {
@@ -264,7 +271,8 @@ impl SqliteStore {
                         status_name(e.status),
                         e.received as i64,
                         e.chunks,
-                        e.history_index as i64
+                        e.history_index as i64,
+                        e.created_by.as_ref().map(serde_json::to_string).transpose()?
                     ])?;
                 }
             }
@@ -442,7 +450,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             .map_err(anyhow::Error::msg)?;
     }
     let mut query = conn.prepare(
-        "SELECT id, source_id, scheduled, status, received, chunks, history_index FROM executions ORDER BY history_index",
+        "SELECT id, source_id, scheduled, status, received, chunks, history_index, created_by FROM executions ORDER BY history_index",
     )?;
     let rows = query.query_map([], |row| {
         Ok((
@@ -453,10 +461,15 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             row.get::<_, i64>(4)?,
             row.get::<_, u32>(5)?,
             row.get::<_, i64>(6)?,
+            row.get::<_, Option<String>>(7)?,
         ))
     })?;
     for row in rows {
-        let (id, source_id, scheduled, status, received, chunks, history_index) = row?;
+        let (id, source_id, scheduled, status, received, chunks, history_index, created_by) = row?;
+        let created_by = created_by
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .with_context(|| format!("execution {id} has an unreadable created_by"))?;
         let status: ExecutionStatus = serde_json::from_value(status.clone().into())
             .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
         // Ordered by history line, so the last one restored is the latest.
@@ -470,6 +483,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             chunks,
             chunk_ids: HashMap::new(),
             history_index: history_index as usize,
+            created_by,
         });
     }
     // Only a running execution needs its objects in memory (to count
@@ -870,12 +884,12 @@ mod tests {
                     Some("demo".into()),
                 ))
                 .unwrap();
-            state.start_execution("src", "e1".into(), true, now).unwrap();
+            state.start_execution("src", "e1".into(), true, None, now).unwrap();
             state
                 .add_chunk("src", "e1", chunk("c1", &["a", "b"]), u64::MAX)
                 .unwrap();
             state.complete("src", "e1", now).unwrap();
-            state.start_execution("src", "e2".into(), false, now).unwrap();
+            state.start_execution("src", "e2".into(), false, None, now).unwrap();
             state.add_chunk("src", "e2", chunk("c1", &["x"]), u64::MAX).unwrap();
             state.end_unrun(HistoryEntry {
                 execution_id: None,

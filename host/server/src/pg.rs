@@ -117,6 +117,10 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_
     // same id with other objects is refused on every node (rows from before
     // have none: their content is not known).
     "ALTER TABLE chunk_ids ADD COLUMN digest TEXT;",
+    // 3: the delivery that created each execution (JSON: its id, the
+    // occurrence and the attempt), so a delivery's clean-up on any node
+    // fails its own execution only (rows from before have none).
+    "ALTER TABLE executions ADD COLUMN created_by TEXT;",
 ];
 
 /// Advisory lock keys (arbitrary, fixed).
@@ -604,13 +608,17 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
         let received: Vec<i64> = executions.iter().map(|e| e.received as i64).collect();
         let chunks: Vec<i64> = executions.iter().map(|e| i64::from(e.chunks)).collect();
         let index: Vec<i64> = executions.iter().map(|e| e.history_index as i64).collect();
+        let created_by = executions
+            .iter()
+            .map(|e| e.created_by.as_ref().map(serde_json::to_string).transpose())
+            .collect::<Result<Vec<Option<String>>, _>>()?;
         conn.execute(
-            "INSERT INTO executions (id, source_id, scheduled, status, received, chunks, history_index, rev)
-             SELECT t.*, $8 FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::int8[], $6::int8[], $7::int8[])
-                 AS t(id, source_id, scheduled, status, received, chunks, history_index)
+            "INSERT INTO executions (id, source_id, scheduled, status, received, chunks, history_index, created_by, rev)
+             SELECT t.*, $9 FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::text[])
+                 AS t(id, source_id, scheduled, status, received, chunks, history_index, created_by)
              ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, received = EXCLUDED.received,
                  chunks = EXCLUDED.chunks, history_index = EXCLUDED.history_index, rev = EXCLUDED.rev",
-            &[&ids, &sources, &scheduled, &status, &received, &chunks, &index, &rev],
+            &[&ids, &sources, &scheduled, &status, &received, &chunks, &index, &created_by, &rev],
         )?;
     }
     if !changes.chunk_ids.is_empty() {
@@ -758,12 +766,17 @@ impl Rows<'_> {
                 .map_err(anyhow::Error::msg)?;
         }
         for row in self.query(
-            "SELECT id, source_id, scheduled, status, received, chunks, history_index FROM executions
+            "SELECT id, source_id, scheduled, status, received, chunks, history_index, created_by FROM executions
              WHERE rev > $1 ORDER BY history_index",
         )? {
             let (id, status): (String, String) = (row.get(0), row.get(3));
             let status: ExecutionStatus = serde_json::from_value(status.clone().into())
                 .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
+            let created_by = row
+                .get::<_, Option<String>>(7)
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .with_context(|| format!("execution {id} has an unreadable created_by"))?;
             state.apply_execution(Execution {
                 id,
                 import_source_id: row.get(1),
@@ -774,6 +787,7 @@ impl Rows<'_> {
                 chunks: row.get::<_, i64>(5) as u32,
                 chunk_ids: HashMap::new(),
                 history_index: row.get::<_, i64>(6) as usize,
+                created_by,
             });
         }
         for row in self.query(
