@@ -52,6 +52,62 @@ pub use crate::assets::schedule::occurrence_id;
 /// platform fails it on the app's behalf.
 pub const STALE_GRACE: Duration = Duration::minutes(5);
 
+/// How often a node running an app's import for an occurrence says the run
+/// is alive ([`Heartbeat`]).
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long each heartbeat holds, in wall-clock time: ten missed beats
+/// before a run may be taken for abandoned, so a busy machine is not taken
+/// for a dead one, and a dead node's runs are failed within 20 s.
+pub const ALIVE_FOR: Duration = Duration::seconds(20);
+
+/// Says, every [`HEARTBEAT_EVERY`] until dropped, that the run of an
+/// occurrence's attempt is alive ([`LedgerEntry::renew`], fenced by the
+/// attempt): held by whoever invokes the app for a delivery the scheduler
+/// no longer tracks itself (serve mode's web trigger, whose run goes on
+/// after the callback's answer), so the reaper never fails a run that is
+/// still being invoked. Stops by itself once the attempt no longer holds
+/// the occurrence.
+pub struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    beating: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    /// Starts beating for `fence` on `assets` (the first beat at once).
+    pub fn start(assets: Arc<AssetsService>, fence: Fence) -> Heartbeat {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let beating = std::thread::Builder::new()
+            .name("run-heartbeat".into())
+            .spawn(move || loop {
+                let renewed = assets.state().renew_occurrence(&fence, Utc::now() + ALIVE_FOR);
+                if let Err(stale) = renewed {
+                    tracing::debug!(%fence, %stale, "the run's heartbeat stops");
+                    return;
+                }
+                match stopped.recv_timeout(HEARTBEAT_EVERY) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            })
+            .map_err(|e| tracing::error!("cannot start a run's heartbeat: {e}"))
+            .ok();
+        Heartbeat {
+            stop: Some(stop),
+            beating,
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(beating) = self.beating.take() {
+            let _ = beating.join();
+        }
+    }
+}
+
 /// What happened to one occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -443,7 +499,7 @@ impl Scheduler {
                 continue;
             }
             if let Some(execution) = &entry.execution_id {
-                self.reap(state, &entry.import_source_id, execution, now);
+                self.reap(state, &entry, execution, now);
                 continue;
             }
             let schedule = state.schedule(&entry.schedule_id).cloned();
@@ -532,16 +588,22 @@ impl Scheduler {
         taken
     }
 
-    /// Fails `execution` if it is still ingesting past its app's run limit
-    /// and the grace period while nobody delivers it: the app died with it
-    /// (or with the node it ran on), and its occurrence ends with it.
-    fn reap(&self, state: &mut State, source_id: &str, execution: &str, now: DateTime<Utc>) {
+    /// Fails `execution`, linked to `entry`, if it is still ingesting past
+    /// its app's run limit and the grace period while nobody delivers it and
+    /// no node says its run is alive: the app died with it (or with the node
+    /// it ran on), and its occurrence ends with it. A run whose heartbeat is
+    /// live is never failed, however far a virtual clock has moved.
+    fn reap(&self, state: &mut State, entry: &LedgerEntry, execution: &str, now: DateTime<Utc>) {
+        let source_id = entry.import_source_id.as_str();
         let ingesting = state.ingesting(source_id).is_some_and(|e| e.id == execution);
         let Some(started) = state.history_of(execution).map(|line| line.started_at) else {
             return;
         };
         let limit = self.run_limit(source_id);
-        if !ingesting || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+        if !ingesting
+            || entry.alive_at(Utc::now())
+            || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX)
+        {
             return;
         }
         if state
@@ -555,8 +617,9 @@ impl Scheduler {
     /// Why a new run of `source_id` cannot start now, if a run of it is
     /// still going: an occurrence still being delivered, or its execution
     /// still ingesting. An execution ingesting past the app's run limit and
-    /// the grace period was left by an app that died: it is failed here,
-    /// or it would block its source for ever.
+    /// the grace period, that nobody delivers and whose run no node says is
+    /// alive, was left by an app that died: it is failed here, or it would
+    /// block its source for ever.
     fn still_running(&self, state: &mut State, source_id: &str, now: DateTime<Utc>) -> Option<String> {
         let previous = state.delivering_for(source_id)?.clone();
         let Some(execution) = previous.execution_id.clone() else {
@@ -579,7 +642,10 @@ impl Scheduler {
             || previous.lease_owner.as_ref().is_some_and(|owner| {
                 owner != &self.node && self.alive_elsewhere().is_none_or(|alive| alive.contains(owner))
             });
-        if delivered || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+        if delivered
+            || previous.alive_at(Utc::now())
+            || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX)
+        {
             return Some(format!(
                 "skipped: execution {execution} of this import source was still ingesting when this run fell due"
             ));
@@ -662,17 +728,25 @@ impl Scheduler {
         // locks the state again.
         let running = {
             let state = self.assets.state();
-            state
-                .ingesting(source_id)
-                .map(|e| (e.id.clone(), state.all_history()[e.history_index].started_at))
+            state.ingesting(source_id).map(|e| {
+                let line = &state.all_history()[e.history_index];
+                let alive = line
+                    .occurrence_id
+                    .as_deref()
+                    .and_then(|o| state.occurrence(o))
+                    .is_some_and(|entry| entry.alive_at(Utc::now()));
+                (e.id.clone(), e.scheduled, alive, line.started_at)
+            })
         };
-        // An app cannot run past its limit (the host stops it there), so an
-        // execution still ingesting after the limit and a grace period was
-        // left by an app that died: fail it, or it blocks its source for ever.
+        // An app cannot run past its limit (the host stops it there), so a
+        // scheduled execution still ingesting after the limit and a grace
+        // period, whose run no node says is alive, was left by an app that
+        // died: fail it, or it blocks its source for ever. A manual run
+        // belongs to no occurrence, and no scheduled delivery fails it.
         let limit = self.run_limit(source_id);
-        let running = running.filter(|(running, started)| {
+        let running = running.filter(|(running, scheduled, alive, started)| {
             let now = self.assets.clock().now();
-            if now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+            if !scheduled || *alive || now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
                 return true;
             }
             let reason = stale_reason(running, limit, *started);
@@ -681,10 +755,15 @@ impl Scheduler {
             }
             false
         });
-        if let Some((running, _)) = running {
-            let reason = format!(
-                "skipped: execution {running} of this import source was still ingesting when this run fell due"
-            );
+        if let Some((running, scheduled, _, _)) = running {
+            let reason = if scheduled {
+                format!("skipped: execution {running} of this import source was still ingesting when this run fell due")
+            } else {
+                format!(
+                    "skipped: manual execution {running} of this import source was still ingesting when this run fell due; \
+                     a scheduled run never fails a manual one: cancel it (DELETE …/executions/{running}) if its app has stopped"
+                )
+            };
             let skipped = self.assets.state().end_claimed(
                 &fence,
                 unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Skipped, reason.clone()),

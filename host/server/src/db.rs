@@ -107,9 +107,11 @@ ALTER TABLE chunk_ids ADD COLUMN digest TEXT;
 
 /// Version 5: the delivery that created each execution (JSON: its id, the
 /// occurrence and the attempt), so a delivery's clean-up fails its own
-/// execution only, after a restart too (rows from before have none).
+/// execution only, after a restart too (rows from before have none); and
+/// each occurrence's run heartbeat (`LedgerEntry::alive_until`).
 const SCHEMA_V5: &str = "
 ALTER TABLE executions ADD COLUMN created_by TEXT;
+ALTER TABLE occurrences ADD COLUMN alive_until TEXT;
 ";
 
 /// The migrations in order; `PRAGMA user_version` counts those applied.
@@ -319,8 +321,8 @@ impl SqliteStore {
             }
             let mut put_occurrence = tx.prepare_cached(
                 "INSERT OR REPLACE INTO occurrences (id, schedule_id, import_source_id, nominal_time, attempt, state,
-                     lease_owner, lease_until, execution_id, reason, claimed_at, ended_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     lease_owner, lease_until, execution_id, reason, claimed_at, ended_at, alive_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for id in &changes.ledger {
                 if let Some(e) = state.occurrence(id) {
@@ -336,7 +338,8 @@ impl SqliteStore {
                         e.execution_id,
                         e.reason,
                         e.claimed_at,
-                        e.ended_at
+                        e.ended_at,
+                        e.alive_until
                     ])?;
                 }
             }
@@ -532,7 +535,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
     }
     let mut query = conn.prepare(
         "SELECT id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
-                execution_id, reason, claimed_at, ended_at FROM occurrences",
+                execution_id, reason, claimed_at, ended_at, alive_until FROM occurrences",
     )?;
     let rows = query.query_map([], |row| {
         Ok((
@@ -545,6 +548,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
                 state: OccurrenceState::Delivering,
                 lease_owner: row.get(6)?,
                 lease_until: row.get(7)?,
+                alive_until: row.get(12)?,
                 execution_id: row.get(8)?,
                 reason: row.get(9)?,
                 claimed_at: row.get(10)?,

@@ -119,8 +119,9 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_
     "ALTER TABLE chunk_ids ADD COLUMN digest TEXT;",
     // 3: the delivery that created each execution (JSON: its id, the
     // occurrence and the attempt), so a delivery's clean-up on any node
-    // fails its own execution only (rows from before have none).
-    "ALTER TABLE executions ADD COLUMN created_by TEXT;",
+    // fails its own execution only (rows from before have none); and each
+    // occurrence's run heartbeat (`LedgerEntry::alive_until`).
+    "ALTER TABLE executions ADD COLUMN created_by TEXT; ALTER TABLE occurrences ADD COLUMN alive_until TIMESTAMPTZ;",
 ];
 
 /// Advisory lock keys (arbitrary, fixed).
@@ -708,17 +709,19 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
         let reasons = col(|e| e.reason.clone());
         let claimed = time(|e| Some(e.claimed_at));
         let ended = time(|e| e.ended_at);
+        let alive = time(|e| e.alive_until);
         conn.execute(
             "INSERT INTO occurrences (id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner,
-                 lease_until, execution_id, reason, claimed_at, ended_at, rev)
-             SELECT t.*, $13 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::text[],
-                 $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[])
+                 lease_until, execution_id, reason, claimed_at, ended_at, alive_until, rev)
+             SELECT t.*, $14 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::text[],
+                 $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+                 $13::timestamptz[])
                  AS t(id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
-                      execution_id, reason, claimed_at, ended_at)
+                      execution_id, reason, claimed_at, ended_at, alive_until)
              ON CONFLICT (id) DO UPDATE SET attempt = EXCLUDED.attempt, state = EXCLUDED.state,
                  lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until,
                  execution_id = EXCLUDED.execution_id, reason = EXCLUDED.reason, ended_at = EXCLUDED.ended_at,
-                 rev = EXCLUDED.rev",
+                 alive_until = EXCLUDED.alive_until, rev = EXCLUDED.rev",
             &[
                 &ids,
                 &schedules,
@@ -732,6 +735,7 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
                 &reasons,
                 &claimed,
                 &ended,
+                &alive,
                 &rev,
             ],
         )?;
@@ -823,7 +827,7 @@ impl Rows<'_> {
         }
         for row in self.query(
             "SELECT id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
-                    execution_id, reason, claimed_at, ended_at FROM occurrences WHERE rev > $1",
+                    execution_id, reason, claimed_at, ended_at, alive_until FROM occurrences WHERE rev > $1",
         )? {
             let name: String = row.get(5);
             let entry = LedgerEntry {
@@ -836,6 +840,7 @@ impl Rows<'_> {
                     .with_context(|| format!("an occurrence has unknown state {name:?}"))?,
                 lease_owner: row.get(6),
                 lease_until: row.get(7),
+                alive_until: row.get(12),
                 execution_id: row.get(8),
                 reason: row.get(9),
                 claimed_at: row.get(10),

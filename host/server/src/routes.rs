@@ -15,10 +15,11 @@
 
 use crate::serve::{Profile, Server, FORGE};
 use crate::signing::{Refusal, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
+use assets_platform::assets::ledger::{Fence, LedgerEntry, OccurrenceState};
 use assets_platform::assets::schedule::timestamp;
 use assets_platform::assets::{body, same_secret, ApiError, SourceType};
 use assets_platform::clock::Clock as _;
+use assets_platform::scheduler::Heartbeat;
 use assets_platform::trigger;
 use assets_runtime::bindings::import_callback::TriggerEvent;
 use axum::body::{Body, Bytes};
@@ -847,9 +848,17 @@ async fn webtrigger(
         Err(refused) => return Answer::raw(*refused),
     };
     let (app, assets) = (hosted.app.clone(), server.assets.clone());
+    // A scheduled run says it is alive while the app is invoked, so no node
+    // fails it as abandoned however long it goes on (the forge profile's
+    // run goes on after the answer); fenced by the attempt delivered.
+    let fence = event.scheduled.then(|| Fence {
+        occurrence_id: event.occurrence_id.clone(),
+        attempt: event.attempt,
+    });
     if server.profile == Profile::Local {
         let outcome = blocking(move || {
             let _running = running;
+            let _alive = fence.map(|fence| Heartbeat::start(assets.clone(), fence));
             trigger::deliver(&app, &assets, &event)
         })
         .await;
@@ -864,6 +873,7 @@ async fn webtrigger(
     });
     let mut run = tokio::task::spawn_blocking(move || {
         let _running = running;
+        let _alive = fence.map(|fence| Heartbeat::start(assets.clone(), fence));
         trigger::deliver_with(&app, &assets, &event, Some(on_continue))
     });
     tokio::select! {

@@ -142,8 +142,16 @@ pub struct LedgerEntry {
     pub state: OccurrenceState,
     /// The node delivering it (while `delivering`).
     pub lease_owner: Option<String>,
-    /// Until when that node holds it, in the platform's clock.
+    /// Until when that node holds it, in the platform's clock: past it, a
+    /// delivery the app accepted but made no execution for fails.
     pub lease_until: Option<DateTime<Utc>>,
+    /// Until when the node running its app says the run is alive, in wall-
+    /// clock time (not the platform's, which a virtual clock moves by days):
+    /// renewed every few seconds while the app is invoked, continuations
+    /// included, fenced by the attempt. A run whose heartbeat is live is
+    /// never failed as abandoned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive_until: Option<DateTime<Utc>>,
     /// The execution the app created for it, once known.
     pub execution_id: Option<String>,
     /// Why it failed, was skipped or missed.
@@ -174,6 +182,7 @@ impl LedgerEntry {
             state: OccurrenceState::Delivering,
             lease_owner: Some(owner.to_owned()),
             lease_until: Some(lease_until),
+            alive_until: None,
             execution_id: None,
             reason: None,
             claimed_at: now,
@@ -240,8 +249,22 @@ impl LedgerEntry {
         self.reason = reason;
         self.lease_owner = None;
         self.lease_until = None;
+        self.alive_until = None;
         self.ended_at = Some(now);
         Ok(())
+    }
+
+    /// Says the run of `fence`'s attempt is alive until `until` (wall-clock
+    /// time), if that attempt still holds the entry.
+    pub fn renew(&mut self, fence: &Fence, until: DateTime<Utc>) -> Result<(), Stale> {
+        self.held_by(fence)?;
+        self.alive_until = Some(until);
+        Ok(())
+    }
+
+    /// Whether the run's heartbeat is live at `wall_now` (wall-clock time).
+    pub fn alive_at(&self, wall_now: DateTime<Utc>) -> bool {
+        self.alive_until.is_some_and(|until| until > wall_now)
     }
 
     /// Takes over a delivery whose owner is gone, if `fence` (the attempt the
@@ -252,6 +275,7 @@ impl LedgerEntry {
         self.attempt += 1;
         self.lease_owner = Some(owner.to_owned());
         self.lease_until = Some(lease_until);
+        self.alive_until = None;
         Ok(self.fence())
     }
 }

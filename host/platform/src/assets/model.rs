@@ -1256,6 +1256,19 @@ impl State {
         Ok(taken)
     }
 
+    /// Says the run of `fence`'s attempt is alive until `until` (wall-clock
+    /// time), if that attempt still holds its occurrence
+    /// ([`LedgerEntry::renew`]).
+    pub fn renew_occurrence(&mut self, fence: &Fence, until: DateTime<Utc>) -> Result<(), Stale> {
+        let entry = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
+        entry.renew(fence, until)?;
+        let id = fence.occurrence_id.clone();
+        self.touch(|c| {
+            c.ledger.insert(id);
+        });
+        Ok(())
+    }
+
     /// The execution of `source_id` still ingesting that `delivery`
     /// created, if any: what that delivery's clean-up may fail, and nothing
     /// else.
