@@ -260,6 +260,13 @@ impl Scheduler {
         &self.node
     }
 
+    /// How many occurrences this process is delivering right now (claimed,
+    /// their callback not yet ended): a node stopping keeps its lease until
+    /// this is 0.
+    pub fn in_flight(&self) -> usize {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     /// The lease owners other than this one that are alive: none without
     /// peers; `None` when the peers cannot be asked (then nothing is taken
     /// over this pass).
