@@ -134,6 +134,21 @@ pub const NODE_LEASE: Duration = Duration::from_secs(5);
 /// How often a node renews its heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
+/// The time-outs of the session state calls run on, so no node holds the
+/// others for long: a transaction left idle (its node paused, or cut off
+/// without a word) is ended by the server after
+/// `idle_in_transaction_session_timeout`, and its lock with it; a state call
+/// waits for the lock at most `lock_timeout` (then answers 503), and no
+/// statement runs past `statement_timeout`.
+pub const SESSION_TIMEOUTS: &str =
+    "SET idle_in_transaction_session_timeout = '10s'; SET lock_timeout = '10s'; SET statement_timeout = '60s'";
+
+/// TCP keepalives on every connection: a database gone silent (a network
+/// partition) is noticed within about a minute, not the system's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+
 /// The state and everything the nodes share, in one PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
@@ -217,7 +232,12 @@ impl Session {
 /// Connects a pool to `url` (`postgres://USER@HOST:PORT/DB`), over TLS as
 /// its `sslmode` says ([`crate::pg_tls`]).
 fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
-    let (config, tls) = crate::pg_tls::connect_config(url)?;
+    let (mut config, tls) = crate::pg_tls::connect_config(url)?;
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES);
     // One connection first, outside the pool: its error says why (a
     // certificate refused, a password wrong), where the pool's says only
     // that it timed out.
@@ -332,6 +352,8 @@ impl PgStore {
     /// up the workspace and the apps' sources one after the other.
     pub fn startup_lock(&self) -> anyhow::Result<StartupLock> {
         let mut conn = self.conn()?;
+        // Waited for as long as another node's start-up takes.
+        conn.batch_execute("SET lock_timeout = 0")?;
         conn.execute("SELECT pg_advisory_lock($1)", &[&STARTUP_LOCK])?;
         Ok(StartupLock(conn))
     }
@@ -425,7 +447,11 @@ impl StateStore for PgStore {
             session.abandon();
         }
         if session.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            session.conn = Some(Link::new(self.conn()?));
+            let mut client = self.conn()?;
+            client
+                .batch_execute(SESSION_TIMEOUTS)
+                .context("cannot set the session's time-outs")?;
+            session.conn = Some(Link::new(client));
             session.seen = None;
         }
         let result = (|| {
@@ -543,6 +569,7 @@ impl Peers for PgStore {
 /// Applies the migrations the database has not had, under an advisory lock
 /// so nodes starting at once apply each exactly once.
 fn migrate(conn: &mut Client) -> anyhow::Result<()> {
+    conn.batch_execute("SET lock_timeout = 0")?;
     conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
     let result = (|| {
         conn.batch_execute(

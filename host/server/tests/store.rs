@@ -657,6 +657,44 @@ fn a_node_whose_connections_are_cut_answers_503_then_carries_on() {
     );
 }
 
+#[test]
+fn a_node_paused_inside_a_state_call_does_not_hold_the_others() {
+    // Node a opens a state call and stops there, holding the state's lock
+    // idle in its transaction, as a node paused (SIGSTOP) or cut off in the
+    // middle of one would. The server ends that transaction after the
+    // session's idle time-out (10 s), so node b's calls go through, and node
+    // a, back, carries on on a fresh connection.
+    let db = Db::postgres();
+    let (a, _) = db.open_node(Arc::new(SystemClock), "node-a", None);
+    let (b, _) = db.open_node(Arc::new(SystemClock), "node-b", None);
+    let b = Arc::new(b);
+    let held = a.state();
+    assert!(held.current().is_ok(), "node a holds the lock");
+    let (done, through) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let b = b.clone();
+        move || loop {
+            // A wait for the lock longer than its time-out is answered 503
+            // (stale): asked again, as a client would.
+            if b.state().current().is_ok() {
+                let _ = done.send(());
+                return;
+            }
+        }
+    });
+    through
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("hang guard: node b's state calls still wait for paused node a");
+    drop(held);
+    let guard = std::time::Instant::now();
+    while a.state().current().is_err() {
+        assert!(
+            guard.elapsed() < std::time::Duration::from_secs(300),
+            "hang guard: node a never recovered"
+        );
+    }
+}
+
 /// Records the attempt of every callback it is asked to deliver.
 #[derive(Default)]
 struct Attempts(std::sync::Mutex<Vec<(String, u32)>>);
