@@ -794,8 +794,9 @@ impl SourceRoute<'_> {
     }
 
     fn delete_schedule(&self, schedule_id: &str) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
         let mut state = self.service.state();
-        schedules::delete(&mut state, self.workspace_id, self.source_id, schedule_id)?;
+        schedules::delete(&mut state, self.workspace_id, self.source_id, schedule_id, now)?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 
