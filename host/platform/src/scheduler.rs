@@ -190,6 +190,11 @@ pub struct Scheduler {
     node: String,
     /// Occurrences this process is delivering right now.
     active: Mutex<HashSet<String>>,
+    /// Occurrences this process has fired (sent the callback of, or run)
+    /// that are still delivering: a claim held in this process's name that
+    /// it never fired (its commit answer was lost, so it was taken as not
+    /// stored) is as orphaned as a dead process's.
+    fired: Mutex<HashSet<String>>,
     /// The other nodes, when several share the database.
     peers: Option<Arc<dyn Peers>>,
 }
@@ -242,6 +247,7 @@ impl Scheduler {
             run_limit: Duration::from_std(assets_runtime::Limits::default().time).unwrap_or(Duration::MAX),
             node: uuid::Uuid::new_v4().to_string(),
             active: Mutex::new(HashSet::new()),
+            fired: Mutex::new(HashSet::new()),
             peers: None,
         }
     }
@@ -495,6 +501,12 @@ impl Scheduler {
     /// an execution ends when its execution does (see [`Self::still_running`]).
     fn recover(&self, state: &mut State, now: DateTime<Utc>, firings: &mut Vec<Firing>) -> Vec<Claimed> {
         let active = self.active.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let fired = {
+            let mut fired = self.fired.lock().unwrap_or_else(|e| e.into_inner());
+            let delivering: HashSet<String> = state.delivering().into_iter().map(|e| e.occurrence_id).collect();
+            fired.retain(|id| delivering.contains(id));
+            fired.clone()
+        };
         let Some(alive) = self.alive_elsewhere() else {
             return Vec::new();
         };
@@ -516,7 +528,10 @@ impl Scheduler {
                     .next()
                     .filter(|o| o.instant == entry.nominal_time)
             });
-            let orphaned = entry.lease_owner.as_deref() != Some(self.node.as_str());
+            // Another process's (which died), or this one's but never fired:
+            // stored by a commit whose answer was lost.
+            let orphaned =
+                entry.lease_owner.as_deref() != Some(self.node.as_str()) || !fired.contains(&entry.occurrence_id);
             let expired = entry.lease_until.is_none_or(|until| until < now);
             let reason = match (&schedule, &occurrence) {
                 (Some(_), Some(_)) if orphaned && now - entry.nominal_time <= DEFAULT_CATCH_UP => None,
@@ -692,6 +707,10 @@ impl Scheduler {
     /// Runs one claimed occurrence.
     pub fn fire(&self, claim: Claimed) -> Firing {
         let fence = claim.fence.clone();
+        self.fired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fence.occurrence_id.clone());
         let fired = self.deliver_claim(claim);
         let now = self.assets.clock().now();
         // An execution's end has usually ended the occurrence already (they
