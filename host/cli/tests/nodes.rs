@@ -51,6 +51,24 @@ fn a_postgres_node_stopped_with_sigterm_exits_0() {
 }
 
 #[test]
+fn two_advances_sent_at_once_to_two_nodes_add_up() {
+    let db = fresh_postgres();
+    let a = std::sync::Arc::new(node(&db, "a", &["--clock", "virtual"]));
+    let b = std::sync::Arc::new(node(&db, "b", &["--clock", "virtual"]));
+    let start = clock_now(&a);
+    let advances: Vec<_> = [a.clone(), b.clone()]
+        .into_iter()
+        .map(|n| std::thread::spawn(move || n.advance(3600)))
+        .collect();
+    for advance in advances {
+        advance.join().unwrap();
+    }
+    let end = start + chrono::Duration::hours(2);
+    assert_eq!(clock_now(&a), end, "two hours asked, two hours moved");
+    assert_eq!(clock_now(&b), end);
+}
+
+#[test]
 fn a_stopping_node_keeps_its_lease_until_its_callback_has_ended() {
     let db = fresh_postgres();
     let receiver = Receiver::new();

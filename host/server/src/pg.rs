@@ -122,6 +122,9 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_
     // fails its own execution only (rows from before have none); and each
     // occurrence's run heartbeat (`LedgerEntry::alive_until`).
     "ALTER TABLE executions ADD COLUMN created_by TEXT; ALTER TABLE occurrences ADD COLUMN alive_until TIMESTAMPTZ;",
+    // 4: where the advances asked so far take the shared virtual clock, so
+    // two advances sent at once to two nodes add up (`reserve_advance`).
+    "ALTER TABLE meta ADD COLUMN virtual_target TIMESTAMPTZ;",
 ];
 
 /// Advisory lock keys (arbitrary, fixed).
@@ -418,6 +421,25 @@ impl PgStore {
             .conn()?
             .query("SELECT key, value FROM app_storage WHERE app = $1", &[&app])?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Where an advance of the shared virtual clock by `by` ends: after
+    /// every advance asked before it on any node, in one statement, so two
+    /// advances sent at once add up rather than both ending at the same
+    /// instant. The caller then runs the schedules up to it.
+    pub fn reserve_advance(&self, by: chrono::Duration) -> anyhow::Result<DateTime<Utc>> {
+        let seconds = by.num_microseconds().context("an advance too long to count")? as f64 / 1e6;
+        let row = self
+            .conn()?
+            .query_one(
+                "UPDATE meta SET virtual_target = GREATEST(COALESCE(virtual_target, virtual_now), virtual_now)
+                     + make_interval(secs => $1)
+                 WHERE id = 1 RETURNING virtual_target",
+                &[&seconds],
+            )
+            .context("cannot reserve the clock advance in PostgreSQL")?;
+        row.get::<_, Option<DateTime<Utc>>>(0)
+            .context("the shared virtual clock is not set")
     }
 
     /// Publishes the virtual clock when this node moved it: a call that

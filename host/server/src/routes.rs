@@ -691,15 +691,24 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, ur
             ));
         }
         let _one_at_a_time = server.advancing.lock().await;
-        let scheduler = server.scheduler.clone();
+        let (scheduler, shared) = (server.scheduler.clone(), server.shared.clone());
         let firings = blocking(move || {
             // From the shared clock as it stands, if another node moved it.
             drop(scheduler.assets().state());
-            let end = clock.now() + chrono::Duration::seconds(advance.seconds as i64);
+            let by = chrono::Duration::seconds(advance.seconds as i64);
+            // Several nodes: after every advance asked before this one, on
+            // any node, so advances sent at once add up.
+            let end = match &shared {
+                Some(store) => store.reserve_advance(by).map_err(|e| {
+                    tracing::error!("{e:#}");
+                    ApiError::not_saved()
+                })?,
+                None => clock.now() + by,
+            };
             let firings = scheduler.run_until(&clock, end);
-            (firings, clock.now())
+            Ok::<_, ApiError>((firings, clock.now()))
         })
-        .await;
+        .await?;
         Ok(json!({ "now": timestamp(firings.1), "firings": firings.0 }))
     }
     .await;

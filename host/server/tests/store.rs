@@ -696,6 +696,22 @@ fn a_node_paused_inside_a_state_call_does_not_hold_the_others() {
     }
 }
 
+#[test]
+fn advances_of_the_shared_clock_reserved_at_once_add_up() {
+    let db = Db::postgres();
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(VirtualClock::new(start));
+    let (_a, a) = db.open_node(clock.clone(), "node-a", Some(clock.clone()));
+    let (_b, b) = db.open_node(clock.clone(), "node-b", Some(clock));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let hour = chrono::Duration::hours(1);
+    // Both asked before either has moved the clock: each ends after the other.
+    let first = a.reserve_advance(hour).unwrap();
+    let second = b.reserve_advance(hour).unwrap();
+    assert_eq!(first, start + hour);
+    assert_eq!(second, start + hour + hour, "the second advance adds to the first");
+}
+
 /// Records the attempt of every callback it is asked to deliver.
 #[derive(Default)]
 struct Attempts(std::sync::Mutex<Vec<(String, u32)>>);
