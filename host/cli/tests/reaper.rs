@@ -178,3 +178,101 @@ fn a_forge_run_still_being_invoked_is_not_failed_when_the_clock_jumps_past_its_l
         "{line}"
     );
 }
+
+/// A run killed with its server (`kill -9`) goes on after the restart: its
+/// heartbeat lapses, the occurrence is delivered again as attempt 2, and
+/// the app resumes the same execution from its checkpoint, every object
+/// once.
+#[test]
+fn a_scheduled_run_killed_with_its_server_goes_on_after_the_restart() {
+    let (base, asked, release) = held_second_page();
+    let app_arg = format!("imp={}", composed_importer().display());
+    let allow = format!("imp:{base}");
+    let url = format!("imp:source-url={base}/items?page=1");
+    let extra = [
+        "--clock",
+        "virtual",
+        "--app",
+        &app_arg,
+        "--app-allow",
+        &allow,
+        "--app-config",
+        &url,
+        "--app-config",
+        "imp:source-records=results",
+        "--app-config",
+        "imp:source-pagination=next-url",
+        "--app-config",
+        "imp:map-object-type=device",
+        "--app-config",
+        "imp:map-external-id=id",
+        "--app-config",
+        "imp:map-label=name",
+        // A chunk per object: the first page's first object is stored
+        // before the second page is asked.
+        "--app-config",
+        "imp:chunk-max-objects=1",
+    ];
+    let db = common::temp_dir().join("state.db");
+    let port = common::Port::new();
+    let server = Server::start(&db, &port, &extra);
+    let app = app_named(&server, "imp");
+    let schedule = daily_schedule(&app, clock_now(&server), 1);
+    let (status, body) = server.call("POST", &Server::source_path(&app, "importschedule"), Some(schedule));
+    assert_eq!(status, 201, "{body}");
+    // The advance waits for the run (local profile): it dies with the server.
+    let base_url = server.base.clone();
+    let advancing = std::thread::spawn(move || {
+        let _ = ureq::post(&format!("{base_url}/_admin/clock/advance"))
+            .timeout(Duration::from_secs(600))
+            .send_string(r#"{"seconds": 7200}"#);
+    });
+    asked
+        .recv_timeout(Duration::from_secs(600))
+        .expect("hang guard: the run asks for its second page");
+    let first = occurrences(&server)[0].clone();
+    let execution = first["executionId"]
+        .as_str()
+        .expect("the run has its execution")
+        .to_owned();
+    let (_, before) = server.call(
+        "GET",
+        &Server::source_path(&app, &format!("executions/{execution}/status")),
+        None,
+    );
+    assert_eq!(
+        before["objectsReceived"], 1,
+        "a chunk is stored before the kill: {before}"
+    );
+
+    server.kill_9();
+    release.send(()).unwrap();
+    advancing.join().unwrap();
+    let server = Server::start(&db, &port, &extra);
+    // Each pass (an advance of nothing) looks again; once the dead run's
+    // heartbeat has lapsed, one delivers it again and waits for it.
+    let entry = wait_for("the occurrence to end after the restart", || {
+        server.advance(0);
+        let entry = occurrences(&server)[0].clone();
+        (entry["state"] != "delivering").then_some(entry)
+    });
+    assert_eq!(
+        (
+            entry["state"].as_str(),
+            entry["attempt"].as_u64(),
+            entry["executionId"].as_str()
+        ),
+        (Some("completed"), Some(2), Some(execution.as_str())),
+        "delivered again and completed on the same execution: {entry}"
+    );
+    let (_, after) = server.call(
+        "GET",
+        &Server::source_path(&app, &format!("executions/{execution}/status")),
+        None,
+    );
+    assert_eq!(
+        (after["objects"].as_u64(), after["objectsReceived"].as_u64()),
+        (Some(4), Some(4)),
+        "every object, none twice: {after}"
+    );
+}

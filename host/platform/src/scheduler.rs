@@ -511,10 +511,26 @@ impl Scheduler {
             return Vec::new();
         };
         let mut taken = Vec::new();
+        let wall_now = Utc::now();
         for entry in state.delivering() {
-            if active.contains(&entry.occurrence_id)
-                || entry.lease_owner.as_ref().is_some_and(|owner| alive.contains(owner))
+            if active.contains(&entry.occurrence_id) {
+                continue;
+            }
+            // A run whose heartbeat has lapsed: the node invoking its app
+            // died (a hosted app's run; an app called back elsewhere never
+            // beats). It goes on from its checkpoint on its execution when
+            // delivered again, within the catch-up window.
+            if let Some(execution) = entry
+                .execution_id
+                .as_ref()
+                .filter(|_| entry.alive_until.is_some() && !entry.alive_at(wall_now))
             {
+                if let Some(claim) = self.resume(state, &entry, execution, now, firings) {
+                    taken.push(claim);
+                }
+                continue;
+            }
+            if entry.lease_owner.as_ref().is_some_and(|owner| alive.contains(owner)) {
                 continue;
             }
             if let Some(execution) = &entry.execution_id {
@@ -608,6 +624,80 @@ impl Scheduler {
             }
         }
         taken
+    }
+
+    /// Delivers again (attempt + 1) the occurrence of `entry`, whose run on
+    /// `execution` died with the node invoking its app: the app goes on from
+    /// its checkpoint on the same execution, which passes to the new attempt
+    /// with the occurrence. Past the catch-up window, or with its schedule
+    /// gone, the execution is failed saying why, and the occurrence with it.
+    fn resume(
+        &self,
+        state: &mut State,
+        entry: &LedgerEntry,
+        execution: &str,
+        now: DateTime<Utc>,
+        firings: &mut Vec<Firing>,
+    ) -> Option<Claimed> {
+        let schedule = state.schedule(&entry.schedule_id).cloned();
+        let occurrence = schedule.as_ref().and_then(|s| {
+            s.rule
+                .occurrences_after(entry.nominal_time - Duration::nanoseconds(1))
+                .next()
+                .filter(|o| o.instant == entry.nominal_time)
+        });
+        let reason = match (schedule, occurrence) {
+            (Some(schedule), Some(occurrence)) if now - entry.nominal_time <= DEFAULT_CATCH_UP => {
+                let lease_until = now + self.lease(&schedule.import_source_id);
+                return match state.take_over_occurrence(&entry.fence(), &self.node, lease_until) {
+                    Ok(taken) => {
+                        tracing::warn!(occurrence = %taken.occurrence_id, attempt = taken.attempt, %execution, "delivering again an occurrence whose run died with its node: the app goes on from its checkpoint");
+                        Some(Claimed {
+                            schedule,
+                            occurrence,
+                            fence: taken.fence(),
+                        })
+                    }
+                    Err(stale) => {
+                        note_stale(&entry.fence(), "a take-over", stale);
+                        None
+                    }
+                };
+            }
+            (Some(_), Some(_)) => format!(
+                "failed: the platform stopped while the app was running this import (attempt {}) and it is now {}, \
+                 beyond the {} catch-up window of the run due at {}; it was not delivered again",
+                entry.attempt,
+                timestamp(now),
+                human(DEFAULT_CATCH_UP),
+                timestamp(entry.nominal_time)
+            ),
+            _ => "failed: the platform stopped while the app was running this import, and its schedule was \
+                  deleted or changed since"
+                .to_owned(),
+        };
+        if state
+            .fail(&entry.import_source_id, execution, reason.clone(), now)
+            .is_ok()
+        {
+            tracing::warn!(source = %entry.import_source_id, %execution, "failed a run that died with its node");
+            firings.push(Firing {
+                schedule_id: entry.schedule_id.clone(),
+                import_source_id: entry.import_source_id.clone(),
+                occurrence_id: entry.occurrence_id.clone(),
+                nominal_utc: entry.nominal_time,
+                local: String::new(),
+                status: FiringStatus::Failed,
+                execution_id: Some(execution.to_owned()),
+                objects: 0,
+                reason: Some(reason),
+                note: None,
+                retries: 0,
+                invocations: 0,
+                left_by_app: None,
+            });
+        }
+        None
     }
 
     /// Fails `execution`, linked to `entry`, if it is still ingesting past
@@ -754,15 +844,21 @@ impl Scheduler {
         // locks the state again.
         let running = {
             let state = self.assets.state();
-            state.ingesting(source_id).map(|e| {
-                let line = &state.all_history()[e.history_index];
-                let alive = line
-                    .occurrence_id
-                    .as_deref()
-                    .and_then(|o| state.occurrence(o))
-                    .is_some_and(|entry| entry.alive_at(Utc::now()));
-                (e.id.clone(), e.scheduled, alive, line.started_at)
-            })
+            // Its own execution (a run delivered again to go on from its
+            // checkpoint) is not another run in the way.
+            let own = state.occurrence(&occurrence_id).and_then(|e| e.execution_id.clone());
+            state
+                .ingesting(source_id)
+                .filter(|e| Some(&e.id) != own.as_ref())
+                .map(|e| {
+                    let line = &state.all_history()[e.history_index];
+                    let alive = line
+                        .occurrence_id
+                        .as_deref()
+                        .and_then(|o| state.occurrence(o))
+                        .is_some_and(|entry| entry.alive_at(Utc::now()));
+                    (e.id.clone(), e.scheduled, alive, line.started_at)
+                })
         };
         // An app cannot run past its limit (the host stops it there), so a
         // scheduled execution still ingesting after the limit and a grace

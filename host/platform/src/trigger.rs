@@ -389,7 +389,7 @@ pub fn deliver_with(
     // winner of a duplicate callback's race, a manual run) is not its own.
     let left = assets
         .state()
-        .ingesting_created_by(&event.import_source_id, &delivery.id)
+        .ingesting_created_by(&event.import_source_id, &delivery)
         .map(|e| e.id.clone());
     if let Some(left) = left {
         let reason = outcome.failure_reason.clone().unwrap_or_else(|| {
@@ -400,7 +400,7 @@ pub fn deliver_with(
         });
         outcome.left_by_app = Some(left.clone());
         if assets
-            .fail_created_by(&event.import_source_id, &delivery.id, &reason)
+            .fail_created_by(&event.import_source_id, &delivery, &reason)
             .is_some()
         {
             outcome.status = RunStatus::Failed;

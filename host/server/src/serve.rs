@@ -524,11 +524,13 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         if settings.get("api-dialect").map(|v| v.trim()) == Some("cloud") {
             assets.require_mapping(&import_source_id)?;
         }
-        // A run this server was doing when it stopped cannot finish: say so
-        // in the history rather than leave it ingesting for ever, for every
-        // import source the app performs. Not on a shared database, where
-        // the run may be another node's: there the scheduler fails a run
-        // once nobody delivers it and it is past its limit.
+        // A manual run this server was doing when it stopped cannot finish:
+        // say so in the history rather than leave it ingesting for ever, for
+        // every import source the app performs (a scheduled one is
+        // delivered again, below). Not on a shared database, where the run
+        // may be another node's: there the scheduler delivers again a run
+        // whose heartbeat lapsed, and fails one nobody delivers once it is
+        // past its limit.
         let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
         let performed: Vec<String> = assets
             .state()
@@ -537,6 +539,22 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             .map(|s| s.id.clone())
             .collect();
         for source in performed.into_iter().filter(|_| !store.is_shared()) {
+            // A scheduled run the app was invoked for goes on instead: the
+            // first scheduler pass delivers its occurrence again, and the app
+            // resumes from its checkpoint (`Scheduler::recover`).
+            let resumable = {
+                let state = assets.state();
+                state
+                    .ingesting(&source)
+                    .and_then(|e| state.history_of(&e.id))
+                    .and_then(|line| line.occurrence_id.clone())
+                    .and_then(|o| state.occurrence(&o))
+                    .is_some_and(|entry| !entry.state.is_terminal() && entry.alive_until.is_some())
+            };
+            if resumable {
+                tracing::warn!(app = %name, %source, "a scheduled import the previous server was running is delivered again");
+                continue;
+            }
             if let Some(execution) = assets.fail_ingesting(&source, &reason) {
                 tracing::warn!(app = %name, %source, %execution, "failed an import left running by the previous server");
             }

@@ -496,11 +496,11 @@ impl AssetsService {
     }
 
     /// Records a failure, on the app's behalf, for the execution of
-    /// `source_id` still ingesting that `delivery` created (the app trapped,
+    /// `source_id` still ingesting that `delivery` owns (the app trapped,
     /// timed out, or returned without ending it). Returns the execution id,
     /// or `None` when that delivery left none ingesting: another
     /// delivery's execution is never its to fail.
-    pub fn fail_created_by(&self, source_id: &str, delivery: &str, reason: &str) -> Option<String> {
+    pub fn fail_created_by(&self, source_id: &str, delivery: &model::Delivery, reason: &str) -> Option<String> {
         let now = self.clock.now();
         let mut state = self.state();
         let id = state.ingesting_created_by(source_id, delivery)?.id.clone();

@@ -1269,12 +1269,18 @@ impl State {
         Ok(())
     }
 
-    /// The execution of `source_id` still ingesting that `delivery`
-    /// created, if any: what that delivery's clean-up may fail, and nothing
-    /// else.
-    pub fn ingesting_created_by(&self, source_id: &str, delivery: &str) -> Option<&Execution> {
-        self.ingesting(source_id)
-            .filter(|e| e.created_by.as_ref().is_some_and(|by| by.id == delivery))
+    /// The execution of `source_id` still ingesting that `delivery` owns,
+    /// if any: one it created, or the one linked to the occurrence its
+    /// attempt holds (a run going on from an earlier attempt's checkpoint:
+    /// the execution passes with the occurrence). What that delivery's
+    /// clean-up may fail, and nothing else.
+    pub fn ingesting_created_by(&self, source_id: &str, delivery: &Delivery) -> Option<&Execution> {
+        self.ingesting(source_id).filter(|e| {
+            e.created_by.as_ref().is_some_and(|by| by.id == delivery.id)
+                || self.ledger.get(&delivery.fence.occurrence_id).is_some_and(|entry| {
+                    entry.execution_id.as_deref() == Some(e.id.as_str()) && entry.held_by(&delivery.fence).is_ok()
+                })
+        })
     }
 }
 
