@@ -4,8 +4,9 @@
 //! forge profile answers 202 and keeps invoking the app); a virtual clock
 //! then jumps days ahead, far past the run limit. A run whose heartbeat is
 //! live is still being invoked: it is never failed, and the next runs are
-//! skipped while it goes on. Once its heartbeat lapses it is failed as
-//! abandoned. A manual run belongs to no occurrence: no scheduled delivery
+//! skipped while it goes on. Once its heartbeat lapses (its node died) it
+//! is delivered again within the catch-up window, and failed saying so
+//! past it. A manual run belongs to no occurrence: no scheduled delivery
 //! fails it.
 
 use assets_platform::assets::ledger::{Fence, OccurrenceState};
@@ -159,19 +160,16 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
     drop(heartbeat);
 
     // Its node stopped beating (it died with the app): once the heartbeat
-    // has lapsed, the next pass fails the run as abandoned.
+    // has lapsed, the next pass settles it. Two days late, it is past the
+    // catch-up window: failed, saying so, and the next run goes ahead.
     world
         .service
         .state()
         .renew_occurrence(&fence, Utc::now() - chrono::Duration::seconds(1))
         .unwrap();
     let last = world.scheduler.run_until(&world.clock, t("2026-11-05T13:30:00Z"));
-    assert_eq!(last.len(), 1, "{last:?}");
-    assert_eq!(
-        last[0].status,
-        FiringStatus::Delivered,
-        "the next run goes ahead: {last:?}"
-    );
+    let statuses: Vec<FiringStatus> = last.iter().map(|f| f.status).collect();
+    assert_eq!(statuses, [FiringStatus::Failed, FiringStatus::Delivered], "{last:?}");
     assert_eq!(world.status(&execution), ExecutionStatus::Failed);
     let (state, reason) = world.occurrence_state(&fence.occurrence_id);
     assert_eq!(state, OccurrenceState::Failed);
@@ -179,8 +177,51 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
         reason
             .as_deref()
             .unwrap_or_default()
-            .contains("no completion or failure"),
+            .contains("beyond the 1 h catch-up window"),
         "{reason:?}"
+    );
+}
+
+#[test]
+fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() {
+    let world = World::new();
+    world.schedule_daily_at_13();
+    world.scheduler.run_until(&world.clock, t("2026-11-02T13:00:00Z"));
+    let event = world.accepted.0.lock().unwrap()[0].clone();
+    let fence = Fence {
+        occurrence_id: event.occurrence_id.clone(),
+        attempt: event.attempt,
+    };
+    let execution = world.create(json!({
+        "scheduled": true,
+        "delivery": {"id": "attempt-1", "occurrenceId": event.occurrence_id, "attempt": 1},
+    }));
+    // Its node beat once, then died.
+    world
+        .service
+        .state()
+        .renew_occurrence(&fence, Utc::now() - chrono::Duration::seconds(1))
+        .unwrap();
+    let again = world.scheduler.run_until(&world.clock, t("2026-11-02T13:10:00Z"));
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].status, FiringStatus::Delivered, "{again:?}");
+    let sent = world.accepted.0.lock().unwrap().clone();
+    assert_eq!(
+        sent.iter()
+            .map(|e| (e.occurrence_id.as_str(), e.attempt))
+            .collect::<Vec<_>>(),
+        [(event.occurrence_id.as_str(), 1), (event.occurrence_id.as_str(), 2)],
+        "delivered again, the next attempt"
+    );
+    assert_eq!(
+        world.status(&execution),
+        ExecutionStatus::Ingesting,
+        "left for the app to go on"
+    );
+    let entry = world.service.state().occurrence(&event.occurrence_id).cloned().unwrap();
+    assert_eq!(
+        (entry.state, entry.attempt, entry.execution_id.as_deref()),
+        (OccurrenceState::Delivering, 2, Some(execution.as_str()))
     );
 }
 
