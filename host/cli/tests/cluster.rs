@@ -35,6 +35,9 @@ const CLOCK_START: &str = "2026-01-01T00:00:00Z";
 /// Settling advances the clock an hour at a time, at most this often: a
 /// dead node's lease (in platform time) runs out well within it.
 const SETTLE_HOURS: usize = 24;
+/// How long settling waits, past those hours, for the heartbeats of runs a
+/// killed node left to lapse (20 s each) before it calls it a hang.
+const HANG_GUARD: Duration = Duration::from_secs(300);
 const ZONES: [&str; 8] = [
     "UTC",
     "Europe/Paris",
@@ -286,10 +289,15 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
 
     // Settle: deliveries a dead node left are taken over once its lease runs
     // out (platform time); executions left ingesting are failed once past
-    // their limit. Each advance waits for the deliveries it starts, so the
-    // ledger read back after it is the event to wait on: step the clock by
-    // an hour at a time until nothing is in flight, a bounded number of times.
+    // their limit and their run's heartbeat has lapsed (wall-clock time: a
+    // dead node's run stops beating). Each advance waits for the deliveries
+    // it starts, so the ledger read back after it is the event to wait on:
+    // step the clock by an hour at a time until nothing is in flight, a
+    // bounded number of times; then the nodes' own scheduler passes (every
+    // second) fail what is left once its heartbeat lapses, within a hang
+    // guard.
     let mut hours = 0;
+    let mut guard = None;
     loop {
         let in_flight = ledger(cluster.node(0))
             .iter()
@@ -298,13 +306,19 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
         if in_flight == 0 {
             break;
         }
+        if hours < SETTLE_HOURS {
+            cluster.node(0).advance(3600);
+            hours += 1;
+            continue;
+        }
+        let guard = *guard.get_or_insert_with(|| Instant::now() + HANG_GUARD);
         assert!(
-            hours < SETTLE_HOURS,
-            "{in_flight} occurrences still delivering after {hours} clock hours; node 0 log:\n{}",
+            Instant::now() < guard,
+            "hang guard: {in_flight} occurrences still delivering after {hours} clock hours and {HANG_GUARD:?}; \
+             node 0 log:\n{}",
             cluster.node(0).log_text()
         );
-        cluster.node(0).advance(3600);
-        hours += 1;
+        std::thread::sleep(Duration::from_millis(200));
     }
     let end = clock(cluster.node(0));
 

@@ -10,8 +10,13 @@
 //! source recorded as performed by the app; any other source id gets the
 //! very 404 an unknown id gets, so an app cannot even learn that it exists,
 //! and a path under no source gets the router's 404 without being sent.
+//!
+//! It is also where the platform says which delivery a create-execution
+//! call comes from ([`ConfinedAssets::for_delivery`]): the app's body goes
+//! on with the delivery written into it, over whatever the app put there,
+//! so an execution's creator is the platform's word, not the app's.
 
-use crate::assets::{ApiError, AssetsService};
+use crate::assets::{ApiError, AssetsService, Delivery};
 use assets_runtime::bindings::assets_api::{CallError, Method, Response};
 use assets_runtime::{method_name, ApiPath, AssetsBackend};
 use std::collections::HashSet;
@@ -26,6 +31,8 @@ pub struct ConfinedAssets {
     /// Sources already found to be the app's: an owner never changes, so a
     /// yes is remembered and the state is read once per source.
     reachable: Mutex<HashSet<String>>,
+    /// The delivery these calls belong to, written into each create call.
+    delivery: Option<Delivery>,
 }
 
 impl ConfinedAssets {
@@ -43,7 +50,32 @@ impl ConfinedAssets {
             assets,
             app: app.into(),
             reachable: Mutex::new(HashSet::from([trigger_source.into()])),
+            delivery: None,
         }
+    }
+
+    /// Marks every execution these calls create as created by `delivery`.
+    pub fn for_delivery(mut self, delivery: Delivery) -> ConfinedAssets {
+        self.delivery = Some(delivery);
+        self
+    }
+
+    /// The body of a create-execution call with the delivery written in:
+    /// an empty body is `{}`, a JSON object gets (or loses) its `delivery`
+    /// field; anything else goes on as it is, for the API to refuse.
+    fn with_delivery(&self, body: Option<&str>) -> Option<String> {
+        let mut object = match body.map(str::trim) {
+            None | Some("") => serde_json::Map::new(),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(serde_json::Value::Object(object)) => object,
+                _ => return None,
+            },
+        };
+        match &self.delivery {
+            Some(delivery) => object.insert("delivery".into(), serde_json::to_value(delivery).ok()?),
+            None => object.remove("delivery"),
+        };
+        Some(serde_json::Value::Object(object).to_string())
     }
 
     fn may_reach(&self, source_id: &str) -> bool {
@@ -83,7 +115,9 @@ impl AssetsBackend for ConfinedAssets {
                 .into_response()
                 .into());
         }
-        self.inner.call(method, path, body)
+        let creates = matches!(method, Method::Post) && path.segments().eq(["importsource", source_id, "executions"]);
+        let tagged = creates.then(|| self.with_delivery(body)).flatten();
+        self.inner.call(method, path, tagged.as_deref().or(body))
     }
 }
 

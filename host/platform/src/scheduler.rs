@@ -23,9 +23,12 @@
 //!   is delivered again (attempt + 1) within the catch-up window, or fails
 //!   saying so ([`Scheduler::claim_due`]);
 //! - one run of a source at a time: an occurrence due while the previous
-//!   one is still delivering or ingesting is skipped with that reason.
+//!   one is still delivering or ingesting is skipped with that reason;
+//! - every ledger write of a delivery is fenced by the attempt it holds
+//!   ([`Claimed`]'s [`Fence`]): once another node has taken the occurrence
+//!   over, this one's late end changes nothing.
 
-use crate::assets::ledger::{LedgerEntry, OccurrenceState};
+use crate::assets::ledger::{Fence, LedgerEntry, OccurrenceState, Stale};
 use crate::assets::model::{ImportSource, Outcome, SourceType, State};
 use crate::assets::schedule::{timestamp, Schedule};
 use crate::assets::schedules::unrun_entry;
@@ -48,6 +51,62 @@ pub use crate::assets::schedule::occurrence_id;
 /// How long past its run limit an execution may stay ingesting before the
 /// platform fails it on the app's behalf.
 pub const STALE_GRACE: Duration = Duration::minutes(5);
+
+/// How often a node running an app's import for an occurrence says the run
+/// is alive ([`Heartbeat`]).
+pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long each heartbeat holds, in wall-clock time: ten missed beats
+/// before a run may be taken for abandoned, so a busy machine is not taken
+/// for a dead one, and a dead node's runs are failed within 20 s.
+pub const ALIVE_FOR: Duration = Duration::seconds(20);
+
+/// Says, every [`HEARTBEAT_EVERY`] until dropped, that the run of an
+/// occurrence's attempt is alive ([`LedgerEntry::renew`], fenced by the
+/// attempt): held by whoever invokes the app for a delivery the scheduler
+/// no longer tracks itself (serve mode's web trigger, whose run goes on
+/// after the callback's answer), so the reaper never fails a run that is
+/// still being invoked. Stops by itself once the attempt no longer holds
+/// the occurrence.
+pub struct Heartbeat {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    beating: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    /// Starts beating for `fence` on `assets` (the first beat at once).
+    pub fn start(assets: Arc<AssetsService>, fence: Fence) -> Heartbeat {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let beating = std::thread::Builder::new()
+            .name("run-heartbeat".into())
+            .spawn(move || loop {
+                let renewed = assets.state().renew_occurrence(&fence, Utc::now() + ALIVE_FOR);
+                if let Err(stale) = renewed {
+                    tracing::debug!(%fence, %stale, "the run's heartbeat stops");
+                    return;
+                }
+                match stopped.recv_timeout(HEARTBEAT_EVERY) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            })
+            .map_err(|e| tracing::error!("cannot start a run's heartbeat: {e}"))
+            .ok();
+        Heartbeat {
+            stop: Some(stop),
+            beating,
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(beating) = self.beating.take() {
+            let _ = beating.join();
+        }
+    }
+}
 
 /// What happened to one occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -131,6 +190,11 @@ pub struct Scheduler {
     node: String,
     /// Occurrences this process is delivering right now.
     active: Mutex<HashSet<String>>,
+    /// Occurrences this process has fired (sent the callback of, or run)
+    /// that are still delivering: a claim held in this process's name that
+    /// it never fired (its commit answer was lost, so it was taken as not
+    /// stored) is as orphaned as a dead process's.
+    fired: Mutex<HashSet<String>>,
     /// The other nodes, when several share the database.
     peers: Option<Arc<dyn Peers>>,
 }
@@ -150,14 +214,26 @@ enum Delivery {
 pub struct Claimed {
     schedule: Schedule,
     occurrence: Occurrence,
-    occurrence_id: String,
-    attempt: u32,
+    /// The occurrence and the attempt this scheduler holds: every ledger
+    /// write of the delivery is fenced by it.
+    fence: Fence,
 }
 
 impl Claimed {
     /// The occurrence's id.
     pub fn occurrence_id(&self) -> &str {
-        &self.occurrence_id
+        &self.fence.occurrence_id
+    }
+}
+
+/// Logs a fenced write that changed nothing because its attempt no longer
+/// holds the occurrence; an end that came after the execution's own end is
+/// the usual case and says nothing.
+fn note_stale(fence: &Fence, what: &str, stale: Stale) {
+    if matches!(stale, Stale::Superseded { .. }) {
+        tracing::warn!(%fence, %stale, "{what} changed nothing: a later attempt holds the occurrence");
+    } else {
+        tracing::debug!(%fence, %stale, "{what} changed nothing");
     }
 }
 
@@ -171,6 +247,7 @@ impl Scheduler {
             run_limit: Duration::from_std(assets_runtime::Limits::default().time).unwrap_or(Duration::MAX),
             node: uuid::Uuid::new_v4().to_string(),
             active: Mutex::new(HashSet::new()),
+            fired: Mutex::new(HashSet::new()),
             peers: None,
         }
     }
@@ -187,6 +264,13 @@ impl Scheduler {
     /// This scheduler's name as a lease owner.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// How many occurrences this process is delivering right now (claimed,
+    /// their callback not yet ended): a node stopping keeps its lease until
+    /// this is 0.
+    pub fn in_flight(&self) -> usize {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The lease owners other than this one that are alive: none without
@@ -360,7 +444,7 @@ impl Scheduler {
                         ));
                     }
                     None => {
-                        state.claim_occurrence(LedgerEntry::claim(
+                        let entry = LedgerEntry::claim(
                             occurrence_id.clone(),
                             schedule.id.clone(),
                             schedule.import_source_id.clone(),
@@ -368,13 +452,15 @@ impl Scheduler {
                             &self.node,
                             now,
                             now + self.lease(&schedule.import_source_id),
-                        ));
-                        claimed.push(Claimed {
-                            schedule: schedule.clone(),
-                            occurrence: occurrence.clone(),
-                            occurrence_id,
-                            attempt: 1,
-                        });
+                        );
+                        let fence = entry.fence();
+                        if state.claim_occurrence(entry) {
+                            claimed.push(Claimed {
+                                schedule: schedule.clone(),
+                                occurrence: occurrence.clone(),
+                                fence,
+                            });
+                        }
                     }
                 }
             }
@@ -395,7 +481,7 @@ impl Scheduler {
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(claimed.iter().map(|c| c.occurrence_id.clone()));
+            .extend(claimed.iter().map(|c| c.fence.occurrence_id.clone()));
         (firings, claimed)
     }
 
@@ -415,18 +501,40 @@ impl Scheduler {
     /// an execution ends when its execution does (see [`Self::still_running`]).
     fn recover(&self, state: &mut State, now: DateTime<Utc>, firings: &mut Vec<Firing>) -> Vec<Claimed> {
         let active = self.active.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let fired = {
+            let mut fired = self.fired.lock().unwrap_or_else(|e| e.into_inner());
+            let delivering: HashSet<String> = state.delivering().into_iter().map(|e| e.occurrence_id).collect();
+            fired.retain(|id| delivering.contains(id));
+            fired.clone()
+        };
         let Some(alive) = self.alive_elsewhere() else {
             return Vec::new();
         };
         let mut taken = Vec::new();
+        let wall_now = Utc::now();
         for entry in state.delivering() {
-            if active.contains(&entry.occurrence_id)
-                || entry.lease_owner.as_ref().is_some_and(|owner| alive.contains(owner))
+            if active.contains(&entry.occurrence_id) {
+                continue;
+            }
+            // A run whose heartbeat has lapsed: the node invoking its app
+            // died (a hosted app's run; an app called back elsewhere never
+            // beats). It goes on from its checkpoint on its execution when
+            // delivered again, within the catch-up window.
+            if let Some(execution) = entry
+                .execution_id
+                .as_ref()
+                .filter(|_| entry.alive_until.is_some() && !entry.alive_at(wall_now))
             {
+                if let Some(claim) = self.resume(state, &entry, execution, now, firings) {
+                    taken.push(claim);
+                }
+                continue;
+            }
+            if entry.lease_owner.as_ref().is_some_and(|owner| alive.contains(owner)) {
                 continue;
             }
             if let Some(execution) = &entry.execution_id {
-                self.reap(state, &entry.import_source_id, execution, now);
+                self.reap(state, &entry, execution, now);
                 continue;
             }
             let schedule = state.schedule(&entry.schedule_id).cloned();
@@ -436,7 +544,10 @@ impl Scheduler {
                     .next()
                     .filter(|o| o.instant == entry.nominal_time)
             });
-            let orphaned = entry.lease_owner.as_deref() != Some(self.node.as_str());
+            // Another process's (which died), or this one's but never fired:
+            // stored by a commit whose answer was lost.
+            let orphaned =
+                entry.lease_owner.as_deref() != Some(self.node.as_str()) || !fired.contains(&entry.occurrence_id);
             let expired = entry.lease_until.is_none_or(|until| until < now);
             let reason = match (&schedule, &occurrence) {
                 (Some(_), Some(_)) if orphaned && now - entry.nominal_time <= DEFAULT_CATCH_UP => None,
@@ -462,15 +573,18 @@ impl Scheduler {
                         continue;
                     };
                     let lease_until = now + self.lease(&schedule.import_source_id);
-                    let Some(entry) = state.take_over_occurrence(&entry.occurrence_id, &self.node, lease_until) else {
-                        continue;
+                    let entry = match state.take_over_occurrence(&entry.fence(), &self.node, lease_until) {
+                        Ok(entry) => entry,
+                        Err(stale) => {
+                            note_stale(&entry.fence(), "a take-over", stale);
+                            continue;
+                        }
                     };
                     tracing::warn!(occurrence = %entry.occurrence_id, attempt = entry.attempt, "delivering again an occurrence whose delivery was cut");
                     taken.push(Claimed {
                         schedule,
                         occurrence,
-                        occurrence_id: entry.occurrence_id,
-                        attempt: entry.attempt,
+                        fence: entry.fence(),
                     });
                 }
                 Some(reason) => {
@@ -489,7 +603,7 @@ impl Scheduler {
                         processed_at: None,
                         progress: None,
                     };
-                    if state.end_unrun(line) {
+                    if state.end_claimed(&entry.fence(), line).is_ok() {
                         firings.push(Firing {
                             schedule_id: entry.schedule_id.clone(),
                             import_source_id: entry.import_source_id.clone(),
@@ -512,16 +626,96 @@ impl Scheduler {
         taken
     }
 
-    /// Fails `execution` if it is still ingesting past its app's run limit
-    /// and the grace period while nobody delivers it: the app died with it
-    /// (or with the node it ran on), and its occurrence ends with it.
-    fn reap(&self, state: &mut State, source_id: &str, execution: &str, now: DateTime<Utc>) {
+    /// Delivers again (attempt + 1) the occurrence of `entry`, whose run on
+    /// `execution` died with the node invoking its app: the app goes on from
+    /// its checkpoint on the same execution, which passes to the new attempt
+    /// with the occurrence. Past the catch-up window, or with its schedule
+    /// gone, the execution is failed saying why, and the occurrence with it.
+    fn resume(
+        &self,
+        state: &mut State,
+        entry: &LedgerEntry,
+        execution: &str,
+        now: DateTime<Utc>,
+        firings: &mut Vec<Firing>,
+    ) -> Option<Claimed> {
+        let schedule = state.schedule(&entry.schedule_id).cloned();
+        let occurrence = schedule.as_ref().and_then(|s| {
+            s.rule
+                .occurrences_after(entry.nominal_time - Duration::nanoseconds(1))
+                .next()
+                .filter(|o| o.instant == entry.nominal_time)
+        });
+        let reason = match (schedule, occurrence) {
+            (Some(schedule), Some(occurrence)) if now - entry.nominal_time <= DEFAULT_CATCH_UP => {
+                let lease_until = now + self.lease(&schedule.import_source_id);
+                return match state.take_over_occurrence(&entry.fence(), &self.node, lease_until) {
+                    Ok(taken) => {
+                        tracing::warn!(occurrence = %taken.occurrence_id, attempt = taken.attempt, %execution, "delivering again an occurrence whose run died with its node: the app goes on from its checkpoint");
+                        Some(Claimed {
+                            schedule,
+                            occurrence,
+                            fence: taken.fence(),
+                        })
+                    }
+                    Err(stale) => {
+                        note_stale(&entry.fence(), "a take-over", stale);
+                        None
+                    }
+                };
+            }
+            (Some(_), Some(_)) => format!(
+                "failed: the platform stopped while the app was running this import (attempt {}) and it is now {}, \
+                 beyond the {} catch-up window of the run due at {}; it was not delivered again",
+                entry.attempt,
+                timestamp(now),
+                human(DEFAULT_CATCH_UP),
+                timestamp(entry.nominal_time)
+            ),
+            _ => "failed: the platform stopped while the app was running this import, and its schedule was \
+                  deleted or changed since"
+                .to_owned(),
+        };
+        if state
+            .fail(&entry.import_source_id, execution, reason.clone(), now)
+            .is_ok()
+        {
+            tracing::warn!(source = %entry.import_source_id, %execution, "failed a run that died with its node");
+            firings.push(Firing {
+                schedule_id: entry.schedule_id.clone(),
+                import_source_id: entry.import_source_id.clone(),
+                occurrence_id: entry.occurrence_id.clone(),
+                nominal_utc: entry.nominal_time,
+                local: String::new(),
+                status: FiringStatus::Failed,
+                execution_id: Some(execution.to_owned()),
+                objects: 0,
+                reason: Some(reason),
+                note: None,
+                retries: 0,
+                invocations: 0,
+                left_by_app: None,
+            });
+        }
+        None
+    }
+
+    /// Fails `execution`, linked to `entry`, if it is still ingesting past
+    /// its app's run limit and the grace period while nobody delivers it and
+    /// no node says its run is alive: the app died with it (or with the node
+    /// it ran on), and its occurrence ends with it. A run whose heartbeat is
+    /// live is never failed, however far a virtual clock has moved.
+    fn reap(&self, state: &mut State, entry: &LedgerEntry, execution: &str, now: DateTime<Utc>) {
+        let source_id = entry.import_source_id.as_str();
         let ingesting = state.ingesting(source_id).is_some_and(|e| e.id == execution);
         let Some(started) = state.history_of(execution).map(|line| line.started_at) else {
             return;
         };
         let limit = self.run_limit(source_id);
-        if !ingesting || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+        if !ingesting
+            || entry.alive_at(Utc::now())
+            || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX)
+        {
             return;
         }
         if state
@@ -535,8 +729,9 @@ impl Scheduler {
     /// Why a new run of `source_id` cannot start now, if a run of it is
     /// still going: an occurrence still being delivered, or its execution
     /// still ingesting. An execution ingesting past the app's run limit and
-    /// the grace period was left by an app that died: it is failed here,
-    /// or it would block its source for ever.
+    /// the grace period, that nobody delivers and whose run no node says is
+    /// alive, was left by an app that died: it is failed here, or it would
+    /// block its source for ever.
     fn still_running(&self, state: &mut State, source_id: &str, now: DateTime<Utc>) -> Option<String> {
         let previous = state.delivering_for(source_id)?.clone();
         let Some(execution) = previous.execution_id.clone() else {
@@ -559,7 +754,10 @@ impl Scheduler {
             || previous.lease_owner.as_ref().is_some_and(|owner| {
                 owner != &self.node && self.alive_elsewhere().is_none_or(|alive| alive.contains(owner))
             });
-        if delivered || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+        if delivered
+            || previous.alive_at(Utc::now())
+            || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX)
+        {
             return Some(format!(
                 "skipped: execution {execution} of this import source was still ingesting when this run fell due"
             ));
@@ -598,27 +796,37 @@ impl Scheduler {
 
     /// Runs one claimed occurrence.
     pub fn fire(&self, claim: Claimed) -> Firing {
-        let id = claim.occurrence_id.clone();
+        let fence = claim.fence.clone();
+        self.fired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fence.occurrence_id.clone());
         let fired = self.deliver_claim(claim);
         let now = self.assets.clock().now();
         // An execution's end has usually ended the occurrence already (they
         // are linked); this covers an app that answered without one.
-        match fired.status {
+        let ended = match fired.status {
             FiringStatus::Completed => {
                 self.assets
                     .state()
-                    .end_occurrence(&id, OccurrenceState::Completed, None, now);
+                    .end_occurrence(&fence, OccurrenceState::Completed, None, now)
             }
             FiringStatus::Failed => {
                 self.assets
                     .state()
-                    .end_occurrence(&id, OccurrenceState::Failed, fired.reason.clone(), now);
+                    .end_occurrence(&fence, OccurrenceState::Failed, fired.reason.clone(), now)
             }
             // Accepted: the execution, when the app creates it, ends it; or
             // the lease runs out (see `recover`).
-            _ => {}
+            _ => Ok(()),
+        };
+        if let Err(stale) = ended {
+            note_stale(&fence, "the delivery's end", stale);
         }
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fence.occurrence_id);
         fired
     }
 
@@ -628,25 +836,39 @@ impl Scheduler {
         let Claimed {
             schedule,
             occurrence,
-            occurrence_id,
-            attempt,
+            fence,
         } = claim;
+        let occurrence_id = fence.occurrence_id.clone();
         let source_id = &schedule.import_source_id;
         // Bound to a local first: the guard must be dropped before the body
         // locks the state again.
         let running = {
             let state = self.assets.state();
+            // Its own execution (a run delivered again to go on from its
+            // checkpoint) is not another run in the way.
+            let own = state.occurrence(&occurrence_id).and_then(|e| e.execution_id.clone());
             state
                 .ingesting(source_id)
-                .map(|e| (e.id.clone(), state.all_history()[e.history_index].started_at))
+                .filter(|e| Some(&e.id) != own.as_ref())
+                .map(|e| {
+                    let line = &state.all_history()[e.history_index];
+                    let alive = line
+                        .occurrence_id
+                        .as_deref()
+                        .and_then(|o| state.occurrence(o))
+                        .is_some_and(|entry| entry.alive_at(Utc::now()));
+                    (e.id.clone(), e.scheduled, alive, line.started_at)
+                })
         };
-        // An app cannot run past its limit (the host stops it there), so an
-        // execution still ingesting after the limit and a grace period was
-        // left by an app that died: fail it, or it blocks its source for ever.
+        // An app cannot run past its limit (the host stops it there), so a
+        // scheduled execution still ingesting after the limit and a grace
+        // period, whose run no node says is alive, was left by an app that
+        // died: fail it, or it blocks its source for ever. A manual run
+        // belongs to no occurrence, and no scheduled delivery fails it.
         let limit = self.run_limit(source_id);
-        let running = running.filter(|(running, started)| {
+        let running = running.filter(|(running, scheduled, alive, started)| {
             let now = self.assets.clock().now();
-            if now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+            if !scheduled || *alive || now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
                 return true;
             }
             let reason = stale_reason(running, limit, *started);
@@ -655,17 +877,22 @@ impl Scheduler {
             }
             false
         });
-        if let Some((running, _)) = running {
-            let reason = format!(
-                "skipped: execution {running} of this import source was still ingesting when this run fell due"
+        if let Some((running, scheduled, _, _)) = running {
+            let reason = if scheduled {
+                format!("skipped: execution {running} of this import source was still ingesting when this run fell due")
+            } else {
+                format!(
+                    "skipped: manual execution {running} of this import source was still ingesting when this run fell due; \
+                     a scheduled run never fails a manual one: cancel it (DELETE …/executions/{running}) if its app has stopped"
+                )
+            };
+            let skipped = self.assets.state().end_claimed(
+                &fence,
+                unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Skipped, reason.clone()),
             );
-            self.assets.state().end_unrun(unrun_entry(
-                &schedule,
-                &occurrence,
-                &occurrence_id,
-                Outcome::Skipped,
-                reason.clone(),
-            ));
+            if let Err(stale) = skipped {
+                note_stale(&fence, "the skip", stale);
+            }
             return firing(
                 &schedule,
                 &occurrence,
@@ -686,7 +913,7 @@ impl Scheduler {
             schedule_id: Some(schedule.id.clone()),
             occurrence_id: occurrence_id.clone(),
             nominal_time: timestamp(occurrence.instant),
-            attempt,
+            attempt: fence.attempt,
         };
         // Each arm either returns its firing or gives the failed one and the
         // reason to record in the history.
@@ -768,13 +995,13 @@ impl Scheduler {
             .chars()
             .take(crate::assets::model::MAX_FAILURE_REASON_CHARS)
             .collect();
-        self.assets.state().end_unrun(unrun_entry(
-            &schedule,
-            &occurrence,
-            &occurrence_id,
-            Outcome::Failed,
-            reason,
-        ));
+        let ended = self.assets.state().end_claimed(
+            &fence,
+            unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Failed, reason),
+        );
+        if let Err(stale) = ended {
+            note_stale(&fence, "the failed delivery's end", stale);
+        }
         failed
     }
 
@@ -821,7 +1048,7 @@ impl Scheduler {
         let id = uuid::Uuid::new_v4().to_string();
         let mut state = self.assets.state();
         let started = state
-            .start_execution(&schedule.import_source_id, id.clone(), true, now)
+            .start_execution(&schedule.import_source_id, id.clone(), true, None, now)
             .map(|_| ());
         let result = started.and_then(|_| state.complete(&schedule.import_source_id, &id, now));
         state.annotate(&id, Some(schedule.id.clone()), Some(occurrence_id.to_owned()), None);

@@ -18,7 +18,7 @@
 //! holds even for an app that forgot to hide them.
 
 use crate::assets::InProcessAssets;
-use crate::assets::{AssetsService, HistoryEntry, Outcome};
+use crate::assets::{AssetsService, Delivery, HistoryEntry, Outcome};
 use crate::clock::ClockTimer;
 use crate::confine::ConfinedAssets;
 use assets_redact::Secrets;
@@ -195,10 +195,6 @@ pub fn manual_event(workspace_id: &str, import_source_id: &str) -> TriggerEvent 
     }
 }
 
-fn ingesting(assets: &AssetsService, source_id: &str) -> Option<String> {
-    assets.state().ingesting(source_id).map(|e| e.id.clone())
-}
-
 /// The ingesting execution of `source_id` and the objects it has received:
 /// what changes when an import moves on.
 fn progress(assets: &AssetsService, source_id: &str) -> Option<(String, u64)> {
@@ -263,14 +259,20 @@ pub fn deliver_with(
         .clone()
         .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone())));
     let secrets = Arc::new(Secrets::from_settings(app.config.iter()));
+    // This delivery: what the executions its app creates are marked with, so
+    // its clean-up fails its own and nobody else's.
+    let delivery = Delivery::new(event.occurrence_id.clone(), event.attempt);
     // Apps may share a workspace: each reaches only its own import sources.
     let backend = Arc::new(ScrubbedReports {
-        inner: Arc::new(ConfinedAssets::new(
-            backend,
-            assets.clone(),
-            app.name.clone(),
-            event.import_source_id.clone(),
-        )),
+        inner: Arc::new(
+            ConfinedAssets::new(
+                backend,
+                assets.clone(),
+                app.name.clone(),
+                event.import_source_id.clone(),
+            )
+            .for_delivery(delivery.clone()),
+        ),
         secrets: secrets.clone(),
     });
     let grants = Grants::new(event.workspace_id.clone(), backend)
@@ -283,7 +285,6 @@ pub fn deliver_with(
             false => ClockTimer::shared(assets.clock().clone()),
         }))
         .with_request_window(app.requests.clone());
-    let ingesting_before = ingesting(assets, &event.import_source_id);
     let mut outcome = TriggerOutcome {
         execution_id: None,
         status: RunStatus::Failed,
@@ -383,8 +384,13 @@ pub fn deliver_with(
     outcome.failure_reason = outcome.failure_reason.map(|reason| secrets.scrub(&reason));
     // Whatever the app said, an execution it started must not be left
     // ingesting: the platform fails it on the app's behalf, so the history
-    // never shows a run stuck in "running".
-    let left = ingesting(assets, &event.import_source_id).filter(|id| Some(id) != ingesting_before.as_ref());
+    // never shows a run stuck in "running". Only one this delivery created:
+    // whatever else is ingesting on the source (the next day's run, the
+    // winner of a duplicate callback's race, a manual run) is not its own.
+    let left = assets
+        .state()
+        .ingesting_created_by(&event.import_source_id, &delivery)
+        .map(|e| e.id.clone());
     if let Some(left) = left {
         let reason = outcome.failure_reason.clone().unwrap_or_else(|| {
             format!(
@@ -393,7 +399,10 @@ pub fn deliver_with(
             )
         });
         outcome.left_by_app = Some(left.clone());
-        if assets.fail_ingesting(&event.import_source_id, &reason).is_some() {
+        if assets
+            .fail_created_by(&event.import_source_id, &delivery, &reason)
+            .is_some()
+        {
             outcome.status = RunStatus::Failed;
             outcome.execution_id = Some(left);
             outcome.failure_reason = Some(reason);

@@ -26,7 +26,9 @@ fn ingesting() -> State {
     state
         .add_source(ImportSource::new("src".into(), "ws".into(), SourceType::External, None))
         .unwrap();
-    state.start_execution("src", "e".into(), false, Utc::now()).unwrap();
+    state
+        .start_execution("src", "e".into(), false, None, Utc::now())
+        .unwrap();
     state
 }
 

@@ -105,8 +105,17 @@ const SCHEMA_V4: &str = "
 ALTER TABLE chunk_ids ADD COLUMN digest TEXT;
 ";
 
+/// Version 5: the delivery that created each execution (JSON: its id, the
+/// occurrence and the attempt), so a delivery's clean-up fails its own
+/// execution only, after a restart too (rows from before have none); and
+/// each occurrence's run heartbeat (`LedgerEntry::alive_until`).
+const SCHEMA_V5: &str = "
+ALTER TABLE executions ADD COLUMN created_by TEXT;
+ALTER TABLE occurrences ADD COLUMN alive_until TEXT;
+";
+
 /// The migrations in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// A SQLite database holding the mock's state, the apps' secrets and their
 /// storage.
@@ -252,8 +261,8 @@ impl SqliteStore {
                 }
             }
             let mut put_execution = tx.prepare_cached(
-                "INSERT OR REPLACE INTO executions (id, source_id, scheduled, status, received, chunks, history_index)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO executions (id, source_id, scheduled, status, received, chunks, history_index, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for id in &changes.executions {
                 if let Some(e) = state.execution_by_id(id) {
@@ -264,7 +273,8 @@ impl SqliteStore {
                         status_name(e.status),
                         e.received as i64,
                         e.chunks,
-                        e.history_index as i64
+                        e.history_index as i64,
+                        e.created_by.as_ref().map(serde_json::to_string).transpose()?
                     ])?;
                 }
             }
@@ -311,8 +321,8 @@ impl SqliteStore {
             }
             let mut put_occurrence = tx.prepare_cached(
                 "INSERT OR REPLACE INTO occurrences (id, schedule_id, import_source_id, nominal_time, attempt, state,
-                     lease_owner, lease_until, execution_id, reason, claimed_at, ended_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     lease_owner, lease_until, execution_id, reason, claimed_at, ended_at, alive_until)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for id in &changes.ledger {
                 if let Some(e) = state.occurrence(id) {
@@ -328,7 +338,8 @@ impl SqliteStore {
                         e.execution_id,
                         e.reason,
                         e.claimed_at,
-                        e.ended_at
+                        e.ended_at,
+                        e.alive_until
                     ])?;
                 }
             }
@@ -442,7 +453,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             .map_err(anyhow::Error::msg)?;
     }
     let mut query = conn.prepare(
-        "SELECT id, source_id, scheduled, status, received, chunks, history_index FROM executions ORDER BY history_index",
+        "SELECT id, source_id, scheduled, status, received, chunks, history_index, created_by FROM executions ORDER BY history_index",
     )?;
     let rows = query.query_map([], |row| {
         Ok((
@@ -453,10 +464,15 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             row.get::<_, i64>(4)?,
             row.get::<_, u32>(5)?,
             row.get::<_, i64>(6)?,
+            row.get::<_, Option<String>>(7)?,
         ))
     })?;
     for row in rows {
-        let (id, source_id, scheduled, status, received, chunks, history_index) = row?;
+        let (id, source_id, scheduled, status, received, chunks, history_index, created_by) = row?;
+        let created_by = created_by
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .with_context(|| format!("execution {id} has an unreadable created_by"))?;
         let status: ExecutionStatus = serde_json::from_value(status.clone().into())
             .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
         // Ordered by history line, so the last one restored is the latest.
@@ -470,6 +486,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
             chunks,
             chunk_ids: HashMap::new(),
             history_index: history_index as usize,
+            created_by,
         });
     }
     // Only a running execution needs its objects in memory (to count
@@ -518,7 +535,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
     }
     let mut query = conn.prepare(
         "SELECT id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
-                execution_id, reason, claimed_at, ended_at FROM occurrences",
+                execution_id, reason, claimed_at, ended_at, alive_until FROM occurrences",
     )?;
     let rows = query.query_map([], |row| {
         Ok((
@@ -531,6 +548,7 @@ fn load(conn: &Connection) -> anyhow::Result<State> {
                 state: OccurrenceState::Delivering,
                 lease_owner: row.get(6)?,
                 lease_until: row.get(7)?,
+                alive_until: row.get(12)?,
                 execution_id: row.get(8)?,
                 reason: row.get(9)?,
                 claimed_at: row.get(10)?,
@@ -870,12 +888,12 @@ mod tests {
                     Some("demo".into()),
                 ))
                 .unwrap();
-            state.start_execution("src", "e1".into(), true, now).unwrap();
+            state.start_execution("src", "e1".into(), true, None, now).unwrap();
             state
                 .add_chunk("src", "e1", chunk("c1", &["a", "b"]), u64::MAX)
                 .unwrap();
             state.complete("src", "e1", now).unwrap();
-            state.start_execution("src", "e2".into(), false, now).unwrap();
+            state.start_execution("src", "e2".into(), false, None, now).unwrap();
             state.add_chunk("src", "e2", chunk("c1", &["x"]), u64::MAX).unwrap();
             state.end_unrun(HistoryEntry {
                 execution_id: None,

@@ -117,6 +117,14 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_
     // same id with other objects is refused on every node (rows from before
     // have none: their content is not known).
     "ALTER TABLE chunk_ids ADD COLUMN digest TEXT;",
+    // 3: the delivery that created each execution (JSON: its id, the
+    // occurrence and the attempt), so a delivery's clean-up on any node
+    // fails its own execution only (rows from before have none); and each
+    // occurrence's run heartbeat (`LedgerEntry::alive_until`).
+    "ALTER TABLE executions ADD COLUMN created_by TEXT; ALTER TABLE occurrences ADD COLUMN alive_until TIMESTAMPTZ;",
+    // 4: where the advances asked so far take the shared virtual clock, so
+    // two advances sent at once to two nodes add up (`reserve_advance`).
+    "ALTER TABLE meta ADD COLUMN virtual_target TIMESTAMPTZ;",
 ];
 
 /// Advisory lock keys (arbitrary, fixed).
@@ -128,6 +136,21 @@ const STARTUP_LOCK: i64 = 0x6173_7365_7402;
 pub const NODE_LEASE: Duration = Duration::from_secs(5);
 /// How often a node renews its heartbeat.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// The time-outs of the session state calls run on, so no node holds the
+/// others for long: a transaction left idle (its node paused, or cut off
+/// without a word) is ended by the server after
+/// `idle_in_transaction_session_timeout`, and its lock with it; a state call
+/// waits for the lock at most `lock_timeout` (then answers 503), and no
+/// statement runs past `statement_timeout`.
+pub const SESSION_TIMEOUTS: &str =
+    "SET idle_in_transaction_session_timeout = '10s'; SET lock_timeout = '10s'; SET statement_timeout = '60s'";
+
+/// TCP keepalives on every connection: a database gone silent (a network
+/// partition) is noticed within about a minute, not the system's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
 
 /// The state and everything the nodes share, in one PostgreSQL database.
 pub struct PgStore {
@@ -212,7 +235,12 @@ impl Session {
 /// Connects a pool to `url` (`postgres://USER@HOST:PORT/DB`), over TLS as
 /// its `sslmode` says ([`crate::pg_tls`]).
 fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
-    let (config, tls) = crate::pg_tls::connect_config(url)?;
+    let (mut config, tls) = crate::pg_tls::connect_config(url)?;
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES);
     // One connection first, outside the pool: its error says why (a
     // certificate refused, a password wrong), where the pool's says only
     // that it timed out.
@@ -327,6 +355,8 @@ impl PgStore {
     /// up the workspace and the apps' sources one after the other.
     pub fn startup_lock(&self) -> anyhow::Result<StartupLock> {
         let mut conn = self.conn()?;
+        // Waited for as long as another node's start-up takes.
+        conn.batch_execute("SET lock_timeout = 0")?;
         conn.execute("SELECT pg_advisory_lock($1)", &[&STARTUP_LOCK])?;
         Ok(StartupLock(conn))
     }
@@ -393,6 +423,25 @@ impl PgStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// Where an advance of the shared virtual clock by `by` ends: after
+    /// every advance asked before it on any node, in one statement, so two
+    /// advances sent at once add up rather than both ending at the same
+    /// instant. The caller then runs the schedules up to it.
+    pub fn reserve_advance(&self, by: chrono::Duration) -> anyhow::Result<DateTime<Utc>> {
+        let seconds = by.num_microseconds().context("an advance too long to count")? as f64 / 1e6;
+        let row = self
+            .conn()?
+            .query_one(
+                "UPDATE meta SET virtual_target = GREATEST(COALESCE(virtual_target, virtual_now), virtual_now)
+                     + make_interval(secs => $1)
+                 WHERE id = 1 RETURNING virtual_target",
+                &[&seconds],
+            )
+            .context("cannot reserve the clock advance in PostgreSQL")?;
+        row.get::<_, Option<DateTime<Utc>>>(0)
+            .context("the shared virtual clock is not set")
+    }
+
     /// Publishes the virtual clock when this node moved it: a call that
     /// changed nothing else (the end of a clock advance) still moves it for
     /// every node.
@@ -420,7 +469,11 @@ impl StateStore for PgStore {
             session.abandon();
         }
         if session.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            session.conn = Some(Link::new(self.conn()?));
+            let mut client = self.conn()?;
+            client
+                .batch_execute(SESSION_TIMEOUTS)
+                .context("cannot set the session's time-outs")?;
+            session.conn = Some(Link::new(client));
             session.seen = None;
         }
         let result = (|| {
@@ -538,6 +591,7 @@ impl Peers for PgStore {
 /// Applies the migrations the database has not had, under an advisory lock
 /// so nodes starting at once apply each exactly once.
 fn migrate(conn: &mut Client) -> anyhow::Result<()> {
+    conn.batch_execute("SET lock_timeout = 0")?;
     conn.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
     let result = (|| {
         conn.batch_execute(
@@ -604,13 +658,17 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
         let received: Vec<i64> = executions.iter().map(|e| e.received as i64).collect();
         let chunks: Vec<i64> = executions.iter().map(|e| i64::from(e.chunks)).collect();
         let index: Vec<i64> = executions.iter().map(|e| e.history_index as i64).collect();
+        let created_by = executions
+            .iter()
+            .map(|e| e.created_by.as_ref().map(serde_json::to_string).transpose())
+            .collect::<Result<Vec<Option<String>>, _>>()?;
         conn.execute(
-            "INSERT INTO executions (id, source_id, scheduled, status, received, chunks, history_index, rev)
-             SELECT t.*, $8 FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::int8[], $6::int8[], $7::int8[])
-                 AS t(id, source_id, scheduled, status, received, chunks, history_index)
+            "INSERT INTO executions (id, source_id, scheduled, status, received, chunks, history_index, created_by, rev)
+             SELECT t.*, $9 FROM unnest($1::text[], $2::text[], $3::bool[], $4::text[], $5::int8[], $6::int8[], $7::int8[], $8::text[])
+                 AS t(id, source_id, scheduled, status, received, chunks, history_index, created_by)
              ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, received = EXCLUDED.received,
                  chunks = EXCLUDED.chunks, history_index = EXCLUDED.history_index, rev = EXCLUDED.rev",
-            &[&ids, &sources, &scheduled, &status, &received, &chunks, &index, &rev],
+            &[&ids, &sources, &scheduled, &status, &received, &chunks, &index, &created_by, &rev],
         )?;
     }
     if !changes.chunk_ids.is_empty() {
@@ -700,17 +758,19 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
         let reasons = col(|e| e.reason.clone());
         let claimed = time(|e| Some(e.claimed_at));
         let ended = time(|e| e.ended_at);
+        let alive = time(|e| e.alive_until);
         conn.execute(
             "INSERT INTO occurrences (id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner,
-                 lease_until, execution_id, reason, claimed_at, ended_at, rev)
-             SELECT t.*, $13 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::text[],
-                 $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[])
+                 lease_until, execution_id, reason, claimed_at, ended_at, alive_until, rev)
+             SELECT t.*, $14 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::int8[], $6::text[],
+                 $7::text[], $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::timestamptz[],
+                 $13::timestamptz[])
                  AS t(id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
-                      execution_id, reason, claimed_at, ended_at)
+                      execution_id, reason, claimed_at, ended_at, alive_until)
              ON CONFLICT (id) DO UPDATE SET attempt = EXCLUDED.attempt, state = EXCLUDED.state,
                  lease_owner = EXCLUDED.lease_owner, lease_until = EXCLUDED.lease_until,
                  execution_id = EXCLUDED.execution_id, reason = EXCLUDED.reason, ended_at = EXCLUDED.ended_at,
-                 rev = EXCLUDED.rev",
+                 alive_until = EXCLUDED.alive_until, rev = EXCLUDED.rev",
             &[
                 &ids,
                 &schedules,
@@ -724,6 +784,7 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
                 &reasons,
                 &claimed,
                 &ended,
+                &alive,
                 &rev,
             ],
         )?;
@@ -758,12 +819,17 @@ impl Rows<'_> {
                 .map_err(anyhow::Error::msg)?;
         }
         for row in self.query(
-            "SELECT id, source_id, scheduled, status, received, chunks, history_index FROM executions
+            "SELECT id, source_id, scheduled, status, received, chunks, history_index, created_by FROM executions
              WHERE rev > $1 ORDER BY history_index",
         )? {
             let (id, status): (String, String) = (row.get(0), row.get(3));
             let status: ExecutionStatus = serde_json::from_value(status.clone().into())
                 .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
+            let created_by = row
+                .get::<_, Option<String>>(7)
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .with_context(|| format!("execution {id} has an unreadable created_by"))?;
             state.apply_execution(Execution {
                 id,
                 import_source_id: row.get(1),
@@ -774,6 +840,7 @@ impl Rows<'_> {
                 chunks: row.get::<_, i64>(5) as u32,
                 chunk_ids: HashMap::new(),
                 history_index: row.get::<_, i64>(6) as usize,
+                created_by,
             });
         }
         for row in self.query(
@@ -809,7 +876,7 @@ impl Rows<'_> {
         }
         for row in self.query(
             "SELECT id, schedule_id, import_source_id, nominal_time, attempt, state, lease_owner, lease_until,
-                    execution_id, reason, claimed_at, ended_at FROM occurrences WHERE rev > $1",
+                    execution_id, reason, claimed_at, ended_at, alive_until FROM occurrences WHERE rev > $1",
         )? {
             let name: String = row.get(5);
             let entry = LedgerEntry {
@@ -822,6 +889,7 @@ impl Rows<'_> {
                     .with_context(|| format!("an occurrence has unknown state {name:?}"))?,
                 lease_owner: row.get(6),
                 lease_until: row.get(7),
+                alive_until: row.get(12),
                 execution_id: row.get(8),
                 reason: row.get(9),
                 claimed_at: row.get(10),

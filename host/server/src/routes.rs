@@ -15,10 +15,11 @@
 
 use crate::serve::{Profile, Server, FORGE};
 use crate::signing::{Refusal, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
+use assets_platform::assets::ledger::{Fence, LedgerEntry, OccurrenceState};
 use assets_platform::assets::schedule::timestamp;
 use assets_platform::assets::{body, same_secret, ApiError, SourceType};
 use assets_platform::clock::Clock as _;
+use assets_platform::scheduler::Heartbeat;
 use assets_platform::trigger;
 use assets_runtime::bindings::import_callback::TriggerEvent;
 use axum::body::{Body, Bytes};
@@ -690,15 +691,24 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, ur
             ));
         }
         let _one_at_a_time = server.advancing.lock().await;
-        let scheduler = server.scheduler.clone();
+        let (scheduler, shared) = (server.scheduler.clone(), server.shared.clone());
         let firings = blocking(move || {
             // From the shared clock as it stands, if another node moved it.
             drop(scheduler.assets().state());
-            let end = clock.now() + chrono::Duration::seconds(advance.seconds as i64);
+            let by = chrono::Duration::seconds(advance.seconds as i64);
+            // Several nodes: after every advance asked before this one, on
+            // any node, so advances sent at once add up.
+            let end = match &shared {
+                Some(store) => store.reserve_advance(by).map_err(|e| {
+                    tracing::error!("{e:#}");
+                    ApiError::not_saved()
+                })?,
+                None => clock.now() + by,
+            };
             let firings = scheduler.run_until(&clock, end);
-            (firings, clock.now())
+            Ok::<_, ApiError>((firings, clock.now()))
         })
-        .await;
+        .await?;
         Ok(json!({ "now": timestamp(firings.1), "firings": firings.0 }))
     }
     .await;
@@ -847,9 +857,17 @@ async fn webtrigger(
         Err(refused) => return Answer::raw(*refused),
     };
     let (app, assets) = (hosted.app.clone(), server.assets.clone());
+    // A scheduled run says it is alive while the app is invoked, so no node
+    // fails it as abandoned however long it goes on (the forge profile's
+    // run goes on after the answer); fenced by the attempt delivered.
+    let fence = event.scheduled.then(|| Fence {
+        occurrence_id: event.occurrence_id.clone(),
+        attempt: event.attempt,
+    });
     if server.profile == Profile::Local {
         let outcome = blocking(move || {
             let _running = running;
+            let _alive = fence.map(|fence| Heartbeat::start(assets.clone(), fence));
             trigger::deliver(&app, &assets, &event)
         })
         .await;
@@ -864,6 +882,7 @@ async fn webtrigger(
     });
     let mut run = tokio::task::spawn_blocking(move || {
         let _running = running;
+        let _alive = fence.map(|fence| Heartbeat::start(assets.clone(), fence));
         trigger::deliver_with(&app, &assets, &event, Some(on_continue))
     });
     tokio::select! {

@@ -17,8 +17,9 @@
 //!   request logs.
 //! - This module: start-up (database, workspace and one import source per
 //!   app, apps' runtimes and grants), the scheduler loop on the system clock,
-//!   and graceful shutdown (stop scheduling, let running imports finish,
-//!   then stop serving).
+//!   and graceful shutdown (stop scheduling, let the callbacks in flight
+//!   and the running imports finish, then give the node's lease up, then
+//!   stop serving).
 //!
 //! Every callback goes over HTTP to the schedule's `callbackUrl`, signed
 //! with the app's secret ([`crate::signing`]), exactly as a remote app would
@@ -309,9 +310,13 @@ async fn serve(mut args: ServeOptions) -> anyhow::Result<()> {
             }))
         }
     };
+    // The node's lease outlives everything it is doing: stopped (and given
+    // up) only after the last callback and import have ended, so no other
+    // node takes over a delivery this one is still making.
+    let beat = Arc::new(Stop::default());
     let heartbeat_thread = server.shared.clone().map(|store| {
-        let stop = stop.clone();
-        std::thread::spawn(move || heartbeat_loop(&store, &stop))
+        let beat = beat.clone();
+        std::thread::spawn(move || heartbeat_loop(&store, &beat))
     });
     let app = routes::router(server.clone());
     let shutdown = {
@@ -323,17 +328,22 @@ async fn serve(mut args: ServeOptions) -> anyhow::Result<()> {
             if let Some(thread) = scheduler_thread {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
+            // Callbacks an advance request is still making, and imports
+            // still running in web triggers.
+            while server.running.load(Ordering::SeqCst) > 0 || server.scheduler.in_flight() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            beat.stop();
             if let Some(thread) = heartbeat_thread {
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
-            while server.running.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
         }
     };
-    crate::edge::serve(listener, app, shutdown)
-        .await
-        .context("the server stopped with an error")?;
+    let served = crate::edge::serve(listener, app, shutdown).await;
+    // The last of the server goes off the async threads: a PostgreSQL
+    // client runs a runtime of its own, which may not be dropped inside one.
+    tokio::task::block_in_place(move || drop(server));
+    served.context("the server stopped with an error")?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -514,11 +524,13 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         if settings.get("api-dialect").map(|v| v.trim()) == Some("cloud") {
             assets.require_mapping(&import_source_id)?;
         }
-        // A run this server was doing when it stopped cannot finish: say so
-        // in the history rather than leave it ingesting for ever, for every
-        // import source the app performs. Not on a shared database, where
-        // the run may be another node's: there the scheduler fails a run
-        // once nobody delivers it and it is past its limit.
+        // A manual run this server was doing when it stopped cannot finish:
+        // say so in the history rather than leave it ingesting for ever, for
+        // every import source the app performs (a scheduled one is
+        // delivered again, below). Not on a shared database, where the run
+        // may be another node's: there the scheduler delivers again a run
+        // whose heartbeat lapsed, and fails one nobody delivers once it is
+        // past its limit.
         let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
         let performed: Vec<String> = assets
             .state()
@@ -527,6 +539,22 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             .map(|s| s.id.clone())
             .collect();
         for source in performed.into_iter().filter(|_| !store.is_shared()) {
+            // A scheduled run the app was invoked for goes on instead: the
+            // first scheduler pass delivers its occurrence again, and the app
+            // resumes from its checkpoint (`Scheduler::recover`).
+            let resumable = {
+                let state = assets.state();
+                state
+                    .ingesting(&source)
+                    .and_then(|e| state.history_of(&e.id))
+                    .and_then(|line| line.occurrence_id.clone())
+                    .and_then(|o| state.occurrence(&o))
+                    .is_some_and(|entry| !entry.state.is_terminal() && entry.alive_until.is_some())
+            };
+            if resumable {
+                tracing::warn!(app = %name, %source, "a scheduled import the previous server was running is delivered again");
+                continue;
+            }
             if let Some(execution) = assets.fail_ingesting(&source, &reason) {
                 tracing::warn!(app = %name, %source, %execution, "failed an import left running by the previous server");
             }

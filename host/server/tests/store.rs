@@ -405,6 +405,7 @@ on_both_engines!(
     a_failed_write_is_answered_503_and_memory_keeps_to_the_database,
     what_was_acknowledged_reads_back_after_a_restart,
     no_callback_is_sent_for_a_claim_that_was_not_stored,
+    a_claim_whose_commit_answer_was_lost_is_delivered_on_the_next_pass,
     an_ended_executions_objects_live_on_disk_not_in_memory,
     an_import_source_that_was_not_stored_is_not_created,
 );
@@ -657,6 +658,60 @@ fn a_node_whose_connections_are_cut_answers_503_then_carries_on() {
     );
 }
 
+#[test]
+fn a_node_paused_inside_a_state_call_does_not_hold_the_others() {
+    // Node a opens a state call and stops there, holding the state's lock
+    // idle in its transaction, as a node paused (SIGSTOP) or cut off in the
+    // middle of one would. The server ends that transaction after the
+    // session's idle time-out (10 s), so node b's calls go through, and node
+    // a, back, carries on on a fresh connection.
+    let db = Db::postgres();
+    let (a, _) = db.open_node(Arc::new(SystemClock), "node-a", None);
+    let (b, _) = db.open_node(Arc::new(SystemClock), "node-b", None);
+    let b = Arc::new(b);
+    let held = a.state();
+    assert!(held.current().is_ok(), "node a holds the lock");
+    let (done, through) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let b = b.clone();
+        move || loop {
+            // A wait for the lock longer than its time-out is answered 503
+            // (stale): asked again, as a client would.
+            if b.state().current().is_ok() {
+                let _ = done.send(());
+                return;
+            }
+        }
+    });
+    through
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .expect("hang guard: node b's state calls still wait for paused node a");
+    drop(held);
+    let guard = std::time::Instant::now();
+    while a.state().current().is_err() {
+        assert!(
+            guard.elapsed() < std::time::Duration::from_secs(300),
+            "hang guard: node a never recovered"
+        );
+    }
+}
+
+#[test]
+fn advances_of_the_shared_clock_reserved_at_once_add_up() {
+    let db = Db::postgres();
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(VirtualClock::new(start));
+    let (_a, a) = db.open_node(clock.clone(), "node-a", Some(clock.clone()));
+    let (_b, b) = db.open_node(clock.clone(), "node-b", Some(clock));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let hour = chrono::Duration::hours(1);
+    // Both asked before either has moved the clock: each ends after the other.
+    let first = a.reserve_advance(hour).unwrap();
+    let second = b.reserve_advance(hour).unwrap();
+    assert_eq!(first, start + hour);
+    assert_eq!(second, start + hour + hour, "the second advance adds to the first");
+}
+
 /// Records the attempt of every callback it is asked to deliver.
 #[derive(Default)]
 struct Attempts(std::sync::Mutex<Vec<(String, u32)>>);
@@ -674,6 +729,94 @@ impl assets_platform::scheduler::Callbacks for Attempts {
             .push((event.occurrence_id.clone(), event.attempt));
         Ok(None)
     }
+}
+
+/// A store whose armed save is stored but answered with an error, as a
+/// COMMIT whose answer the network lost.
+struct LostAnswer {
+    inner: Arc<dyn assets_platform::assets::StateStore>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl assets_platform::assets::StateStore for LostAnswer {
+    fn save(
+        &self,
+        state: &assets_platform::assets::State,
+        changes: assets_platform::assets::Changes,
+    ) -> anyhow::Result<()> {
+        self.inner.save(state, changes)?;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            anyhow::bail!("connection reset while committing (simulated): the answer was lost, the write was not");
+        }
+        Ok(())
+    }
+
+    fn load(&self) -> anyhow::Result<assets_platform::assets::State> {
+        self.inner.load()
+    }
+
+    fn begin(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
+        self.inner.begin(state)
+    }
+
+    fn release(&self) {
+        self.inner.release()
+    }
+}
+
+fn a_claim_whose_commit_answer_was_lost_is_delivered_on_the_next_pass(db: Db) {
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(VirtualClock::new(start));
+    let (inner, state): (Arc<dyn assets_platform::assets::StateStore>, _) = match &db {
+        Db::Sqlite(path) => {
+            let (store, state) = SqliteStore::open(path).unwrap();
+            (Arc::new(store), state)
+        }
+        Db::Postgres(url) => {
+            let (store, state) = PgStore::open(url, "node-a", Some(clock.clone())).unwrap();
+            (Arc::new(store), state)
+        }
+    };
+    let store = Arc::new(LostAnswer {
+        inner,
+        armed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let service = Arc::new(AssetsService::new(clock.clone()).with_store(store.clone(), state));
+    let base = source(&service);
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{base}/importschedule"),
+        r#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+            "callbackUrl": "https://app.example/callback"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let callbacks = Arc::new(Attempts::default());
+    let scheduler = Scheduler::new(service.clone()).with_callbacks(callbacks.clone());
+
+    // The claim is stored, but its commit is answered with an error: the
+    // scheduler takes it as not stored and sends nothing.
+    store.armed.store(true, Ordering::SeqCst);
+    clock.set("2026-11-02T13:00:00Z".parse().unwrap());
+    assert!(scheduler.run_due().is_empty());
+    assert!(
+        callbacks.0.lock().unwrap().is_empty(),
+        "nothing sent on an unsure claim"
+    );
+    let stored = service.state().ledger().cloned().collect::<Vec<_>>();
+    assert_eq!(stored.len(), 1, "the claim was stored all the same: {stored:?}");
+
+    // The next pass finds a claim in this scheduler's name that it never
+    // fired: it delivers it (the next attempt), rather than wait out its
+    // lease and fail it as "accepted, no execution".
+    clock.set("2026-11-02T13:01:00Z".parse().unwrap());
+    let firings = scheduler.run_due();
+    assert_eq!(firings.len(), 1, "{firings:?}");
+    assert_eq!(
+        *callbacks.0.lock().unwrap(),
+        vec![(stored[0].occurrence_id.clone(), 2)],
+        "delivered on the next pass"
+    );
 }
 
 #[test]

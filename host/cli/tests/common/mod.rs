@@ -263,6 +263,21 @@ impl Server {
         );
     }
 
+    /// The server's process id, to signal it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a server already told to stop; asserts it exited 0.
+    pub fn wait_exit(mut self) {
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "serve exited with {status}; log:\n{}",
+            self.log_text()
+        );
+    }
+
     /// SIGKILL: no chance to clean up.
     pub fn kill_9(mut self) {
         self.child.kill().unwrap();

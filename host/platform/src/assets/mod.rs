@@ -29,7 +29,9 @@ pub mod schedule;
 pub mod schedules;
 
 pub use error::ApiError;
-pub use model::{fit_reason, Changes, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State};
+pub use model::{
+    fit_reason, Changes, Delivery, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State,
+};
 
 use crate::clock::Clock;
 use assets_runtime::bindings::assets_api;
@@ -488,6 +490,20 @@ impl AssetsService {
         let now = self.clock.now();
         let mut state = self.state();
         let id = state.ingesting(source_id)?.id.clone();
+        let reason = model::fit_reason(reason);
+        state.fail(source_id, &id, reason, now).ok()?;
+        Some(id)
+    }
+
+    /// Records a failure, on the app's behalf, for the execution of
+    /// `source_id` still ingesting that `delivery` owns (the app trapped,
+    /// timed out, or returned without ending it). Returns the execution id,
+    /// or `None` when that delivery left none ingesting: another
+    /// delivery's execution is never its to fail.
+    pub fn fail_created_by(&self, source_id: &str, delivery: &model::Delivery, reason: &str) -> Option<String> {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let id = state.ingesting_created_by(source_id, delivery)?.id.clone();
         let reason = model::fit_reason(reason);
         state.fail(source_id, &id, reason, now).ok()?;
         Some(id)

@@ -5,7 +5,7 @@
 //! requests into these calls.
 
 pub use super::import_source::{ImportSource, SourceType};
-use super::ledger::{LedgerEntry, OccurrenceState};
+use super::ledger::{Fence, LedgerEntry, OccurrenceState, Stale};
 use super::schedule::Schedule;
 use super::{ApiError, Quotas};
 use chrono::{DateTime, Utc};
@@ -256,6 +256,36 @@ pub struct DataChunk {
     pub objects: Vec<AssetObject>,
 }
 
+/// One delivery of a trigger event to an app: what created an execution,
+/// so that the platform's clean-up after the delivery fails only its own
+/// execution, never another delivery's. The platform's confinement of the
+/// app's API ([`crate::confine::ConfinedAssets`]) writes it into the create
+/// call, whatever the app sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// Unique per delivery (a v4 uuid): two deliveries of the same attempt
+    /// (a callback sent twice) are two.
+    pub id: String,
+    /// The occurrence and attempt delivered. A manual trigger's occurrence
+    /// id is its own, which no ledger entry has.
+    #[serde(flatten)]
+    pub fence: Fence,
+}
+
+impl Delivery {
+    /// A new delivery of attempt `attempt` at `occurrence_id`.
+    pub fn new(occurrence_id: impl Into<String>, attempt: u32) -> Delivery {
+        Delivery {
+            id: uuid::Uuid::new_v4().to_string(),
+            fence: Fence {
+                occurrence_id: occurrence_id.into(),
+                attempt,
+            },
+        }
+    }
+}
+
 /// An execution: one run of an import.
 #[derive(Debug, Clone)]
 pub struct Execution {
@@ -280,6 +310,10 @@ pub struct Execution {
     pub chunk_ids: HashMap<String, Option<String>>,
     /// Index of this execution's line in the history.
     pub history_index: usize,
+    /// The delivery whose app created it; `None` for one created by a
+    /// caller the platform does not host (an app called back over HTTP
+    /// elsewhere, an operator), or stored before deliveries were recorded.
+    pub created_by: Option<Delivery>,
 }
 
 /// What one execution may hold: the figures of [`Quotas`] that
@@ -422,6 +456,15 @@ pub struct State {
     held_bytes: HashMap<String, u64>,
 }
 
+/// The ledger state of an occurrence that did not run, from its history line.
+fn unrun_state(status: Outcome) -> OccurrenceState {
+    match status {
+        Outcome::Skipped => OccurrenceState::Skipped,
+        Outcome::Missed => OccurrenceState::Missed,
+        _ => OccurrenceState::Failed,
+    }
+}
+
 /// The keys of everything changed since the last flush: a durable store
 /// writes exactly these rows, in one transaction, before the lock is released.
 #[derive(Debug, Default)]
@@ -553,12 +596,17 @@ impl State {
             .filter(|e| e.status == ExecutionStatus::Ingesting)
     }
 
-    /// Starts an execution; 409 `IN_PROGRESS` while another one ingests.
+    /// Starts an execution, created by `by` (the delivery whose app asked,
+    /// when the platform hosts it); 409 `IN_PROGRESS` while another one
+    /// ingests, 409 `SUPERSEDED` when `by` delivers an occurrence of this
+    /// source that its attempt no longer holds (a later attempt took it
+    /// over, or it ended): a superseded delivery starts nothing.
     pub fn start_execution(
         &mut self,
         source_id: &str,
         id: String,
         scheduled: bool,
+        by: Option<&Delivery>,
         now: DateTime<Utc>,
     ) -> Result<&Execution, ApiError> {
         if let Some(running) = self.ingesting(source_id) {
@@ -572,9 +620,32 @@ impl State {
         }
         // A scheduled execution belongs to the occurrence being delivered
         // for its source: link them now, in the same change, so the ledger
-        // knows the execution even if the platform dies the next moment.
-        let occurrence = match self.delivering.get(source_id).and_then(|o| self.ledger.get_mut(o)) {
-            Some(entry) if scheduled && entry.execution_id.is_none() => {
+        // knows the execution even if the platform dies the next moment. A
+        // creator that names its occurrence must still hold it (the fence);
+        // one that names none gets the occurrence being delivered, as the
+        // real platform links an app's scheduled execution.
+        let own = by.map(|d| &d.fence).filter(|f| {
+            self.ledger
+                .get(&f.occurrence_id)
+                .is_some_and(|e| e.import_source_id == source_id)
+        });
+        let entry = match own {
+            Some(fence) if scheduled => {
+                let entry = self.ledger.get_mut(&fence.occurrence_id).expect("found above");
+                if let Err(stale) = entry.held_by(fence) {
+                    tracing::warn!(%fence, %stale, "refused an execution from a superseded delivery");
+                    return Err(ApiError::conflict(
+                        "SUPERSEDED",
+                        format!("{fence} may not start an execution: {stale}; this delivery is over"),
+                    ));
+                }
+                Some(entry)
+            }
+            _ if scheduled => self.delivering.get(source_id).and_then(|o| self.ledger.get_mut(o)),
+            _ => None,
+        };
+        let occurrence = match entry {
+            Some(entry) if entry.execution_id.is_none() => {
                 entry.execution_id = Some(id.clone());
                 Some((entry.schedule_id.clone(), entry.occurrence_id.clone()))
             }
@@ -612,6 +683,7 @@ impl State {
             chunks: 0,
             chunk_ids: HashMap::new(),
             history_index: self.history.len() - 1,
+            created_by: by.cloned(),
         };
         let index = execution.history_index;
         self.touch(|c| {
@@ -855,47 +927,51 @@ impl State {
         });
     }
 
-    /// Ends an occurrence that did not run — skipped, missed, or failed
-    /// without an execution — in the ledger and with its history line
-    /// `entry`, whether or not it was claimed before. False (nothing written)
-    /// when it already has a terminal state: an occurrence ends once.
+    /// Ends an occurrence that was never claimed — skipped or missed — in
+    /// the ledger and with its history line `entry`. False (nothing
+    /// written) when the ledger has it already: claimed, it ends only
+    /// through its attempt's fence ([`State::end_claimed`]); ended, it has
+    /// its one terminal state.
     pub fn end_unrun(&mut self, entry: HistoryEntry) -> bool {
         let Some(occurrence_id) = entry.occurrence_id.clone() else {
             self.record(entry);
             return true;
         };
-        let state = match entry.status {
-            Outcome::Skipped => OccurrenceState::Skipped,
-            Outcome::Missed => OccurrenceState::Missed,
-            _ => OccurrenceState::Failed,
-        };
-        let now = entry.ended_at.unwrap_or(entry.started_at);
-        let ended = match self.ledger.get_mut(&occurrence_id) {
-            Some(ledger) => ledger.end(state, entry.failure_reason.clone(), now),
-            None => {
-                let mut ledger = LedgerEntry::claim(
-                    occurrence_id.clone(),
-                    entry.schedule_id.clone().unwrap_or_default(),
-                    entry.import_source_id.clone(),
-                    entry.started_at,
-                    "",
-                    now,
-                    now,
-                );
-                ledger.end(state, entry.failure_reason.clone(), now);
-                self.ledger.insert(occurrence_id.clone(), ledger);
-                true
-            }
-        };
-        if !ended {
+        if self.ledger.contains_key(&occurrence_id) {
             return false;
         }
-        self.release(&entry.import_source_id, &occurrence_id);
+        let now = entry.ended_at.unwrap_or(entry.started_at);
+        let ledger = LedgerEntry::ended(
+            occurrence_id.clone(),
+            entry.schedule_id.clone().unwrap_or_default(),
+            entry.import_source_id.clone(),
+            entry.started_at,
+            unrun_state(entry.status),
+            entry.failure_reason.clone(),
+            now,
+        );
+        self.ledger.insert(occurrence_id.clone(), ledger);
         self.touch(|c| {
             c.ledger.insert(occurrence_id);
         });
         self.record(entry);
         true
+    }
+
+    /// Ends a claimed occurrence that did not run as its history line
+    /// `entry` says (skipped, or failed without an execution), if `fence`
+    /// still holds it; nothing is written otherwise.
+    pub fn end_claimed(&mut self, fence: &Fence, entry: HistoryEntry) -> Result<(), Stale> {
+        let now = entry.ended_at.unwrap_or(entry.started_at);
+        let ledger = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
+        ledger.end(fence, unrun_state(entry.status), entry.failure_reason.clone(), now)?;
+        self.release(&entry.import_source_id, &fence.occurrence_id);
+        let id = fence.occurrence_id.clone();
+        self.touch(|c| {
+            c.ledger.insert(id);
+        });
+        self.record(entry);
+        Ok(())
     }
 
     /// Ends the occurrence linked to history line `index`, if it is still
@@ -915,7 +991,9 @@ impl State {
         let Some(entry) = self.ledger.get_mut(&occurrence_id) else {
             return;
         };
-        if entry.execution_id.as_deref() == Some(execution_id.as_str()) && entry.end(state, reason, now) {
+        let fence = entry.fence();
+        if entry.execution_id.as_deref() == Some(execution_id.as_str()) && entry.end(&fence, state, reason, now).is_ok()
+        {
             self.release(&source_id, &occurrence_id);
             self.touch(|c| {
                 c.ledger.insert(occurrence_id);
@@ -1114,27 +1192,25 @@ impl State {
         true
     }
 
-    /// Ends a claimed occurrence in `state` unless it has ended already (its
-    /// execution's end usually ends it first); false when it had.
+    /// Ends a claimed occurrence in `state` if `fence` still holds it; `Err`
+    /// says why not (its execution's end usually ended it first, or a later
+    /// attempt holds it).
     pub fn end_occurrence(
         &mut self,
-        occurrence_id: &str,
+        fence: &Fence,
         state: OccurrenceState,
         reason: Option<String>,
         now: DateTime<Utc>,
-    ) -> bool {
-        let Some(entry) = self.ledger.get_mut(occurrence_id) else {
-            return false;
-        };
-        if !entry.end(state, reason, now) {
-            return false;
-        }
+    ) -> Result<(), Stale> {
+        let entry = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
+        entry.end(fence, state, reason, now)?;
         let source_id = entry.import_source_id.clone();
-        self.release(&source_id, occurrence_id);
+        self.release(&source_id, &fence.occurrence_id);
+        let id = fence.occurrence_id.clone();
         self.touch(|c| {
-            c.ledger.insert(occurrence_id.to_owned());
+            c.ledger.insert(id);
         });
-        true
+        Ok(())
     }
 
     /// An occurrence's ledger entry.
@@ -1161,24 +1237,50 @@ impl State {
             .collect()
     }
 
-    /// Takes over a delivery whose owner is gone (see
-    /// [`LedgerEntry::take_over`]); returns the entry as it now is.
+    /// Takes over a delivery whose owner is gone, if `fence` (the attempt
+    /// the taker saw) still holds it (see [`LedgerEntry::take_over`]);
+    /// returns the entry as it now is.
     pub fn take_over_occurrence(
         &mut self,
-        occurrence_id: &str,
+        fence: &Fence,
         owner: &str,
         lease_until: DateTime<Utc>,
-    ) -> Option<LedgerEntry> {
-        let entry = self.ledger.get_mut(occurrence_id)?;
-        if entry.state.is_terminal() {
-            return None;
-        }
-        entry.take_over(owner, lease_until);
+    ) -> Result<LedgerEntry, Stale> {
+        let entry = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
+        entry.take_over(fence, owner, lease_until)?;
         let taken = entry.clone();
+        let id = fence.occurrence_id.clone();
         self.touch(|c| {
-            c.ledger.insert(occurrence_id.to_owned());
+            c.ledger.insert(id);
         });
-        Some(taken)
+        Ok(taken)
+    }
+
+    /// Says the run of `fence`'s attempt is alive until `until` (wall-clock
+    /// time), if that attempt still holds its occurrence
+    /// ([`LedgerEntry::renew`]).
+    pub fn renew_occurrence(&mut self, fence: &Fence, until: DateTime<Utc>) -> Result<(), Stale> {
+        let entry = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
+        entry.renew(fence, until)?;
+        let id = fence.occurrence_id.clone();
+        self.touch(|c| {
+            c.ledger.insert(id);
+        });
+        Ok(())
+    }
+
+    /// The execution of `source_id` still ingesting that `delivery` owns,
+    /// if any: one it created, or the one linked to the occurrence its
+    /// attempt holds (a run going on from an earlier attempt's checkpoint:
+    /// the execution passes with the occurrence). What that delivery's
+    /// clean-up may fail, and nothing else.
+    pub fn ingesting_created_by(&self, source_id: &str, delivery: &Delivery) -> Option<&Execution> {
+        self.ingesting(source_id).filter(|e| {
+            e.created_by.as_ref().is_some_and(|by| by.id == delivery.id)
+                || self.ledger.get(&delivery.fence.occurrence_id).is_some_and(|entry| {
+                    entry.execution_id.as_deref() == Some(e.id.as_str()) && entry.held_by(&delivery.fence).is_ok()
+                })
+        })
     }
 }
 

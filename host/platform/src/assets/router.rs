@@ -242,6 +242,11 @@ struct CreateExecution {
     /// Absent means a manual run, as in the real API.
     #[serde(default)]
     scheduled: bool,
+    /// The delivery whose app asks: not the real API's, written by the
+    /// platform's confinement of a hosted app's calls, whatever the app sent
+    /// ([`crate::confine::ConfinedAssets`]).
+    #[serde(default)]
+    delivery: Option<super::Delivery>,
 }
 
 /// A body with no fields: `{}`.
@@ -340,7 +345,13 @@ impl SourceRoute<'_> {
             ));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        state.start_execution(self.source_id, id.clone(), request.scheduled, now)?;
+        state.start_execution(
+            self.source_id,
+            id.clone(),
+            request.scheduled,
+            request.delivery.as_ref(),
+            now,
+        )?;
         let execution = format!("{}/executions/{id}", self.base());
         // The real API's answer: links only, the id is inside them.
         Ok(Response::json(
@@ -783,8 +794,9 @@ impl SourceRoute<'_> {
     }
 
     fn delete_schedule(&self, schedule_id: &str) -> Result<Response, ApiError> {
+        let now = self.service.clock().now();
         let mut state = self.service.state();
-        schedules::delete(&mut state, self.workspace_id, self.source_id, schedule_id)?;
+        schedules::delete(&mut state, self.workspace_id, self.source_id, schedule_id, now)?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 

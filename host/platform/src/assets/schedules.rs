@@ -8,7 +8,7 @@ use super::model::{HistoryEntry, Outcome, State};
 use super::schedule::{check_once_start, occurrence_id, timestamp, validate, Schedule, ScheduleFields};
 use super::ApiError;
 use super::{CallbackTargets, ImportSource, SourceType};
-use assets_calendar::{Occurrence, Rule};
+use assets_calendar::{Frequency, Occurrence, Rule};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -141,7 +141,39 @@ pub fn update(
     } else {
         schedule.set_spec(spec, now);
     }
-    Ok(schedule.to_json())
+    past_what_ended(state, schedule_id);
+    Ok(state.schedule(schedule_id).expect("found above").to_json())
+}
+
+/// Moves a schedule's bookkeeping past the occurrences the ledger already
+/// has: a change that keeps an instant (a `ONCE` schedule's new time zone)
+/// keeps its occurrence id, and an occurrence runs once. A `ONCE` schedule
+/// with nothing left to run is inactive, and says so.
+fn past_what_ended(state: &mut State, schedule_id: &str) {
+    let Some(schedule) = state.schedule(schedule_id) else {
+        return;
+    };
+    let mut until = schedule.handled_until;
+    let mut left = false;
+    for occurrence in schedule.rule.occurrences_after(schedule.handled_until) {
+        if state
+            .occurrence(&occurrence_id(&schedule.id, occurrence.instant))
+            .is_none()
+        {
+            left = true;
+            break;
+        }
+        until = occurrence.instant;
+    }
+    let finished = schedule.spec.frequency == Frequency::Once && !left;
+    if until == schedule.handled_until && !(finished && schedule.spec.is_active) {
+        return;
+    }
+    let schedule = state.schedule_mut(schedule_id).expect("found above");
+    schedule.handled_until = until;
+    if finished {
+        schedule.spec.is_active = false;
+    }
 }
 
 /// Records each occurrence of `schedule` that fell due by `now` and was not
@@ -195,10 +227,28 @@ pub fn unrun_entry(
     }
 }
 
-/// `DELETE .../importschedule/{id}`: no future runs.
-pub fn delete(state: &mut State, workspace_id: &str, source_id: &str, schedule_id: &str) -> Result<(), ApiError> {
+/// `DELETE .../importschedule/{id}`: no future runs. What fell due and was
+/// not started is recorded first: skipped while the schedule was paused,
+/// missed while it was active (the scheduler had not come to it).
+pub fn delete(
+    state: &mut State,
+    workspace_id: &str,
+    source_id: &str,
+    schedule_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
     state.source(workspace_id, source_id)?;
-    find(state, source_id, schedule_id)?;
+    let current = find(state, source_id, schedule_id)?.clone();
+    let deleted = timestamp(now);
+    if current.spec.is_active {
+        settle(state, &current, now, Outcome::Missed, |due| {
+            format!("missed: fell due at {due}, but the schedule was deleted at {deleted} before it started")
+        });
+    } else {
+        settle(state, &current, now, Outcome::Skipped, |due| {
+            format!("skipped: fell due at {due} while the schedule was paused (isActive false); it was deleted at {deleted}")
+        });
+    }
     state.schedules.remove(schedule_id);
     state.schedule_of_source.remove(source_id);
     state.touch(|c| {

@@ -1,0 +1,194 @@
+//! Fencing: a delivery whose attempt was superseded writes nothing.
+//!
+//! Two schedulers share one service, as two nodes share one database. Node
+//! A claims an occurrence and sends its callback, which hangs; A's lease
+//! runs out (its peers no longer count it alive), node B takes the
+//! occurrence over as attempt 2 and delivers it. Then A's callback fails.
+//! A must not end the occurrence with attempt 1's reason, and attempt 1's
+//! app, coming late, must not start an execution; attempt 2's execution is
+//! linked and ends the occurrence.
+
+use assets_platform::assets::ledger::OccurrenceState;
+use assets_platform::assets::{AssetsService, ImportSource, Outcome, SourceType};
+use assets_platform::clock::{Clock, VirtualClock};
+use assets_platform::scheduler::{Callbacks, FiringStatus, Peers, Scheduler};
+use assets_platform::trigger::TriggerOutcome;
+use assets_runtime::bindings::import_callback::TriggerEvent;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The nodes whose leases have not run out.
+struct Alive(Mutex<HashSet<String>>);
+
+impl Peers for Alive {
+    fn alive(&self) -> anyhow::Result<HashSet<String>> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+/// A callback that says it was entered, then hangs until released, then
+/// fails as a cut connection does.
+struct Hanging {
+    entered: Mutex<Sender<TriggerEvent>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl Callbacks for Hanging {
+    fn call(&self, _: &ImportSource, _: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String> {
+        self.entered.lock().unwrap().send(event.clone()).unwrap();
+        // A hang guard, not a timing: the test releases it at once.
+        let _ = self.release.lock().unwrap().recv_timeout(Duration::from_secs(300));
+        Err("connection reset by peer (attempt 1's own failure)".into())
+    }
+}
+
+/// A callback the app accepts (it reports through the API later).
+#[derive(Default)]
+struct Accepting(Mutex<Vec<TriggerEvent>>);
+
+impl Callbacks for Accepting {
+    fn call(&self, _: &ImportSource, _: &str, event: &TriggerEvent) -> Result<Option<TriggerOutcome>, String> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(None)
+    }
+}
+
+fn call(service: &AssetsService, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let answer = service.handle(method, path, body.as_bytes());
+    (answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::Null))
+}
+
+/// Creates an execution as the app of `attempt` at `occurrence` would,
+/// through the platform's confinement (which writes the delivery in).
+fn create_as(service: &AssetsService, base: &str, occurrence: &str, attempt: u32) -> (u16, Value) {
+    let body = json!({
+        "scheduled": true,
+        "delivery": {"id": format!("delivery-of-attempt-{attempt}"), "occurrenceId": occurrence, "attempt": attempt},
+    });
+    call(service, "POST", &format!("{base}/executions"), &body)
+}
+
+#[test]
+fn a_superseded_attempt_neither_ends_the_occurrence_nor_starts_an_execution() {
+    let clock = Arc::new(VirtualClock::new("2026-11-02T12:00:00Z".parse().unwrap()));
+    let service = Arc::new(AssetsService::new(clock.clone()));
+    let workspace = service.create_workspace();
+    let source = service
+        .create_import_source(&workspace, SourceType::External, Some("app".into()))
+        .unwrap();
+    let base = format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}");
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{base}/importschedule"),
+        &json!({"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+                "callbackUrl": "https://app.example/callback"}),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    let peers = Arc::new(Alive(Mutex::new(HashSet::from(["a".to_owned(), "b".to_owned()]))));
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let hanging = Arc::new(Hanging {
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    });
+    let accepting = Arc::new(Accepting::default());
+    let a = Arc::new(
+        Scheduler::new(service.clone())
+            .with_peers("a", peers.clone())
+            .with_callbacks(hanging),
+    );
+    let b = Scheduler::new(service.clone())
+        .with_peers("b", peers.clone())
+        .with_callbacks(accepting.clone());
+
+    clock.set("2026-11-02T13:00:00Z".parse().unwrap());
+    let (_, claims) = a.claim_due(clock.now());
+    assert_eq!(claims.len(), 1);
+    let first = std::thread::spawn({
+        let a = a.clone();
+        move || {
+            let claim = claims.into_iter().next().unwrap();
+            a.fire(claim)
+        }
+    });
+    let sent = entered
+        .recv_timeout(Duration::from_secs(300))
+        .expect("A sent its callback");
+    assert_eq!(sent.attempt, 1);
+    let occurrence = sent.occurrence_id.clone();
+
+    // A's lease runs out while its callback hangs; B takes the occurrence over.
+    peers.0.lock().unwrap().remove("a");
+    clock.set("2026-11-02T13:01:00Z".parse().unwrap());
+    let (_, taken) = b.claim_due(clock.now());
+    assert_eq!(taken.len(), 1, "B takes over the delivery A lost");
+    let fired = b.fire(taken.into_iter().next().unwrap());
+    assert_eq!(fired.status, FiringStatus::Delivered, "{fired:?}");
+    assert_eq!(accepting.0.lock().unwrap()[0].attempt, 2);
+
+    // Now A's callback fails: its end of the occurrence must change nothing.
+    release.send(()).unwrap();
+    let stale = first.join().unwrap();
+    assert_eq!(
+        stale.status,
+        FiringStatus::Failed,
+        "A saw its own callback fail: {stale:?}"
+    );
+    let entry = service.state().occurrence(&occurrence).cloned().unwrap();
+    assert_eq!(
+        (entry.state, entry.attempt, entry.reason.as_deref()),
+        (OccurrenceState::Delivering, 2, None),
+        "attempt 2 still holds the occurrence: {entry:?}"
+    );
+
+    // Attempt 1's app, late, cannot start an execution; attempt 2's can.
+    let (status, body) = create_as(&service, &base, &occurrence, 1);
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (409, Some("SUPERSEDED")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains("attempt 2"),
+        "the refusal names who holds it: {body}"
+    );
+    let (status, body) = create_as(&service, &base, &occurrence, 2);
+    assert_eq!(status, 201, "{body}");
+    let link = body["links"]["cancel"].as_str().unwrap();
+    let execution = link.rsplit('/').next().unwrap().to_owned();
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{base}/executions/{execution}/history/completed"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{body}");
+
+    let entry = service.state().occurrence(&occurrence).cloned().unwrap();
+    assert_eq!(
+        (entry.state, entry.attempt, entry.execution_id.as_deref()),
+        (OccurrenceState::Completed, 2, Some(execution.as_str())),
+        "{entry:?}"
+    );
+    let lines: Vec<_> = service
+        .history(&source)
+        .into_iter()
+        .filter(|line| line.occurrence_id.as_deref() == Some(occurrence.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the occurrence: {lines:?}");
+    assert_eq!(
+        (lines[0].status, lines[0].execution_id.as_deref()),
+        (Outcome::Completed, Some(execution.as_str())),
+        "{lines:?}"
+    );
+}
