@@ -190,6 +190,9 @@ pub struct Scheduler {
     node: String,
     /// Occurrences this process is delivering right now.
     active: Mutex<HashSet<String>>,
+    /// Callbacks (or in-process runs) this process is making right now: a
+    /// claim queued and dropped unsent is not one.
+    sending: std::sync::atomic::AtomicUsize,
     /// Occurrences this process has fired (sent the callback of, or run)
     /// that are still delivering: a claim held in this process's name that
     /// it never fired (its commit answer was lost, so it was taken as not
@@ -247,6 +250,7 @@ impl Scheduler {
             run_limit: Duration::from_std(assets_runtime::Limits::default().time).unwrap_or(Duration::MAX),
             node: uuid::Uuid::new_v4().to_string(),
             active: Mutex::new(HashSet::new()),
+            sending: std::sync::atomic::AtomicUsize::new(0),
             fired: Mutex::new(HashSet::new()),
             peers: None,
         }
@@ -266,11 +270,12 @@ impl Scheduler {
         &self.node
     }
 
-    /// How many occurrences this process is delivering right now (claimed,
-    /// their callback not yet ended): a node stopping keeps its lease until
-    /// this is 0.
+    /// How many callbacks (or in-process runs) this process is making right
+    /// now: a node stopping keeps its lease until this is 0. A claim queued
+    /// and dropped unsent (a stopping delivery pool's) is not counted: it
+    /// stays claimed in the ledger and is delivered again.
     pub fn in_flight(&self) -> usize {
-        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.sending.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The lease owners other than this one that are alive: none without
@@ -796,6 +801,15 @@ impl Scheduler {
 
     /// Runs one claimed occurrence.
     pub fn fire(&self, claim: Claimed) -> Firing {
+        /// Counts a `fire` in progress, however it ends.
+        struct Sending<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Sending<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        self.sending.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _sending = Sending(&self.sending);
         let fence = claim.fence.clone();
         self.fired
             .lock()

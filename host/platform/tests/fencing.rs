@@ -77,6 +77,36 @@ fn create_as(service: &AssetsService, base: &str, occurrence: &str, attempt: u32
 }
 
 #[test]
+fn claims_dropped_unsent_are_not_callbacks_in_flight() {
+    // A stopping node waits for its callbacks in flight before it gives its
+    // lease up; claims its delivery pool had queued are dropped unsent (they
+    // stay claimed and are delivered again), and must not hold it for ever.
+    let clock = Arc::new(VirtualClock::new("2026-11-02T12:00:00Z".parse().unwrap()));
+    let service = Arc::new(AssetsService::new(clock.clone()));
+    let workspace = service.create_workspace();
+    let source = service
+        .create_import_source(&workspace, SourceType::External, Some("app".into()))
+        .unwrap();
+    let base = format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}");
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{base}/importschedule"),
+        &json!({"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+                "callbackUrl": "https://app.example/callback"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let accepting = Arc::new(Accepting::default());
+    let scheduler = Scheduler::new(service.clone()).with_callbacks(accepting.clone());
+    clock.set("2026-11-02T13:00:00Z".parse().unwrap());
+    let (_, claims) = scheduler.claim_due(clock.now());
+    assert_eq!(claims.len(), 1);
+    assert_eq!(scheduler.in_flight(), 0, "claimed, not yet sent");
+    drop(claims);
+    assert_eq!(scheduler.in_flight(), 0, "dropped unsent: nothing in flight");
+}
+
+#[test]
 fn a_superseded_attempt_neither_ends_the_occurrence_nor_starts_an_execution() {
     let clock = Arc::new(VirtualClock::new("2026-11-02T12:00:00Z".parse().unwrap()));
     let service = Arc::new(AssetsService::new(clock.clone()));

@@ -1270,16 +1270,23 @@ impl State {
     }
 
     /// The execution of `source_id` still ingesting that `delivery` owns,
-    /// if any: one it created, or the one linked to the occurrence its
-    /// attempt holds (a run going on from an earlier attempt's checkpoint:
-    /// the execution passes with the occurrence). What that delivery's
-    /// clean-up may fail, and nothing else.
+    /// if any: one it created, or one an earlier attempt at the same
+    /// occurrence created, linked to the occurrence its attempt now holds (a
+    /// run going on from that attempt's checkpoint: the execution passes
+    /// with the occurrence). Never one of another delivery of the same
+    /// attempt (a callback sent twice). What that delivery's clean-up may
+    /// fail, and nothing else.
     pub fn ingesting_created_by(&self, source_id: &str, delivery: &Delivery) -> Option<&Execution> {
         self.ingesting(source_id).filter(|e| {
-            e.created_by.as_ref().is_some_and(|by| by.id == delivery.id)
-                || self.ledger.get(&delivery.fence.occurrence_id).is_some_and(|entry| {
-                    entry.execution_id.as_deref() == Some(e.id.as_str()) && entry.held_by(&delivery.fence).is_ok()
-                })
+            let Some(by) = &e.created_by else {
+                return false;
+            };
+            by.id == delivery.id
+                || (by.fence.occurrence_id == delivery.fence.occurrence_id
+                    && by.fence.attempt < delivery.fence.attempt
+                    && self.ledger.get(&delivery.fence.occurrence_id).is_some_and(|entry| {
+                        entry.execution_id.as_deref() == Some(e.id.as_str()) && entry.held_by(&delivery.fence).is_ok()
+                    }))
         })
     }
 }
