@@ -481,14 +481,13 @@ fn requests_beyond_the_cap_get_429_with_retry_after() {
 
 /// `trigger`, signed `offset` seconds from now: two triggers in one second
 /// would otherwise sign the same bytes.
-fn trigger_signed_at(server: &Server, app: &App, secret: &str, offset: i64) -> (u16, Value) {
+fn trigger_signed_at(server: &Server, app: &App, secret: &str, at: i64) -> (u16, Value) {
     let body = json!({
         "workspaceId": app.workspace_id,
         "importsourceId": app.import_source_id,
         "scheduled": false,
     })
     .to_string();
-    let at = chrono::Utc::now().timestamp() + offset;
     let signature = assets_server::signing::sign(secret, at, body.as_bytes());
     server.call_with(
         "POST",
@@ -532,14 +531,16 @@ fn imports_beyond_an_apps_cap_get_429_with_retry_after() {
         stream.set_nonblocking(false).unwrap();
         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
     };
+    // Each call signed at its own second, fixed up front: the same second
+    // would sign the same bytes, refused as a replay, and a busy machine may
+    // take a second or more between two calls.
+    let signed = chrono::Utc::now().timestamp();
     std::thread::scope(|scope| {
-        let first = scope.spawn(|| trigger(&server, &app, &secret));
+        let first = scope.spawn(|| trigger_signed_at(&server, &app, &secret, signed));
         let (held, _) = wait_for("the first import's request to the third party", || {
             third_party.accept().ok()
         });
-        // Signed a second earlier than the first may have been: the same
-        // second would sign the same bytes, refused as a replay.
-        let (status, refused) = trigger_signed_at(&server, &app, &secret, -1);
+        let (status, refused) = trigger_signed_at(&server, &app, &secret, signed - 1);
         assert_eq!(
             (status, refused["errorCode"].as_str()),
             (429, Some("TOO_MANY_REQUESTS")),
@@ -561,7 +562,7 @@ fn imports_beyond_an_apps_cap_get_429_with_retry_after() {
         let (stream, _) = wait_for("the second import's request", || third_party.accept().ok());
         answer(stream);
     });
-    let (status, outcome) = trigger_signed_at(&server, &app, &secret, -2);
+    let (status, outcome) = trigger_signed_at(&server, &app, &secret, signed - 2);
     assert_eq!(status, 200, "{outcome}");
     second.join().unwrap();
 }
