@@ -478,15 +478,24 @@ impl Scheduler {
                 }
             }
         }
-        // Nothing is delivered or reported before the claims are stored.
-        if let Err(e) = state.commit() {
-            tracing::error!("claims not stored, so not delivered; tried again on the next pass: {e:#}");
-            return (Vec::new(), Vec::new());
-        }
+        // Marked active while the state is still locked: the commit below
+        // releases it, and another pass of this scheduler (another thread)
+        // must not find these claims in its name, unfired, and take them
+        // for ones whose commit answer was lost.
+        let ids: Vec<String> = claimed.iter().map(|c| c.fence.occurrence_id.clone()).collect();
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(claimed.iter().map(|c| c.fence.occurrence_id.clone()));
+            .extend(ids.iter().cloned());
+        // Nothing is delivered or reported before the claims are stored.
+        if let Err(e) = state.commit() {
+            tracing::error!("claims not stored, so not delivered; tried again on the next pass: {e:#}");
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            for id in &ids {
+                active.remove(id);
+            }
+            return (Vec::new(), Vec::new());
+        }
         (firings, claimed)
     }
 
