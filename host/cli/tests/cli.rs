@@ -1,5 +1,8 @@
 //! The `assets-host` binary, run as a user would.
 
+mod common;
+
+use common::composed_importer;
 use serde_json::Value;
 use std::process::Command;
 
@@ -277,13 +280,6 @@ fn egress_checker_prints_one_line_per_url_with_the_matching_entry() {
         lines[4]
     );
     assert!(lines[5].starts_with("denied"), "{}", lines[5]);
-}
-
-fn composed_importer() -> std::path::PathBuf {
-    std::env::var_os("ASSETS_COMPOSED_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/composed"))
-        .join("http-json-importer.wasm")
 }
 
 /// Runs `command` (with its own `args`) on the composed HTTP JSON importer,

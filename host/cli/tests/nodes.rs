@@ -8,28 +8,8 @@
 
 mod common;
 
-use common::{clock_now, daily_schedule, fresh_postgres, temp_dir, Port, Receiver, Server};
+use common::{clock_now, daily_schedule, fresh_postgres, temp_dir, wait_for, Port, Receiver, Server};
 use serde_json::Value;
-use std::time::{Duration, Instant};
-
-/// How long a wait may last before the test calls it a hang.
-const HANG_GUARD: Duration = Duration::from_secs(300);
-
-/// Polls `ready` until it gives a value; panics naming `what` after
-/// [`HANG_GUARD`].
-fn wait_for<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
-    let guard = Instant::now() + HANG_GUARD;
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(
-            Instant::now() < guard,
-            "hang guard: still waiting for {what} after {HANG_GUARD:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn node(db: &str, name: &str, extra: &[&str]) -> Server {
     let log = temp_dir().join(format!("{name}.log"));

@@ -12,39 +12,12 @@
 
 mod common;
 
-use common::{app_named, clock_now, daily_schedule, Server};
+use common::{app_named, clock_now, composed_importer, daily_schedule, wait_for, Server};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::time::{Duration, Instant};
-
-/// How long a wait may last before the test calls it a hang.
-const HANG_GUARD: Duration = Duration::from_secs(300);
-
-/// Polls `ready` until it gives a value; panics naming `what` after
-/// [`HANG_GUARD`].
-fn wait_for<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
-    let guard = Instant::now() + HANG_GUARD;
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(
-            Instant::now() < guard,
-            "hang guard: still waiting for {what} after {HANG_GUARD:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The HTTP JSON importer composed by `make compose`.
-fn composed_importer() -> std::path::PathBuf {
-    std::env::var_os("ASSETS_COMPOSED_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/composed"))
-        .join("http-json-importer.wasm")
-}
+use std::time::Duration;
 
 /// A paged JSON list of two pages of two records: the first answered at
 /// once, the second held until the test says. Reports each request for the

@@ -18,27 +18,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, Instant};
-
-/// How long a wait for the server's own state may take before the test
-/// gives up: a hang guard, never the property under test.
-const HANG_GUARD: Duration = Duration::from_secs(300);
-
-/// Polls `ready` until it gives a value; panics naming `what` after
-/// [`HANG_GUARD`].
-fn wait_for<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
-    let guard = Instant::now() + HANG_GUARD;
-    loop {
-        if let Some(value) = ready() {
-            return value;
-        }
-        assert!(
-            Instant::now() < guard,
-            "hang guard: still waiting for {what} after {HANG_GUARD:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 #[test]
 fn a_hostile_app_cannot_touch_another_apps_source() {

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A running `assets-host serve`.
 pub struct Server {
@@ -526,4 +526,32 @@ pub fn counting_responder() -> (String, std::sync::Arc<std::sync::atomic::Atomic
         }
     });
     (url, count)
+}
+
+/// How long a test waits for an event before it calls it a hang: a guard,
+/// not a timing (the event comes far sooner on any machine).
+pub const HANG_GUARD: Duration = Duration::from_secs(300);
+
+/// Polls `ready` until it gives a value; panics naming `what` after
+/// [`HANG_GUARD`].
+pub fn wait_for<T>(what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let guard = Instant::now() + HANG_GUARD;
+    loop {
+        if let Some(value) = ready() {
+            return value;
+        }
+        assert!(
+            Instant::now() < guard,
+            "hang guard: still waiting for {what} after {HANG_GUARD:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The HTTP JSON importer composed by `make compose`.
+pub fn composed_importer() -> PathBuf {
+    std::env::var_os("ASSETS_COMPOSED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/composed"))
+        .join("http-json-importer.wasm")
 }
