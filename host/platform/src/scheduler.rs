@@ -618,21 +618,7 @@ impl Scheduler {
                         progress: None,
                     };
                     if state.end_claimed(&entry.fence(), line).is_ok() {
-                        firings.push(Firing {
-                            schedule_id: entry.schedule_id.clone(),
-                            import_source_id: entry.import_source_id.clone(),
-                            occurrence_id: entry.occurrence_id.clone(),
-                            nominal_utc: entry.nominal_time,
-                            local: String::new(),
-                            status: FiringStatus::Failed,
-                            execution_id: None,
-                            objects: 0,
-                            reason: Some(reason),
-                            note: None,
-                            retries: 0,
-                            invocations: 0,
-                            left_by_app: None,
-                        });
+                        firings.push(failed_firing(&entry, None, reason));
                     }
                 }
             }
@@ -695,21 +681,7 @@ impl Scheduler {
             .is_ok()
         {
             tracing::warn!(source = %entry.import_source_id, %execution, "failed a run that died with its node");
-            firings.push(Firing {
-                schedule_id: entry.schedule_id.clone(),
-                import_source_id: entry.import_source_id.clone(),
-                occurrence_id: entry.occurrence_id.clone(),
-                nominal_utc: entry.nominal_time,
-                local: String::new(),
-                status: FiringStatus::Failed,
-                execution_id: Some(execution.to_owned()),
-                objects: 0,
-                reason: Some(reason),
-                note: None,
-                retries: 0,
-                invocations: 0,
-                left_by_app: None,
-            });
+            firings.push(failed_firing(entry, Some(execution.to_owned()), reason));
         }
         None
     }
@@ -1080,6 +1052,26 @@ impl Scheduler {
             Err(e) => (FiringStatus::Failed, Some(e.message)),
         };
         firing(schedule, occurrence, occurrence_id, status, Some(id), 0, reason)
+    }
+}
+
+/// The firing of a claimed occurrence the scheduler itself failed (its
+/// delivery or its run cut off), reported from its ledger entry.
+fn failed_firing(entry: &LedgerEntry, execution_id: Option<String>, reason: String) -> Firing {
+    Firing {
+        schedule_id: entry.schedule_id.clone(),
+        import_source_id: entry.import_source_id.clone(),
+        occurrence_id: entry.occurrence_id.clone(),
+        nominal_utc: entry.nominal_time,
+        local: String::new(),
+        status: FiringStatus::Failed,
+        execution_id,
+        objects: 0,
+        reason: Some(reason),
+        note: None,
+        retries: 0,
+        invocations: 0,
+        left_by_app: None,
     }
 }
 
