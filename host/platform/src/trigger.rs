@@ -254,14 +254,15 @@ pub fn deliver_with(
     event: &TriggerEvent,
     mut on_continue: Option<Box<dyn FnOnce() + Send>>,
 ) -> TriggerOutcome {
+    let secrets = Arc::new(Secrets::from_settings(app.config.iter()));
+    // This delivery: what the executions its app creates are marked with, so
+    // its clean-up fails its own and nobody else's, and what fences every
+    // write its app makes to an execution.
+    let delivery = Delivery::new(event.occurrence_id.clone(), event.attempt);
     let backend = app
         .assets
         .clone()
-        .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone())));
-    let secrets = Arc::new(Secrets::from_settings(app.config.iter()));
-    // This delivery: what the executions its app creates are marked with, so
-    // its clean-up fails its own and nobody else's.
-    let delivery = Delivery::new(event.occurrence_id.clone(), event.attempt);
+        .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone()).for_delivery(delivery.clone())));
     // Apps may share a workspace: each reaches only its own import sources.
     let backend = Arc::new(ScrubbedReports {
         inner: Arc::new(

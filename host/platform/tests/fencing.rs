@@ -9,7 +9,7 @@
 //! linked and ends the occurrence.
 
 use assets_platform::assets::ledger::OccurrenceState;
-use assets_platform::assets::{AssetsService, ImportSource, Outcome, SourceType};
+use assets_platform::assets::{AssetsService, Delivery, ImportSource, Outcome, SourceType};
 use assets_platform::clock::{Clock, VirtualClock};
 use assets_platform::scheduler::{Callbacks, FiringStatus, Peers, Scheduler};
 use assets_platform::trigger::TriggerOutcome;
@@ -220,5 +220,185 @@ fn a_superseded_attempt_neither_ends_the_occurrence_nor_starts_an_execution() {
         (lines[0].status, lines[0].execution_id.as_deref()),
         (Outcome::Completed, Some(execution.as_str())),
         "{lines:?}"
+    );
+}
+
+/// Calls the API as the app of `delivery`, as the platform's in-process
+/// backend does for a hosted app (the platform's word on who calls).
+fn call_as(service: &AssetsService, delivery: &Delivery, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let answer = service.handle_for(method, path, None, body.as_bytes(), Some(delivery));
+    (answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::Null))
+}
+
+fn chunk(ids: &[&str]) -> Value {
+    json!({
+        "objectTypeId": "host",
+        "objects": ids.iter().map(|id| json!({"externalId": id, "label": id, "attributes": {}})).collect::<Vec<_>>(),
+    })
+}
+
+#[test]
+fn a_superseded_attempt_cannot_write_the_execution_that_passed_to_the_next() {
+    // Attempt 1's app creates an execution and sends a chunk; its node stops
+    // beating (paused past its lease) and node B delivers attempt 2, to
+    // which the execution passes. When attempt 1's app wakes, its chunks,
+    // its completion and its failure change nothing; a delivery of another
+    // occurrence cannot write it either; attempt 2 goes on and completes it.
+    let clock = Arc::new(VirtualClock::new("2026-11-02T12:00:00Z".parse().unwrap()));
+    let service = Arc::new(AssetsService::new(clock.clone()));
+    let workspace = service.create_workspace();
+    let source = service
+        .create_import_source(&workspace, SourceType::External, Some("app".into()))
+        .unwrap();
+    let base = format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}");
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{base}/importschedule"),
+        &json!({"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+                "callbackUrl": "https://app.example/callback"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let peers = Arc::new(Alive(Mutex::new(HashSet::from(["a".to_owned(), "b".to_owned()]))));
+    let accepting = Arc::new(Accepting::default());
+    let a = Scheduler::new(service.clone())
+        .with_peers("a", peers.clone())
+        .with_callbacks(accepting.clone());
+    let b = Scheduler::new(service.clone())
+        .with_peers("b", peers.clone())
+        .with_callbacks(accepting.clone());
+
+    clock.set("2026-11-02T13:00:00Z".parse().unwrap());
+    let (_, claims) = a.claim_due(clock.now());
+    assert_eq!(claims.len(), 1);
+    let fired = a.fire(claims.into_iter().next().unwrap());
+    assert_eq!(fired.status, FiringStatus::Delivered, "{fired:?}");
+    let occurrence = accepting.0.lock().unwrap()[0].occurrence_id.clone();
+    let first = Delivery::new(occurrence.clone(), 1);
+    let (status, body) = call_as(
+        &service,
+        &first,
+        "POST",
+        &format!("{base}/executions"),
+        &json!({"scheduled": true}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let execution = body["links"]["cancel"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let exec = format!("{base}/executions/{execution}");
+    let (status, body) = call_as(&service, &first, "POST", &format!("{exec}/data"), &chunk(&["a1"]));
+    assert_eq!(status, 200, "{body}");
+
+    // A's run stops beating and its lease lapses: B delivers attempt 2.
+    let fence = assets_platform::assets::ledger::Fence {
+        occurrence_id: occurrence.clone(),
+        attempt: 1,
+    };
+    service
+        .state()
+        .renew_occurrence(&fence, chrono::Utc::now() - chrono::Duration::minutes(1))
+        .unwrap();
+    peers.0.lock().unwrap().remove("a");
+    clock.set("2026-11-02T13:01:00Z".parse().unwrap());
+    let (_, taken) = b.claim_due(clock.now());
+    assert_eq!(taken.len(), 1, "B resumes the run A's node left");
+    let fired = b.fire(taken.into_iter().next().unwrap());
+    assert_eq!(fired.status, FiringStatus::Delivered, "{fired:?}");
+    assert_eq!(accepting.0.lock().unwrap()[1].attempt, 2);
+    let second = Delivery::new(occurrence.clone(), 2);
+
+    // Attempt 1's app wakes up: every write it makes is refused.
+    let writes = [
+        ("POST", format!("{exec}/data"), chunk(&["stale"])),
+        ("PUT", format!("{exec}/progress"), json!({"step": "stale"})),
+        ("POST", format!("{exec}/history/completed"), Value::Null),
+        (
+            "POST",
+            format!("{exec}/history/failed"),
+            json!({"failureReason": "attempt 1, late"}),
+        ),
+        ("DELETE", exec.clone(), Value::Null),
+    ];
+    for (method, path, body) in &writes {
+        let (status, answer) = call_as(&service, &first, method, path, body);
+        assert_eq!(
+            (status, answer["errorCode"].as_str()),
+            (409, Some("SUPERSEDED")),
+            "{method} {path} by attempt 1: {answer}"
+        );
+        assert!(
+            answer["message"].as_str().unwrap_or_default().contains("attempt 2"),
+            "the refusal names who holds it: {answer}"
+        );
+    }
+    // Nor may another occurrence's delivery write it.
+    service
+        .state()
+        .claim_occurrence(assets_platform::assets::ledger::LedgerEntry::claim(
+            "another-occurrence".into(),
+            "another-schedule".into(),
+            "another-source".into(),
+            clock.now(),
+            "b",
+            clock.now(),
+            clock.now() + chrono::Duration::hours(1),
+        ));
+    let stranger = Delivery::new("another-occurrence", 1);
+    for (method, path, body) in &writes {
+        let (status, answer) = call_as(&service, &stranger, method, path, body);
+        assert_eq!(
+            (status, answer["errorCode"].as_str()),
+            (409, Some("NOT_THIS_DELIVERY")),
+            "{method} {path} by another occurrence's delivery: {answer}"
+        );
+    }
+    let (status, shown) = call(&service, "GET", &format!("{exec}/status"), &Value::Null);
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(
+        (shown["status"].as_str(), shown["objects"].as_u64()),
+        (Some("INGESTING"), Some(1)),
+        "nothing the stale writers sent took effect: {shown}"
+    );
+
+    // Attempt 2 goes on from the checkpoint and completes.
+    let (status, body) = call_as(&service, &second, "POST", &format!("{exec}/data"), &chunk(&["b1"]));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call_as(
+        &service,
+        &second,
+        "POST",
+        &format!("{exec}/history/completed"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{body}");
+    let entry = service.state().occurrence(&occurrence).cloned().unwrap();
+    assert_eq!(
+        (entry.state, entry.attempt, entry.execution_id.as_deref()),
+        (OccurrenceState::Completed, 2, Some(execution.as_str())),
+        "{entry:?}"
+    );
+    let state = service.state();
+    let mut ids: Vec<_> = state
+        .execution_by_id(&execution)
+        .unwrap()
+        .objects
+        .keys()
+        .map(|(_, id)| id.clone())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["a1", "b1"],
+        "attempt 1's chunk before the take-over and attempt 2's"
     );
 }

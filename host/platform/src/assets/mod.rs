@@ -376,10 +376,25 @@ impl AssetsService {
     /// service has a credential, `authorization` must be `Bearer {token}`,
     /// else the answer is 401.
     pub fn handle_authorized(&self, method: &str, path: &str, authorization: Option<&str>, body: &[u8]) -> Response {
+        self.handle_for(method, path, authorization, body, None)
+    }
+
+    /// [`AssetsService::handle_authorized`] for a call made by the app of
+    /// `delivery`, when there is one: the platform's word on who calls,
+    /// which marks the executions the call creates and fences the writes it
+    /// makes to executions ([`State::may_write`]).
+    pub fn handle_for(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<&str>,
+        body: &[u8],
+        delivery: Option<&Delivery>,
+    ) -> Response {
         if self.caller(path, authorization).is_none() {
             return ApiError::unauthorized().into_response();
         }
-        self.handle(method, path, body)
+        self.answer(method, path, body, delivery)
     }
 
     /// True when `authorization` may call `path`: no credential is set, or
@@ -426,8 +441,12 @@ impl AssetsService {
     /// `path` is the full path, e.g.
     /// `/jsm/assets/workspace/{ws}/v1/importsource/{id}/executions`.
     pub fn handle(&self, method: &str, path: &str, body: &[u8]) -> Response {
+        self.answer(method, path, body, None)
+    }
+
+    fn answer(&self, method: &str, path: &str, body: &[u8], delivery: Option<&Delivery>) -> Response {
         UNSAVED.with(|flag| flag.set(false));
-        let response = router::route(self, method, path, body).unwrap_or_else(ApiError::into_response);
+        let response = router::route(self, method, path, body, delivery).unwrap_or_else(ApiError::into_response);
         if UNSAVED.with(|flag| flag.replace(false)) {
             // A server fault, not the client's: say so rather than
             // acknowledge a change that is not on disk.
@@ -546,6 +565,8 @@ impl AssetsService {
 pub struct InProcessAssets {
     service: Arc<AssetsService>,
     authorization: Option<String>,
+    /// The delivery whose app makes these calls, if any.
+    delivery: Option<Delivery>,
 }
 
 impl InProcessAssets {
@@ -553,7 +574,19 @@ impl InProcessAssets {
     /// here, on the host side of the boundary.
     pub fn new(service: Arc<AssetsService>) -> InProcessAssets {
         let authorization = service.credential().map(|t| format!("Bearer {t}"));
-        InProcessAssets { service, authorization }
+        InProcessAssets {
+            service,
+            authorization,
+            delivery: None,
+        }
+    }
+
+    /// Makes every call as the app of `delivery`: what the platform knows
+    /// of who calls, so each execution write is fenced by that delivery's
+    /// attempt ([`State::may_write`]).
+    pub fn for_delivery(mut self, delivery: Delivery) -> InProcessAssets {
+        self.delivery = Some(delivery);
+        self
     }
 }
 
@@ -567,7 +600,13 @@ impl AssetsBackend for InProcessAssets {
         let body = body.unwrap_or_default().as_bytes();
         Ok(self
             .service
-            .handle_authorized(method_name(method), &path.target(), self.authorization.as_deref(), body)
+            .handle_for(
+                method_name(method),
+                &path.target(),
+                self.authorization.as_deref(),
+                body,
+                self.delivery.as_ref(),
+            )
             .into())
     }
 }

@@ -1289,6 +1289,55 @@ impl State {
                     }))
         })
     }
+
+    /// Whether `delivery`'s app may write to execution `execution_id` (send
+    /// data, progress, complete, fail or cancel it): the fence on every
+    /// execution write an app makes during a delivery. A scheduled
+    /// execution belongs to the occurrence whose attempt created it and
+    /// passes to the later attempts that take that occurrence over; it may
+    /// be written by the attempt that holds the occurrence now, and by no
+    /// other — not a superseded attempt (a node paused past its lease that
+    /// wakes up), not the delivery of another occurrence. A manual execution,
+    /// or one a manual trigger's app created, belongs to no occurrence and
+    /// is not fenced. An execution that is unknown or no longer
+    /// ingesting passes: the write itself says why it is refused.
+    pub fn may_write(&self, execution_id: &str, delivery: &Delivery) -> Result<(), ApiError> {
+        let Some(execution) = self.executions.get(execution_id) else {
+            return Ok(());
+        };
+        let Some(creator) = &execution.created_by else {
+            return Ok(());
+        };
+        if execution.status != ExecutionStatus::Ingesting {
+            return Ok(());
+        }
+        // A creator whose occurrence the ledger does not have (a manual
+        // trigger's) tied the execution to no occurrence.
+        let Some(entry) = self.ledger.get(&creator.fence.occurrence_id) else {
+            return Ok(());
+        };
+        let fence = &delivery.fence;
+        if creator.fence.occurrence_id != fence.occurrence_id {
+            return Err(ApiError::conflict(
+                "NOT_THIS_DELIVERY",
+                format!(
+                    "execution {execution_id} belongs to occurrence {} ({}); this delivery of occurrence {} may not write it",
+                    creator.fence.occurrence_id, creator.fence, fence.occurrence_id
+                ),
+            ));
+        }
+        let held = match creator.fence.attempt <= fence.attempt {
+            true => entry.held_by(fence),
+            false => Err(Stale::Superseded { by: entry.attempt }),
+        };
+        held.map_err(|stale| {
+            tracing::warn!(%fence, %stale, execution = %execution_id, "refused an execution write from a superseded delivery");
+            ApiError::conflict(
+                "SUPERSEDED",
+                format!("{fence} may not write execution {execution_id}: {stale}; this delivery is over"),
+            )
+        })
+    }
 }
 
 /// Building the state back from a durable store at start-up, row by row;

@@ -12,20 +12,29 @@ use super::model::{
     bounded_chunk_id, AssetObject, DataChunk, Execution, ExecutionStatus, Progress, MAX_FAILURE_REASON_CHARS,
 };
 use super::schedule::timestamp;
-use super::{body, schedules, ApiError, AssetsService, Response};
+use super::{body, schedules, ApiError, AssetsService, Delivery, Response, StateGuard};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::json;
 
-/// Answers one request or says why it cannot.
-pub fn route(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Result<Response, ApiError> {
+/// Answers one request or says why it cannot. `by` is the delivery whose
+/// app makes the call, when the platform knows it (a hosted app's calls
+/// during a scheduled delivery): it marks the executions the call creates
+/// and fences the execution writes it makes ([`State::may_write`]).
+pub fn route(
+    service: &AssetsService,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    by: Option<&Delivery>,
+) -> Result<Response, ApiError> {
     if !method.eq_ignore_ascii_case("HEAD") {
-        return answer(service, method, path, body);
+        return answer(service, method, path, body, by);
     }
     // HEAD is GET without the body (RFC 9110, section 9.3.2): the same
     // status and headers, a refusal's included; a path that takes no GET
     // refuses HEAD with 405, and its answer has no body either.
-    let mut response = answer(service, method, path, body).unwrap_or_else(ApiError::into_response);
+    let mut response = answer(service, method, path, body, by).unwrap_or_else(ApiError::into_response);
     response.body.clear();
     Ok(response)
 }
@@ -55,7 +64,13 @@ fn under_source(path: &str) -> Option<(&str, &str, Vec<&str>)> {
     }
 }
 
-fn answer(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Result<Response, ApiError> {
+fn answer(
+    service: &AssetsService,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    by: Option<&Delivery>,
+) -> Result<Response, ApiError> {
     let (path, query) = split_query(path);
     let (workspace_id, source_id, rest) = under_source(path).ok_or_else(|| {
         ApiError::not_found(format!(
@@ -78,6 +93,7 @@ fn answer(service: &AssetsService, method: &str, path: &str, body: &[u8]) -> Res
         service,
         workspace_id,
         source_id,
+        by,
     };
     use Endpoint::*;
     match (endpoint, handler_method) {
@@ -234,6 +250,8 @@ struct SourceRoute<'a> {
     service: &'a AssetsService,
     workspace_id: &'a str,
     source_id: &'a str,
+    /// The delivery whose app calls, when the platform knows it.
+    by: Option<&'a Delivery>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -320,7 +338,21 @@ fn module_key(source_type: super::SourceType) -> &'static str {
     }
 }
 
-impl SourceRoute<'_> {
+impl<'a> SourceRoute<'a> {
+    /// The state, locked, for a write to execution `execution_id`: the
+    /// source must exist and, during a delivery, the delivery must own the
+    /// execution ([`State::may_write`]) — checked under the lock the write
+    /// is made under, so no take-over can slip in between. Every handler
+    /// that changes an execution takes the state this way.
+    fn writing(&self, execution_id: &str) -> Result<StateGuard<'a>, ApiError> {
+        let state = self.service.state();
+        state.source(self.workspace_id, self.source_id)?;
+        if let Some(delivery) = self.by {
+            state.may_write(execution_id, delivery)?;
+        }
+        Ok(state)
+    }
+
     fn base(&self) -> String {
         format!(
             "{}/jsm/assets/workspace/{}/v1/importsource/{}",
@@ -345,11 +377,13 @@ impl SourceRoute<'_> {
             ));
         }
         let id = uuid::Uuid::new_v4().to_string();
+        // The platform's word on the delivery, when it has one, over the
+        // body's.
         state.start_execution(
             self.source_id,
             id.clone(),
             request.scheduled,
-            request.delivery.as_ref(),
+            self.by.or(request.delivery.as_ref()),
             now,
         )?;
         let execution = format!("{}/executions/{id}", self.base());
@@ -416,8 +450,7 @@ impl SourceRoute<'_> {
                 ),
             ));
         }
-        let mut state = self.service.state();
-        state.source(self.workspace_id, self.source_id)?;
+        let mut state = self.writing(execution_id)?;
         let accepted = state.add_chunk(self.source_id, execution_id, chunk, quotas)?;
         Ok(Response::json(
             200,
@@ -443,8 +476,7 @@ impl SourceRoute<'_> {
             // an execution that is ingesting, and any other is refused below.
             Some(mapping.apply(&data, quotas.object_bytes as u64)?)
         };
-        let mut state = self.service.state();
-        state.source(self.workspace_id, self.source_id)?;
+        let mut state = self.writing(execution_id)?;
         let mut accepted = 0;
         if let Some(groups) = groups {
             accepted = state.add_objects(self.source_id, execution_id, chunk.client_generated_id, groups, quotas)?;
@@ -489,8 +521,7 @@ impl SourceRoute<'_> {
         }
         let progress: serde_json::Map<String, serde_json::Value> = body::parse_or_default(body)?;
         let progress = Progress::new(&progress);
-        let mut state = self.service.state();
-        state.source(self.workspace_id, self.source_id)?;
+        let mut state = self.writing(execution_id)?;
         state.set_progress(self.source_id, execution_id, progress)?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
@@ -690,8 +721,7 @@ impl SourceRoute<'_> {
     fn complete(&self, execution_id: &str, body: &[u8]) -> Result<Response, ApiError> {
         let _: NoFields = body::parse_or_default(body)?;
         let now = self.service.clock().now();
-        let mut state = self.service.state();
-        state.source(self.workspace_id, self.source_id)?;
+        let mut state = self.writing(execution_id)?;
         state.complete(self.source_id, execution_id, now)?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
@@ -720,16 +750,14 @@ impl SourceRoute<'_> {
             ));
         }
         let now = self.service.clock().now();
-        let mut state = self.service.state();
-        state.source(self.workspace_id, self.source_id)?;
+        let mut state = self.writing(execution_id)?;
         state.fail(self.source_id, execution_id, report.failure_reason, now)?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 
     fn cancel(&self, execution_id: &str) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
-        let mut state = self.service.state();
-        state.source(self.workspace_id, self.source_id)?;
+        let mut state = self.writing(execution_id)?;
         state.cancel(self.source_id, execution_id, now)?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
