@@ -105,6 +105,15 @@ bench: component
 	$(CARGO) run --release --quiet -p assets-host -- bench --serve $(BENCH_SERVE_ARGS)
 	scripts/with-postgres $(CARGO) run --release --quiet -p assets-host -- bench --cluster --component $(COMPONENT) $(BENCH_ARGS)
 
+# The Jepsen-style cluster test, longer and over more seeds than `make test`
+# runs it (host/cli/tests/jepsen.rs).
+SOAK_STEPS ?= 60
+SOAK_SEEDS ?= 1,2,3
+.PHONY: soak
+soak: component
+	scripts/with-postgres env ASSETS_JEPSEN_STEPS=$(SOAK_STEPS) ASSETS_JEPSEN_SEEDS=$(SOAK_SEEDS) \
+		$(CARGO) test -p assets-host --test jepsen -- --nocapture
+
 # `make test` RUNS times in a row with a release build competing beside it;
 # stops at the first failure (scripts/repeat-test says more).
 RUNS ?= 10

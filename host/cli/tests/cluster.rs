@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{fresh_postgres, temp_dir, Port, Proxy, Server};
+use common::{fresh_postgres, ledger, temp_dir, Port, Proxy, Server};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -93,25 +93,6 @@ impl Cluster {
 
     fn node(&self, i: usize) -> &Server {
         self.nodes[i].as_ref().expect("node running")
-    }
-}
-
-/// Every page of the ledger, read from `server`.
-fn ledger(server: &Server) -> Vec<Value> {
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/_admin/occurrences?cursor={c}"),
-            None => "/_admin/occurrences".to_owned(),
-        };
-        let (status, page) = server.call("GET", &path, None);
-        assert_eq!(status, 200, "{page}");
-        all.extend(page["occurrences"].as_array().unwrap().iter().cloned());
-        match page["nextCursor"].as_str() {
-            Some(next) => cursor = Some(next.to_owned()),
-            None => return all,
-        }
     }
 }
 

@@ -28,6 +28,7 @@
 //!   ([`Claimed`]'s [`Fence`]): once another node has taken the occurrence
 //!   over, this one's late end changes nothing.
 
+use crate::assets::journal::Writer;
 use crate::assets::ledger::{Fence, LedgerEntry, OccurrenceState, Stale};
 use crate::assets::model::{ImportSource, Outcome, SourceType, State};
 use crate::assets::schedule::{timestamp, Schedule};
@@ -267,6 +268,26 @@ impl Scheduler {
 
     /// This scheduler's name as a lease owner.
     pub fn node(&self) -> &str {
+        self.node_name()
+    }
+
+    /// This scheduler, as the journal names a writer.
+    fn writer(&self) -> Writer {
+        Writer::Node {
+            node: self.node.clone(),
+        }
+    }
+
+    /// This scheduler's reaper, failing a run whose heartbeat said it was
+    /// alive until `heartbeat_until`.
+    fn reaper(&self, heartbeat_until: Option<DateTime<Utc>>) -> Writer {
+        Writer::Reaper {
+            node: self.node.clone(),
+            heartbeat_until,
+        }
+    }
+
+    fn node_name(&self) -> &str {
         &self.node
     }
 
@@ -431,13 +452,10 @@ impl Scheduler {
                 };
                 match verdict {
                     Some((outcome, reason)) => {
-                        state.end_unrun(unrun_entry(
-                            &schedule,
-                            occurrence,
-                            &occurrence_id,
-                            outcome,
-                            reason.clone(),
-                        ));
+                        state.end_unrun(
+                            unrun_entry(&schedule, occurrence, &occurrence_id, outcome, reason.clone()),
+                            &self.writer(),
+                        );
                         firings.push(firing(
                             &schedule,
                             occurrence,
@@ -587,7 +605,7 @@ impl Scheduler {
                         continue;
                     };
                     let lease_until = now + self.lease(&schedule.import_source_id);
-                    let entry = match state.take_over_occurrence(&entry.fence(), &self.node, lease_until) {
+                    let entry = match state.take_over_occurrence(&entry.fence(), &self.node, lease_until, now) {
                         Ok(entry) => entry,
                         Err(stale) => {
                             note_stale(&entry.fence(), "a take-over", stale);
@@ -617,7 +635,7 @@ impl Scheduler {
                         processed_at: None,
                         progress: None,
                     };
-                    if state.end_claimed(&entry.fence(), line).is_ok() {
+                    if state.end_claimed(&entry.fence(), line, &self.writer()).is_ok() {
                         firings.push(failed_firing(&entry, None, reason));
                     }
                 }
@@ -649,7 +667,7 @@ impl Scheduler {
         let reason = match (schedule, occurrence) {
             (Some(schedule), Some(occurrence)) if now - entry.nominal_time <= DEFAULT_CATCH_UP => {
                 let lease_until = now + self.lease(&schedule.import_source_id);
-                return match state.take_over_occurrence(&entry.fence(), &self.node, lease_until) {
+                return match state.take_over_occurrence(&entry.fence(), &self.node, lease_until, now) {
                     Ok(taken) => {
                         tracing::warn!(occurrence = %taken.occurrence_id, attempt = taken.attempt, %execution, "delivering again an occurrence whose run died with its node: the app goes on from its checkpoint");
                         Some(Claimed {
@@ -677,7 +695,13 @@ impl Scheduler {
                 .to_owned(),
         };
         if state
-            .fail(&entry.import_source_id, execution, reason.clone(), now)
+            .fail(
+                &entry.import_source_id,
+                execution,
+                reason.clone(),
+                now,
+                &self.reaper(entry.alive_until),
+            )
             .is_ok()
         {
             tracing::warn!(source = %entry.import_source_id, %execution, "failed a run that died with its node");
@@ -705,7 +729,13 @@ impl Scheduler {
             return;
         }
         if state
-            .fail(source_id, execution, stale_reason(execution, limit, started), now)
+            .fail(
+                source_id,
+                execution,
+                stale_reason(execution, limit, started),
+                now,
+                &self.reaper(entry.alive_until),
+            )
             .is_ok()
         {
             tracing::warn!(source = %source_id, %execution, "failed an execution left ingesting");
@@ -749,7 +779,10 @@ impl Scheduler {
             ));
         }
         let reason = stale_reason(&execution, limit, started);
-        if state.fail(source_id, &execution, reason, now).is_ok() {
+        if state
+            .fail(source_id, &execution, reason, now, &self.reaper(previous.alive_until))
+            .is_ok()
+        {
             tracing::warn!(source = %source_id, %execution, "failed an execution left ingesting");
         }
         None
@@ -804,13 +837,15 @@ impl Scheduler {
             FiringStatus::Completed => {
                 self.assets
                     .state()
-                    .end_occurrence(&fence, OccurrenceState::Completed, None, now)
+                    .end_occurrence(&fence, OccurrenceState::Completed, None, now, &self.writer())
             }
-            FiringStatus::Failed => {
-                self.assets
-                    .state()
-                    .end_occurrence(&fence, OccurrenceState::Failed, fired.reason.clone(), now)
-            }
+            FiringStatus::Failed => self.assets.state().end_occurrence(
+                &fence,
+                OccurrenceState::Failed,
+                fired.reason.clone(),
+                now,
+                &self.writer(),
+            ),
             // Accepted: the execution, when the app creates it, ends it; or
             // the lease runs out (see `recover`).
             _ => Ok(()),
@@ -847,12 +882,12 @@ impl Scheduler {
                 .filter(|e| Some(&e.id) != own.as_ref())
                 .map(|e| {
                     let line = &state.all_history()[e.history_index];
-                    let alive = line
+                    let beat = line
                         .occurrence_id
                         .as_deref()
                         .and_then(|o| state.occurrence(o))
-                        .is_some_and(|entry| entry.alive_at(Utc::now()));
-                    (e.id.clone(), e.scheduled, alive, line.started_at)
+                        .and_then(|entry| entry.alive_until);
+                    (e.id.clone(), e.scheduled, beat, line.started_at)
                 })
         };
         // An app cannot run past its limit (the host stops it there), so a
@@ -861,13 +896,18 @@ impl Scheduler {
         // died: fail it, or it blocks its source for ever. A manual run
         // belongs to no occurrence, and no scheduled delivery fails it.
         let limit = self.run_limit(source_id);
-        let running = running.filter(|(running, scheduled, alive, started)| {
+        let running = running.filter(|(running, scheduled, beat, started)| {
             let now = self.assets.clock().now();
-            if !scheduled || *alive || now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+            let alive = beat.is_some_and(|until| until > Utc::now());
+            if !scheduled || alive || now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
                 return true;
             }
             let reason = stale_reason(running, limit, *started);
-            if self.assets.fail_ingesting(source_id, &reason).is_some() {
+            if self
+                .assets
+                .fail_ingesting(source_id, &reason, &self.reaper(*beat))
+                .is_some()
+            {
                 tracing::warn!(source = %source_id, execution = %running, "failed an execution left ingesting");
             }
             false
@@ -884,6 +924,7 @@ impl Scheduler {
             let skipped = self.assets.state().end_claimed(
                 &fence,
                 unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Skipped, reason.clone()),
+                &self.writer(),
             );
             if let Err(stale) = skipped {
                 note_stale(&fence, "the skip", stale);
@@ -993,6 +1034,7 @@ impl Scheduler {
         let ended = self.assets.state().end_claimed(
             &fence,
             unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Failed, reason),
+            &self.writer(),
         );
         if let Err(stale) = ended {
             note_stale(&fence, "the failed delivery's end", stale);
@@ -1045,7 +1087,7 @@ impl Scheduler {
         let started = state
             .start_execution(&schedule.import_source_id, id.clone(), true, None, now)
             .map(|_| ());
-        let result = started.and_then(|_| state.complete(&schedule.import_source_id, &id, now));
+        let result = started.and_then(|_| state.complete(&schedule.import_source_id, &id, now, &self.writer()));
         state.annotate(&id, Some(schedule.id.clone()), Some(occurrence_id.to_owned()), None);
         let (status, reason) = match result {
             Ok(()) => (FiringStatus::Completed, None),

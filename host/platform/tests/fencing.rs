@@ -8,7 +8,9 @@
 //! app, coming late, must not start an execution; attempt 2's execution is
 //! linked and ends the occurrence.
 
+use assets_platform::assets::journal::{Act, Writer, Written};
 use assets_platform::assets::ledger::OccurrenceState;
+use assets_platform::assets::ExecutionStatus;
 use assets_platform::assets::{AssetsService, Delivery, ImportSource, Outcome, SourceType};
 use assets_platform::clock::{Clock, VirtualClock};
 use assets_platform::scheduler::{Callbacks, FiringStatus, Peers, Scheduler};
@@ -400,5 +402,57 @@ fn a_superseded_attempt_cannot_write_the_execution_that_passed_to_the_next() {
         ids,
         ["a1", "b1"],
         "attempt 1's chunk before the take-over and attempt 2's"
+    );
+    drop(state);
+
+    // The journal tells it: attempt 1's writes after the take-over, and the
+    // stranger's, each refused; the execution ended by attempt 2, which
+    // ended the occurrence.
+    let journal: Vec<Written> = service
+        .journal_page(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, w)| w)
+        .collect();
+    let took_over = journal
+        .iter()
+        .position(|w| w.act == Act::TookOver && w.refused.is_none())
+        .expect("the take-over is journaled");
+    assert_eq!(journal[took_over].attempt, Some(2));
+    let attempt_of = |w: &Written| match &w.by {
+        Writer::Delivery { delivery } => Some(delivery.fence.attempt),
+        _ => None,
+    };
+    let after = &journal[took_over..];
+    let stale: Vec<&Written> = after.iter().filter(|w| attempt_of(w) == Some(1)).collect();
+    assert_eq!(stale.len(), 2 * writes.len(), "{stale:?}");
+    assert!(
+        stale
+            .iter()
+            .all(|w| w.refused.is_some() && w.act == Act::Wrote && w.occurrence_id == occurrence),
+        "attempt 1's and the stranger's writes were refused: {stale:?}"
+    );
+    let effective: Vec<_> = after[1..]
+        .iter()
+        .filter(|w| w.refused.is_none() && w.occurrence_id == occurrence)
+        .map(|w| (w.act.clone(), attempt_of(w)))
+        .collect();
+    assert_eq!(
+        effective,
+        [
+            (
+                Act::ExecutionEnded {
+                    status: ExecutionStatus::Processing
+                },
+                Some(2)
+            ),
+            (
+                Act::Ended {
+                    state: OccurrenceState::Completed
+                },
+                Some(2)
+            ),
+        ],
+        "{after:?}"
     );
 }

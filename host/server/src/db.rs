@@ -19,6 +19,7 @@
 use crate::signing::ReplayRecord;
 use anyhow::Context as _;
 use assets_calendar::{FoldPolicy, Frequency, GapPolicy, MonthEndPolicy, Policies, Rule};
+use assets_platform::assets::journal::JournalPage;
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::model::{
     Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State,
@@ -114,8 +115,14 @@ ALTER TABLE executions ADD COLUMN created_by TEXT;
 ALTER TABLE occurrences ADD COLUMN alive_until TEXT;
 ";
 
+/// Version 6: the journal of fenced writes (`assets::journal`), JSON each,
+/// in the order they were made.
+const SCHEMA_V6: &str = "
+CREATE TABLE journal (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+";
+
 /// The migrations in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6];
 
 /// A SQLite database holding the mock's state, the apps' secrets and their
 /// storage.
@@ -343,6 +350,10 @@ impl SqliteStore {
                     ])?;
                 }
             }
+            let mut put_written = tx.prepare_cached("INSERT INTO journal (body) VALUES (?1)")?;
+            for written in &changes.journal {
+                put_written.execute([serde_json::to_string(written)?])?;
+            }
         }
         tx.commit().context("cannot commit to the database")?;
         Ok(())
@@ -405,6 +416,19 @@ impl StateStore for SqliteStore {
 
     fn load(&self) -> anyhow::Result<State> {
         load(&self.conn()).context("cannot read the state back from the database")
+    }
+
+    fn journal(&self, after: i64, limit: usize) -> anyhow::Result<JournalPage> {
+        let conn = self.conn();
+        let mut page = conn.prepare_cached("SELECT seq, body FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = page.query_map(params![after, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (seq, body) = row?;
+            Ok((seq, serde_json::from_str(&body)?))
+        })
+        .collect()
     }
 }
 
@@ -832,6 +856,7 @@ impl ReplayRecord for SqliteReplays {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use assets_platform::assets::journal::Writer;
     use assets_platform::assets::model::{AssetObject, DataChunk};
 
     #[cfg(unix)]
@@ -892,24 +917,27 @@ mod tests {
             state
                 .add_chunk("src", "e1", chunk("c1", &["a", "b"]), u64::MAX)
                 .unwrap();
-            state.complete("src", "e1", now).unwrap();
+            state.complete("src", "e1", now, &Writer::Api).unwrap();
             state.start_execution("src", "e2".into(), false, None, now).unwrap();
             state.add_chunk("src", "e2", chunk("c1", &["x"]), u64::MAX).unwrap();
-            state.end_unrun(HistoryEntry {
-                execution_id: None,
-                import_source_id: "src".into(),
-                scheduled: true,
-                schedule_id: Some("sched".into()),
-                occurrence_id: Some("occurrence-1".into()),
-                status: Outcome::Missed,
-                failure_reason: Some("missed: test".into()),
-                objects: 0,
-                started_at: now,
-                ended_at: Some(now),
-                invocations: None,
-                processed_at: None,
-                progress: None,
-            });
+            state.end_unrun(
+                HistoryEntry {
+                    execution_id: None,
+                    import_source_id: "src".into(),
+                    scheduled: true,
+                    schedule_id: Some("sched".into()),
+                    occurrence_id: Some("occurrence-1".into()),
+                    status: Outcome::Missed,
+                    failure_reason: Some("missed: test".into()),
+                    objects: 0,
+                    started_at: now,
+                    ended_at: Some(now),
+                    invocations: None,
+                    processed_at: None,
+                    progress: None,
+                },
+                &Writer::Api,
+            );
             let changes = state.take_changes();
             store.save(&state, changes).unwrap();
         }

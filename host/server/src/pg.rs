@@ -29,6 +29,7 @@
 use crate::db::{status_name, StoredSchedule};
 use crate::signing::ReplayRecord;
 use anyhow::Context as _;
+use assets_platform::assets::journal::JournalPage;
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::model::{Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, State};
 use assets_platform::assets::StateStore;
@@ -125,6 +126,10 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_
     // 4: where the advances asked so far take the shared virtual clock, so
     // two advances sent at once to two nodes add up (`reserve_advance`).
     "ALTER TABLE meta ADD COLUMN virtual_target TIMESTAMPTZ;",
+    // 5: the journal of fenced writes (`assets::journal`), JSON each, in
+    // commit order: the writes of one commit are made under the state lock,
+    // so sequence order is the order they were made in across the nodes.
+    "CREATE TABLE journal (seq BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, body TEXT NOT NULL);",
 ];
 
 /// Advisory lock keys (arbitrary, fixed).
@@ -548,7 +553,7 @@ impl StateStore for PgStore {
         let moved = self.clock_moved(&session);
         let result = (|| {
             let conn = session.conn()?;
-            write(conn, state, &changes, rev)?;
+            write(conn, state, &changes, rev, &self.node)?;
             conn.execute(
                 "UPDATE meta SET rev = $1, virtual_now = GREATEST(virtual_now, $2) WHERE id = 1",
                 &[&rev, &moved],
@@ -576,6 +581,20 @@ impl StateStore for PgStore {
         let mut state = load(&mut Link::new(self.conn()?))?;
         state.track_changes();
         Ok(state)
+    }
+
+    fn journal(&self, after: i64, limit: usize) -> anyhow::Result<JournalPage> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .conn()?
+            .query(
+                "SELECT seq, body FROM journal WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &limit],
+            )
+            .context("cannot read the journal from PostgreSQL")?;
+        rows.iter()
+            .map(|row| Ok((row.get(0), serde_json::from_str(row.get::<_, &str>(1))?)))
+            .collect()
     }
 }
 
@@ -622,7 +641,7 @@ fn migrate(conn: &mut Client) -> anyhow::Result<()> {
 }
 
 /// Writes the rows `changes` names, stamped `rev`, one statement per table.
-fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow::Result<()> {
+fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64, node: &str) -> anyhow::Result<()> {
     if !changes.workspaces.is_empty() {
         let ids: Vec<&String> = changes.workspaces.iter().collect();
         conn.execute(
@@ -787,6 +806,17 @@ fn write(conn: &mut Link, state: &State, changes: &Changes, rev: i64) -> anyhow:
                 &alive,
                 &rev,
             ],
+        )?;
+    }
+    if !changes.journal.is_empty() {
+        let bodies: Vec<String> = changes
+            .journal
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+        conn.execute(
+            "INSERT INTO journal (node, body) SELECT $1, body FROM unnest($2::text[]) WITH ORDINALITY AS t(body, n) ORDER BY n",
+            &[&node, &bodies],
         )?;
     }
     Ok(())

@@ -42,6 +42,7 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/_admin/apps", get(list_apps))
         .route("/_admin/importsource", post(create_import_source))
         .route("/_admin/occurrences", get(list_occurrences))
+        .route("/_admin/journal", get(read_journal))
         .route("/_admin/clock", get(read_clock))
         .route("/_admin/clock/advance", post(advance_clock))
         .route("/apps/{name}/webtrigger", post(webtrigger))
@@ -433,7 +434,7 @@ async fn buffer_body(State(server): State<Arc<Server>>, request: Request, next: 
 /// A known path with another method: JSON 405, like the API's own.
 async fn method_not_allowed(request: Request) -> Answer {
     let allowed: &'static [&'static str] = match request.uri().path() {
-        "/_admin/apps" | "/_admin/clock" | "/_admin/occurrences" => &["GET"],
+        "/_admin/apps" | "/_admin/clock" | "/_admin/occurrences" | "/_admin/journal" => &["GET"],
         _ => &["POST"],
     };
     error(ApiError::method_not_allowed(request.method().as_str(), allowed))
@@ -630,6 +631,59 @@ async fn list_occurrences(State(server): State<Arc<Server>>, headers: HeaderMap,
             )
         });
         Ok(json!({ "occurrences": page, "nextCursor": next }))
+    });
+    match result {
+        Ok(page) => json_answer(200, &page),
+        Err(e) => error(e),
+    }
+}
+
+/// The page of `GET /_admin/journal`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JournalQuery {
+    /// The sequence number after which the page starts (0: the first).
+    #[serde(default)]
+    after: i64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Largest page of `GET /_admin/journal`.
+const MAX_JOURNAL_PAGE: usize = 1000;
+
+/// `GET /_admin/journal[?after=SEQ][&limit=N]`: the fenced writes to
+/// occurrences and their executions, who made each and whether it took
+/// effect, oldest first (`assets::journal`), read from the database a page
+/// at a time; `next` is the `after` of the next page, `null` at the end.
+async fn read_journal(State(server): State<Arc<Server>>, headers: HeaderMap, uri: Uri) -> Answer {
+    let result = tokio::task::block_in_place(|| {
+        authorize(&server, &headers)?;
+        let query: JournalQuery = serde_urlencoded::from_str(uri.query().unwrap_or_default())
+            .map_err(|e| ApiError::invalid_field("query", format!("unreadable query string: {e}")))?;
+        let limit = query.limit.unwrap_or(MAX_JOURNAL_PAGE);
+        if limit == 0 || limit > MAX_JOURNAL_PAGE {
+            return Err(ApiError::invalid_field(
+                "limit",
+                format!("limit must be between 1 and {MAX_JOURNAL_PAGE}; got {limit}"),
+            ));
+        }
+        let page = server.assets.journal_page(query.after, limit).map_err(|e| {
+            tracing::error!("cannot read the journal: {e:#}");
+            ApiError::not_saved()
+        })?;
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|(seq, _)| *seq))
+            .flatten();
+        let writes: Vec<serde_json::Value> = page
+            .into_iter()
+            .map(|(seq, written)| {
+                let mut value = serde_json::to_value(written).unwrap_or_default();
+                value["seq"] = seq.into();
+                value
+            })
+            .collect();
+        Ok(json!({ "writes": writes, "next": next }))
     });
     match result {
         Ok(page) => json_answer(200, &page),

@@ -32,6 +32,7 @@ use crate::pg::{self, PgAppRows, PgReplays, PgStore};
 use crate::routes;
 use crate::signing::Verifier;
 use anyhow::Context as _;
+use assets_platform::assets::journal::Writer;
 use assets_platform::assets::{AssetsService, Quotas, SourceType, StateStore};
 use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::delivery::DeliveryPool;
@@ -555,7 +556,10 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
                 tracing::warn!(app = %name, %source, "a scheduled import the previous server was running is delivered again");
                 continue;
             }
-            if let Some(execution) = assets.fail_ingesting(&source, &reason) {
+            // The previous server's run, not resumable: a node's start-up
+            // failing it, as the journal says.
+            let by = Writer::Node { node: node.clone() };
+            if let Some(execution) = assets.fail_ingesting(&source, &reason, &by) {
                 tracing::warn!(app = %name, %source, %execution, "failed an import left running by the previous server");
             }
         }

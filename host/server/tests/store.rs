@@ -759,6 +759,10 @@ impl assets_platform::assets::StateStore for LostAnswer {
         self.inner.begin(state)
     }
 
+    fn journal(&self, after: i64, limit: usize) -> anyhow::Result<assets_platform::assets::journal::JournalPage> {
+        self.inner.journal(after, limit)
+    }
+
     fn release(&self) {
         self.inner.release()
     }

@@ -555,3 +555,22 @@ pub fn composed_importer() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/composed"))
         .join("http-json-importer.wasm")
 }
+
+/// Every page of the ledger, read from `server`.
+pub fn ledger(server: &Server) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/_admin/occurrences?cursor={c}"),
+            None => "/_admin/occurrences".to_owned(),
+        };
+        let (status, page) = server.call("GET", &path, None);
+        assert_eq!(status, 200, "{page}");
+        all.extend(page["occurrences"].as_array().unwrap().iter().cloned());
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return all,
+        }
+    }
+}

@@ -8,6 +8,8 @@
 //!   import history) and the lifecycle rules.
 //! - [`import_source`]: import sources and their kinds.
 //! - [`ledger`]: the occurrence ledger: what became of each occurrence.
+//! - [`journal`]: every fenced write to an occurrence, who made it, and
+//!   whether it took effect.
 //! - [`schedule`]: a schedule, its validation and its bookkeeping.
 //! - [`router`]: paths and methods to handlers; [`schedules`] handles the
 //!   import-schedule resource.
@@ -21,6 +23,7 @@
 pub mod body;
 pub mod error;
 pub mod import_source;
+pub mod journal;
 pub mod ledger;
 pub mod mapping;
 pub mod model;
@@ -99,6 +102,10 @@ pub trait StateStore: Send + Sync {
 
     /// Ends what [`StateStore::begin`] started when nothing changed.
     fn release(&self) {}
+
+    /// Up to `limit` journal entries with a sequence number above `after`,
+    /// oldest first, as stored ([`journal`]).
+    fn journal(&self, after: i64, limit: usize) -> anyhow::Result<journal::JournalPage>;
 }
 
 thread_local! {
@@ -497,6 +504,23 @@ impl AssetsService {
         state.commit().map_err(|_| ApiError::not_saved())
     }
 
+    /// Up to `limit` journal entries after sequence number `after`, oldest
+    /// first ([`journal`]): read from the durable store when there is one
+    /// (a node keeps none in memory), else from the in-memory mock's.
+    pub fn journal_page(&self, after: i64, limit: usize) -> anyhow::Result<journal::JournalPage> {
+        match &self.store {
+            // Whatever this node wrote and has not saved yet is saved when
+            // the state lock that wrote it was released; no lock is needed
+            // to read what is stored.
+            Some(store) => store.journal(after, limit),
+            None => Ok(self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .journal_page(after, limit)),
+        }
+    }
+
     /// The import history of `source_id`, oldest first.
     pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
         self.state().history(source_id)
@@ -505,12 +529,12 @@ impl AssetsService {
     /// Records a failure for the execution still ingesting for `source_id`,
     /// on the app's behalf (the app trapped or timed out). Returns the
     /// execution id, or `None` when no execution was left ingesting.
-    pub fn fail_ingesting(&self, source_id: &str, reason: &str) -> Option<String> {
+    pub fn fail_ingesting(&self, source_id: &str, reason: &str, by: &journal::Writer) -> Option<String> {
         let now = self.clock.now();
         let mut state = self.state();
         let id = state.ingesting(source_id)?.id.clone();
         let reason = model::fit_reason(reason);
-        state.fail(source_id, &id, reason, now).ok()?;
+        state.fail(source_id, &id, reason, now, by).ok()?;
         Some(id)
     }
 
@@ -524,7 +548,8 @@ impl AssetsService {
         let mut state = self.state();
         let id = state.ingesting_created_by(source_id, delivery)?.id.clone();
         let reason = model::fit_reason(reason);
-        state.fail(source_id, &id, reason, now).ok()?;
+        let by = journal::Writer::of(Some(delivery));
+        state.fail(source_id, &id, reason, now, &by).ok()?;
         Some(id)
     }
 

@@ -5,6 +5,7 @@
 //! requests into these calls.
 
 pub use super::import_source::{ImportSource, SourceType};
+use super::journal::{Act, Writer, Written};
 use super::ledger::{Fence, LedgerEntry, OccurrenceState, Stale};
 use super::schedule::Schedule;
 use super::{ApiError, Quotas};
@@ -454,6 +455,12 @@ pub struct State {
     /// applying another host's rows, forgetting, evicting) drops the entry,
     /// and the next chunk sums `objects` again. So it cannot drift.
     held_bytes: HashMap<String, u64>,
+    /// Journal entries not yet handed to a durable store (all of them for
+    /// the in-memory mock, which has none).
+    pub(super) journal: Vec<Written>,
+    /// How many journal entries a durable store was handed: the in-memory
+    /// journal's sequence numbers go on from there.
+    journal_handed: usize,
 }
 
 /// The ledger state of an occurrence that did not run, from its history line.
@@ -487,6 +494,8 @@ pub struct Changes {
     pub schedules: BTreeSet<String>,
     /// Ledger entries claimed or changed, by occurrence id.
     pub ledger: BTreeSet<String>,
+    /// Journal entries written, in order.
+    pub journal: Vec<Written>,
 }
 
 impl Changes {
@@ -501,6 +510,7 @@ impl Changes {
             && self.history.is_empty()
             && self.schedules.is_empty()
             && self.ledger.is_empty()
+            && self.journal.is_empty()
     }
 }
 
@@ -512,7 +522,55 @@ impl State {
 
     /// What changed since the last call (empty when not tracking).
     pub fn take_changes(&mut self) -> Changes {
-        self.changes.as_mut().map(std::mem::take).unwrap_or_default()
+        let Some(changes) = self.changes.as_mut() else {
+            return Changes::default();
+        };
+        let mut changes = std::mem::take(changes);
+        self.journal_handed += self.journal.len();
+        changes.journal = std::mem::take(&mut self.journal);
+        changes
+    }
+
+    /// Appends a write to the journal ([`super::journal`]), stored with the
+    /// change it belongs to.
+    // One argument per column of the record, each named at the call.
+    #[allow(clippy::too_many_arguments)]
+    pub fn journal(
+        &mut self,
+        at: DateTime<Utc>,
+        occurrence_id: &str,
+        attempt: Option<u32>,
+        execution_id: Option<&str>,
+        act: Act,
+        by: &Writer,
+        refused: Option<String>,
+    ) {
+        if let Some(why) = &refused {
+            tracing::warn!(occurrence = %occurrence_id, ?attempt, ?act, ?by, %why, "refused a stale write");
+        }
+        self.journal.push(Written {
+            at,
+            wall_at: Utc::now(),
+            occurrence_id: occurrence_id.to_owned(),
+            attempt,
+            execution_id: execution_id.map(str::to_owned),
+            act,
+            by: by.clone(),
+            refused,
+        });
+    }
+
+    /// The in-memory journal after sequence number `after`, at most
+    /// `limit` entries (the mock without a durable store).
+    pub fn journal_page(&self, after: i64, limit: usize) -> super::journal::JournalPage {
+        let first = usize::try_from(after).unwrap_or(0).saturating_sub(self.journal_handed);
+        self.journal
+            .iter()
+            .enumerate()
+            .skip(first)
+            .take(limit)
+            .map(|(i, w)| ((self.journal_handed + i + 1) as i64, w.clone()))
+            .collect()
     }
 
     /// Notes a change when tracking; free otherwise.
@@ -633,7 +691,17 @@ impl State {
             Some(fence) if scheduled => {
                 let entry = self.ledger.get_mut(&fence.occurrence_id).expect("found above");
                 if let Err(stale) = entry.held_by(fence) {
-                    tracing::warn!(%fence, %stale, "refused an execution from a superseded delivery");
+                    let refusal = Some(stale.to_string());
+                    let (occurrence, attempt) = (fence.occurrence_id.clone(), fence.attempt);
+                    self.journal(
+                        now,
+                        &occurrence,
+                        Some(attempt),
+                        Some(&id),
+                        Act::Linked,
+                        &Writer::of(by),
+                        refusal,
+                    );
                     return Err(ApiError::conflict(
                         "SUPERSEDED",
                         format!("{fence} may not start an execution: {stale}; this delivery is over"),
@@ -647,16 +715,26 @@ impl State {
         let occurrence = match entry {
             Some(entry) if entry.execution_id.is_none() => {
                 entry.execution_id = Some(id.clone());
-                Some((entry.schedule_id.clone(), entry.occurrence_id.clone()))
+                Some((entry.schedule_id.clone(), entry.occurrence_id.clone(), entry.attempt))
             }
             _ => None,
         };
-        if let Some((_, occurrence_id)) = &occurrence {
-            let occurrence_id = occurrence_id.clone();
+        let occurrence = occurrence.map(|(schedule_id, occurrence_id, attempt)| {
+            self.journal(
+                now,
+                &occurrence_id,
+                Some(attempt),
+                Some(&id),
+                Act::Linked,
+                &Writer::of(by),
+                None,
+            );
+            let changed = occurrence_id.clone();
             self.touch(|c| {
-                c.ledger.insert(occurrence_id);
+                c.ledger.insert(changed);
             });
-        }
+            (schedule_id, occurrence_id)
+        });
         let (schedule_id, occurrence_id) = occurrence.unzip();
         self.push_history(HistoryEntry {
             execution_id: Some(id.clone()),
@@ -863,10 +941,17 @@ impl State {
     /// Signals completion: the execution is `PROCESSING` for
     /// [`processing_time`] of its objects, then `DONE`. The app's part is
     /// over, so its history line and occurrence end as completed now.
-    pub fn complete(&mut self, source_id: &str, execution_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+    pub fn complete(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        now: DateTime<Utc>,
+        by: &Writer,
+    ) -> Result<(), ApiError> {
         let execution = self.ingesting_execution(source_id, execution_id, "completion can be signalled")?;
         execution.status = ExecutionStatus::Processing;
         let index = execution.history_index;
+        self.journal_execution_end(execution_id, ExecutionStatus::Processing, now, by);
         let entry = &mut self.history[index];
         entry.status = Outcome::Completed;
         entry.ended_at = Some(now);
@@ -875,7 +960,7 @@ impl State {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
         });
-        self.end_linked_occurrence(index, OccurrenceState::Completed, None, now);
+        self.end_linked_occurrence(index, OccurrenceState::Completed, None, now, by);
         Ok(())
     }
 
@@ -886,10 +971,12 @@ impl State {
         execution_id: &str,
         reason: String,
         now: DateTime<Utc>,
+        by: &Writer,
     ) -> Result<(), ApiError> {
         let execution = self.ingesting_execution(source_id, execution_id, "a failure can be reported")?;
         execution.status = ExecutionStatus::Failed;
         let index = execution.history_index;
+        self.journal_execution_end(execution_id, ExecutionStatus::Failed, now, by);
         let entry = &mut self.history[index];
         entry.status = Outcome::Failed;
         entry.failure_reason = Some(reason.clone());
@@ -898,15 +985,22 @@ impl State {
             c.executions.insert(execution_id.to_owned());
             c.history.insert(index);
         });
-        self.end_linked_occurrence(index, OccurrenceState::Failed, Some(reason), now);
+        self.end_linked_occurrence(index, OccurrenceState::Failed, Some(reason), now, by);
         Ok(())
     }
 
     /// Cancels an ingesting execution.
-    pub fn cancel(&mut self, source_id: &str, execution_id: &str, now: DateTime<Utc>) -> Result<(), ApiError> {
+    pub fn cancel(
+        &mut self,
+        source_id: &str,
+        execution_id: &str,
+        now: DateTime<Utc>,
+        by: &Writer,
+    ) -> Result<(), ApiError> {
         let execution = self.ingesting_execution(source_id, execution_id, "it can be cancelled")?;
         execution.status = ExecutionStatus::Cancelled;
         let index = execution.history_index;
+        self.journal_execution_end(execution_id, ExecutionStatus::Cancelled, now, by);
         let entry = &mut self.history[index];
         entry.status = Outcome::Cancelled;
         entry.ended_at = Some(now);
@@ -915,8 +1009,30 @@ impl State {
             c.history.insert(index);
         });
         let reason = format!("execution {execution_id} was cancelled before it completed");
-        self.end_linked_occurrence(index, OccurrenceState::Failed, Some(reason), now);
+        self.end_linked_occurrence(index, OccurrenceState::Failed, Some(reason), now, by);
         Ok(())
+    }
+
+    /// Journals the end of an execution a delivery created, under the
+    /// occurrence it was created for.
+    fn journal_execution_end(&mut self, execution_id: &str, status: ExecutionStatus, now: DateTime<Utc>, by: &Writer) {
+        let Some(creator) = self.executions.get(execution_id).and_then(|e| e.created_by.clone()) else {
+            return;
+        };
+        let attempt = match by {
+            Writer::Delivery { delivery } => Some(delivery.fence.attempt),
+            _ => self.ledger.get(&creator.fence.occurrence_id).map(|e| e.attempt),
+        };
+        let act = Act::ExecutionEnded { status };
+        self.journal(
+            now,
+            &creator.fence.occurrence_id,
+            attempt,
+            Some(execution_id),
+            act,
+            by,
+            None,
+        );
     }
 
     /// Adds a history line that has no execution.
@@ -932,7 +1048,7 @@ impl State {
     /// written) when the ledger has it already: claimed, it ends only
     /// through its attempt's fence ([`State::end_claimed`]); ended, it has
     /// its one terminal state.
-    pub fn end_unrun(&mut self, entry: HistoryEntry) -> bool {
+    pub fn end_unrun(&mut self, entry: HistoryEntry, by: &Writer) -> bool {
         let Some(occurrence_id) = entry.occurrence_id.clone() else {
             self.record(entry);
             return true;
@@ -941,6 +1057,8 @@ impl State {
             return false;
         }
         let now = entry.ended_at.unwrap_or(entry.started_at);
+        let state = unrun_state(entry.status);
+        self.journal(now, &occurrence_id, None, None, Act::Ended { state }, by, None);
         let ledger = LedgerEntry::ended(
             occurrence_id.clone(),
             entry.schedule_id.clone().unwrap_or_default(),
@@ -961,10 +1079,24 @@ impl State {
     /// Ends a claimed occurrence that did not run as its history line
     /// `entry` says (skipped, or failed without an execution), if `fence`
     /// still holds it; nothing is written otherwise.
-    pub fn end_claimed(&mut self, fence: &Fence, entry: HistoryEntry) -> Result<(), Stale> {
+    pub fn end_claimed(&mut self, fence: &Fence, entry: HistoryEntry, by: &Writer) -> Result<(), Stale> {
         let now = entry.ended_at.unwrap_or(entry.started_at);
-        let ledger = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
-        ledger.end(fence, unrun_state(entry.status), entry.failure_reason.clone(), now)?;
+        let state = unrun_state(entry.status);
+        let ended = match self.ledger.get_mut(&fence.occurrence_id) {
+            Some(ledger) => ledger.end(fence, state, entry.failure_reason.clone(), now),
+            None => Err(Stale::Unknown),
+        };
+        let refused = ended.as_ref().err().map(Stale::to_string);
+        self.journal(
+            now,
+            &fence.occurrence_id,
+            Some(fence.attempt),
+            None,
+            Act::Ended { state },
+            by,
+            refused,
+        );
+        ended?;
         self.release(&entry.import_source_id, &fence.occurrence_id);
         let id = fence.occurrence_id.clone();
         self.touch(|c| {
@@ -982,6 +1114,7 @@ impl State {
         state: OccurrenceState,
         reason: Option<String>,
         now: DateTime<Utc>,
+        by: &Writer,
     ) {
         let line = &self.history[index];
         let (Some(occurrence_id), Some(execution_id)) = (line.occurrence_id.clone(), line.execution_id.clone()) else {
@@ -994,6 +1127,16 @@ impl State {
         let fence = entry.fence();
         if entry.execution_id.as_deref() == Some(execution_id.as_str()) && entry.end(&fence, state, reason, now).is_ok()
         {
+            let act = Act::Ended { state };
+            self.journal(
+                now,
+                &occurrence_id,
+                Some(fence.attempt),
+                Some(&execution_id),
+                act,
+                by,
+                None,
+            );
             self.release(&source_id, &occurrence_id);
             self.touch(|c| {
                 c.ledger.insert(occurrence_id);
@@ -1185,6 +1328,14 @@ impl State {
         if !entry.state.is_terminal() {
             self.delivering.insert(entry.import_source_id.clone(), id.clone());
         }
+        let by = Writer::Node {
+            node: entry.lease_owner.clone().unwrap_or_default(),
+        };
+        let act = match entry.state {
+            OccurrenceState::Delivering => Act::Claimed,
+            state => Act::Ended { state },
+        };
+        self.journal(entry.claimed_at, &id, Some(entry.attempt), None, act, &by, None);
         self.ledger.insert(id.clone(), entry);
         self.touch(|c| {
             c.ledger.insert(id);
@@ -1201,10 +1352,25 @@ impl State {
         state: OccurrenceState,
         reason: Option<String>,
         now: DateTime<Utc>,
+        by: &Writer,
     ) -> Result<(), Stale> {
-        let entry = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
-        entry.end(fence, state, reason, now)?;
-        let source_id = entry.import_source_id.clone();
+        let ended = match self.ledger.get_mut(&fence.occurrence_id) {
+            Some(entry) => entry
+                .end(fence, state, reason, now)
+                .map(|()| entry.import_source_id.clone()),
+            None => Err(Stale::Unknown),
+        };
+        let refused = ended.as_ref().err().map(Stale::to_string);
+        self.journal(
+            now,
+            &fence.occurrence_id,
+            Some(fence.attempt),
+            None,
+            Act::Ended { state },
+            by,
+            refused,
+        );
+        let source_id = ended?;
         self.release(&source_id, &fence.occurrence_id);
         let id = fence.occurrence_id.clone();
         self.touch(|c| {
@@ -1245,10 +1411,24 @@ impl State {
         fence: &Fence,
         owner: &str,
         lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
     ) -> Result<LedgerEntry, Stale> {
-        let entry = self.ledger.get_mut(&fence.occurrence_id).ok_or(Stale::Unknown)?;
-        entry.take_over(fence, owner, lease_until)?;
-        let taken = entry.clone();
+        let taken = match self.ledger.get_mut(&fence.occurrence_id) {
+            Some(entry) => entry.take_over(fence, owner, lease_until).map(|_| entry.clone()),
+            None => Err(Stale::Unknown),
+        };
+        let by = Writer::Node { node: owner.to_owned() };
+        let refused = taken.as_ref().err().map(Stale::to_string);
+        self.journal(
+            now,
+            &fence.occurrence_id,
+            Some(fence.attempt + 1),
+            None,
+            Act::TookOver,
+            &by,
+            refused,
+        );
+        let taken = taken?;
         let id = fence.occurrence_id.clone();
         self.touch(|c| {
             c.ledger.insert(id);

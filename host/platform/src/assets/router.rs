@@ -7,6 +7,7 @@
 //! with JSON bodies, so a client's mistake is never mistaken for a server
 //! fault. HEAD is answered wherever GET is, as GET is, without the body.
 
+use super::journal::{Act, Writer};
 use super::mapping::{self, Mapping};
 use super::model::{
     bounded_chunk_id, AssetObject, DataChunk, Execution, ExecutionStatus, Progress, MAX_FAILURE_REASON_CHARS,
@@ -345,10 +346,23 @@ impl<'a> SourceRoute<'a> {
     /// is made under, so no take-over can slip in between. Every handler
     /// that changes an execution takes the state this way.
     fn writing(&self, execution_id: &str) -> Result<StateGuard<'a>, ApiError> {
-        let state = self.service.state();
+        let mut state = self.service.state();
         state.source(self.workspace_id, self.source_id)?;
         if let Some(delivery) = self.by {
-            state.may_write(execution_id, delivery)?;
+            if let Err(refusal) = state.may_write(execution_id, delivery) {
+                // Journaled under the occurrence the execution belongs to.
+                let occurrence = state
+                    .execution_by_id(execution_id)
+                    .and_then(|e| e.created_by.as_ref())
+                    .map(|creator| creator.fence.occurrence_id.clone())
+                    .unwrap_or_default();
+                let now = self.service.clock().now();
+                let why = Some(refusal.message.clone());
+                let attempt = Some(delivery.fence.attempt);
+                let by = Writer::of(Some(delivery));
+                state.journal(now, &occurrence, attempt, Some(execution_id), Act::Wrote, &by, why);
+                return Err(refusal);
+            }
         }
         Ok(state)
     }
@@ -497,7 +511,7 @@ impl<'a> SourceRoute<'a> {
                     &json!({ "result": "success", "objectsAccepted": accepted, "completed": true }),
                 ));
             }
-            state.complete(self.source_id, execution_id, now)?;
+            state.complete(self.source_id, execution_id, now, &Writer::of(self.by))?;
         }
         Ok(Response::json(
             200,
@@ -722,7 +736,7 @@ impl<'a> SourceRoute<'a> {
         let _: NoFields = body::parse_or_default(body)?;
         let now = self.service.clock().now();
         let mut state = self.writing(execution_id)?;
-        state.complete(self.source_id, execution_id, now)?;
+        state.complete(self.source_id, execution_id, now, &Writer::of(self.by))?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 
@@ -751,14 +765,20 @@ impl<'a> SourceRoute<'a> {
         }
         let now = self.service.clock().now();
         let mut state = self.writing(execution_id)?;
-        state.fail(self.source_id, execution_id, report.failure_reason, now)?;
+        state.fail(
+            self.source_id,
+            execution_id,
+            report.failure_reason,
+            now,
+            &Writer::of(self.by),
+        )?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 
     fn cancel(&self, execution_id: &str) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
         let mut state = self.writing(execution_id)?;
-        state.cancel(self.source_id, execution_id, now)?;
+        state.cancel(self.source_id, execution_id, now, &Writer::of(self.by))?;
         Ok(Response::json(200, &json!({ "result": "success" })))
     }
 

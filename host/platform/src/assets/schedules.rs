@@ -4,6 +4,7 @@
 //! [`super::schedule`].
 
 use super::body;
+use super::journal::Writer;
 use super::model::{HistoryEntry, Outcome, State};
 use super::schedule::{check_once_start, occurrence_id, timestamp, validate, Schedule, ScheduleFields};
 use super::ApiError;
@@ -194,7 +195,7 @@ fn settle(
     for occurrence in &due {
         let id = occurrence_id(&schedule.id, occurrence.instant);
         let why = reason(timestamp(occurrence.instant));
-        state.end_unrun(unrun_entry(schedule, occurrence, &id, outcome, why));
+        state.end_unrun(unrun_entry(schedule, occurrence, &id, outcome, why), &Writer::Api);
     }
     if let (Some(last), Some(s)) = (due.last(), state.schedule_mut(&schedule.id)) {
         s.handled_until = last.instant;

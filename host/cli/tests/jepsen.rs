@@ -1,0 +1,694 @@
+//! A Jepsen-style test of the occurrence ledger: three `assets-host serve`
+//! nodes on one PostgreSQL, behind a round-robin proxy, on one shared
+//! virtual clock, under a seeded random schedule of faults — `kill -9`,
+//! SIGTERM, SIGSTOP past the node's lease (then SIGCONT, so the stale node
+//! wakes up mid-run), every database connection cut — and of schedule
+//! changes (a new rule, pause, resume, delete), each during or between clock
+//! advances. Then a checker reads what the platform recorded — the ledger,
+//! every source's history, and the journal of every fenced write — and
+//! verifies, with an oracle that shares no code with the platform (the
+//! calendar crate and this file):
+//!
+//! 1. every occurrence due in the window, under the rules each schedule had
+//!    when, is in the ledger exactly once and ends in exactly one terminal
+//!    state, with a reason unless completed; what fell due while paused is
+//!    skipped; nothing else is in the ledger;
+//! 2. at most one execution per occurrence completes, and it is the one the
+//!    ledger links;
+//! 3. no execution is failed except by the attempt that holds its
+//!    occurrence, by a reaper after the run's heartbeat had lapsed, or by a
+//!    node's start-up;
+//! 4. no write from a superseded attempt took effect: each effective write
+//!    of an attempt is made while that attempt holds the occurrence (as the
+//!    journal's claims and take-overs say), an ended occurrence is written
+//!    no more, and the journal's last word on each occurrence is the
+//!    ledger's.
+//!
+//! `make test` runs a bounded schedule; `make soak` a longer one with more
+//! seeds (`ASSETS_JEPSEN_STEPS`, `ASSETS_JEPSEN_SEEDS`). A failure prints
+//! its seed. Needs `ASSETS_TEST_PG`.
+
+mod common;
+
+use common::{fresh_postgres, ledger, temp_dir, Port, Proxy, Server};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+type Utc = chrono::DateTime<chrono::Utc>;
+
+const NODES: usize = 3;
+const DAILY: usize = 24;
+const WEEKLY: usize = 6;
+const OBJECTS: u64 = 20;
+/// Clock advance per step.
+const STEP_SECS: u64 = 8 * 3600;
+const CLOCK_START: &str = "2026-03-01T00:00:00Z";
+/// How long a SIGSTOPped node stays stopped: past its node lease (5 s) and
+/// its runs' heartbeats (20 s), so the others take its work over.
+const STOPPED_FOR: Duration = Duration::from_secs(22);
+const SETTLE_HOURS: usize = 24;
+const HANG_GUARD: Duration = Duration::from_secs(300);
+const ZONES: [&str; 4] = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"];
+
+/// One stretch of a schedule's life under one rule.
+#[derive(Clone)]
+struct Segment {
+    rule: assets_calendar::Rule,
+    /// Occurrences at or after this instant (`inclusive`), or after it.
+    from: Utc,
+    inclusive: bool,
+    /// Up to and including this instant; `None`: still going.
+    to: Option<Utc>,
+    paused: bool,
+}
+
+impl Segment {
+    fn occurrences(&self, end: Utc) -> Vec<Utc> {
+        // What falls due while paused is recorded (skipped) when the
+        // schedule is resumed or deleted, not before.
+        if self.paused && self.to.is_none() {
+            return Vec::new();
+        }
+        let to = self.to.unwrap_or(end).min(end);
+        self.rule
+            .occurrences()
+            .map(|o| o.instant)
+            .skip_while(|&i| i < self.from || (i == self.from && !self.inclusive))
+            .take_while(|&i| i <= to)
+            .collect()
+    }
+}
+
+/// What the test did to a schedule, as the oracle sees it.
+struct Tracked {
+    id: String,
+    source: String,
+    frequency: &'static str,
+    zone: chrono_tz::Tz,
+    segments: Vec<Segment>,
+    deleted: bool,
+}
+
+impl Tracked {
+    fn current(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("a schedule has a segment")
+    }
+
+    fn rule(&self, start: Utc) -> assets_calendar::Rule {
+        assets_calendar::Rule::new(
+            assets_calendar::Frequency::parse(self.frequency).unwrap(),
+            start,
+            self.zone,
+            assets_calendar::Policies::default(),
+        )
+    }
+}
+
+struct Cluster {
+    db: String,
+    dir: std::path::PathBuf,
+    ports: Vec<Port>,
+    nodes: Vec<Option<Server>>,
+    proxy: Proxy,
+    public_url: String,
+}
+
+impl Cluster {
+    fn args(&self) -> Vec<&str> {
+        vec![
+            "--public-url",
+            &self.public_url,
+            "--clock",
+            "virtual",
+            "--clock-start",
+            CLOCK_START,
+            "--objects",
+            "20",
+            "--run-timeout-secs",
+            "30",
+        ]
+    }
+
+    fn start(&mut self, i: usize) {
+        let log = self.dir.join(format!("node{i}.{}.log", uuid::Uuid::new_v4().simple()));
+        let node = Server::launch(std::ffi::OsStr::new(&self.db), log, &self.ports[i], &self.args());
+        self.nodes[i] = Some(node);
+        self.proxy.set_alive(i, true);
+    }
+
+    fn alive(&self) -> Vec<usize> {
+        (0..NODES).filter(|&i| self.nodes[i].is_some()).collect()
+    }
+
+    fn node(&self, i: usize) -> &Server {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    fn any(&self) -> &Server {
+        self.node(self.alive()[0])
+    }
+
+    /// Cuts every connection to the test's database, as a restart of the
+    /// database server or a network cut does.
+    fn cut_database(&self) {
+        let name = self.db.rsplit('/').next().unwrap();
+        let mut admin = postgres::Client::connect(&self.db, postgres::NoTls).unwrap();
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .unwrap();
+    }
+}
+
+fn signal(node: &Server, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name}");
+}
+
+/// The shared virtual clock, as `server` reads it.
+fn clock(server: &Server) -> Utc {
+    let (status, clock) = server.call("GET", "/_admin/clock", None);
+    assert_eq!(status, 200, "{clock}");
+    clock["now"].as_str().unwrap().parse().unwrap()
+}
+
+/// Waits until the ledger holds an occurrence due after `from`, or the
+/// advance has ended: a fault then lands mid-advance, among deliveries.
+fn wait_for_a_claim<T>(server: &Server, from: Utc, advance: &std::thread::JoinHandle<T>) {
+    let cursor = format!("{}_", from.timestamp_nanos_opt().unwrap());
+    let guard = Instant::now() + HANG_GUARD;
+    while !advance.is_finished() {
+        let (status, page) = server.call("GET", &format!("/_admin/occurrences?cursor={cursor}&limit=1"), None);
+        if status != 200 || page["occurrences"].as_array().is_some_and(|o| !o.is_empty()) {
+            return;
+        }
+        assert!(Instant::now() < guard, "hang guard: no claim after {from}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `server` reads at least `runs` occurrences whose app is
+/// running (delivering, with an execution), or the advance has ended: a
+/// node stopped then is likely running one of them.
+fn wait_for_runs<T>(server: &Server, runs: usize, advance: &std::thread::JoinHandle<T>) {
+    let guard = Instant::now() + HANG_GUARD;
+    while !advance.is_finished() {
+        let (status, page) = server.call("GET", "/_admin/occurrences?state=delivering", None);
+        let running = page["occurrences"]
+            .as_array()
+            .map_or(0, |o| o.iter().filter(|e| e["executionId"].is_string()).count());
+        if status != 200 || running >= runs {
+            return;
+        }
+        assert!(Instant::now() < guard, "hang guard: no {runs} runs going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every page of the journal.
+fn journal(server: &Server) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let (status, page) = server.call("GET", &format!("/_admin/journal?after={after}"), None);
+        assert_eq!(status, 200, "{page}");
+        all.extend(page["writes"].as_array().unwrap().iter().cloned());
+        match page["next"].as_i64() {
+            Some(next) => after = next,
+            None => return all,
+        }
+    }
+}
+
+#[test]
+fn the_ledger_holds_under_a_seeded_schedule_of_faults() {
+    let steps: u64 = std::env::var("ASSETS_JEPSEN_STEPS")
+        .map(|s| s.parse().expect("ASSETS_JEPSEN_STEPS is a number"))
+        .unwrap_or(12);
+    let seeds: Vec<u64> = std::env::var("ASSETS_JEPSEN_SEEDS")
+        .map(|s| {
+            s.split(',')
+                .map(|n| n.trim().parse().expect("seeds are numbers"))
+                .collect()
+        })
+        .unwrap_or_else(|_| vec![0x1e95e4]);
+    for seed in seeds {
+        eprintln!("jepsen: seed {seed}, {steps} steps");
+        let outcome = std::panic::catch_unwind(|| run(seed, steps));
+        if let Err(panic) = outcome {
+            eprintln!("jepsen: seed {seed} failed; run it again with ASSETS_JEPSEN_SEEDS={seed}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn run(seed: u64, steps: u64) {
+    let started = Instant::now();
+    let ports: Vec<Port> = (0..NODES).map(|_| Port::new()).collect();
+    let proxy = Proxy::start(ports.iter().map(Port::number).collect());
+    let mut cluster = Cluster {
+        db: fresh_postgres(),
+        dir: temp_dir(),
+        ports,
+        nodes: (0..NODES).map(|_| None).collect(),
+        public_url: proxy.url.clone(),
+        proxy,
+    };
+    for i in 0..NODES {
+        cluster.start(i);
+    }
+    let workspace = cluster.node(0).app().workspace_id.clone();
+    let callback = format!("{}/apps/demo/webtrigger", cluster.public_url);
+    let created: Utc = CLOCK_START.parse().unwrap();
+
+    let mut schedules: Vec<Tracked> = Vec::new();
+    for i in 0..DAILY + WEEKLY {
+        let node = cluster.node(i % NODES);
+        let (status, source) = node.call(
+            "POST",
+            "/_admin/importsource",
+            Some(json!({"workspaceId": workspace, "type": "external", "app": "demo"})),
+        );
+        assert_eq!(status, 201, "{source}");
+        let source = source["id"].as_str().unwrap().to_owned();
+        let frequency = if i < DAILY { "DAILY" } else { "WEEKLY" };
+        let zone_name = ZONES[i % ZONES.len()];
+        let start = format!("2026-03-01T{:02}:30:00Z", (i % 8) * 3);
+        let (status, body) = node.call(
+            "POST",
+            &format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}/importschedule"),
+            Some(
+                json!({"runFrequency": frequency, "startTime": start, "timezone": zone_name, "callbackUrl": callback}),
+            ),
+        );
+        assert_eq!(status, 201, "{body}");
+        let mut tracked = Tracked {
+            id: body["id"].as_str().unwrap().to_owned(),
+            source,
+            frequency,
+            zone: zone_name.parse().unwrap(),
+            segments: Vec::new(),
+            deleted: false,
+        };
+        let rule = tracked.rule(start.parse().unwrap());
+        tracked.segments.push(Segment {
+            rule,
+            from: created,
+            inclusive: true,
+            to: None,
+            paused: false,
+        });
+        schedules.push(tracked);
+    }
+
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
+    for _ in 0..steps {
+        let alive = cluster.alive();
+        let advancer = alive[rng.usize(..alive.len())];
+        let from = clock(cluster.node(advancer));
+        let base = cluster.node(advancer).base.clone();
+        let advance = std::thread::spawn(move || {
+            ureq::post(&format!("{base}/_admin/clock/advance"))
+                .timeout(Duration::from_secs(600))
+                .send_string(&json!({ "seconds": STEP_SECS }).to_string())
+                .map(|r| r.status())
+                .map_err(|e| e.to_string())
+        });
+        let fault = ["none", "kill -9", "SIGTERM", "SIGSTOP", "database cut", "none"][rng.usize(..6)];
+        *faults.entry(fault).or_default() += 1;
+        let mut stopped = None;
+        let mut terminated = None;
+        match fault {
+            "kill -9" | "SIGTERM" | "SIGSTOP" if cluster.alive().len() > 1 => {
+                wait_for_a_claim(cluster.node(advancer), from, &advance);
+                wait_for_runs(cluster.node(advancer), 1, &advance);
+                let victim = rng.usize(..NODES);
+                if let Some(node) = cluster.nodes[victim].take() {
+                    cluster.proxy.set_alive(victim, false);
+                    match fault {
+                        "kill -9" => node.kill_9(),
+                        "SIGTERM" => {
+                            signal(&node, "TERM");
+                            terminated = Some(std::thread::spawn(move || node.wait_exit()));
+                        }
+                        _ => {
+                            signal(&node, "STOP");
+                            stopped = Some((victim, node));
+                        }
+                    }
+                }
+            }
+            "database cut" => {
+                wait_for_a_claim(cluster.node(advancer), from, &advance);
+                cluster.cut_database();
+            }
+            _ => {}
+        }
+        if let Some((victim, node)) = stopped.take() {
+            // Past its lease: the others take its work over (their own
+            // scheduler passes run every second), and the clock moves on
+            // without it. Then it wakes up, mid-run, holding nothing.
+            std::thread::sleep(STOPPED_FOR);
+            if let Some(other) = cluster.alive().first() {
+                cluster.node(*other).advance(600);
+            }
+            signal(&node, "CONT");
+            cluster.nodes[victim] = Some(node);
+            cluster.proxy.set_alive(victim, true);
+        }
+        let answered = advance.join().unwrap();
+        assert!(
+            answered == Ok(200) || cluster.nodes[advancer].is_none(),
+            "advance on a live node: {answered:?}"
+        );
+        if let Some(exit) = terminated {
+            exit.join().expect("a node stopped by SIGTERM exits 0");
+        }
+        // A schedule change, now and then, with no advance in flight: the
+        // clock it is made at is the oracle's.
+        if rng.u8(..3) == 0 {
+            change_a_schedule(&cluster, &workspace, &mut schedules, &mut rng, &mut faults);
+        }
+        for i in 0..NODES {
+            if cluster.nodes[i].is_none() && rng.bool() {
+                cluster.start(i);
+            }
+        }
+    }
+    for i in 0..NODES {
+        if cluster.nodes[i].is_none() {
+            cluster.start(i);
+        }
+    }
+
+    // Settle, as the cluster test does: an hour at a time while anything is
+    // delivering, then within a hang guard for heartbeats to lapse.
+    let mut hours = 0;
+    let mut guard = None;
+    loop {
+        let delivering = ledger(cluster.node(0))
+            .iter()
+            .filter(|e| e["state"] == "delivering")
+            .count();
+        if delivering == 0 {
+            break;
+        }
+        if hours < SETTLE_HOURS {
+            cluster.node(0).advance(3600);
+            hours += 1;
+            continue;
+        }
+        let guard = *guard.get_or_insert_with(|| Instant::now() + HANG_GUARD);
+        assert!(
+            Instant::now() < guard,
+            "seed {seed}: hang guard: {delivering} occurrences still delivering after {hours} clock hours"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let end = clock(cluster.node(0));
+    let entries = ledger(cluster.node(1));
+    let writes = journal(cluster.node(2));
+    check(seed, &cluster, &workspace, &schedules, end, &entries, &writes);
+    // Refusals by act, and whether the writer was superseded or came after
+    // the end (a callback's end after its execution had ended it).
+    let mut refused: BTreeMap<String, usize> = BTreeMap::new();
+    for w in writes.iter().filter(|w| w["refused"].is_string()) {
+        let why = w["refused"].as_str().unwrap_or_default();
+        let kind = if why.contains("already ended") {
+            "after the end"
+        } else {
+            "superseded"
+        };
+        let act = w["act"].as_str().unwrap_or_default();
+        *refused.entry(format!("{act} ({kind})")).or_default() += 1;
+    }
+    eprintln!(
+        "jepsen: seed {seed}: {} occurrences, {} journal writes (refused as stale: {refused:?}), faults {faults:?}, {:.0} s",
+        entries.len(),
+        writes.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn change_a_schedule(
+    cluster: &Cluster,
+    workspace: &str,
+    schedules: &mut [Tracked],
+    rng: &mut fastrand::Rng,
+    faults: &mut BTreeMap<&str, usize>,
+) {
+    let node = cluster.node(cluster.alive()[rng.usize(..cluster.alive().len())]);
+    let now = clock(node);
+    let i = rng.usize(..schedules.len());
+    let tracked = &mut schedules[i];
+    if tracked.deleted {
+        return;
+    }
+    let path = format!(
+        "/jsm/assets/workspace/{workspace}/v1/importsource/{}/importschedule/{}",
+        tracked.source, tracked.id
+    );
+    let paused = tracked.current().paused;
+    let change = match (paused, rng.u8(..3)) {
+        (true, 0) => "delete",
+        (true, _) => "resume",
+        (false, 0) => "delete",
+        (false, 1) => "pause",
+        (false, _) => "new rule",
+    };
+    *faults.entry(change).or_default() += 1;
+    let (status, body) = match change {
+        "delete" => node.call("DELETE", &path, None),
+        "pause" => node.call("PUT", &path, Some(json!({"isActive": false}))),
+        "resume" => node.call("PUT", &path, Some(json!({"isActive": true}))),
+        _ => {
+            // A minute no first rule uses, so the two rules never share an
+            // instant.
+            let start = format!("2026-03-01T{:02}:45:00Z", rng.u8(..24));
+            let answer = node.call("PUT", &path, Some(json!({"startTime": start})));
+            let rule = tracked.rule(start.parse().unwrap());
+            tracked.current().to = Some(now);
+            tracked.segments.push(Segment {
+                rule,
+                from: now,
+                inclusive: true,
+                to: None,
+                paused: false,
+            });
+            answer
+        }
+    };
+    assert!(status == 200 || status == 204, "{change}: {status} {body}");
+    let rule = tracked.current().rule.clone();
+    match change {
+        "delete" => {
+            tracked.current().to = Some(now);
+            tracked.deleted = true;
+        }
+        "pause" | "resume" => {
+            tracked.current().to = Some(now);
+            tracked.segments.push(Segment {
+                rule,
+                from: now,
+                inclusive: false,
+                to: None,
+                paused: change == "pause",
+            });
+        }
+        _ => {}
+    }
+}
+
+fn check(
+    seed: u64,
+    cluster: &Cluster,
+    workspace: &str,
+    schedules: &[Tracked],
+    end: Utc,
+    entries: &[Value],
+    writes: &[Value],
+) {
+    let due = |e: &Value| -> Utc { e["nominalTime"].as_str().unwrap().parse().unwrap() };
+    let id_of = |e: &Value| e["occurrenceId"].as_str().unwrap().to_owned();
+
+    // 1. The ledger is the oracle's set, each once, each ended.
+    let mut expected: BTreeMap<(String, Utc), bool> = BTreeMap::new();
+    for tracked in schedules {
+        for segment in &tracked.segments {
+            for instant in segment.occurrences(end) {
+                expected.insert((tracked.id.clone(), instant), segment.paused);
+            }
+        }
+    }
+    let found: Vec<(String, Utc)> = entries
+        .iter()
+        .map(|e| (e["scheduleId"].as_str().unwrap().to_owned(), due(e)))
+        .collect();
+    let found_set: BTreeSet<(String, Utc)> = found.iter().cloned().collect();
+    assert_eq!(
+        found_set.len(),
+        found.len(),
+        "seed {seed}: an occurrence is in the ledger twice"
+    );
+    let wanted: BTreeSet<(String, Utc)> = expected.keys().cloned().collect();
+    let lost: Vec<_> = wanted.difference(&found_set).collect();
+    let extra: Vec<_> = found_set.difference(&wanted).collect();
+    assert!(
+        lost.is_empty() && extra.is_empty(),
+        "seed {seed}: the ledger is not the oracle's set up to {end}: lost {lost:?}, not expected {extra:?}"
+    );
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    for e in entries {
+        let state = e["state"].as_str().unwrap();
+        *states.entry(state.to_owned()).or_default() += 1;
+        assert!(
+            ["completed", "failed", "skipped", "missed"].contains(&state),
+            "seed {seed}: not terminal: {e}"
+        );
+        if state != "completed" {
+            assert!(
+                e["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "seed {seed}: no reason: {e}"
+            );
+        }
+        let key = (e["scheduleId"].as_str().unwrap().to_owned(), due(e));
+        if expected[&key] {
+            assert_eq!(state, "skipped", "seed {seed}: fell due while paused: {e}");
+        }
+    }
+    // The run did run: most of what was due completed.
+    let completed = states.get("completed").copied().unwrap_or_default();
+    assert!(
+        completed * 2 > entries.len(),
+        "seed {seed}: only {completed} of {} occurrences completed: {states:?}",
+        entries.len()
+    );
+
+    // 2. At most one completed execution per occurrence: the linked one.
+    let mut completed_by_occurrence: HashMap<String, Vec<String>> = HashMap::new();
+    for tracked in schedules {
+        let path = format!(
+            "/jsm/assets/workspace/{workspace}/v1/importsource/{}/history?limit=1000",
+            tracked.source
+        );
+        let (status, lines) = cluster.any().call("GET", &path, None);
+        assert_eq!(status, 200, "{lines}");
+        for line in lines.as_array().unwrap() {
+            assert_ne!(line["status"], "running", "seed {seed}: {line}");
+            if line["status"] == "completed" {
+                assert_eq!(line["objects"].as_u64(), Some(OBJECTS), "seed {seed}: {line}");
+                if let Some(occurrence) = line["occurrenceId"].as_str() {
+                    completed_by_occurrence
+                        .entry(occurrence.to_owned())
+                        .or_default()
+                        .push(line["executionId"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+        }
+    }
+    let by_id: HashMap<String, &Value> = entries.iter().map(|e| (id_of(e), e)).collect();
+    for (occurrence, executions) in &completed_by_occurrence {
+        assert_eq!(
+            executions.len(),
+            1,
+            "seed {seed}: {occurrence} completed twice: {executions:?}"
+        );
+        let entry = by_id[occurrence];
+        assert_eq!(
+            (entry["state"].as_str(), entry["executionId"].as_str()),
+            (Some("completed"), Some(executions[0].as_str())),
+            "seed {seed}: the completed execution is not the one the ledger links"
+        );
+    }
+    for e in entries.iter().filter(|e| e["state"] == "completed") {
+        assert!(
+            completed_by_occurrence.contains_key(&id_of(e)),
+            "seed {seed}: completed without a completed execution: {e}"
+        );
+    }
+
+    // 3 and 4: the journal, replayed in commit order.
+    let mut holder: HashMap<String, u64> = HashMap::new();
+    let mut ended: HashMap<String, String> = HashMap::new();
+    for w in writes {
+        if w["refused"].is_string() {
+            continue;
+        }
+        let occurrence = w["occurrenceId"].as_str().unwrap().to_owned();
+        let attempt = w["attempt"].as_u64();
+        let act = w["act"].as_str().unwrap();
+        let by = &w["by"];
+        assert!(
+            !ended.contains_key(&occurrence) || !matches!(act, "claimed" | "tookOver" | "ended" | "linked"),
+            "seed {seed}: a write to an occurrence that had ended took effect: {w}"
+        );
+        match act {
+            "claimed" => {
+                assert_eq!(attempt, Some(1), "seed {seed}: {w}");
+                holder.insert(occurrence, 1);
+                continue;
+            }
+            "tookOver" => {
+                let held = holder.get(&occurrence).copied();
+                assert_eq!(
+                    attempt,
+                    held.map(|a| a + 1),
+                    "seed {seed}: a take-over not of the attempt that held it: {w}"
+                );
+                holder.insert(occurrence, attempt.unwrap());
+                continue;
+            }
+            _ => {}
+        }
+        let held = holder.get(&occurrence).copied();
+        if by["kind"] == "delivery" {
+            // A delivery's write: of the attempt that holds its occurrence.
+            let delivery = &by["delivery"];
+            if held.is_some() {
+                assert_eq!(
+                    (delivery["occurrenceId"].as_str(), delivery["attempt"].as_u64()),
+                    (Some(occurrence.as_str()), held),
+                    "seed {seed}: a write by a delivery that did not hold the occurrence took effect: {w}"
+                );
+            }
+        }
+        if act == "executionEnded" && w["status"] != "PROCESSING" {
+            // 3. Failed only by its own attempt (above), a reaper once the
+            // heartbeat lapsed, or a node's start-up.
+            match by["kind"].as_str() {
+                Some("delivery") | Some("node") => {}
+                Some("reaper") => {
+                    if let Some(until) = by["heartbeatUntil"].as_str() {
+                        let until: Utc = until.parse().unwrap();
+                        let at: Utc = w["wallAt"].as_str().unwrap().parse().unwrap();
+                        assert!(until <= at, "seed {seed}: reaped while its heartbeat was live: {w}");
+                    }
+                }
+                _ => panic!("seed {seed}: an execution failed by the API with no delivery: {w}"),
+            }
+        }
+        if act == "ended" {
+            if let (Some(held), Some(attempt)) = (held, attempt) {
+                assert_eq!(
+                    attempt, held,
+                    "seed {seed}: ended by an attempt that did not hold it: {w}"
+                );
+            }
+            ended.insert(occurrence, w["state"].as_str().unwrap().to_owned());
+        }
+    }
+    for e in entries {
+        assert_eq!(
+            ended.get(&id_of(e)).map(String::as_str),
+            e["state"].as_str(),
+            "seed {seed}: the journal's last word is not the ledger's: {e}"
+        );
+    }
+}
