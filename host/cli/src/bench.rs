@@ -511,6 +511,16 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         println!("{:<28} {:>14.2}", "herd_1_node_s", f.herd_1_node_s);
         println!("{:<28} {:>14.2}", "herd_3_nodes_s", f.herd_3_nodes_s);
         println!("{:<28} {:>14.2}", "takeover_s", f.takeover_s);
+        println!("{:<28} {:>14}", "rss_pg_after_100_kib", f.rss_pg_after_100_kib);
+        println!("{:<28} {:>14}", "rss_pg_after_10000_kib", f.rss_pg_after_10000_kib);
+        println!(
+            "{:<28} {:>14.1}",
+            "history_p99_ms_one_stopped", f.history_p99_ms_one_stopped
+        );
+        println!(
+            "{:<28} {:>14}",
+            "history_errors_one_stopped", f.history_errors_one_stopped
+        );
         return Ok(());
     }
     if args.serve {

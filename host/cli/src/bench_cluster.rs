@@ -7,7 +7,11 @@
 //! - the thousand-schedule herd: 1,000 schedules of the hosted importer due
 //!   at one instant, 100 objects each, on one node and on three;
 //! - how long a dead node's delivery waits before another node delivers it
-//!   again (the node lease plus the scheduler's poll).
+//!   again (the node lease plus the scheduler's poll);
+//! - a node's resident memory after 100 imports and after 10,000, on
+//!   PostgreSQL;
+//! - another node's history-read latency while one node, busy advancing
+//!   the clock, is stopped with SIGSTOP.
 
 use crate::bench_serve::{ledger_claims_per_s, Served};
 use anyhow::{ensure, Context as _};
@@ -29,6 +33,104 @@ pub struct ClusterFigures {
     /// From `kill -9` of the node delivering an occurrence to its delivery
     /// by another node (attempt 2), seconds.
     pub takeover_s: f64,
+    /// A node's resident memory after 100 platform-run imports, KiB.
+    pub rss_pg_after_100_kib: u64,
+    /// The same node's after 10,000, KiB.
+    pub rss_pg_after_10000_kib: u64,
+    /// With one node stopped (SIGSTOP) while it advanced the clock, the
+    /// 99th percentile of another node's history reads, milliseconds.
+    pub history_p99_ms_one_stopped: f64,
+    /// Of those reads, how many did not answer 200.
+    pub history_errors_one_stopped: usize,
+}
+
+/// 100 platform-run (`csv`) DAILY schedules due from an hour on, on
+/// `served`; their source ids.
+fn csv_schedules(served: &Served, count: usize) -> anyhow::Result<Vec<String>> {
+    let due = stamp(clock(served)? + chrono::Duration::hours(1));
+    (0..count)
+        .map(|_| {
+            let source = served.call(
+                "POST",
+                "/_admin/importsource",
+                &json!({ "workspaceId": served.workspace, "type": "csv" }).to_string(),
+            )?["id"]
+                .as_str()
+                .context("no source id")?
+                .to_owned();
+            served.call(
+                "POST",
+                &format!("{}/importschedule", served.base_of(&source)),
+                &json!({ "runFrequency": "DAILY", "startTime": due, "timezone": "UTC" }).to_string(),
+            )?;
+            Ok(source)
+        })
+        .collect()
+}
+
+/// One node on PostgreSQL, 100 daily platform-run schedules: its resident
+/// memory after the first day's 100 imports and after 100 days' 10,000.
+fn rss_on_postgres(url: &str) -> anyhow::Result<(u64, u64)> {
+    let served = Served::start_on(Some(&fresh_database(url)?), &["--clock-start", "2026-03-01T00:00:00Z"])?;
+    csv_schedules(&served, 100)?;
+    served.call("POST", "/_admin/clock/advance", r#"{"seconds": 90000}"#)?;
+    ensure!(
+        count(&served, "completed")? == 100,
+        "the first day's imports did not complete"
+    );
+    let first = served.rss_kib()?;
+    for _ in 1..100 {
+        served.call("POST", "/_admin/clock/advance", r#"{"seconds": 86400}"#)?;
+    }
+    ensure!(
+        count(&served, "completed")? == 10_000,
+        "not all 10,000 imports completed"
+    );
+    Ok((first, served.rss_kib()?))
+}
+
+/// Two nodes on PostgreSQL with 100 daily platform-run schedules; node A
+/// advances the clock a day at a time, and is stopped (SIGSTOP) mid-way;
+/// node B then reads one source's history 200 times: the 99th percentile
+/// of those reads in milliseconds, and how many failed.
+fn history_with_a_node_stopped(url: &str) -> anyhow::Result<(f64, usize)> {
+    let db = fresh_database(url)?;
+    let args = ["--clock-start", "2026-03-01T00:00:00Z"];
+    let a = Served::start_on(Some(&db), &args)?;
+    let b = Served::start_on(Some(&db), &args)?;
+    let sources = csv_schedules(&a, 100)?;
+    let base = a.base.clone();
+    let advancing = std::thread::spawn(move || {
+        for _ in 0..30 {
+            let sent = ureq::post(&format!("{base}/_admin/clock/advance"))
+                .timeout(Duration::from_secs(120))
+                .send_string(r#"{"seconds": 86400}"#);
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    // Stopped while it works: most of an advance is spent in state calls.
+    while count(&b, "completed")? < 300 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = a.child.id().to_string();
+    std::process::Command::new("kill").args(["-STOP", &pid]).status()?;
+    let history = format!("{}/history?limit=100", b.base_of(&sources[0]));
+    let mut times = Vec::new();
+    let mut errors = 0;
+    for _ in 0..200 {
+        let start = Instant::now();
+        if b.call("GET", &history, "").is_err() {
+            errors += 1;
+        }
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    std::process::Command::new("kill").args(["-CONT", &pid]).status()?;
+    drop(a);
+    let _ = advancing.join();
+    times.sort_by(f64::total_cmp);
+    Ok((times[times.len() * 99 / 100 - 1], errors))
 }
 
 /// A new database on the server `url` points at; its URL.
@@ -197,11 +299,17 @@ pub fn run(url: &str, component: &str) -> anyhow::Result<ClusterFigures> {
     let herd_1_node_s = herd(url, component, 1)?;
     let herd_3_nodes_s = herd(url, component, 3)?;
     let takeover_s = takeover(url)?;
+    let (rss_pg_after_100_kib, rss_pg_after_10000_kib) = rss_on_postgres(url)?;
+    let (history_p99_ms_one_stopped, history_errors_one_stopped) = history_with_a_node_stopped(url)?;
     Ok(ClusterFigures {
         claims_per_s_sqlite,
         claims_per_s_postgres,
         herd_1_node_s,
         herd_3_nodes_s,
         takeover_s,
+        rss_pg_after_100_kib,
+        rss_pg_after_10000_kib,
+        history_p99_ms_one_stopped,
+        history_errors_one_stopped,
     })
 }

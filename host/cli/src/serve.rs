@@ -160,6 +160,14 @@ pub struct ServeArgs {
     /// Objects the built-in data source gives each run.
     #[arg(long, default_value_t = 1000)]
     pub objects: u64,
+    /// Objects per page of the built-in data source.
+    #[arg(long, default_value_t = 250)]
+    pub page_size: u32,
+    /// Each page of the built-in data source takes this long, in real time
+    /// (a slow third-party API; never the virtual clock, which apps' waits
+    /// do not move).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub page_latency_ms: u64,
     /// Largest request body, in bytes; larger ones get 413.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -328,6 +336,8 @@ impl ServeArgs {
             assets_url: self.assets_url.clone(),
             assets_token: std::env::var(&self.assets_token_env).ok(),
             objects: self.objects,
+            page_size: self.page_size,
+            page_latency: Duration::from_millis(self.page_latency_ms),
             max_body_bytes: self.max_body_bytes,
             run_timeout: Duration::from_secs(self.run_timeout_secs),
             workers: usize::from(self.workers),

@@ -776,3 +776,61 @@ fn a_callback_answered_429_is_tried_again() {
         "accepted on the third try, not failed: {history:?}"
     );
 }
+
+#[test]
+fn only_the_platform_may_say_which_delivery_a_call_is_made_for() {
+    // The delivery beside a call decides whose execution it creates and
+    // which writes are fenced by whose attempt: a client with a source
+    // token cannot name one, nor can any client put one in a body.
+    let server = Server::fresh(&["--clock", "virtual", "--token", "t0ken"]);
+    let app = server.app();
+    let executions = Server::source_path(&app, "executions");
+    let (status, token) = server.admin("POST", &Server::source_path(&app, "token"), None);
+    assert_eq!(status, 200, "{token}");
+    let source_token = format!("Bearer {}", token["token"].as_str().unwrap());
+    let delivery = json!({"id": "forged", "occurrenceId": "someone-elses", "attempt": 7}).to_string();
+    let (status, body) = server.call_with(
+        "POST",
+        &executions,
+        Some(json!({"scheduled": true}).to_string()),
+        &[("authorization", &source_token), ("x-assets-delivery", &delivery)],
+    );
+    assert_eq!(
+        (status, body["errorCode"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "a source token may not name a delivery: {body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("x-assets-delivery"),
+        "{body}"
+    );
+    let (status, body) = server.call_with(
+        "POST",
+        &executions,
+        Some(json!({"scheduled": true, "delivery": {"id": "forged", "occurrenceId": "x", "attempt": 1}}).to_string()),
+        &[("authorization", &source_token)],
+    );
+    assert_eq!(status, 400, "a delivery in the body is not the API's: {body}");
+    // The platform's credential with something that is not a delivery.
+    let (status, body) = server.call_with(
+        "POST",
+        &executions,
+        Some(json!({"scheduled": true}).to_string()),
+        &[
+            ("authorization", "Bearer t0ken"),
+            ("x-assets-delivery", "{not a delivery"),
+        ],
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("x-assets-delivery")),
+        "{body}"
+    );
+    // Nothing was created by any of them.
+    let (status, history) = server.admin("GET", &Server::source_path(&app, "history"), None);
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(history.as_array().map(Vec::len), Some(0), "{history}");
+}

@@ -44,9 +44,11 @@ const OBJECTS: u64 = 20;
 /// Clock advance per step.
 const STEP_SECS: u64 = 8 * 3600;
 const CLOCK_START: &str = "2026-03-01T00:00:00Z";
-/// How long a SIGSTOPped node stays stopped: past its node lease (5 s) and
-/// its runs' heartbeats (20 s), so the others take its work over.
-const STOPPED_FOR: Duration = Duration::from_secs(22);
+/// Longest SIGSTOPped nodes stay stopped: past the node lease (5 s) and the
+/// run's heartbeat (20 s), so the third node takes their run over. They are
+/// woken as soon as it has, so that they wake up while the new attempt is
+/// still running (or after this, if their run had ended before the stop).
+const STOPPED_FOR: Duration = Duration::from_secs(40);
 const SETTLE_HOURS: usize = 24;
 const HANG_GUARD: Duration = Duration::from_secs(300);
 const ZONES: [&str; 4] = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"];
@@ -125,6 +127,13 @@ impl Cluster {
             CLOCK_START,
             "--objects",
             "20",
+            // Runs of a few seconds (ten pages of a slow source), so a
+            // fault lands among running imports and a run taken over from a
+            // stopped node is still going when that node wakes up.
+            "--page-size",
+            "2",
+            "--page-latency-ms",
+            "300",
             "--run-timeout-secs",
             "30",
         ]
@@ -209,6 +218,44 @@ fn wait_for_runs<T>(server: &Server, runs: usize, advance: &std::thread::JoinHan
         assert!(Instant::now() < guard, "hang guard: no {runs} runs going");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A run going on now, as `(its occurrence, the node running its app, the
+/// node that claimed the occurrence)`: an occurrence still delivering whose
+/// execution was created (the journal's `linked` write, committed by the
+/// node whose app made the call) on a live node. Polls until one is seen or
+/// the advance has ended.
+fn running_import<T>(cluster: &Cluster, advance: &std::thread::JoinHandle<T>) -> Option<(String, usize, usize)> {
+    let index_of =
+        |name: &str| (0..NODES).find(|&i| cluster.nodes[i].as_ref().and_then(|n| n.node.as_deref()) == Some(name));
+    let guard = Instant::now() + HANG_GUARD;
+    while !advance.is_finished() {
+        let (status, page) = cluster.any().call("GET", "/_admin/occurrences?state=delivering", None);
+        if status == 200 {
+            let owners: HashMap<String, (String, String)> = page["occurrences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let occurrence = e["occurrenceId"].as_str()?.to_owned();
+                    let owner = e["leaseOwner"].as_str()?.to_owned();
+                    Some((e["executionId"].as_str()?.to_owned(), (occurrence, owner)))
+                })
+                .collect();
+            let found = journal(cluster.any()).iter().rev().find_map(|w| {
+                let (occurrence, owner) = owners.get(w["executionId"].as_str()?)?;
+                let runner = index_of(w["node"].as_str()?)?;
+                (w["act"] == "linked" && w["refused"].is_null())
+                    .then(|| Some((occurrence.clone(), runner, index_of(owner)?)))?
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        assert!(Instant::now() < guard, "hang guard: no run seen going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }
 
 /// Every page of the journal.
@@ -323,25 +370,36 @@ fn run(seed: u64, steps: u64) {
         });
         let fault = ["none", "kill -9", "SIGTERM", "SIGSTOP", "database cut", "none"][rng.usize(..6)];
         *faults.entry(fault).or_default() += 1;
-        let mut stopped = None;
+        let mut stopped = Vec::new();
+        let mut resumed: Option<String> = None;
         let mut terminated = None;
         match fault {
-            "kill -9" | "SIGTERM" | "SIGSTOP" if cluster.alive().len() > 1 => {
+            // The node running an app's import and the node that claimed
+            // its occurrence, both paused past their leases while a third
+            // runs on: the third takes the run over, and they wake up mid
+            // run, superseded.
+            "SIGSTOP" if cluster.alive().len() == NODES => {
+                if let Some((occurrence, runner, claimer)) = running_import(&cluster, &advance) {
+                    resumed = Some(occurrence);
+                    for victim in BTreeSet::from([runner, claimer]) {
+                        let node = cluster.nodes[victim].take().expect("alive");
+                        cluster.proxy.set_alive(victim, false);
+                        signal(&node, "STOP");
+                        stopped.push((victim, node));
+                    }
+                }
+            }
+            "kill -9" | "SIGTERM" if cluster.alive().len() > 1 => {
                 wait_for_a_claim(cluster.node(advancer), from, &advance);
-                wait_for_runs(cluster.node(advancer), 1, &advance);
+                wait_for_runs(cluster.node(advancer), 2, &advance);
                 let victim = rng.usize(..NODES);
                 if let Some(node) = cluster.nodes[victim].take() {
                     cluster.proxy.set_alive(victim, false);
-                    match fault {
-                        "kill -9" => node.kill_9(),
-                        "SIGTERM" => {
-                            signal(&node, "TERM");
-                            terminated = Some(std::thread::spawn(move || node.wait_exit()));
-                        }
-                        _ => {
-                            signal(&node, "STOP");
-                            stopped = Some((victim, node));
-                        }
+                    if fault == "kill -9" {
+                        node.kill_9();
+                    } else {
+                        signal(&node, "TERM");
+                        terminated = Some(std::thread::spawn(move || node.wait_exit()));
                     }
                 }
             }
@@ -351,17 +409,26 @@ fn run(seed: u64, steps: u64) {
             }
             _ => {}
         }
-        if let Some((victim, node)) = stopped.take() {
-            // Past its lease: the others take its work over (their own
-            // scheduler passes run every second), and the clock moves on
-            // without it. Then it wakes up, mid-run, holding nothing.
-            std::thread::sleep(STOPPED_FOR);
-            if let Some(other) = cluster.alive().first() {
-                cluster.node(*other).advance(600);
+        if !stopped.is_empty() {
+            // Past their leases the other node takes the work over (its
+            // scheduler passes run every second); they wake up as soon as
+            // it has, mid run, holding nothing.
+            let woken = Instant::now() + STOPPED_FOR;
+            while Instant::now() < woken {
+                let taken = journal(cluster.any()).iter().any(|w| {
+                    w["act"] == "tookOver" && w["refused"].is_null() && w["occurrenceId"].as_str() == resumed.as_deref()
+                });
+                if taken {
+                    *faults.entry("a stopped run resumed elsewhere").or_default() += 1;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            signal(&node, "CONT");
-            cluster.nodes[victim] = Some(node);
-            cluster.proxy.set_alive(victim, true);
+            for (victim, node) in stopped.drain(..) {
+                signal(&node, "CONT");
+                cluster.nodes[victim] = Some(node);
+                cluster.proxy.set_alive(victim, true);
+            }
         }
         let answered = advance.join().unwrap();
         assert!(
@@ -416,17 +483,25 @@ fn run(seed: u64, steps: u64) {
     let entries = ledger(cluster.node(1));
     let writes = journal(cluster.node(2));
     check(seed, &cluster, &workspace, &schedules, end, &entries, &writes);
-    // Refusals by act, and whether the writer was superseded or came after
-    // the end (a callback's end after its execution had ended it).
+    // Refusals by act, and whether the writer's attempt had been
+    // superseded by then or it came after its own attempt's end (a
+    // callback's end after its execution had ended the occurrence).
     let mut refused: BTreeMap<String, usize> = BTreeMap::new();
-    for w in writes.iter().filter(|w| w["refused"].is_string()) {
-        let why = w["refused"].as_str().unwrap_or_default();
-        let kind = if why.contains("already ended") {
-            "after the end"
-        } else {
-            "superseded"
-        };
+    let mut holder: HashMap<&str, u64> = HashMap::new();
+    for w in &writes {
+        let occurrence = w["occurrenceId"].as_str().unwrap_or_default();
         let act = w["act"].as_str().unwrap_or_default();
+        if w["refused"].is_null() {
+            if let ("claimed" | "tookOver", Some(attempt)) = (act, w["attempt"].as_u64()) {
+                holder.insert(occurrence, attempt);
+            }
+            continue;
+        }
+        let superseded = w["attempt"]
+            .as_u64()
+            .zip(holder.get(occurrence))
+            .is_some_and(|(attempt, held)| attempt < *held);
+        let kind = if superseded { "superseded" } else { "after its own end" };
         *refused.entry(format!("{act} ({kind})")).or_default() += 1;
     }
     eprintln!(

@@ -11,10 +11,11 @@
 //! very 404 an unknown id gets, so an app cannot even learn that it exists,
 //! and a path under no source gets the router's 404 without being sent.
 //!
-//! It is also where the platform says which delivery a create-execution
-//! call comes from ([`ConfinedAssets::for_delivery`]): the app's body goes
-//! on with the delivery written into it, over whatever the app put there,
-//! so an execution's creator is the platform's word, not the app's.
+//! It is also where the platform says which delivery the calls come from
+//! ([`ConfinedAssets::for_delivery`]): each call goes on with the delivery
+//! beside it ([`AssetsBackend::call_for`]), out of the app's reach, so an
+//! execution's creator is the platform's word, not the app's, and the API
+//! fences every execution write by the delivery's attempt.
 
 use crate::assets::{ApiError, AssetsService, Delivery};
 use assets_runtime::bindings::assets_api::{CallError, Method, Response};
@@ -31,8 +32,8 @@ pub struct ConfinedAssets {
     /// Sources already found to be the app's: an owner never changes, so a
     /// yes is remembered and the state is read once per source.
     reachable: Mutex<HashSet<String>>,
-    /// The delivery these calls belong to, written into each create call.
-    delivery: Option<Delivery>,
+    /// The delivery these calls belong to, as sent beside each call.
+    delivery: Option<String>,
 }
 
 impl ConfinedAssets {
@@ -54,28 +55,11 @@ impl ConfinedAssets {
         }
     }
 
-    /// Marks every execution these calls create as created by `delivery`.
+    /// Makes every call these make one of `delivery`: the executions they
+    /// create are `delivery`'s, and their writes are fenced by its attempt.
     pub fn for_delivery(mut self, delivery: Delivery) -> ConfinedAssets {
-        self.delivery = Some(delivery);
+        self.delivery = Some(delivery.header());
         self
-    }
-
-    /// The body of a create-execution call with the delivery written in:
-    /// an empty body is `{}`, a JSON object gets (or loses) its `delivery`
-    /// field; anything else goes on as it is, for the API to refuse.
-    fn with_delivery(&self, body: Option<&str>) -> Option<String> {
-        let mut object = match body.map(str::trim) {
-            None | Some("") => serde_json::Map::new(),
-            Some(text) => match serde_json::from_str(text) {
-                Ok(serde_json::Value::Object(object)) => object,
-                _ => return None,
-            },
-        };
-        match &self.delivery {
-            Some(delivery) => object.insert("delivery".into(), serde_json::to_value(delivery).ok()?),
-            None => object.remove("delivery"),
-        };
-        Some(serde_json::Value::Object(object).to_string())
     }
 
     fn may_reach(&self, source_id: &str) -> bool {
@@ -115,9 +99,7 @@ impl AssetsBackend for ConfinedAssets {
                 .into_response()
                 .into());
         }
-        let creates = matches!(method, Method::Post) && path.segments().eq(["importsource", source_id, "executions"]);
-        let tagged = creates.then(|| self.with_delivery(body)).flatten();
-        self.inner.call(method, path, tagged.as_deref().or(body))
+        self.inner.call_for(method, path, body, self.delivery.as_deref())
     }
 }
 

@@ -186,6 +186,16 @@ impl FaultyAssets {
 
 impl AssetsBackend for FaultyAssets {
     fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<assets_api::Response, CallError> {
+        self.call_for(method, path, body, None)
+    }
+
+    fn call_for(
+        &self,
+        method: Method,
+        path: &ApiPath,
+        body: Option<&str>,
+        delivery: Option<&str>,
+    ) -> Result<assets_api::Response, CallError> {
         let endpoint = endpoint(path);
         let fired: Vec<ApiFault> = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
@@ -214,7 +224,7 @@ impl AssetsBackend for FaultyAssets {
                 }
                 "reset" => return Err(CallError::Unreachable("connection reset by peer (injected)".into())),
                 "lost-answer" => {
-                    let _ = self.inner.call(method, path, body);
+                    let _ = self.inner.call_for(method, path, body, delivery);
                     return Err(CallError::Unreachable(
                         "connection reset after the request was sent; no answer (injected)".into(),
                     ));
@@ -222,14 +232,14 @@ impl AssetsBackend for FaultyAssets {
                 "timeout" => {
                     if matches!(endpoint, "data" | "completed" | "failed") {
                         // Processed, but the answer is lost on the way back.
-                        let _ = self.inner.call(method, path, body);
+                        let _ = self.inner.call_for(method, path, body, delivery);
                     }
                     return Err(CallError::Timeout("no answer within 30 s (injected)".into()));
                 }
                 _ => {}
             }
         }
-        self.inner.call(method, path, body)
+        self.inner.call_for(method, path, body, delivery)
     }
 }
 

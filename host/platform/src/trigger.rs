@@ -262,7 +262,7 @@ pub fn deliver_with(
     let backend = app
         .assets
         .clone()
-        .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone()).for_delivery(delivery.clone())));
+        .unwrap_or_else(|| Arc::new(InProcessAssets::new(assets.clone())));
     // Apps may share a workspace: each reaches only its own import sources.
     let backend = Arc::new(ScrubbedReports {
         inner: Arc::new(

@@ -69,13 +69,16 @@ fn call(service: &AssetsService, method: &str, path: &str, body: &Value) -> (u16
 }
 
 /// Creates an execution as the app of `attempt` at `occurrence` would,
-/// through the platform's confinement (which writes the delivery in).
+/// through the platform's confinement (which says which delivery calls).
 fn create_as(service: &AssetsService, base: &str, occurrence: &str, attempt: u32) -> (u16, Value) {
-    let body = json!({
-        "scheduled": true,
-        "delivery": {"id": format!("delivery-of-attempt-{attempt}"), "occurrenceId": occurrence, "attempt": attempt},
-    });
-    call(service, "POST", &format!("{base}/executions"), &body)
+    let delivery = Delivery::new(occurrence, attempt);
+    call_as(
+        service,
+        &delivery,
+        "POST",
+        &format!("{base}/executions"),
+        &json!({"scheduled": true}),
+    )
 }
 
 #[test]
@@ -364,6 +367,13 @@ fn a_superseded_attempt_cannot_write_the_execution_that_passed_to_the_next() {
             "{method} {path} by another occurrence's delivery: {answer}"
         );
     }
+    // Nor does attempt 1's clean-up fail it when its app gives up: the
+    // execution is attempt 2's now (found by the Jepsen-style test).
+    assert_eq!(
+        service.fail_created_by(&source, &first, "attempt 1's app trapped"),
+        None,
+        "a superseded delivery's clean-up fails nothing"
+    );
     let (status, shown) = call(&service, "GET", &format!("{exec}/status"), &Value::Null);
     assert_eq!(status, 200, "{shown}");
     assert_eq!(
@@ -412,7 +422,7 @@ fn a_superseded_attempt_cannot_write_the_execution_that_passed_to_the_next() {
         .journal_page(0, 1000)
         .unwrap()
         .into_iter()
-        .map(|(_, w)| w)
+        .map(|stored| stored.written)
         .collect();
     let took_over = journal
         .iter()

@@ -10,7 +10,7 @@
 //! fails it.
 
 use assets_platform::assets::ledger::{Fence, OccurrenceState};
-use assets_platform::assets::{AssetsService, ExecutionStatus, ImportSource, Outcome, SourceType};
+use assets_platform::assets::{AssetsService, Delivery, ExecutionStatus, ImportSource, Outcome, SourceType};
 use assets_platform::clock::VirtualClock;
 use assets_platform::scheduler::{Callbacks, FiringStatus, Heartbeat, Scheduler};
 use assets_platform::trigger::TriggerOutcome;
@@ -87,9 +87,17 @@ impl World {
         assert_eq!(status, 201, "{body}");
     }
 
-    /// Creates an execution and returns its id.
-    fn create(&self, body: Value) -> String {
-        let (status, body) = self.call("POST", "/executions", &body);
+    /// Creates an execution, as the app of `delivery` when there is one
+    /// (the platform says so beside the call), and returns its id.
+    fn create(&self, body: Value, delivery: Option<Delivery>) -> String {
+        let path = format!("{}/executions", self.base);
+        let answer = self
+            .service
+            .handle_for("POST", &path, None, body.to_string().as_bytes(), delivery.as_ref());
+        let (status, body) = (
+            answer.status,
+            serde_json::from_str::<Value>(&answer.body).unwrap_or(Value::Null),
+        );
         assert_eq!(status, 201, "{body}");
         body["links"]["cancel"]
             .as_str()
@@ -122,10 +130,10 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
         occurrence_id: event.occurrence_id.clone(),
         attempt: event.attempt,
     };
-    let execution = world.create(json!({
-        "scheduled": true,
-        "delivery": {"id": "the-app's-delivery", "occurrenceId": event.occurrence_id, "attempt": event.attempt},
-    }));
+    let execution = world.create(
+        json!({"scheduled": true}),
+        Some(Delivery::new(event.occurrence_id.clone(), event.attempt)),
+    );
 
     // The app is being invoked: its node beats for it.
     let heartbeat = Heartbeat::start(world.service.clone(), fence.clone());
@@ -192,10 +200,10 @@ fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() 
         occurrence_id: event.occurrence_id.clone(),
         attempt: event.attempt,
     };
-    let execution = world.create(json!({
-        "scheduled": true,
-        "delivery": {"id": "attempt-1", "occurrenceId": event.occurrence_id, "attempt": 1},
-    }));
+    let execution = world.create(
+        json!({"scheduled": true}),
+        Some(Delivery::new(event.occurrence_id.clone(), 1)),
+    );
     // Its node beat once, then died.
     world
         .service
@@ -248,7 +256,7 @@ fn a_heartbeat_stops_once_its_attempt_no_longer_holds_the_occurrence() {
 #[test]
 fn a_scheduled_delivery_never_fails_a_manual_run() {
     let world = World::new();
-    let manual = world.create(json!({}));
+    let manual = world.create(json!({}), None);
     world.schedule_daily_at_13();
     let fired = world.scheduler.run_until(&world.clock, t("2026-11-04T13:30:00Z"));
     let statuses: Vec<FiringStatus> = fired.iter().map(|f| f.status).collect();

@@ -26,7 +26,28 @@ pub trait AssetsBackend: Send + Sync {
         path: &ApiPath,
         body: Option<&str>,
     ) -> Result<assets_api::Response, assets_api::CallError>;
+
+    /// [`AssetsBackend::call`] made for a scheduled delivery: `delivery` is
+    /// the platform's own account of it (never the guest's), which a backend
+    /// that can passes on beside the call — over HTTP as the
+    /// `x-assets-delivery` header — so the API can fence the delivery's
+    /// writes by its attempt. A backend with no such notion sends the call
+    /// as it is (the default).
+    fn call_for(
+        &self,
+        method: assets_api::Method,
+        path: &ApiPath,
+        body: Option<&str>,
+        delivery: Option<&str>,
+    ) -> Result<assets_api::Response, assets_api::CallError> {
+        let _ = delivery;
+        self.call(method, path, body)
+    }
 }
+
+/// The HTTP header that carries [`AssetsBackend::call_for`]'s delivery to
+/// an Assets API that fences by it (the platform's own, in serve mode).
+pub const DELIVERY_HEADER: &str = "x-assets-delivery";
 
 /// The name of an API method on the wire (`GET`, …).
 pub fn method_name(method: assets_api::Method) -> &'static str {

@@ -98,7 +98,7 @@ pub mod storage;
 pub use api_path::ApiPath;
 pub use capabilities::{
     method_name, AssetsBackend, Config, DataSourceProvider, NoDataSource, NoEgress, OutboundHttp, Storage, SystemTimer,
-    Timer,
+    Timer, DELIVERY_HEADER,
 };
 pub use egress::{Allowlist, Decision, EgressGuard, Target};
 pub use engine::{component_imports, Fault, Invocation, Limits, Runtime};

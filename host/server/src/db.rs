@@ -19,7 +19,7 @@
 use crate::signing::ReplayRecord;
 use anyhow::Context as _;
 use assets_calendar::{FoldPolicy, Frequency, GapPolicy, MonthEndPolicy, Policies, Rule};
-use assets_platform::assets::journal::JournalPage;
+use assets_platform::assets::journal::{JournalPage, Stored};
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::model::{
     Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, Outcome, SourceType, State,
@@ -426,7 +426,11 @@ impl StateStore for SqliteStore {
         })?;
         rows.map(|row| {
             let (seq, body) = row?;
-            Ok((seq, serde_json::from_str(&body)?))
+            Ok(Stored {
+                seq,
+                node: None,
+                written: serde_json::from_str(&body)?,
+            })
         })
         .collect()
     }

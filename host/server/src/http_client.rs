@@ -322,10 +322,23 @@ impl HttpAssets {
 
 impl AssetsBackend for HttpAssets {
     fn call(&self, method: Method, path: &ApiPath, body: Option<&str>) -> Result<Response, CallError> {
+        self.call_for(method, path, body, None)
+    }
+
+    fn call_for(
+        &self,
+        method: Method,
+        path: &ApiPath,
+        body: Option<&str>,
+        delivery: Option<&str>,
+    ) -> Result<Response, CallError> {
         let url = self.url(path);
         let mut request = self.agent.request_url(method_name(method), &url);
         if let Some(authorization) = &self.authorization {
             request = request.set("authorization", authorization);
+        }
+        if let Some(delivery) = delivery {
+            request = request.set(assets_runtime::DELIVERY_HEADER, delivery);
         }
         if body.is_some() {
             request = request.set("content-type", "application/json");

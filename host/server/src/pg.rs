@@ -29,7 +29,7 @@
 use crate::db::{status_name, StoredSchedule};
 use crate::signing::ReplayRecord;
 use anyhow::Context as _;
-use assets_platform::assets::journal::JournalPage;
+use assets_platform::assets::journal::{JournalPage, Stored};
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::model::{Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, State};
 use assets_platform::assets::StateStore;
@@ -588,12 +588,18 @@ impl StateStore for PgStore {
         let rows = self
             .conn()?
             .query(
-                "SELECT seq, body FROM journal WHERE seq > $1 ORDER BY seq LIMIT $2",
+                "SELECT seq, node, body FROM journal WHERE seq > $1 ORDER BY seq LIMIT $2",
                 &[&after, &limit],
             )
             .context("cannot read the journal from PostgreSQL")?;
         rows.iter()
-            .map(|row| Ok((row.get(0), serde_json::from_str(row.get::<_, &str>(1))?)))
+            .map(|row| {
+                Ok(Stored {
+                    seq: row.get(0),
+                    node: Some(row.get(1)),
+                    written: serde_json::from_str(row.get::<_, &str>(2))?,
+                })
+            })
             .collect()
     }
 }

@@ -17,7 +17,7 @@ use crate::serve::{Profile, Server, FORGE};
 use crate::signing::{Refusal, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use assets_platform::assets::ledger::{Fence, LedgerEntry, OccurrenceState};
 use assets_platform::assets::schedule::timestamp;
-use assets_platform::assets::{body, same_secret, ApiError, SourceType};
+use assets_platform::assets::{body, same_secret, ApiError, Delivery, SourceType};
 use assets_platform::clock::Clock as _;
 use assets_platform::scheduler::Heartbeat;
 use assets_platform::trigger;
@@ -461,9 +461,44 @@ async fn assets_api(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // The delivery a hosted app's call is made for, as the platform sent it
+    // beside the call (`AssetsBackend::call_for`): taken from the
+    // platform's own credential only.
+    let delivery = match headers.get(assets_runtime::DELIVERY_HEADER) {
+        None => None,
+        Some(value) => match value.to_str().map_err(|e| e.to_string()) {
+            Ok(text) => Some(text.to_owned()),
+            Err(e) => {
+                return error(ApiError::invalid_field(
+                    assets_runtime::DELIVERY_HEADER,
+                    format!("{} is not text: {e}", assets_runtime::DELIVERY_HEADER),
+                ))
+            }
+        },
+    };
     let method = method.as_str().to_owned();
     let assets = server.assets.clone();
-    Answer::Mock(blocking(move || assets.handle_authorized(&method, &path, authorization.as_deref(), &body)).await)
+    Answer::Mock(
+        blocking(move || {
+            let Some(delivery) = delivery else {
+                return assets.handle_authorized(&method, &path, authorization.as_deref(), &body);
+            };
+            if assets.caller(&path, authorization.as_deref()) != Some(assets_platform::assets::Caller::Platform) {
+                return ApiError::forbidden(format!(
+                    "{} is the platform's own: only a call with the platform's credential may say which delivery it is made for",
+                    assets_runtime::DELIVERY_HEADER
+                ))
+                .into_response();
+            }
+            match Delivery::parse(&delivery) {
+                Ok(delivery) => {
+                    assets.handle_for(&method, &path, authorization.as_deref(), &body, Some(&delivery))
+                }
+                Err(refusal) => refusal.into_response(),
+            }
+        })
+        .await,
+    )
 }
 
 /// `GET /_admin/apps`: the hosted apps, their import sources and web triggers.
@@ -673,13 +708,14 @@ async fn read_journal(State(server): State<Arc<Server>>, headers: HeaderMap, uri
             ApiError::not_saved()
         })?;
         let next = (page.len() == limit)
-            .then(|| page.last().map(|(seq, _)| *seq))
+            .then(|| page.last().map(|stored| stored.seq))
             .flatten();
         let writes: Vec<serde_json::Value> = page
             .into_iter()
-            .map(|(seq, written)| {
-                let mut value = serde_json::to_value(written).unwrap_or_default();
-                value["seq"] = seq.into();
+            .map(|stored| {
+                let mut value = serde_json::to_value(stored.written).unwrap_or_default();
+                value["seq"] = stored.seq.into();
+                value["node"] = stored.node.into();
                 value
             })
             .collect();

@@ -37,9 +37,9 @@ use assets_platform::assets::{AssetsService, Quotas, SourceType, StateStore};
 use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::delivery::DeliveryPool;
 use assets_platform::scheduler::{Firing, Scheduler};
-use assets_platform::source::SyntheticSource;
+use assets_platform::source::{SlowSource, SyntheticSource};
 use assets_platform::trigger::App;
-use assets_runtime::{AppStorage, Limits, OutboundHttp, Runtime, StorageLimits};
+use assets_runtime::{AppStorage, DataSourceProvider, Limits, OutboundHttp, Runtime, StorageLimits};
 use chrono::SubsecRound as _;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -133,6 +133,10 @@ pub struct ServeOptions {
     pub assets_token: Option<String>,
     /// Objects the built-in data source gives each run.
     pub objects: u64,
+    /// Objects per page of the built-in data source.
+    pub page_size: u32,
+    /// How long each page of the built-in data source takes (real time).
+    pub page_latency: Duration,
     /// Largest request body, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
     /// Longest an app's run may take (the callback waits for it).
@@ -564,10 +568,18 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             }
         }
         let runtime = runtimes.remove(name).expect("compiled above");
-        let source = SyntheticSource {
+        let mut source: Arc<dyn DataSourceProvider> = Arc::new(SyntheticSource {
             objects: args.objects,
+            page_size: args.page_size,
             ..SyntheticSource::default()
-        };
+        });
+        if !args.page_latency.is_zero() {
+            source = Arc::new(SlowSource {
+                inner: source,
+                clock: Arc::new(SystemClock),
+                latency: args.page_latency,
+            });
+        }
         let limits = match args.profile {
             Profile::Local => Limits {
                 time: args.run_timeout,
@@ -580,7 +592,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
                 payload_bytes: Some(FORGE.payload_bytes),
             },
         };
-        let mut app = App::new(name.clone(), runtime, Arc::new(source))
+        let mut app = App::new(name.clone(), runtime, source)
             .with_config(settings.clone())
             .with_http(spec.http.clone())
             .with_assets(Arc::new(HttpAssets::new(&api_url, api_token.as_deref())?))

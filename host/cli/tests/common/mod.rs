@@ -19,6 +19,8 @@ pub struct Server {
     pub secrets: std::collections::HashMap<String, String>,
     /// The `--token` it was started with: the admin helpers send it.
     pub token: Option<String>,
+    /// Its node name, on a database several nodes share.
+    pub node: Option<String>,
 }
 
 #[derive(Clone)]
@@ -133,6 +135,7 @@ impl Server {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let (mut base, mut secret) = (String::new(), String::new());
         let (mut secrets, mut app) = (std::collections::HashMap::new(), String::new());
+        let mut node = None;
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(url) = line.strip_prefix("listening on ") {
@@ -146,6 +149,9 @@ impl Server {
                 if app == "demo" {
                     secret = s.trim().to_owned();
                 }
+            }
+            if let Some(id) = line.trim().strip_prefix("node ") {
+                node = Some(id.trim().to_owned());
             }
             if line.starts_with("ready") {
                 break;
@@ -162,6 +168,7 @@ impl Server {
             secret,
             secrets,
             token,
+            node,
         };
         assert!(
             !server.base.is_empty(),

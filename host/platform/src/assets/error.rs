@@ -96,6 +96,18 @@ impl ApiError {
         }
     }
 
+    /// 403 `FORBIDDEN`: the caller proved who it is, and that one may not
+    /// do this.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: 403,
+            code: "FORBIDDEN",
+            field: None,
+            message: message.into(),
+            allow: &[],
+        }
+    }
+
     /// 404 for an import source that does not exist in the workspace, and
     /// for one that exists but the caller may not reach: the two must read
     /// the same, so a caller cannot tell another app's source from none.

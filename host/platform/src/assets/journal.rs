@@ -111,6 +111,16 @@ pub struct Written {
     pub refused: Option<String>,
 }
 
-/// One page of the journal, oldest first: each write with its sequence
-/// number (the store's order of commits).
-pub type JournalPage = Vec<(i64, Written)>;
+/// A write as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Its sequence number: the store's order of commits.
+    pub seq: i64,
+    /// The node that committed it, on a database several nodes share.
+    pub node: Option<String>,
+    /// The write.
+    pub written: Written,
+}
+
+/// One page of the journal, oldest first.
+pub type JournalPage = Vec<Stored>;

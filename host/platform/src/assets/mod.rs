@@ -590,8 +590,6 @@ impl AssetsService {
 pub struct InProcessAssets {
     service: Arc<AssetsService>,
     authorization: Option<String>,
-    /// The delivery whose app makes these calls, if any.
-    delivery: Option<Delivery>,
 }
 
 impl InProcessAssets {
@@ -599,19 +597,7 @@ impl InProcessAssets {
     /// here, on the host side of the boundary.
     pub fn new(service: Arc<AssetsService>) -> InProcessAssets {
         let authorization = service.credential().map(|t| format!("Bearer {t}"));
-        InProcessAssets {
-            service,
-            authorization,
-            delivery: None,
-        }
-    }
-
-    /// Makes every call as the app of `delivery`: what the platform knows
-    /// of who calls, so each execution write is fenced by that delivery's
-    /// attempt ([`State::may_write`]).
-    pub fn for_delivery(mut self, delivery: Delivery) -> InProcessAssets {
-        self.delivery = Some(delivery);
-        self
+        InProcessAssets { service, authorization }
     }
 }
 
@@ -622,6 +608,20 @@ impl AssetsBackend for InProcessAssets {
         path: &ApiPath,
         body: Option<&str>,
     ) -> Result<assets_api::Response, assets_api::CallError> {
+        self.call_for(method, path, body, None)
+    }
+
+    fn call_for(
+        &self,
+        method: assets_api::Method,
+        path: &ApiPath,
+        body: Option<&str>,
+        delivery: Option<&str>,
+    ) -> Result<assets_api::Response, assets_api::CallError> {
+        let delivery = match delivery.map(Delivery::parse).transpose() {
+            Ok(delivery) => delivery,
+            Err(refusal) => return Ok(refusal.into_response().into()),
+        };
         let body = body.unwrap_or_default().as_bytes();
         Ok(self
             .service
@@ -630,7 +630,7 @@ impl AssetsBackend for InProcessAssets {
                 &path.target(),
                 self.authorization.as_deref(),
                 body,
-                self.delivery.as_ref(),
+                delivery.as_ref(),
             )
             .into())
     }

@@ -275,6 +275,25 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// A delivery as the platform writes it beside a call
+    /// ([`Delivery::header`]); 400 naming the header when it is not one.
+    pub fn parse(text: &str) -> Result<Delivery, ApiError> {
+        serde_json::from_str(text).map_err(|e| {
+            ApiError::invalid_field(
+                assets_runtime::DELIVERY_HEADER,
+                format!(
+                    "{} is not a delivery the platform wrote: {e}",
+                    assets_runtime::DELIVERY_HEADER
+                ),
+            )
+        })
+    }
+
+    /// The delivery as the platform writes it beside a call (JSON).
+    pub fn header(&self) -> String {
+        serde_json::to_string(self).expect("a delivery serializes")
+    }
+
     /// A new delivery of attempt `attempt` at `occurrence_id`.
     pub fn new(occurrence_id: impl Into<String>, attempt: u32) -> Delivery {
         Delivery {
@@ -569,7 +588,11 @@ impl State {
             .enumerate()
             .skip(first)
             .take(limit)
-            .map(|(i, w)| ((self.journal_handed + i + 1) as i64, w.clone()))
+            .map(|(i, w)| super::journal::Stored {
+                seq: (self.journal_handed + i + 1) as i64,
+                node: None,
+                written: w.clone(),
+            })
             .collect()
     }
 
@@ -1454,9 +1477,18 @@ impl State {
     /// occurrence created, linked to the occurrence its attempt now holds (a
     /// run going on from that attempt's checkpoint: the execution passes
     /// with the occurrence). Never one of another delivery of the same
-    /// attempt (a callback sent twice). What that delivery's clean-up may
-    /// fail, and nothing else.
+    /// attempt (a callback sent twice), and nothing once a later attempt
+    /// holds the occurrence: the execution has passed to that attempt, which
+    /// may be running it now. What that delivery's clean-up may fail, and
+    /// nothing else.
     pub fn ingesting_created_by(&self, source_id: &str, delivery: &Delivery) -> Option<&Execution> {
+        let superseded = self
+            .ledger
+            .get(&delivery.fence.occurrence_id)
+            .is_some_and(|entry| matches!(entry.held_by(&delivery.fence), Err(Stale::Superseded { .. })));
+        if superseded {
+            return None;
+        }
         self.ingesting(source_id).filter(|e| {
             let Some(by) = &e.created_by else {
                 return false;

@@ -261,11 +261,6 @@ struct CreateExecution {
     /// Absent means a manual run, as in the real API.
     #[serde(default)]
     scheduled: bool,
-    /// The delivery whose app asks: not the real API's, written by the
-    /// platform's confinement of a hosted app's calls, whatever the app sent
-    /// ([`crate::confine::ConfinedAssets`]).
-    #[serde(default)]
-    delivery: Option<super::Delivery>,
 }
 
 /// A body with no fields: `{}`.
@@ -391,15 +386,7 @@ impl<'a> SourceRoute<'a> {
             ));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        // The platform's word on the delivery, when it has one, over the
-        // body's.
-        state.start_execution(
-            self.source_id,
-            id.clone(),
-            request.scheduled,
-            self.by.or(request.delivery.as_ref()),
-            now,
-        )?;
+        state.start_execution(self.source_id, id.clone(), request.scheduled, self.by, now)?;
         let execution = format!("{}/executions/{id}", self.base());
         // The real API's answer: links only, the id is inside them.
         Ok(Response::json(
