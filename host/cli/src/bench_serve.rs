@@ -56,13 +56,21 @@ impl Served {
         Served::start_on(None, &[])
     }
 
-    /// A server on `db` (default: a new SQLite file), with `extra` arguments.
+    /// A server on `db` (default: a new SQLite file), with `extra` arguments
+    /// (on a port of its own unless they name an `--addr`).
     pub(crate) fn start_on(db: Option<&str>, extra: &[&str]) -> anyhow::Result<Served> {
         let dir = std::env::temp_dir().join(format!("assets-bench-serve-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let db = db.map_or_else(|| dir.join("bench.db").into_os_string(), Into::into);
+        let addr: &[&str] = if extra.contains(&"--addr") {
+            &[]
+        } else {
+            &["--addr", "127.0.0.1:0"]
+        };
         let mut child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--addr", "127.0.0.1:0", "--clock", "virtual", "--db"])
+            .arg("serve")
+            .args(addr)
+            .args(["--clock", "virtual", "--db"])
             .arg(db)
             .args(extra)
             .stdout(Stdio::piped())
