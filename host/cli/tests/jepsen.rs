@@ -1,8 +1,10 @@
 //! A Jepsen-style test of the occurrence ledger: three `assets-host serve`
 //! nodes on one PostgreSQL, behind a round-robin proxy, on one shared
 //! virtual clock, under a seeded random schedule of faults — `kill -9`,
-//! SIGTERM, SIGSTOP past the node's lease (then SIGCONT, so the stale node
-//! wakes up mid-run), every database connection cut — and of schedule
+//! SIGTERM, SIGSTOP of the node running an import and of the node that
+//! claimed it until a third has resumed the run (then SIGCONT, so they wake
+//! up mid-run, superseded), every database connection cut, a callback sent
+//! twice, runs made slow by a slow source — and of schedule
 //! changes (a new rule, pause, resume, delete), each during or between clock
 //! advances. Then a checker reads what the platform recorded — the ledger,
 //! every source's history, and the journal of every fenced write — and
@@ -156,6 +158,48 @@ impl Cluster {
 
     fn any(&self) -> &Server {
         self.node(self.alive()[0])
+    }
+
+    /// Sends the callback of an occurrence being delivered again, as the
+    /// platform would on a retry whose first answer was lost: same
+    /// occurrence, same attempt, signed anew with the app's secret, to a
+    /// random node. `None` when nothing is being delivered.
+    fn send_again(&self, rng: &mut fastrand::Rng) -> Option<std::thread::JoinHandle<Result<u16, String>>> {
+        let (status, page) = self.any().call("GET", "/_admin/occurrences?state=delivering", None);
+        let entries = page["occurrences"]
+            .as_array()
+            .filter(|e| status == 200 && !e.is_empty())?;
+        let entry = &entries[rng.usize(..entries.len())];
+        let body = json!({
+            "workspaceId": self.any().app().workspace_id,
+            "importSourceId": entry["importSourceId"],
+            "importsourceId": entry["importSourceId"],
+            "scheduled": true,
+            "scheduleId": entry["scheduleId"],
+            "occurrenceId": entry["occurrenceId"],
+            "nominalTime": entry["nominalTime"],
+            "attempt": entry["attempt"],
+        })
+        .to_string();
+        let alive = self.alive();
+        let target = self.node(alive[rng.usize(..alive.len())]);
+        let url = format!("{}/apps/demo/webtrigger", target.base);
+        let secret = target.secret.clone();
+        Some(std::thread::spawn(move || {
+            let now = chrono::Utc::now().timestamp();
+            let signature = assets_server::signing::sign(&secret, now, body.as_bytes());
+            ureq::post(&url)
+                .timeout(Duration::from_secs(300))
+                .set("x-assets-timestamp", &now.to_string())
+                .set("x-assets-signature", &signature)
+                .set("content-type", "application/json")
+                .send_string(&body)
+                .map(|r| r.status())
+                .or_else(|e| match e {
+                    ureq::Error::Status(status, _) => Ok(status),
+                    other => Err(other.to_string()),
+                })
+        }))
     }
 
     /// Cuts every connection to the test's database, as a restart of the
@@ -368,10 +412,19 @@ fn run(seed: u64, steps: u64) {
                 .map(|r| r.status())
                 .map_err(|e| e.to_string())
         });
-        let fault = ["none", "kill -9", "SIGTERM", "SIGSTOP", "database cut", "none"][rng.usize(..6)];
+        let fault = [
+            "none",
+            "kill -9",
+            "SIGTERM",
+            "SIGSTOP",
+            "database cut",
+            "duplicate callback",
+            "none",
+        ][rng.usize(..7)];
         *faults.entry(fault).or_default() += 1;
         let mut stopped = Vec::new();
         let mut resumed: Option<String> = None;
+        let mut duplicate = None;
         let mut terminated = None;
         match fault {
             // The node running an app's import and the node that claimed
@@ -407,6 +460,10 @@ fn run(seed: u64, steps: u64) {
                 wait_for_a_claim(cluster.node(advancer), from, &advance);
                 cluster.cut_database();
             }
+            "duplicate callback" => {
+                wait_for_runs(cluster.node(advancer), 1, &advance);
+                duplicate = cluster.send_again(&mut rng);
+            }
             _ => {}
         }
         if !stopped.is_empty() {
@@ -437,6 +494,11 @@ fn run(seed: u64, steps: u64) {
         );
         if let Some(exit) = terminated {
             exit.join().expect("a node stopped by SIGTERM exits 0");
+        }
+        if let Some(sent) = duplicate {
+            // Whatever it answered: what it did is in the ledger and the
+            // journal, which the checker reads.
+            let _ = sent.join();
         }
         // A schedule change, now and then, with no advance in flight: the
         // clock it is made at is the oracle's.
