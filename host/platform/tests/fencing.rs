@@ -466,3 +466,77 @@ fn a_superseded_attempt_cannot_write_the_execution_that_passed_to_the_next() {
         "{after:?}"
     );
 }
+
+#[test]
+fn an_attempt_ending_what_it_already_ended_is_not_journaled_as_stale() {
+    // A callback's end after the execution it linked had ended the
+    // occurrence is redundant, not stale: the journal keeps one end, and
+    // no refusal. An end by a superseded attempt is journaled refused.
+    let clock = Arc::new(VirtualClock::new("2026-11-02T12:00:00Z".parse().unwrap()));
+    let service = Arc::new(AssetsService::new(clock.clone()));
+    let workspace = service.create_workspace();
+    let source = service
+        .create_import_source(&workspace, SourceType::External, Some("app".into()))
+        .unwrap();
+    let base = format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}");
+    let now = clock.now();
+    let entry = assets_platform::assets::ledger::LedgerEntry::claim(
+        "o".into(),
+        "s".into(),
+        source.clone(),
+        now,
+        "a",
+        now,
+        now + chrono::Duration::hours(1),
+    );
+    assert!(service.state().claim_occurrence(entry));
+    let delivery = Delivery::new("o", 1);
+    let (status, body) = create_as(&service, &base, "o", 1);
+    assert_eq!(status, 201, "{body}");
+    let execution = body["links"]["cancel"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, body) = call_as(
+        &service,
+        &delivery,
+        "POST",
+        &format!("{base}/executions/{execution}/history/completed"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{body}");
+    let node = Writer::Node { node: "a".into() };
+    let fence = assets_platform::assets::ledger::Fence {
+        occurrence_id: "o".into(),
+        attempt: 1,
+    };
+    let again = service
+        .state()
+        .end_occurrence(&fence, OccurrenceState::Completed, None, now, &node);
+    assert!(again.is_err(), "already ended");
+    let stale = assets_platform::assets::ledger::Fence {
+        occurrence_id: "o".into(),
+        attempt: 0,
+    };
+    let superseded = service
+        .state()
+        .end_occurrence(&stale, OccurrenceState::Failed, Some("late".into()), now, &node);
+    assert!(superseded.is_err(), "not its attempt");
+    let ends: Vec<Written> = service
+        .journal_page(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|stored| stored.written)
+        .filter(|w| matches!(w.act, Act::Ended { .. }))
+        .collect();
+    assert_eq!(
+        ends.iter()
+            .map(|w| (w.attempt, w.refused.is_some()))
+            .collect::<Vec<_>>(),
+        [(Some(1), false), (Some(0), true)],
+        "one end, and the other attempt's refusal: {ends:?}"
+    );
+}

@@ -1109,16 +1109,18 @@ impl State {
             Some(ledger) => ledger.end(fence, state, entry.failure_reason.clone(), now),
             None => Err(Stale::Unknown),
         };
-        let refused = ended.as_ref().err().map(Stale::to_string);
-        self.journal(
-            now,
-            &fence.occurrence_id,
-            Some(fence.attempt),
-            None,
-            Act::Ended { state },
-            by,
-            refused,
-        );
+        if !self.ended_by_the_same_attempt(&ended, fence) {
+            let refused = ended.as_ref().err().map(Stale::to_string);
+            self.journal(
+                now,
+                &fence.occurrence_id,
+                Some(fence.attempt),
+                None,
+                Act::Ended { state },
+                by,
+                refused,
+            );
+        }
         ended?;
         self.release(&entry.import_source_id, &fence.occurrence_id);
         let id = fence.occurrence_id.clone();
@@ -1127,6 +1129,17 @@ impl State {
         });
         self.record(entry);
         Ok(())
+    }
+
+    /// True when an end by `fence` was refused only because that very
+    /// attempt had ended the occurrence already (a callback's end after its
+    /// execution's): nothing stale was tried, so nothing is journaled.
+    fn ended_by_the_same_attempt<T>(&self, ended: &Result<T, Stale>, fence: &Fence) -> bool {
+        matches!(ended, Err(Stale::Ended(_)))
+            && self
+                .ledger
+                .get(&fence.occurrence_id)
+                .is_some_and(|entry| entry.attempt == fence.attempt)
     }
 
     /// Ends the occurrence linked to history line `index`, if it is still
@@ -1383,16 +1396,18 @@ impl State {
                 .map(|()| entry.import_source_id.clone()),
             None => Err(Stale::Unknown),
         };
-        let refused = ended.as_ref().err().map(Stale::to_string);
-        self.journal(
-            now,
-            &fence.occurrence_id,
-            Some(fence.attempt),
-            None,
-            Act::Ended { state },
-            by,
-            refused,
-        );
+        if !self.ended_by_the_same_attempt(&ended, fence) {
+            let refused = ended.as_ref().err().map(Stale::to_string);
+            self.journal(
+                now,
+                &fence.occurrence_id,
+                Some(fence.attempt),
+                None,
+                Act::Ended { state },
+                by,
+                refused,
+            );
+        }
         let source_id = ended?;
         self.release(&source_id, &fence.occurrence_id);
         let id = fence.occurrence_id.clone();
