@@ -672,8 +672,11 @@ fn the_local_profile_lets_the_same_flood_through() {
 }
 
 /// A `forge` server whose importer pauses at a checkpoint once less than
-/// 54.9 s of its 55 s invocation is left: the web trigger's own invocation
-/// sends one chunk of 1,000, and the other two run on after the answer.
+/// 54.9 s of its 55 s invocation is left, reading a source whose pages of
+/// 1,000 take 200 ms each (real time): the web trigger's own invocation
+/// sends one chunk of 1,000, and the other two run on after the answer,
+/// however fast the machine is (without the slow page, a fast moment read
+/// all three pages within the 100 ms and never paused).
 fn pausing_forge_server() -> Server {
     Server::fresh(&[
         "--clock",
@@ -682,6 +685,10 @@ fn pausing_forge_server() -> Server {
         "forge",
         "--objects",
         "3000",
+        "--page-size",
+        "1000",
+        "--page-latency-ms",
+        "200",
         "--config",
         "time-limit-margin-ms=54900",
         "--config",
