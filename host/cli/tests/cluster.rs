@@ -268,39 +268,8 @@ fn three_nodes_on_one_postgres_survive_random_kill_9_without_double_or_lost_runs
     }
     assert!(kills >= 5, "the test killed nodes ({kills})");
 
-    // Settle: deliveries a dead node left are taken over once its lease runs
-    // out (platform time); executions left ingesting are failed once past
-    // their limit and their run's heartbeat has lapsed (wall-clock time: a
-    // dead node's run stops beating). Each advance waits for the deliveries
-    // it starts, so the ledger read back after it is the event to wait on:
-    // step the clock by an hour at a time until nothing is in flight, a
-    // bounded number of times; then the nodes' own scheduler passes (every
-    // second) fail what is left once its heartbeat lapses, within a hang
-    // guard.
-    let mut hours = 0;
-    let mut guard = None;
-    loop {
-        let in_flight = ledger(cluster.node(0))
-            .iter()
-            .filter(|e| e["state"] == "delivering")
-            .count();
-        if in_flight == 0 {
-            break;
-        }
-        if hours < SETTLE_HOURS {
-            cluster.node(0).advance(3600);
-            hours += 1;
-            continue;
-        }
-        let guard = *guard.get_or_insert_with(|| Instant::now() + HANG_GUARD);
-        assert!(
-            Instant::now() < guard,
-            "hang guard: {in_flight} occurrences still delivering after {hours} clock hours and {HANG_GUARD:?}; \
-             node 0 log:\n{}",
-            cluster.node(0).log_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Settle: nothing in flight, each occurrence in its terminal state.
+    common::settle(cluster.node(0), SETTLE_HOURS, HANG_GUARD);
     let end = clock(cluster.node(0));
 
     // Exactly the calendar's occurrences up to the clock's end, each once.

@@ -517,30 +517,8 @@ fn run(seed: u64, steps: u64) {
         }
     }
 
-    // Settle, as the cluster test does: an hour at a time while anything is
-    // delivering, then within a hang guard for heartbeats to lapse.
-    let mut hours = 0;
-    let mut guard = None;
-    loop {
-        let delivering = ledger(cluster.node(0))
-            .iter()
-            .filter(|e| e["state"] == "delivering")
-            .count();
-        if delivering == 0 {
-            break;
-        }
-        if hours < SETTLE_HOURS {
-            cluster.node(0).advance(3600);
-            hours += 1;
-            continue;
-        }
-        let guard = *guard.get_or_insert_with(|| Instant::now() + HANG_GUARD);
-        assert!(
-            Instant::now() < guard,
-            "seed {seed}: hang guard: {delivering} occurrences still delivering after {hours} clock hours"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Settle, as the cluster test does.
+    common::settle(cluster.node(0), SETTLE_HOURS, HANG_GUARD);
     let end = clock(cluster.node(0));
     let entries = ledger(cluster.node(1));
     let writes = journal(cluster.node(2));

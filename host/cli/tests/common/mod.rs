@@ -581,3 +581,34 @@ pub fn ledger(server: &Server) -> Vec<Value> {
         }
     }
 }
+
+/// Settles a cluster's ledger, read and advanced through `server`: while
+/// anything is delivering, the shared clock moves an hour at a time, at most
+/// `hours` times (deliveries a dead node left are taken over once its lease
+/// runs out, in platform time; each advance waits for the deliveries it
+/// starts, so the ledger read back after it is the event to wait on); then
+/// the nodes' own scheduler passes (every second) fail what is left once
+/// its run's heartbeat lapses (wall-clock time), within `hang_guard`.
+pub fn settle(server: &Server, hours: usize, hang_guard: Duration) {
+    let mut advanced = 0;
+    let mut guard = None;
+    loop {
+        let delivering = ledger(server).iter().filter(|e| e["state"] == "delivering").count();
+        if delivering == 0 {
+            return;
+        }
+        if advanced < hours {
+            server.advance(3600);
+            advanced += 1;
+            continue;
+        }
+        let guard = *guard.get_or_insert_with(|| Instant::now() + hang_guard);
+        assert!(
+            Instant::now() < guard,
+            "hang guard: {delivering} occurrences still delivering after {advanced} clock hours and {hang_guard:?}; \
+             log:\n{}",
+            server.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1109,18 +1109,7 @@ impl State {
             Some(ledger) => ledger.end(fence, state, entry.failure_reason.clone(), now),
             None => Err(Stale::Unknown),
         };
-        if !self.ended_by_the_same_attempt(&ended, fence) {
-            let refused = ended.as_ref().err().map(Stale::to_string);
-            self.journal(
-                now,
-                &fence.occurrence_id,
-                Some(fence.attempt),
-                None,
-                Act::Ended { state },
-                by,
-                refused,
-            );
-        }
+        self.journal_end(&ended, fence, state, now, by);
         ended?;
         self.release(&entry.import_source_id, &fence.occurrence_id);
         let id = fence.occurrence_id.clone();
@@ -1131,15 +1120,28 @@ impl State {
         Ok(())
     }
 
-    /// True when an end by `fence` was refused only because that very
-    /// attempt had ended the occurrence already (a callback's end after its
-    /// execution's): nothing stale was tried, so nothing is journaled.
-    fn ended_by_the_same_attempt<T>(&self, ended: &Result<T, Stale>, fence: &Fence) -> bool {
-        matches!(ended, Err(Stale::Ended(_)))
+    /// Journals `fence`'s end of its occurrence in `state`, as it went
+    /// (`ended`): made, or refused as stale. An end refused only because
+    /// that very attempt had ended the occurrence already (a callback's end
+    /// after its execution's) tried nothing stale and is not journaled.
+    fn journal_end<T>(
+        &mut self,
+        ended: &Result<T, Stale>,
+        fence: &Fence,
+        state: OccurrenceState,
+        now: DateTime<Utc>,
+        by: &Writer,
+    ) {
+        let redundant = matches!(ended, Err(Stale::Ended(_)))
             && self
                 .ledger
                 .get(&fence.occurrence_id)
-                .is_some_and(|entry| entry.attempt == fence.attempt)
+                .is_some_and(|entry| entry.attempt == fence.attempt);
+        if !redundant {
+            let refused = ended.as_ref().err().map(Stale::to_string);
+            let (occurrence, attempt) = (&fence.occurrence_id, Some(fence.attempt));
+            self.journal(now, occurrence, attempt, None, Act::Ended { state }, by, refused);
+        }
     }
 
     /// Ends the occurrence linked to history line `index`, if it is still
@@ -1396,18 +1398,7 @@ impl State {
                 .map(|()| entry.import_source_id.clone()),
             None => Err(Stale::Unknown),
         };
-        if !self.ended_by_the_same_attempt(&ended, fence) {
-            let refused = ended.as_ref().err().map(Stale::to_string);
-            self.journal(
-                now,
-                &fence.occurrence_id,
-                Some(fence.attempt),
-                None,
-                Act::Ended { state },
-                by,
-                refused,
-            );
-        }
+        self.journal_end(&ended, fence, state, now, by);
         let source_id = ended?;
         self.release(&source_id, &fence.occurrence_id);
         let id = fence.occurrence_id.clone();
