@@ -323,7 +323,7 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
                 }
                 report.retries += u64::from(again.retries);
             }
-            let still = assets.state().ingesting(&firing.import_source_id).map(|e| e.id.clone());
+            let still = assets.read().ingesting(&firing.import_source_id).map(|e| e.id.clone());
             if let Some(still) = still {
                 report.stuck += 1;
                 report.broke(format!(
@@ -364,7 +364,7 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
 
 /// (lost, duplicated) objects of a completed execution against its source.
 fn check_objects(assets: &AssetsService, execution_id: &str, source: &SyntheticSource) -> (u64, u64) {
-    let state = assets.state();
+    let state = assets.read();
     let Some(execution) = state.execution_by_id(execution_id) else {
         return (source.objects, 0);
     };

@@ -147,7 +147,7 @@ mod tests {
             "another app's source and an unknown one answer alike"
         );
         assert!(
-            assets.state().ingesting(&theirs).is_none(),
+            assets.read().ingesting(&theirs).is_none(),
             "nothing reached the other source"
         );
     }

@@ -356,7 +356,7 @@ impl Scheduler {
     /// The earliest instant at which something is due (a run or a slot to
     /// record), across active schedules.
     pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        let state = self.assets.state();
+        let state = self.assets.read();
         state
             .schedules()
             .filter(|s| s.spec.is_active)
@@ -873,7 +873,7 @@ impl Scheduler {
         // Bound to a local first: the guard must be dropped before the body
         // locks the state again.
         let running = {
-            let state = self.assets.state();
+            let state = self.assets.read();
             // Its own execution (a run delivered again to go on from its
             // checkpoint) is not another run in the way.
             let own = state.occurrence(&occurrence_id).and_then(|e| e.execution_id.clone());
@@ -1062,7 +1062,7 @@ impl Scheduler {
                 url.unwrap_or("(no callback URL)")
             ));
         };
-        let Some(source) = self.assets.state().source_by_id(source_id).cloned() else {
+        let Some(source) = self.assets.read().source_by_id(source_id).cloned() else {
             return Delivery::Undelivered(format!(
                 "The scheduled callback to {url} was not sent: import source {source_id} no longer exists"
             ));

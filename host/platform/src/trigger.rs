@@ -198,7 +198,7 @@ pub fn manual_event(workspace_id: &str, import_source_id: &str) -> TriggerEvent 
 /// The ingesting execution of `source_id` and the objects it has received:
 /// what changes when an import moves on.
 fn progress(assets: &AssetsService, source_id: &str) -> Option<(String, u64)> {
-    assets.state().ingesting(source_id).map(|e| (e.id.clone(), e.received))
+    assets.read().ingesting(source_id).map(|e| (e.id.clone(), e.received))
 }
 
 /// Appends `more` to a delivery's `output`, keeping the whole within

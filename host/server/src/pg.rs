@@ -3,21 +3,26 @@
 //!
 //! Each node keeps its [`State`] as a cache of the database and every rule
 //! is still checked there, as with SQLite. What makes the database the truth
-//! for several nodes is the lock every state change is made under:
+//! for several nodes is the lock every change is made under; a read takes
+//! none:
 //!
 //! ```text
-//! state lock taken ─▶ BEGIN; SELECT rev … FROM meta FOR UPDATE  (one writer across all nodes)
-//!                     rows with rev > what this node has seen ─▶ applied to the cache
-//! the call runs on the cache
-//! lock released    ─▶ the rows it changed, stamped rev + 1; meta.rev = rev + 1; COMMIT
+//! a change: lock  ─▶ BEGIN; SELECT rev … FROM meta FOR UPDATE  (one writer across all nodes)
+//!           begin ─▶ rows with rev > what this node has seen ─▶ applied to the cache
+//!           the call runs on the cache
+//!           save  ─▶ the rows it changed, stamped rev + 1; meta.rev = rev + 1; COMMIT
+//! a read:   refresh ─▶ SELECT rev FROM meta; if newer than the cache, in one
+//!                      REPEATABLE READ snapshot: rows with rev > what it has seen
 //! ```
 //!
 //! So a node always decides on what every other node wrote before it, and
 //! the occurrence ledger's primary key (the v5 occurrence id) stays the
 //! exactly-once fence: a second claim of an id is a row that already exists.
-//! Writes are serialized through the `meta` row, a single writer at a time
+//! Changes are serialized through the `meta` row, a single writer at a time
 //! across the cluster, which keeps each call's rules exactly those of one
-//! node; the figures in BENCHMARKS.md say what it costs.
+//! node; the figures in BENCHMARKS.md say what it costs. Reads never wait
+//! for it: a node paused in the middle of a change holds the other nodes'
+//! changes (until the server ends its idle transaction), not their reads.
 //!
 //! Beside the state: the nodes' heartbeats (`nodes`, leases in database
 //! time, [`PgStore::heartbeat`]), the shared virtual clock (`meta`), the
@@ -160,9 +165,11 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// The state and everything the nodes share, in one PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
-    /// The connection state calls run on, with the transaction `begin`
-    /// opened; one at a time, under the service's state lock.
+    /// The connection changes run on, with the transaction `lock` opened;
+    /// one at a time.
     session: Mutex<Session>,
+    /// What the cache holds, and the connection reads run on.
+    cache: Mutex<Cache>,
     /// The virtual clock, when the platform runs on one: shared through
     /// `meta.virtual_now`.
     clock: Option<Arc<VirtualClock>>,
@@ -209,8 +216,6 @@ impl Link {
 #[derive(Default)]
 struct Session {
     conn: Option<Link>,
-    /// The revision the cache reflects; `None`: read everything again.
-    seen: Option<i64>,
     /// The revision read by the open transaction.
     rev: i64,
     /// The shared clock as the open transaction read it.
@@ -224,8 +229,7 @@ impl Session {
         self.conn.as_mut().context("no database connection")
     }
 
-    /// After any error: roll back, drop a broken connection, and read the
-    /// whole state again next time.
+    /// After any error: roll back and drop a broken connection.
     fn abandon(&mut self) {
         if let Some(link) = self.conn.as_mut() {
             if link.client.is_closed() || link.client.batch_execute("ROLLBACK").is_err() {
@@ -233,8 +237,19 @@ impl Session {
             }
         }
         self.open = false;
-        self.seen = None;
     }
+}
+
+/// What the node's cache of the state reflects, and the connection reads
+/// bring it up to date on. Used under the service's state lock only, so
+/// never waited for.
+#[derive(Default)]
+struct Cache {
+    /// The revision the cache reflects; `None`: read everything again.
+    seen: Option<i64>,
+    /// The connection of reads ([`StateStore::refresh`]): never the
+    /// session's, which may be waiting for another node's lock.
+    reader: Option<Link>,
 }
 
 /// Connects a pool to `url` (`postgres://USER@HOST:PORT/DB`), over TLS as
@@ -332,12 +347,16 @@ impl PgStore {
         let store = PgStore {
             pool,
             session: Mutex::new(Session::default()),
+            cache: Mutex::new(Cache::default()),
             clock,
             node: node.to_owned(),
         };
         let mut state = State::default();
+        // Under the lock, as a change: its release publishes the clock of a
+        // node that starts ahead of it.
         store
-            .begin(&mut state)
+            .lock()
+            .and_then(|()| store.begin(&mut state))
             .context("cannot read the state from PostgreSQL")?;
         store.release();
         Ok((store, state))
@@ -345,6 +364,15 @@ impl PgStore {
 
     fn session(&self) -> std::sync::MutexGuard<'_, Session> {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cache may hold what is not stored: read everything next time.
+    fn forget_cache(&self) {
+        self.cache().seen = None;
     }
 
     fn conn(&self) -> anyhow::Result<Conn> {
@@ -467,29 +495,55 @@ impl Drop for StartupLock {
 }
 
 impl StateStore for PgStore {
-    fn begin(&self, state: &mut State) -> anyhow::Result<()> {
+    fn lock(&self) -> anyhow::Result<()> {
         let mut session = self.session();
         if session.open {
             // A guard dropped without a save (a panic): start afresh.
             session.abandon();
+            self.forget_cache();
         }
         if session.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            let mut client = self.conn()?;
-            client
-                .batch_execute(SESSION_TIMEOUTS)
-                .context("cannot set the session's time-outs")?;
-            session.conn = Some(Link::new(client));
-            session.seen = None;
+            let client = self.conn().and_then(|mut client| {
+                client
+                    .batch_execute(SESSION_TIMEOUTS)
+                    .context("cannot set the session's time-outs")?;
+                Ok(client)
+            });
+            session.conn = Some(Link::new(client.inspect_err(|_| self.forget_cache())?));
         }
         let result = (|| {
-            let seen = session.seen;
             let conn = session.conn()?;
             conn.client.batch_execute("BEGIN")?;
             let rows = conn.query("SELECT rev, virtual_now FROM meta WHERE id = 1 FOR UPDATE", &[])?;
             let row = rows.first().context("the meta row is missing")?;
-            let (rev, clock): (i64, Option<DateTime<Utc>>) = (row.get(0), row.get(1));
-            match seen {
-                Some(seen) if seen == rev => {}
+            anyhow::Ok((row.get::<_, i64>(0), row.get::<_, Option<DateTime<Utc>>>(1)))
+        })();
+        match result {
+            Ok((rev, clock)) => {
+                session.rev = rev;
+                session.clock = clock;
+                session.open = true;
+                Ok(())
+            }
+            Err(e) => {
+                session.abandon();
+                // The cache may be changed on this failed lock's behalf
+                // before the change is refused: read it all again.
+                self.forget_cache();
+                Err(e.context("cannot lock the shared state in PostgreSQL"))
+            }
+        }
+    }
+
+    fn begin(&self, state: &mut State) -> anyhow::Result<()> {
+        let mut session = self.session();
+        anyhow::ensure!(session.open, "the shared state is not locked");
+        let (rev, clock) = (session.rev, session.clock);
+        let mut cache = self.cache();
+        let result = (|| {
+            let conn = session.conn()?;
+            match cache.seen {
+                Some(seen) if seen >= rev => {}
                 Some(seen) => {
                     if let Err(e) = apply_since(conn, state, seen) {
                         tracing::warn!("reading everything again after a partial refresh failed: {e:#}");
@@ -498,22 +552,66 @@ impl StateStore for PgStore {
                 }
                 None => *state = load(conn)?,
             }
-            anyhow::Ok((rev, clock))
+            anyhow::Ok(())
         })();
+        match result {
+            Ok(()) => {
+                state.track_changes();
+                if let (Some(shared), Some(stored)) = (&self.clock, clock) {
+                    shared.set(stored);
+                }
+                cache.seen = Some(rev);
+                Ok(())
+            }
+            Err(e) => {
+                session.abandon();
+                cache.seen = None;
+                Err(e.context("cannot read the shared state from PostgreSQL"))
+            }
+        }
+    }
+
+    fn refresh(&self, state: &mut State) -> anyhow::Result<()> {
+        let mut cache = self.cache();
+        let seen = cache.seen;
+        // A pooled connection the server has since closed (a restart, a
+        // cut) is found on its first statement: a read tries once more on
+        // a fresh one before it says the state is out of reach.
+        let mut result = Err(anyhow::anyhow!("no attempt"));
+        for _ in 0..2 {
+            let reader = match cache.reader.take().filter(|c| !c.client.is_closed()) {
+                Some(reader) => reader,
+                None => {
+                    let mut client = self.conn()?;
+                    client
+                        .batch_execute(SESSION_TIMEOUTS)
+                        .context("cannot set the session's time-outs")?;
+                    Link::new(client)
+                }
+            };
+            let mut reader = reader;
+            result = read_since(&mut reader, state, seen);
+            // After an error the connection is not trusted again.
+            if result.is_ok() {
+                cache.reader = Some(reader);
+                break;
+            }
+            if !reader.client.is_closed() {
+                break;
+            }
+        }
         match result {
             Ok((rev, clock)) => {
                 state.track_changes();
                 if let (Some(shared), Some(stored)) = (&self.clock, clock) {
                     shared.set(stored);
                 }
-                session.rev = rev;
-                session.seen = Some(rev);
-                session.clock = clock;
-                session.open = true;
+                cache.seen = Some(rev.max(seen.unwrap_or(rev)));
                 Ok(())
             }
             Err(e) => {
-                session.abandon();
+                // Partly applied, maybe: the next look reads everything.
+                cache.seen = None;
                 Err(e.context("cannot read the shared state from PostgreSQL"))
             }
         }
@@ -539,6 +637,7 @@ impl StateStore for PgStore {
             Err(e) => {
                 tracing::warn!("ending a read of the shared state: {e:#}");
                 session.abandon();
+                self.forget_cache();
             }
         }
     }
@@ -566,12 +665,13 @@ impl StateStore for PgStore {
         session.open = false;
         match result {
             Ok(()) => {
-                session.seen = Some(rev);
+                self.cache().seen = Some(rev);
                 session.clock = moved.or(session.clock);
                 Ok(())
             }
             Err(e) => {
                 session.abandon();
+                self.forget_cache();
                 Err(e)
             }
         }
@@ -951,6 +1051,36 @@ fn load(conn: &mut Link) -> anyhow::Result<State> {
 /// Brings `state` up to date with the rows written after revision `seen`.
 fn apply_since(conn: &mut Link, state: &mut State, seen: i64) -> anyhow::Result<()> {
     Rows { conn, since: seen }.into_state(state, false)
+}
+
+/// Brings `state` from revision `seen` (`None`: nothing) up to what is
+/// committed, without a lock; returns the revision and the shared clock
+/// it reflects.
+fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
+    let meta = |reader: &mut Link| {
+        let rows = reader.query("SELECT rev, virtual_now FROM meta WHERE id = 1", &[])?;
+        let row = rows.first().context("the meta row is missing")?;
+        anyhow::Ok((row.get::<_, i64>(0), row.get::<_, Option<DateTime<Utc>>>(1)))
+    };
+    // Most reads find nothing new: one statement, no transaction.
+    let (rev, clock) = meta(reader)?;
+    if seen.is_some_and(|seen| seen >= rev) {
+        return Ok((rev, clock));
+    }
+    // Every row a commit wrote, or none of them: one snapshot, and the
+    // revision it holds read inside it (changes commit one at a time, each
+    // stamping the next revision, so the snapshot shows exactly the
+    // revisions up to the one it reads).
+    reader
+        .client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+    let (rev, clock) = meta(reader)?;
+    match seen {
+        Some(seen) => apply_since(reader, state, seen)?,
+        None => *state = load(reader)?,
+    }
+    reader.client.batch_execute("COMMIT")?;
+    Ok((rev, clock))
 }
 
 /// One app's storage rows in PostgreSQL, written through and read through:

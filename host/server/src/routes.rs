@@ -561,7 +561,7 @@ async fn create_import_source(State(server): State<Arc<Server>>, headers: Header
             if requires_mapping {
                 assets.require_mapping(&id)?;
             }
-            let secret = assets.state().source_by_id(&id).and_then(|s| s.signing_secret.clone());
+            let secret = assets.read().source_by_id(&id).and_then(|s| s.signing_secret.clone());
             Ok::<_, ApiError>((id, secret))
         })
         .await?;
@@ -643,7 +643,7 @@ async fn list_occurrences(State(server): State<Arc<Server>>, headers: HeaderMap,
             Some(cursor) => Some(parse_cursor(cursor)?),
             None => None,
         };
-        let assets = server.assets.state();
+        let assets = server.assets.read();
         assets.current()?;
         let mut page: Vec<&LedgerEntry> = assets
             .ledger()
@@ -740,9 +740,9 @@ async fn read_clock(State(server): State<Arc<Server>>, headers: HeaderMap, uri: 
     if let Err(e) = authorize(&server, &headers).and_then(|_| takes_no_query(&uri)) {
         return error(e);
     }
-    // On a shared database another node may have moved the clock; taking
-    // the state lock reads it.
-    tokio::task::block_in_place(|| drop(server.assets.state()));
+    // On a shared database another node may have moved the clock; reading
+    // the state reads it.
+    tokio::task::block_in_place(|| drop(server.assets.read()));
     json_answer(
         200,
         &json!({ "clock": clock_kind(&server), "now": timestamp(server.assets.clock().now()) }),
@@ -784,7 +784,7 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, ur
         let (scheduler, shared) = (server.scheduler.clone(), server.shared.clone());
         let firings = blocking(move || {
             // From the shared clock as it stands, if another node moved it.
-            drop(scheduler.assets().state());
+            drop(scheduler.assets().read());
             let by = chrono::Duration::seconds(advance.seconds as i64);
             // Several nodes: after every advance asked before this one, on
             // any node, so advances sent at once add up.
@@ -923,7 +923,7 @@ async fn webtrigger(
     // configuration), not only the one created for it at start-up.
     let (assets, source_id, app_name) = (server.assets.clone(), event.import_source_id.clone(), name.clone());
     let performs = blocking(move || {
-        let state = assets.state();
+        let state = assets.read();
         state
             .source_by_id(&source_id)
             .is_some_and(|s| s.app.as_deref() == Some(app_name.as_str()))

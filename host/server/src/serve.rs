@@ -499,7 +499,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     }
     let assets = Arc::new(service);
     let workspace_id = {
-        let existing = assets.state().workspaces().min().cloned();
+        let existing = assets.read().workspaces().min().cloned();
         existing.unwrap_or_else(|| assets.create_workspace())
     };
     let (api_url, api_token) = match &args.assets_url {
@@ -514,7 +514,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         // before that was recorded adopts the app's source with the lowest id.
         let import_source_id = store.first_source(name, || {
             let existing = assets
-                .state()
+                .read()
                 .sources()
                 .filter(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
                 .map(|s| s.id.clone())
@@ -538,7 +538,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         // past its limit.
         let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
         let performed: Vec<String> = assets
-            .state()
+            .read()
             .sources()
             .filter(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
             .map(|s| s.id.clone())
@@ -548,7 +548,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             // first scheduler pass delivers its occurrence again, and the app
             // resumes from its checkpoint (`Scheduler::recover`).
             let resumable = {
-                let state = assets.state();
+                let state = assets.read();
                 state
                     .ingesting(&source)
                     .and_then(|e| state.history_of(&e.id))

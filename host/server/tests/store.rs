@@ -697,6 +697,71 @@ fn a_node_paused_inside_a_state_call_does_not_hold_the_others() {
 }
 
 #[test]
+fn a_node_holding_the_shared_lock_holds_no_read_on_another() {
+    // Node a opens a change and stops inside it, holding the lock every
+    // change waits for, as a node paused (SIGSTOP) in the middle of one
+    // would; a change on node b waits for it. Node b's reads do not: they
+    // answer from what is committed while node a still holds the lock.
+    // That they did not wait is told by node a's change committing after
+    // them: when reads took the lock, b's first read went through only
+    // once the server had ended a's idle transaction (10 s), and a's
+    // change was lost.
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
+    let b = Arc::new(db.open_node(Arc::new(SystemClock), "node-b", None).0);
+    let base = source(&a);
+    let (status, body) = create_execution(&a, &base);
+    assert_eq!(status, 201, "{body}");
+    let execution = latest_execution(&a, &base);
+
+    let mut held = a.state();
+    assert!(held.current().is_ok(), "node a holds the lock");
+    held.add_workspace("made-under-the-held-lock".to_owned());
+    let waiting = std::thread::spawn({
+        let b = b.clone();
+        move || b.state().current().is_ok()
+    });
+    // Node b's change is waiting for node a's lock in the database.
+    let mut admin = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    let guard = std::time::Instant::now();
+    while admin
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(
+            guard.elapsed() < std::time::Duration::from_secs(60),
+            "hang guard: node b's change never waited for node a's lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+
+    for _ in 0..20 {
+        let (status, history) = call(&b, "GET", &format!("{base}/history"), "");
+        assert_eq!(status, 200, "{history}");
+        assert_eq!(history.as_array().map(Vec::len), Some(1), "{history}");
+        let (status, body) = call(&b, "GET", &format!("{base}/executions/{execution}/status"), "");
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !b.read().workspaces().any(|w| w == "made-under-the-held-lock"),
+            "a read sees only what is committed"
+        );
+    }
+    held.commit()
+        .expect("node a's change commits: no read on node b waited for it to be ended");
+    assert!(waiting.join().unwrap(), "node b's change goes through after node a's");
+    assert!(
+        b.read().workspaces().any(|w| w == "made-under-the-held-lock"),
+        "node b reads node a's change once it is committed"
+    );
+}
+
+#[test]
 fn advances_of_the_shared_clock_reserved_at_once_add_up() {
     let db = Db::postgres();
     let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
@@ -755,8 +820,16 @@ impl assets_platform::assets::StateStore for LostAnswer {
         self.inner.load()
     }
 
+    fn lock(&self) -> anyhow::Result<()> {
+        self.inner.lock()
+    }
+
     fn begin(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
         self.inner.begin(state)
+    }
+
+    fn refresh(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
+        self.inner.refresh(state)
     }
 
     fn journal(&self, after: i64, limit: usize) -> anyhow::Result<assets_platform::assets::journal::JournalPage> {

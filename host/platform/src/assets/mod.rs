@@ -103,6 +103,26 @@ pub trait StateStore: Send + Sync {
     /// Ends what [`StateStore::begin`] started when nothing changed.
     fn release(&self) {}
 
+    /// Called before the state lock is taken for a change: a store shared
+    /// by several hosts holds their changes off from here until
+    /// [`StateStore::save`] or [`StateStore::release`] (then
+    /// [`StateStore::begin`] reads what they wrote). Taken before this
+    /// host's own state lock, so that while it waits for another host
+    /// nothing on this one is held but the other changes: reads go on. An
+    /// error means the change cannot be made now; `begin` is not called
+    /// and nothing is saved.
+    fn lock(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// Brings `state` up to what is stored without holding anyone off: for
+    /// a read, which changes nothing and so needs no lock. Called under
+    /// this host's state lock. An error means `state` may be behind the
+    /// store: the read is answered 503.
+    fn refresh(&self, _state: &mut State) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Up to `limit` journal entries with a sequence number above `after`,
     /// oldest first, as stored ([`journal`]).
     fn journal(&self, after: i64, limit: usize) -> anyhow::Result<journal::JournalPage>;
@@ -178,6 +198,9 @@ impl Default for Quotas {
 /// and the base URL its links point at.
 pub struct AssetsService {
     state: Mutex<State>,
+    /// Held by [`AssetsService::state`] from before the store's lock until
+    /// the change is saved, so this host asks the store for one at a time.
+    turn: Mutex<()>,
     quotas: Quotas,
     clock: Arc<dyn Clock>,
     base_url: String,
@@ -211,6 +234,42 @@ pub struct StateGuard<'a> {
     /// Why the store could not bring the state up to date, if it could not:
     /// then nothing changed under this guard is saved.
     stale: Option<String>,
+    /// This host's turn to change the state, held until the change is
+    /// saved: one change at a time per host, as per cluster.
+    _turn: MutexGuard<'a, ()>,
+}
+
+/// The state as stored, for a read: it cannot be changed through this
+/// guard, and taking it holds no other host off ([`AssetsService::read`]).
+pub struct ReadGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    /// Why the store could not bring the state up to date, if it could not.
+    stale: Option<String>,
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl ReadGuard<'_> {
+    /// 503 when the store could not bring the state up to date (a shared
+    /// database out of reach): for callers outside
+    /// [`AssetsService::handle`] that answer from the state.
+    pub fn current(&self) -> Result<(), ApiError> {
+        match self.stale {
+            Some(_) => Err(ApiError::not_saved()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        HOLDING.with(|held| held.set(false));
+    }
 }
 
 impl Deref for StateGuard<'_> {
@@ -303,6 +362,7 @@ impl AssetsService {
     pub fn new(clock: Arc<dyn Clock>) -> AssetsService {
         AssetsService {
             state: Mutex::new(State::default()),
+            turn: Mutex::new(()),
             quotas: Quotas::default(),
             clock,
             base_url: DEFAULT_BASE_URL.to_owned(),
@@ -430,7 +490,7 @@ impl AssetsService {
             return None;
         }
         let (workspace, source) = router::source_of(path)?;
-        let state = self.state();
+        let state = self.read();
         let fits = state
             .source(workspace, source)
             .is_ok_and(|s| s.token.as_deref().is_some_and(|t| same_secret(t, presented)));
@@ -523,7 +583,7 @@ impl AssetsService {
 
     /// The import history of `source_id`, oldest first.
     pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
-        self.state().history(source_id)
+        self.read().history(source_id)
     }
 
     /// Records a failure for the execution still ingesting for `source_id`,
@@ -553,25 +613,54 @@ impl AssetsService {
         Some(id)
     }
 
-    /// Read or change the state directly, for the platform's own bookkeeping
-    /// and for tests.
+    /// Change the state (or read it to decide a change), for the platform's
+    /// own bookkeeping and for tests: one change at a time across every
+    /// host of the store. What is changed is saved when the guard drops.
     pub fn state(&self) -> StateGuard<'_> {
         // A panic while holding the lock would be a bug in the mock; the state
         // is still consistent at every await-free step, so keep serving.
+        let turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
+        // The store's lock first, this host's state lock after: while this
+        // change waits for another host's, reads here go on.
+        let locked = match &self.store {
+            Some(store) => store.lock(),
+            None => Ok(()),
+        };
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
         HOLDING.with(|held| held.set(true));
-        let stale = match &self.store {
-            Some(store) => store.begin(&mut guard).err().map(|e| {
-                tracing::error!("{e:#}");
-                format!("{e:#}")
-            }),
-            None => None,
-        };
+        let stale = match (&self.store, locked) {
+            (Some(store), Ok(())) => store.begin(&mut guard).err(),
+            (_, Err(e)) => Some(e),
+            (None, Ok(())) => None,
+        }
+        .map(|e| {
+            tracing::error!("{e:#}");
+            format!("{e:#}")
+        });
         StateGuard {
             guard,
             service: self,
             stale,
+            _turn: turn,
         }
+    }
+
+    /// Read the state, as stored: takes no lock any other host waits on,
+    /// so a host that holds its changes (paused, cut off) holds no read
+    /// here. A read inside [`AssetsService::handle`] that cannot reach the
+    /// store is answered 503; other callers ask [`ReadGuard::current`].
+    pub fn read(&self) -> ReadGuard<'_> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        HOLDING.with(|held| held.set(true));
+        let stale = match &self.store {
+            Some(store) => store.refresh(&mut guard).err().map(|e| {
+                tracing::error!("{e:#}");
+                UNSAVED.with(|flag| flag.set(true));
+                format!("{e:#}")
+            }),
+            None => None,
+        };
+        ReadGuard { guard, stale }
     }
 
     /// The service's clock.
