@@ -101,7 +101,10 @@ fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
     let sim = Sim::with_app("2026-01-01T00:00:00Z");
     // 10:00 in New York, through both 2026 DST changes.
     sim.schedule("DAILY", "2026-01-01T15:00:00Z", "America/New_York");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-12-31T23:59:59Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-12-31T23:59:59Z"))
+        .expect("every pass stored");
 
     assert_eq!(runs.len(), 365);
     assert!(
@@ -130,11 +133,18 @@ fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
 fn deleting_a_schedule_stops_its_runs() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "Europe/London");
-    assert_eq!(sim.scheduler.run_until(&sim.clock, t("2026-05-03T12:00:00Z")).len(), 3);
+    assert_eq!(
+        sim.scheduler
+            .run_until(&sim.clock, t("2026-05-03T12:00:00Z"))
+            .expect("every pass stored")
+            .len(),
+        3
+    );
     assert_eq!(sim.api("DELETE", &format!("importschedule/{id}"), json!({})).0, 200);
     assert!(sim
         .scheduler
         .run_until(&sim.clock, t("2026-05-20T00:00:00Z"))
+        .expect("every pass stored")
         .is_empty());
     assert_eq!(sim.assets.history(&sim.source_id).len(), 3);
 }
@@ -143,14 +153,20 @@ fn deleting_a_schedule_stops_its_runs() {
 fn deactivating_stops_runs_and_reactivating_resumes_without_catching_up() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    sim.scheduler.run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    sim.scheduler
+        .run_until(&sim.clock, t("2026-05-01T12:00:00Z"))
+        .expect("every pass stored");
     sim.api("PUT", &format!("importschedule/{id}"), json!({"isActive": false}));
     assert!(sim
         .scheduler
         .run_until(&sim.clock, t("2026-05-05T12:00:00Z"))
+        .expect("every pass stored")
         .is_empty());
     sim.api("PUT", &format!("importschedule/{id}"), json!({"isActive": true}));
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-06T12:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-06T12:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(
         runs.iter().map(|r| r.nominal_utc).collect::<Vec<_>>(),
         vec![t("2026-05-06T08:00:00Z")]
@@ -161,14 +177,19 @@ fn deactivating_stops_runs_and_reactivating_resumes_without_catching_up() {
 fn updating_a_schedule_recomputes_its_next_run() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    sim.scheduler.run_until(&sim.clock, t("2026-05-02T12:00:00Z"));
+    sim.scheduler
+        .run_until(&sim.clock, t("2026-05-02T12:00:00Z"))
+        .expect("every pass stored");
     let (_, updated) = sim.api(
         "PUT",
         &format!("importschedule/{id}"),
         json!({"startTime": "2026-05-02T18:30:00Z", "runFrequency": "WEEKLY"}),
     );
     assert_eq!(updated["nextRunTime"], "2026-05-02T18:30:00Z");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-20T00:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-20T00:00:00Z"))
+        .expect("every pass stored");
     let at: Vec<_> = runs.iter().map(|r| r.nominal_utc).collect();
     assert_eq!(
         at,
@@ -189,7 +210,10 @@ fn a_run_due_while_an_execution_is_ingesting_is_skipped_with_its_reason() {
     sim.clock.set(t("2026-05-01T07:55:00Z"));
     let (status, started) = sim.api("POST", "executions", json!({"scheduled": false}));
     assert_eq!(status, 201);
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T12:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, FiringStatus::Skipped);
     let reason = runs[0].reason.clone().unwrap();
@@ -328,7 +352,10 @@ fn an_occurrence_is_never_handled_twice() {
 fn a_once_schedule_runs_once_then_is_inactive() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("ONCE", "2026-05-02T09:15:00Z", "Asia/Kolkata");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-06-01T00:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-06-01T00:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(runs.len(), 1);
     let (_, schedule) = sim.api("GET", &format!("importschedule/{id}"), json!({}));
     assert_eq!(schedule["isActive"], false);
@@ -345,7 +372,10 @@ fn a_gap_skip_policy_records_the_skipped_day_with_the_rule() {
                "callbackUrl": "https://app.example.com/cb", "dstGapPolicy": "SKIP"}),
     );
     assert_eq!(status, 201);
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-03-09T12:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-03-09T12:00:00Z"))
+        .expect("every pass stored");
     let statuses: Vec<_> = runs.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses,
@@ -360,7 +390,10 @@ fn a_gap_skip_policy_records_the_skipped_day_with_the_rule() {
 fn the_callback_event_carries_the_schedule_and_a_stable_occurrence_id() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"))
+        .expect("every pass stored");
     let entry = &sim.assets.history(&sim.source_id)[0];
     assert_eq!(entry.schedule_id.as_deref(), Some(id.as_str()));
     assert_eq!(entry.occurrence_id.as_deref(), Some(runs[0].occurrence_id.as_str()));
@@ -374,13 +407,19 @@ fn the_callback_event_carries_the_schedule_and_a_stable_occurrence_id() {
 fn other_source_types_get_the_platforms_own_run_and_a_missing_app_a_failed_entry() {
     let sim = Sim::new("2026-05-01T00:00:00Z", SourceType::Csv);
     sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(runs[0].status, FiringStatus::Completed);
     assert_eq!(sim.assets.history(&sim.source_id)[0].status, Outcome::Completed);
 
     let sim = Sim::new("2026-05-01T00:00:00Z", SourceType::External);
     sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-01T09:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-01T09:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(runs[0].status, FiringStatus::Failed);
     let entry = &sim.assets.history(&sim.source_id)[0];
     assert_eq!(entry.status, Outcome::Failed);
@@ -395,7 +434,10 @@ fn other_source_types_get_the_platforms_own_run_and_a_missing_app_a_failed_entry
 fn a_csv_import_runs_daily_for_a_year_without_a_guest() {
     let sim = Sim::new("2026-01-01T00:00:00Z", SourceType::Csv);
     sim.schedule("DAILY", "2026-01-01T06:00:00Z", "Europe/Berlin");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-12-31T23:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-12-31T23:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(runs.len(), 365);
     assert!(runs.iter().all(|r| r.status == FiringStatus::Completed));
 }
@@ -424,6 +466,7 @@ fn a_once_schedule_whose_start_just_passed_runs_at_once() {
     assert!(sim
         .scheduler
         .run_until(&sim.clock, t("2026-05-03T00:00:00Z"))
+        .expect("every pass stored")
         .is_empty());
 }
 
@@ -457,7 +500,10 @@ fn dst_fold_both_on_a_once_schedule_runs_both_instants() {
                "callbackUrl": "https://app.example.com/cb", "dstFoldPolicy": "BOTH"}),
     );
     assert_eq!(status, 201, "{body}");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-11-03T00:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-11-03T00:00:00Z"))
+        .expect("every pass stored");
     let at: Vec<_> = runs.iter().map(|r| (r.nominal_utc.to_rfc3339(), r.status)).collect();
     assert_eq!(
         at,
@@ -502,7 +548,10 @@ fn a_put_that_changes_the_rule_records_what_was_due_as_missed() {
         "{}",
         lines[0].1
     );
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-04T00:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-04T00:00:00Z"))
+        .expect("every pass stored");
     let at: Vec<_> = runs.iter().map(|r| r.nominal_utc).collect();
     assert_eq!(at, vec![t("2026-05-03T18:00:00Z")], "the new rule runs");
 }
@@ -511,7 +560,9 @@ fn a_put_that_changes_the_rule_records_what_was_due_as_missed() {
 fn pausing_and_resuming_records_the_paused_runs_as_skipped() {
     let sim = Sim::with_app("2026-05-01T00:00:00Z");
     let id = sim.schedule("DAILY", "2026-05-01T09:00:00Z", "UTC");
-    sim.scheduler.run_until(&sim.clock, t("2026-05-01T12:00:00Z"));
+    sim.scheduler
+        .run_until(&sim.clock, t("2026-05-01T12:00:00Z"))
+        .expect("every pass stored");
     let put = |active: bool| {
         let (status, body) = sim.api("PUT", &format!("importschedule/{id}"), json!({ "isActive": active }));
         assert_eq!(status, 200, "{body}");
@@ -520,9 +571,13 @@ fn pausing_and_resuming_records_the_paused_runs_as_skipped() {
     assert!(sim
         .scheduler
         .run_until(&sim.clock, t("2026-05-04T12:00:00Z"))
+        .expect("every pass stored")
         .is_empty());
     put(true);
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-05T12:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-05T12:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(runs.len(), 1, "only the run after resuming");
     assert_eq!(runs[0].nominal_utc, t("2026-05-05T09:00:00Z"));
     let lines = history_lines(&sim);
@@ -553,7 +608,10 @@ fn an_execution_a_dead_app_left_ingesting_is_failed_and_the_next_run_goes_ahead(
     let (status, opened) = sim.api("POST", "executions", json!({"scheduled": true}));
     assert_eq!(status, 201, "{opened}");
     sim.schedule("DAILY", "2026-05-01T08:05:00Z", "UTC");
-    let runs = sim.scheduler.run_until(&sim.clock, t("2026-05-02T09:00:00Z"));
+    let runs = sim
+        .scheduler
+        .run_until(&sim.clock, t("2026-05-02T09:00:00Z"))
+        .expect("every pass stored");
     // At 08:05 the app could still be running (its limit is 900 s): skipped.
     // A day later it cannot: the execution is failed, and the run goes ahead.
     let statuses: Vec<FiringStatus> = runs.iter().map(|r| r.status).collect();

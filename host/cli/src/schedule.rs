@@ -234,7 +234,10 @@ pub fn simulate_schedule(
     }
     let scheduler = Scheduler::new(assets.clone());
     scheduler.install(&source_id, app);
-    let runs = scheduler.run_until(&clock, end);
+    // In memory: every pass is stored.
+    let runs = scheduler
+        .run_until(&clock, end)
+        .map_err(|halted| anyhow::anyhow!("the simulation stopped at {}", halted.at))?;
     Ok(Simulation {
         runs,
         history: assets.history(&source_id),

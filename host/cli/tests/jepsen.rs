@@ -3,10 +3,10 @@
 //! virtual clock, under a seeded random schedule of faults — `kill -9`,
 //! SIGTERM, SIGSTOP of the node running an import and of the node that
 //! claimed it until a third has resumed the run (then SIGCONT, so they wake
-//! up mid-run, superseded), every database connection cut, a callback sent
-//! twice, runs made slow by a slow source — and of schedule
-//! changes (a new rule, pause, resume, delete), each during or between clock
-//! advances. Then a checker reads what the platform recorded — the ledger,
+//! up mid-run, superseded), every database connection cut, the database
+//! server restarted while imports run, a callback sent twice, runs made
+//! slow by a slow source — and of schedule changes (a new rule, pause,
+//! resume, delete), each during or between clock advances. Then a checker reads what the platform recorded — the ledger,
 //! every source's history, and the journal of every fenced write — and
 //! verifies, with an oracle that shares no code with the platform (the
 //! calendar crate and this file):
@@ -28,7 +28,8 @@
 //!
 //! `make test` runs a bounded schedule; `make soak` a longer one with more
 //! seeds (`ASSETS_JEPSEN_STEPS`, `ASSETS_JEPSEN_SEEDS`). A failure prints
-//! its seed. Needs `ASSETS_TEST_PG`.
+//! its seed. Needs `ASSETS_TEST_PG` and `ASSETS_TEST_PG_RESTART`
+//! (`scripts/with-postgres` sets both).
 
 mod common;
 
@@ -53,6 +54,16 @@ const CLOCK_START: &str = "2026-03-01T00:00:00Z";
 const STOPPED_FOR: Duration = Duration::from_secs(40);
 const SETTLE_HOURS: usize = 24;
 const HANG_GUARD: Duration = Duration::from_secs(300);
+/// The faults a step may bring, each during a clock advance.
+const FAULTS: [&str; 7] = [
+    "none",
+    "kill -9",
+    "SIGTERM",
+    "SIGSTOP",
+    "database cut",
+    "database restart",
+    "duplicate callback",
+];
 const ZONES: [&str; 4] = ["UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo"];
 
 /// One stretch of a schedule's life under one rule.
@@ -214,6 +225,19 @@ impl Cluster {
             )
             .unwrap();
     }
+}
+
+/// Restarts the database server under the running nodes (`pg_ctl restart
+/// -m fast`: every session ended, every open transaction rolled back,
+/// connections refused until it is back), with the command
+/// `scripts/with-postgres` gives.
+fn restart_database() {
+    let command = std::env::var("ASSETS_TEST_PG_RESTART").expect(
+        "ASSETS_TEST_PG_RESTART is not set: the Jepsen test restarts the database server; run it under \
+         scripts/with-postgres (make test does)",
+    );
+    let status = std::process::Command::new(&command).status().unwrap();
+    assert!(status.success(), "{command}: the database server did not restart");
 }
 
 fn signal(node: &Server, name: &str) {
@@ -400,7 +424,24 @@ fn run(seed: u64, steps: u64) {
 
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
-    for _ in 0..steps {
+    // Every kind of fault in the first steps, in a seeded order, so a short
+    // run meets each; drawn at random after that.
+    let mut first = FAULTS.to_vec();
+    rng.shuffle(&mut first);
+    for step in 0..steps as usize {
+        let fault = first
+            .get(step)
+            .copied()
+            .unwrap_or_else(|| FAULTS[rng.usize(..FAULTS.len())]);
+        if fault == "SIGSTOP" {
+            // It needs all three nodes: one to stop with the runner, one to
+            // take the run over.
+            for i in 0..NODES {
+                if cluster.nodes[i].is_none() {
+                    cluster.start(i);
+                }
+            }
+        }
         let alive = cluster.alive();
         let advancer = alive[rng.usize(..alive.len())];
         let from = clock(cluster.node(advancer));
@@ -409,18 +450,12 @@ fn run(seed: u64, steps: u64) {
             ureq::post(&format!("{base}/_admin/clock/advance"))
                 .timeout(Duration::from_secs(600))
                 .send_string(&json!({ "seconds": STEP_SECS }).to_string())
-                .map(|r| r.status())
-                .map_err(|e| e.to_string())
+                .map(|r| (r.status(), String::new()))
+                .or_else(|e| match e {
+                    ureq::Error::Status(status, answer) => Ok((status, answer.into_string().unwrap_or_default())),
+                    other => Err(other.to_string()),
+                })
         });
-        let fault = [
-            "none",
-            "kill -9",
-            "SIGTERM",
-            "SIGSTOP",
-            "database cut",
-            "duplicate callback",
-            "none",
-        ][rng.usize(..7)];
         *faults.entry(fault).or_default() += 1;
         let mut stopped = Vec::new();
         let mut resumed: Option<String> = None;
@@ -432,7 +467,11 @@ fn run(seed: u64, steps: u64) {
             // runs on: the third takes the run over, and they wake up mid
             // run, superseded.
             "SIGSTOP" if cluster.alive().len() == NODES => {
-                if let Some((occurrence, runner, claimer)) = running_import(&cluster, &advance) {
+                let running = running_import(&cluster, &advance);
+                if running.is_none() {
+                    *faults.entry("SIGSTOP with no run to stop").or_default() += 1;
+                }
+                if let Some((occurrence, runner, claimer)) = running {
                     resumed = Some(occurrence);
                     for victim in BTreeSet::from([runner, claimer]) {
                         let node = cluster.nodes[victim].take().expect("alive");
@@ -459,6 +498,10 @@ fn run(seed: u64, steps: u64) {
             "database cut" => {
                 wait_for_a_claim(cluster.node(advancer), from, &advance);
                 cluster.cut_database();
+            }
+            "database restart" => {
+                wait_for_runs(cluster.node(advancer), 1, &advance);
+                restart_database();
             }
             "duplicate callback" => {
                 wait_for_runs(cluster.node(advancer), 1, &advance);
@@ -488,9 +531,18 @@ fn run(seed: u64, steps: u64) {
             }
         }
         let answered = advance.join().unwrap();
+        // An advance whose claims the database could not store stops there
+        // and says so (503, where the clock stopped); the next advance goes
+        // on from it, and the checker finds whether anything was lost.
+        let halted = matches!(&answered, Ok((503, body)) if body.contains("the clock stopped at"));
+        if halted {
+            *faults.entry("an advance halted by the database").or_default() += 1;
+        }
         assert!(
-            answered == Ok(200) || cluster.nodes[advancer].is_none(),
-            "advance on a live node: {answered:?}"
+            matches!(answered, Ok((200, _)))
+                || (halted && matches!(fault, "database cut" | "database restart"))
+                || cluster.nodes[advancer].is_none(),
+            "advance on a live node, during {fault}: {answered:?}"
         );
         if let Some(exit) = terminated {
             exit.join().expect("a node stopped by SIGTERM exits 0");

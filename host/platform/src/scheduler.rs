@@ -128,6 +128,21 @@ pub enum FiringStatus {
     Missed,
 }
 
+/// A scheduler pass whose claims could not be stored: nothing of it was
+/// handled.
+#[derive(Debug)]
+struct NotStored;
+
+/// A clock advance stopped before its end ([`Scheduler::run_until`]).
+#[derive(Debug)]
+pub struct Halted {
+    /// Where the clock stopped: the time of the pass whose claims could not
+    /// be stored. Nothing due from then on was handled.
+    pub at: DateTime<Utc>,
+    /// What was handled before it.
+    pub firings: Vec<Firing>,
+}
+
 /// One handled occurrence, for timelines and tests.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -365,36 +380,61 @@ impl Scheduler {
     }
 
     /// Handles everything due at the clock's now and returns what happened,
-    /// in order of nominal time.
+    /// in order of nominal time. Claims that cannot be stored are logged
+    /// and tried again on the next call.
     pub fn run_due(&self) -> Vec<Firing> {
+        self.try_run_due().unwrap_or_default()
+    }
+
+    /// [`Self::run_due`], or `Err` when its claims could not be stored
+    /// (nothing was handled).
+    fn try_run_due(&self) -> Result<Vec<Firing>, NotStored> {
         let now = self.assets.clock().now();
-        let (mut firings, claimed) = self.claim_due(now);
+        let (mut firings, claimed) = self.try_claim_due(now)?;
         firings.extend(self.fire_all(claimed));
         firings.sort_by(|a, b| (a.nominal_utc, &a.schedule_id).cmp(&(b.nominal_utc, &b.schedule_id)));
-        firings
+        Ok(firings)
     }
 
     /// Moves `clock` from one due time to the next until `end`, handling
-    /// each; then leaves the clock at `end`.
-    pub fn run_until(&self, clock: &VirtualClock, end: DateTime<Utc>) -> Vec<Firing> {
+    /// each; then leaves the clock at `end`. A pass whose claims cannot be
+    /// stored (the database out of reach) stops the advance there: the
+    /// clock stays at that pass's time with nothing from it on handled, so
+    /// that advancing again delivers what fell due — rather than the clock
+    /// running on in memory ahead of the database and what fell due
+    /// meanwhile being recorded missed.
+    pub fn run_until(&self, clock: &VirtualClock, end: DateTime<Utc>) -> Result<Vec<Firing>, Halted> {
         let mut firings = Vec::new();
-        firings.extend(self.run_due());
-        while let Some(due) = self.next_due().filter(|due| *due <= end) {
-            clock.set(due);
-            firings.extend(self.run_due());
+        loop {
+            let at = crate::clock::Clock::now(clock);
+            match self.try_run_due() {
+                Ok(handled) => firings.extend(handled),
+                Err(NotStored) => return Err(Halted { at, firings }),
+            }
+            match self.next_due().filter(|due| *due <= end) {
+                Some(due) => clock.set(due),
+                None => break,
+            }
         }
         clock.set(end);
         // A shared store publishes the clock as the lock is released.
         drop(self.assets.state());
-        firings
+        Ok(firings)
+    }
+
+    /// What is due at `now`, claimed (see [`Self::try_claim_due`]); nothing
+    /// when the claims could not be stored, which is logged, and tried
+    /// again on the next call.
+    pub fn claim_due(&self, now: DateTime<Utc>) -> (Vec<Firing>, Vec<Claimed>) {
+        self.try_claim_due(now).unwrap_or_default()
     }
 
     /// Under the state lock: takes over deliveries whose owner is gone,
     /// expires leases, records skipped and missed occurrences, claims the
     /// ones to run, and moves each schedule past what it handled. Claims go
     /// into the ledger in the same change, so a claim is on disk before any
-    /// callback is sent.
-    pub fn claim_due(&self, now: DateTime<Utc>) -> (Vec<Firing>, Vec<Claimed>) {
+    /// callback is sent; `Err` when it is not (nothing is to be sent).
+    fn try_claim_due(&self, now: DateTime<Utc>) -> Result<(Vec<Firing>, Vec<Claimed>), NotStored> {
         let mut state = self.assets.state();
         let mut firings = Vec::new();
         let mut claimed = self.recover(&mut state, now, &mut firings);
@@ -512,9 +552,9 @@ impl Scheduler {
             for id in &ids {
                 active.remove(id);
             }
-            return (Vec::new(), Vec::new());
+            return Err(NotStored);
         }
-        (firings, claimed)
+        Ok((firings, claimed))
     }
 
     /// How long a claim is held: the app's run limit and the grace period.

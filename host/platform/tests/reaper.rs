@@ -122,7 +122,10 @@ impl World {
 fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
     let world = World::new();
     world.schedule_daily_at_13();
-    let fired = world.scheduler.run_until(&world.clock, t("2026-11-02T13:00:00Z"));
+    let fired = world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-02T13:00:00Z"))
+        .expect("every pass stored");
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].status, FiringStatus::Delivered, "{fired:?}");
     let event = world.accepted.0.lock().unwrap()[0].clone();
@@ -152,7 +155,10 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
         std::thread::yield_now();
     }
     // Two days later, far past the run limit (15 min) and its grace.
-    let later = world.scheduler.run_until(&world.clock, t("2026-11-04T13:30:00Z"));
+    let later = world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-04T13:30:00Z"))
+        .expect("every pass stored");
     let statuses: Vec<FiringStatus> = later.iter().map(|f| f.status).collect();
     assert_eq!(statuses, [FiringStatus::Skipped, FiringStatus::Skipped], "{later:?}");
     assert_eq!(
@@ -175,7 +181,10 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
         .state()
         .renew_occurrence(&fence, Utc::now() - chrono::Duration::seconds(1))
         .unwrap();
-    let last = world.scheduler.run_until(&world.clock, t("2026-11-05T13:30:00Z"));
+    let last = world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-05T13:30:00Z"))
+        .expect("every pass stored");
     let statuses: Vec<FiringStatus> = last.iter().map(|f| f.status).collect();
     assert_eq!(statuses, [FiringStatus::Failed, FiringStatus::Delivered], "{last:?}");
     assert_eq!(world.status(&execution), ExecutionStatus::Failed);
@@ -194,7 +203,10 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
 fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() {
     let world = World::new();
     world.schedule_daily_at_13();
-    world.scheduler.run_until(&world.clock, t("2026-11-02T13:00:00Z"));
+    world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-02T13:00:00Z"))
+        .expect("every pass stored");
     let event = world.accepted.0.lock().unwrap()[0].clone();
     let fence = Fence {
         occurrence_id: event.occurrence_id.clone(),
@@ -210,7 +222,10 @@ fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() 
         .state()
         .renew_occurrence(&fence, Utc::now() - chrono::Duration::seconds(1))
         .unwrap();
-    let again = world.scheduler.run_until(&world.clock, t("2026-11-02T13:10:00Z"));
+    let again = world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-02T13:10:00Z"))
+        .expect("every pass stored");
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(again[0].status, FiringStatus::Delivered, "{again:?}");
     let sent = world.accepted.0.lock().unwrap().clone();
@@ -237,7 +252,10 @@ fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() 
 fn a_heartbeat_stops_once_its_attempt_no_longer_holds_the_occurrence() {
     let world = World::new();
     world.schedule_daily_at_13();
-    world.scheduler.run_until(&world.clock, t("2026-11-02T13:00:00Z"));
+    world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-02T13:00:00Z"))
+        .expect("every pass stored");
     let event = world.accepted.0.lock().unwrap()[0].clone();
     let stale = Fence {
         occurrence_id: event.occurrence_id.clone(),
@@ -258,7 +276,10 @@ fn a_scheduled_delivery_never_fails_a_manual_run() {
     let world = World::new();
     let manual = world.create(json!({}), None);
     world.schedule_daily_at_13();
-    let fired = world.scheduler.run_until(&world.clock, t("2026-11-04T13:30:00Z"));
+    let fired = world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-04T13:30:00Z"))
+        .expect("every pass stored");
     let statuses: Vec<FiringStatus> = fired.iter().map(|f| f.status).collect();
     assert_eq!(
         statuses,

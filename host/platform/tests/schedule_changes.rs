@@ -86,7 +86,10 @@ fn a_once_schedule_that_ran_says_it_will_not_run_again_whatever_a_put_changes_bu
     let world = World::new("2026-11-02T12:00:00Z");
     let id = world.create(json!({"runFrequency": "ONCE", "startTime": "2026-11-02T12:30:00Z",
         "timezone": "UTC", "callbackUrl": "https://app.example/callback"}));
-    let fired = world.scheduler.run_until(&world.clock, t("2026-11-02T12:40:00Z"));
+    let fired = world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-02T12:40:00Z"))
+        .expect("every pass stored");
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].status, FiringStatus::Delivered, "{fired:?}");
 
@@ -108,7 +111,10 @@ fn a_once_schedule_that_ran_says_it_will_not_run_again_whatever_a_put_changes_bu
             "{read}"
         );
     }
-    let later = world.scheduler.run_until(&world.clock, t("2026-11-03T12:40:00Z"));
+    let later = world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-03T12:40:00Z"))
+        .expect("every pass stored");
     assert!(later.is_empty(), "{later:?}");
 }
 
@@ -119,7 +125,10 @@ fn deleting_a_paused_schedule_records_what_fell_due_while_it_was_paused() {
         "timezone": "UTC", "callbackUrl": "https://app.example/callback"}));
     let (status, body) = world.call("PUT", &format!("/{id}"), json!({"isActive": false}));
     assert_eq!(status, 200, "{body}");
-    world.scheduler.run_until(&world.clock, t("2026-11-04T14:00:00Z"));
+    world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-04T14:00:00Z"))
+        .expect("every pass stored");
     let (status, body) = world.call("DELETE", &format!("/{id}"), Value::Null);
     assert_eq!(status, 200, "{body}");
     let lines: Vec<(Outcome, String)> = world

@@ -795,7 +795,14 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, ur
                 })?,
                 None => clock.now() + by,
             };
-            let firings = scheduler.run_until(&clock, end);
+            let firings = scheduler.run_until(&clock, end).map_err(|halted| ApiError {
+                message: format!(
+                    "the clock stopped at {}: what fell due then could not be stored in the database (see the server \
+                     log), so nothing from then on was handled; advance again to go on from there",
+                    timestamp(halted.at)
+                ),
+                ..ApiError::not_saved()
+            })?;
             Ok::<_, ApiError>((firings, clock.now()))
         })
         .await?;

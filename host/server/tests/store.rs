@@ -345,6 +345,71 @@ fn no_callback_is_sent_for_a_claim_that_was_not_stored(db: Db) {
     );
 }
 
+fn an_advance_the_database_refuses_stops_there_and_goes_on_later(db: Db) {
+    // Five daily runs fall due in one advance of the virtual clock while
+    // the database refuses every claim (an outage). The advance stops at
+    // the first: the clock does not run on ahead of what is stored, so the
+    // next advance delivers all five, none recorded missed.
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let end: chrono::DateTime<chrono::Utc> = "2026-11-06T14:00:00Z".parse().unwrap();
+    let clock = Arc::new(VirtualClock::new(start));
+    let service = Arc::new(db.open_node(clock.clone(), "node-a", Some(clock.clone())).0);
+    let base = source(&service);
+    let (status, body) = call(
+        &service,
+        "POST",
+        &format!("{base}/importschedule"),
+        r#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+            "callbackUrl": "https://app.example/callback"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let callbacks = Arc::new(Attempts::default());
+    let scheduler = Arc::new(Scheduler::new(service.clone()).with_callbacks(callbacks.clone()));
+
+    db.refuse_inserts("occurrences");
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let (scheduler, clock) = (scheduler.clone(), clock.clone());
+        move || done.send(scheduler.run_until(&clock, end).map(|f| f.len()))
+    });
+    // Before this rule the advance asked for the same due time again and
+    // again for as long as the database refused it.
+    let halted = stopped
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("hang guard: the advance never stopped while the database refused its claims")
+        .expect_err("an advance whose claims are refused stops");
+    assert_eq!(
+        halted.at,
+        "2026-11-02T13:00:00Z".parse::<chrono::DateTime<chrono::Utc>>().unwrap()
+    );
+    assert!(halted.firings.is_empty(), "{:?}", halted.firings);
+    assert!(clock.now() < end, "the clock stopped where the claims were refused");
+    assert!(callbacks.0.lock().unwrap().is_empty(), "nothing sent");
+
+    db.allow_inserts("occurrences");
+    let firings = scheduler
+        .run_until(&clock, end)
+        .expect("stored once the database is back");
+    assert_eq!(clock.now(), end);
+    let delivered: Vec<_> = firings
+        .iter()
+        .filter(|f| f.status == assets_platform::scheduler::FiringStatus::Delivered)
+        .map(|f| f.nominal_utc)
+        .collect();
+    assert_eq!(delivered.len(), 5, "each day delivered: {firings:?}");
+    assert_eq!(callbacks.0.lock().unwrap().len(), 5, "each day called back");
+    // These callbacks create no execution: each day's delivery ends failed
+    // when its lease runs out the same day, and the last is still going.
+    let entries: Vec<_> = service.state().ledger().cloned().collect();
+    assert_eq!(entries.len(), 5, "{entries:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.state != assets_platform::assets::ledger::OccurrenceState::Missed),
+        "none missed: {entries:?}"
+    );
+}
+
 fn an_ended_executions_objects_live_on_disk_not_in_memory(db: Db) {
     let service = db.open();
     let base = source(&service);
@@ -406,6 +471,7 @@ on_both_engines!(
     what_was_acknowledged_reads_back_after_a_restart,
     no_callback_is_sent_for_a_claim_that_was_not_stored,
     a_claim_whose_commit_answer_was_lost_is_delivered_on_the_next_pass,
+    an_advance_the_database_refuses_stops_there_and_goes_on_later,
     an_ended_executions_objects_live_on_disk_not_in_memory,
     an_import_source_that_was_not_stored_is_not_created,
 );
