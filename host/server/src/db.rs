@@ -673,32 +673,7 @@ fn repair_history(conn: &Connection) -> anyhow::Result<()> {
     }
     let now = Utc::now();
     for (next, (id, source_id, scheduled, status, _, objects)) in (indices.len()..).zip(orphans) {
-        let status: ExecutionStatus = serde_json::from_value(status.clone().into())
-            .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
-        let line = HistoryEntry {
-            execution_id: Some(id.clone()),
-            import_source_id: source_id,
-            scheduled,
-            schedule_id: None,
-            occurrence_id: None,
-            status: match status {
-                ExecutionStatus::Ingesting => Outcome::Running,
-                ExecutionStatus::Processing | ExecutionStatus::Done => Outcome::Completed,
-                ExecutionStatus::Failed => Outcome::Failed,
-                ExecutionStatus::Cancelled => Outcome::Cancelled,
-            },
-            failure_reason: Some(format!(
-                "this history line was lost from the database and rebuilt from execution {id} at start-up ({}); \
-                 its start and end times are not known",
-                now.format("%Y-%m-%dT%H:%M:%SZ")
-            )),
-            objects: objects as u64,
-            started_at: now,
-            ended_at: (status != ExecutionStatus::Ingesting).then_some(now),
-            invocations: None,
-            processed_at: None,
-            progress: None,
-        };
+        let line = rebuilt_line(&id, source_id, scheduled, &status, objects as u64, "at start-up", now)?;
         tx.execute(
             "INSERT INTO history (idx, body) VALUES (?1, ?2)",
             params![next as i64, serde_json::to_string(&line)?],
@@ -710,6 +685,46 @@ fn repair_history(conn: &Connection) -> anyhow::Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The history line of execution `id` whose own line was lost from the
+/// database (either engine's repair): what the execution row still says,
+/// and that the rest is not known.
+pub(crate) fn rebuilt_line(
+    id: &str,
+    import_source_id: String,
+    scheduled: bool,
+    status: &str,
+    objects: u64,
+    when: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<HistoryEntry> {
+    let status: ExecutionStatus = serde_json::from_value(status.to_owned().into())
+        .with_context(|| format!("execution {id} has unknown status {status:?}"))?;
+    Ok(HistoryEntry {
+        execution_id: Some(id.to_owned()),
+        import_source_id,
+        scheduled,
+        schedule_id: None,
+        occurrence_id: None,
+        status: match status {
+            ExecutionStatus::Ingesting => Outcome::Running,
+            ExecutionStatus::Processing | ExecutionStatus::Done => Outcome::Completed,
+            ExecutionStatus::Failed => Outcome::Failed,
+            ExecutionStatus::Cancelled => Outcome::Cancelled,
+        },
+        failure_reason: Some(format!(
+            "this history line was lost from the database and rebuilt from execution {id} {when} ({}); \
+             its start and end times are not known",
+            now.format("%Y-%m-%dT%H:%M:%SZ")
+        )),
+        objects,
+        started_at: now,
+        ended_at: (status != ExecutionStatus::Ingesting).then_some(now),
+        invocations: None,
+        processed_at: None,
+        progress: None,
+    })
 }
 
 /// Takes an exclusive lock on the database file, creating it if needed.

@@ -135,6 +135,11 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_
     // commit order: the writes of one commit are made under the state lock,
     // so sequence order is the order they were made in across the nodes.
     "CREATE TABLE journal (seq BIGSERIAL PRIMARY KEY, node TEXT NOT NULL, body TEXT NOT NULL);",
+    // 6: the revision from which a cache must be read whole again: a
+    // repair that renumbers the history (`repair_history`) changes rows a
+    // node may hold under other numbers, which no row-by-row catch-up
+    // undoes.
+    "ALTER TABLE meta ADD COLUMN reload_from BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// Advisory lock keys (arbitrary, fixed).
@@ -218,6 +223,8 @@ struct Session {
     conn: Option<Link>,
     /// The revision read by the open transaction.
     rev: i64,
+    /// `meta.reload_from` as the open transaction read it.
+    reload_from: i64,
     /// The shared clock as the open transaction read it.
     clock: Option<DateTime<Utc>>,
     /// A transaction is open (`begin` succeeded).
@@ -514,13 +521,21 @@ impl StateStore for PgStore {
         let result = (|| {
             let conn = session.conn()?;
             conn.client.batch_execute("BEGIN")?;
-            let rows = conn.query("SELECT rev, virtual_now FROM meta WHERE id = 1 FOR UPDATE", &[])?;
+            let rows = conn.query(
+                "SELECT rev, virtual_now, reload_from FROM meta WHERE id = 1 FOR UPDATE",
+                &[],
+            )?;
             let row = rows.first().context("the meta row is missing")?;
-            anyhow::Ok((row.get::<_, i64>(0), row.get::<_, Option<DateTime<Utc>>>(1)))
+            anyhow::Ok((
+                row.get::<_, i64>(0),
+                row.get::<_, Option<DateTime<Utc>>>(1),
+                row.get::<_, i64>(2),
+            ))
         })();
         match result {
-            Ok((rev, clock)) => {
+            Ok((rev, clock, reload_from)) => {
                 session.rev = rev;
+                session.reload_from = reload_from;
                 session.clock = clock;
                 session.open = true;
                 Ok(())
@@ -538,28 +553,36 @@ impl StateStore for PgStore {
     fn begin(&self, state: &mut State) -> anyhow::Result<()> {
         let mut session = self.session();
         anyhow::ensure!(session.open, "the shared state is not locked");
-        let (rev, clock) = (session.rev, session.clock);
+        let (rev, clock, reload_from) = (session.rev, session.clock, session.reload_from);
         let mut cache = self.cache();
         let result = (|| {
             let conn = session.conn()?;
             match cache.seen {
-                Some(seen) if seen >= rev => {}
-                Some(seen) => {
-                    if let Err(e) = apply_since(conn, state, seen) {
-                        tracing::warn!("reading everything again after a partial refresh failed: {e:#}");
-                        *state = load(conn)?;
-                    }
-                }
-                None => *state = load(conn)?,
+                Some(seen) if seen >= rev => return anyhow::Ok(rev),
+                Some(seen) if seen >= reload_from => match apply_since(conn, state, seen) {
+                    Ok(()) => return Ok(rev),
+                    Err(e) => tracing::warn!("reading everything again after a partial refresh failed: {e:#}"),
+                },
+                _ => {}
             }
-            anyhow::Ok(())
+            // The whole state, repaired first if rows are missing: under
+            // this lock, as a change of its own that every node reads whole.
+            let rev = if repair_history(conn, rev + 1)? {
+                conn.execute("UPDATE meta SET rev = $1, reload_from = $1 WHERE id = 1", &[&(rev + 1)])?;
+                rev + 1
+            } else {
+                rev
+            };
+            *state = load(conn)?;
+            Ok(rev)
         })();
         match result {
-            Ok(()) => {
+            Ok(rev) => {
                 state.track_changes();
                 if let (Some(shared), Some(stored)) = (&self.clock, clock) {
                     shared.set(stored);
                 }
+                session.rev = rev;
                 cache.seen = Some(rev);
                 Ok(())
             }
@@ -1041,6 +1064,80 @@ impl Rows<'_> {
     }
 }
 
+/// Makes the shared history dense again if rows are missing (a restored
+/// backup, a hand edit), as `db::repair_history` does for SQLite at start:
+/// the lines left are renumbered in order, and an execution whose line is
+/// gone gets a rebuilt one that says so, every row touched stamped `rev`.
+/// Runs in the caller's transaction, under the `meta` row lock. Returns
+/// whether anything was repaired; a history without gaps is not touched.
+fn repair_history(conn: &mut Link, rev: i64) -> anyhow::Result<bool> {
+    let indices: Vec<i64> = conn
+        .query("SELECT idx FROM history ORDER BY idx", &[])?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // Read before the renumbering, which may give their old numbers to
+    // other lines.
+    let orphans = conn.query(
+        "SELECT e.id, e.source_id, e.scheduled, e.status,
+                (SELECT COUNT(*) FROM objects o WHERE o.execution_id = e.id)
+         FROM executions e WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.idx = e.history_index)
+         ORDER BY e.history_index, e.id",
+        &[],
+    )?;
+    let dense = indices.iter().enumerate().all(|(i, &idx)| i as i64 == idx);
+    if dense && orphans.is_empty() {
+        return Ok(false);
+    }
+    tracing::warn!(
+        lines = indices.len(),
+        rebuilt = orphans.len(),
+        "the shared history has missing rows; renumbering it and rebuilding the lines of executions that lost theirs"
+    );
+    // Each line's new number is its rank; executions follow their line,
+    // numbered before the lines are, while both still hold the old numbers.
+    conn.execute(
+        "UPDATE executions e SET history_index = -1 - m.new, rev = $1
+         FROM (SELECT idx, row_number() OVER (ORDER BY idx) - 1 AS new FROM history) m
+         WHERE e.history_index = m.idx",
+        &[&rev],
+    )?;
+    conn.execute(
+        "UPDATE history h SET idx = -1 - m.new, rev = $1
+         FROM (SELECT idx, row_number() OVER (ORDER BY idx) - 1 AS new FROM history) m
+         WHERE h.idx = m.idx",
+        &[&rev],
+    )?;
+    conn.execute("UPDATE history SET idx = -1 - idx WHERE idx < 0", &[])?;
+    conn.execute(
+        "UPDATE executions SET history_index = -1 - history_index WHERE history_index < 0",
+        &[],
+    )?;
+    let now = Utc::now();
+    for (next, row) in (indices.len() as i64..).zip(&orphans) {
+        let id: String = row.get(0);
+        let objects: i64 = row.get(4);
+        let line = crate::db::rebuilt_line(
+            &id,
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            objects as u64,
+            "when a node read the whole state",
+            now,
+        )?;
+        conn.execute(
+            "INSERT INTO history (idx, body, rev) VALUES ($1, $2, $3)",
+            &[&next, &serde_json::to_string(&line)?, &rev],
+        )?;
+        conn.execute(
+            "UPDATE executions SET history_index = $1, rev = $3 WHERE id = $2",
+            &[&next, &id, &rev],
+        )?;
+    }
+    Ok(true)
+}
+
 /// Reads the whole state.
 fn load(conn: &mut Link) -> anyhow::Result<State> {
     let mut state = State::default();
@@ -1058,12 +1155,16 @@ fn apply_since(conn: &mut Link, state: &mut State, seen: i64) -> anyhow::Result<
 /// it reflects.
 fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
     let meta = |reader: &mut Link| {
-        let rows = reader.query("SELECT rev, virtual_now FROM meta WHERE id = 1", &[])?;
+        let rows = reader.query("SELECT rev, virtual_now, reload_from FROM meta WHERE id = 1", &[])?;
         let row = rows.first().context("the meta row is missing")?;
-        anyhow::Ok((row.get::<_, i64>(0), row.get::<_, Option<DateTime<Utc>>>(1)))
+        anyhow::Ok((
+            row.get::<_, i64>(0),
+            row.get::<_, Option<DateTime<Utc>>>(1),
+            row.get::<_, i64>(2),
+        ))
     };
     // Most reads find nothing new: one statement, no transaction.
-    let (rev, clock) = meta(reader)?;
+    let (rev, clock, _) = meta(reader)?;
     if seen.is_some_and(|seen| seen >= rev) {
         return Ok((rev, clock));
     }
@@ -1074,10 +1175,11 @@ fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow
     reader
         .client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-    let (rev, clock) = meta(reader)?;
+    let (rev, clock, reload_from) = meta(reader)?;
     match seen {
-        Some(seen) => apply_since(reader, state, seen)?,
-        None => *state = load(reader)?,
+        Some(seen) if seen >= reload_from => apply_since(reader, state, seen)?,
+        // Never read, or renumbered since (a repair, made by a change).
+        _ => *state = load(reader)?,
     }
     reader.client.batch_execute("COMMIT")?;
     Ok((rev, clock))

@@ -523,6 +523,55 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
 // ---- PostgreSQL: what several nodes share -------------------------------
 
 #[test]
+fn a_lost_shared_history_row_is_repaired_and_every_node_answers() {
+    // A history row goes missing under running nodes (a restored backup, a
+    // hand edit). The next node to read the whole state repairs it, under
+    // the lock, as a change every node reads whole: before, that node
+    // could not start and any node reading everything again answered 503
+    // for good.
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
+    let base = source(&a);
+    let mut executions = Vec::new();
+    for _ in 0..3 {
+        let (status, created) = create_execution(&a, &base);
+        assert_eq!(status, 201, "{created}");
+        let id = latest_execution(&a, &base);
+        complete(&a, &base, &id);
+        executions.push(id);
+    }
+    let b = db.open_node(Arc::new(SystemClock), "node-b", None).0;
+    let mut hand = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    assert_eq!(hand.execute("DELETE FROM history WHERE idx = 1", &[]).unwrap(), 1);
+
+    let c = db.open_node(Arc::new(SystemClock), "node-c", None).0;
+    let (status, history) = call(&c, "GET", &format!("{base}/history"), "");
+    assert_eq!(status, 200, "{history}");
+    let lines = history.as_array().unwrap();
+    assert_eq!(lines.len(), 3, "every execution has its line: {history}");
+    let rebuilt = lines
+        .iter()
+        .find(|line| line["executionId"] == executions[1].as_str())
+        .expect("the execution that lost its line has one again");
+    assert_eq!(rebuilt["status"], "completed");
+    assert!(rebuilt["failureReason"]
+        .as_str()
+        .unwrap()
+        .contains("lost from the database"));
+    // The nodes that held the old numbering read the repaired one.
+    for (name, node) in [("a", &a), ("b", &b)] {
+        let (status, theirs) = call(node, "GET", &format!("{base}/history"), "");
+        assert_eq!(status, 200, "node {name}: {theirs}");
+        assert_eq!(theirs, history, "node {name} answers the repaired history");
+    }
+    let (status, created) = create_execution(&b, &base);
+    assert_eq!(status, 201, "and goes on: {created}");
+    let (_, history) = call(&a, "GET", &format!("{base}/history"), "");
+    assert_eq!(history.as_array().unwrap().len(), 4, "{history}");
+}
+
+#[test]
 fn two_nodes_on_one_database_see_each_others_writes() {
     let db = Db::postgres();
     let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
