@@ -943,14 +943,14 @@ impl Scheduler {
                 return true;
             }
             let reason = stale_reason(running, limit, *started);
-            if self
-                .assets
-                .fail_ingesting(source_id, &reason, &self.reaper(*beat))
-                .is_some()
-            {
+            if self.assets.reap(source_id, running, &reason, &self.node, Utc::now()) {
                 tracing::warn!(source = %source_id, execution = %running, "failed an execution left ingesting");
+                return false;
             }
-            false
+            // Not failed: it ended meanwhile, or another run (or a beat)
+            // took its place. Whatever runs now is asked about again on
+            // the next delivery; this one is skipped as in the way.
+            true
         });
         if let Some((running, scheduled, _, _)) = running {
             let reason = if scheduled {

@@ -298,3 +298,53 @@ fn a_scheduled_delivery_never_fails_a_manual_run() {
         "nothing failed: {lines:?}"
     );
 }
+
+#[test]
+fn the_reaper_fails_only_the_run_it_decided_on_and_only_while_its_heartbeat_has_lapsed() {
+    // The reaper decides on a read and writes under a later lock; in
+    // between, on any node, the run may beat again, end, or give its
+    // source to another run. `AssetsService::reap` checks again where the
+    // write is made, so none of those is failed in its place.
+    let world = World::new();
+    world.schedule_daily_at_13();
+    world
+        .scheduler
+        .run_until(&world.clock, t("2026-11-02T13:00:00Z"))
+        .expect("every pass stored");
+    let event = world.accepted.0.lock().unwrap()[0].clone();
+    let fence = Fence {
+        occurrence_id: event.occurrence_id.clone(),
+        attempt: event.attempt,
+    };
+    let scheduled = world.create(
+        json!({"scheduled": true}),
+        Some(Delivery::new(event.occurrence_id.clone(), event.attempt)),
+    );
+    let reap = |execution: &str| {
+        world
+            .service
+            .reap(&world.source, execution, "left ingesting (test)", "node-x", Utc::now())
+    };
+
+    // It beat again after the decision: still being invoked.
+    world
+        .service
+        .state()
+        .renew_occurrence(&fence, Utc::now() + chrono::Duration::seconds(60))
+        .unwrap();
+    assert!(!reap(&scheduled), "a run whose heartbeat is live");
+    assert_eq!(world.status(&scheduled), ExecutionStatus::Ingesting);
+
+    // It ended, and a manual run took the source: neither is failed.
+    let (status, body) = world.call(
+        "POST",
+        &format!("/executions/{scheduled}/history/completed"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{body}");
+    let manual = world.create(json!({}), None);
+    assert!(!reap(&scheduled), "a run that ended");
+    assert!(!reap(&manual), "a manual run");
+    assert_eq!(world.status(&manual), ExecutionStatus::Ingesting);
+    assert_ne!(world.status(&scheduled), ExecutionStatus::Failed);
+}

@@ -658,10 +658,14 @@ fn repair_history(conn: &Connection) -> anyhow::Result<()> {
         "the history has missing rows; renumbering it and rebuilding the lines of executions that lost theirs"
     );
     let tx = conn.unchecked_transaction()?;
+    // Every number in use — each line's, and each orphan's old one, so a
+    // rebuilt line takes its execution's old place in the order and the
+    // latest execution stays the latest — in order, renumbered by rank.
+    let slots: std::collections::BTreeSet<i64> = indices.iter().copied().chain(orphans.iter().map(|o| o.4)).collect();
     // Out of the way first, so no renumbered row meets an old number.
     tx.execute("UPDATE history SET idx = -1 - idx", [])?;
     tx.execute("UPDATE executions SET history_index = -1 - history_index", [])?;
-    for (new, old) in indices.iter().enumerate() {
+    for (new, old) in slots.iter().enumerate() {
         tx.execute(
             "UPDATE history SET idx = ?1 WHERE idx = ?2",
             params![new as i64, -1 - old],
@@ -672,15 +676,12 @@ fn repair_history(conn: &Connection) -> anyhow::Result<()> {
         )?;
     }
     let now = Utc::now();
-    for (next, (id, source_id, scheduled, status, _, objects)) in (indices.len()..).zip(orphans) {
+    for (id, source_id, scheduled, status, old, objects) in orphans {
         let line = rebuilt_line(&id, source_id, scheduled, &status, objects as u64, "at start-up", now)?;
+        let at = slots.range(..old).count() as i64;
         tx.execute(
             "INSERT INTO history (idx, body) VALUES (?1, ?2)",
-            params![next as i64, serde_json::to_string(&line)?],
-        )?;
-        tx.execute(
-            "UPDATE executions SET history_index = ?1 WHERE id = ?2",
-            params![next as i64, id],
+            params![at, serde_json::to_string(&line)?],
         )?;
     }
     tx.commit()?;

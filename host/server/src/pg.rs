@@ -601,19 +601,26 @@ impl StateStore for PgStore {
         // cut) is found on its first statement: a read tries once more on
         // a fresh one before it says the state is out of reach.
         let mut result = Err(anyhow::anyhow!("no attempt"));
-        for _ in 0..2 {
+        for attempt in 0..2 {
             let reader = match cache.reader.take().filter(|c| !c.client.is_closed()) {
-                Some(reader) => reader,
-                None => {
-                    let mut client = self.conn()?;
+                Some(reader) => Ok(reader),
+                None => self.conn().and_then(|mut client| {
                     client
                         .batch_execute(SESSION_TIMEOUTS)
                         .context("cannot set the session's time-outs")?;
-                    Link::new(client)
+                    Ok(Link::new(client))
+                }),
+            };
+            let mut reader = match reader {
+                Ok(reader) => reader,
+                Err(e) => {
+                    result = Err(e);
+                    break;
                 }
             };
-            let mut reader = reader;
-            result = read_since(&mut reader, state, seen);
+            // A second try reads everything: the first may have applied part
+            // of what it read.
+            result = read_since(&mut reader, state, if attempt == 0 { seen } else { None });
             // After an error the connection is not trusted again.
             if result.is_ok() {
                 cache.reader = Some(reader);
@@ -704,6 +711,13 @@ impl StateStore for PgStore {
         let mut state = load(&mut Link::new(self.conn()?))?;
         state.track_changes();
         Ok(state)
+    }
+
+    fn discard(&self, _state: &mut State) {
+        // Every look (`begin`, `refresh`) comes before anyone reads the
+        // cache, and with `seen` unset it replaces it whole, from one
+        // snapshot.
+        self.forget_cache();
     }
 
     fn journal(&self, after: i64, limit: usize) -> anyhow::Result<JournalPage> {
@@ -1094,27 +1108,34 @@ fn repair_history(conn: &mut Link, rev: i64) -> anyhow::Result<bool> {
         rebuilt = orphans.len(),
         "the shared history has missing rows; renumbering it and rebuilding the lines of executions that lost theirs"
     );
-    // Each line's new number is its rank; executions follow their line,
-    // numbered before the lines are, while both still hold the old numbers.
-    conn.execute(
-        "UPDATE executions e SET history_index = -1 - m.new, rev = $1
-         FROM (SELECT idx, row_number() OVER (ORDER BY idx) - 1 AS new FROM history) m
-         WHERE e.history_index = m.idx",
+    // Every number in use — each line's, and each orphan's old one, so a
+    // rebuilt line takes its execution's old place in the order and the
+    // latest execution stays the latest — ranked, then both tables moved to
+    // the ranks (through negative numbers, so none meets an old one).
+    conn.client.batch_execute(
+        "CREATE TEMP TABLE renumbered ON COMMIT DROP AS
+             SELECT old, row_number() OVER (ORDER BY old) - 1 AS new FROM (
+                 SELECT idx AS old FROM history
+                 UNION
+                 SELECT e.history_index FROM executions e
+                     WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.idx = e.history_index)
+             ) slots",
+    )?;
+    conn.client.execute(
+        "UPDATE executions e SET history_index = -1 - r.new, rev = $1 FROM renumbered r WHERE e.history_index = r.old",
         &[&rev],
     )?;
-    conn.execute(
-        "UPDATE history h SET idx = -1 - m.new, rev = $1
-         FROM (SELECT idx, row_number() OVER (ORDER BY idx) - 1 AS new FROM history) m
-         WHERE h.idx = m.idx",
+    conn.client.execute(
+        "UPDATE history h SET idx = -1 - r.new, rev = $1 FROM renumbered r WHERE h.idx = r.old",
         &[&rev],
     )?;
-    conn.execute("UPDATE history SET idx = -1 - idx WHERE idx < 0", &[])?;
-    conn.execute(
-        "UPDATE executions SET history_index = -1 - history_index WHERE history_index < 0",
-        &[],
+    conn.client.batch_execute(
+        "UPDATE history SET idx = -1 - idx WHERE idx < 0;
+         UPDATE executions SET history_index = -1 - history_index WHERE history_index < 0;
+         DROP TABLE renumbered;",
     )?;
     let now = Utc::now();
-    for (next, row) in (indices.len() as i64..).zip(&orphans) {
+    for row in &orphans {
         let id: String = row.get(0);
         let objects: i64 = row.get(4);
         let line = crate::db::rebuilt_line(
@@ -1127,12 +1148,8 @@ fn repair_history(conn: &mut Link, rev: i64) -> anyhow::Result<bool> {
             now,
         )?;
         conn.execute(
-            "INSERT INTO history (idx, body, rev) VALUES ($1, $2, $3)",
-            &[&next, &serde_json::to_string(&line)?, &rev],
-        )?;
-        conn.execute(
-            "UPDATE executions SET history_index = $1, rev = $3 WHERE id = $2",
-            &[&next, &id, &rev],
+            "INSERT INTO history (idx, body, rev) SELECT history_index, $2, $3 FROM executions WHERE id = $1",
+            &[&id, &serde_json::to_string(&line)?, &rev],
         )?;
     }
     Ok(true)
@@ -1175,14 +1192,23 @@ fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow
     reader
         .client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
-    let (rev, clock, reload_from) = meta(reader)?;
-    match seen {
-        Some(seen) if seen >= reload_from => apply_since(reader, state, seen)?,
-        // Never read, or renumbered since (a repair, made by a change).
-        _ => *state = load(reader)?,
+    let read = (|| {
+        let (rev, clock, reload_from) = meta(reader)?;
+        match seen {
+            Some(seen) if seen >= reload_from => apply_since(reader, state, seen)?,
+            // Never read, or renumbered since (a repair, made by a change).
+            _ => *state = load(reader)?,
+        }
+        reader.client.batch_execute("COMMIT")?;
+        anyhow::Ok((rev, clock))
+    })();
+    if read.is_err() {
+        // The connection goes back to the pool: never inside this
+        // read-only snapshot, where the next user would see old rows and
+        // fail every write.
+        let _ = reader.client.batch_execute("ROLLBACK");
     }
-    reader.client.batch_execute("COMMIT")?;
-    Ok((rev, clock))
+    read
 }
 
 /// One app's storage rows in PostgreSQL, written through and read through:

@@ -547,15 +547,18 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             // A scheduled run the app was invoked for goes on instead: the
             // first scheduler pass delivers its occurrence again, and the app
             // resumes from its checkpoint (`Scheduler::recover`).
-            let resumable = {
+            let (running, resumable) = {
                 let state = assets.read();
-                state
-                    .ingesting(&source)
-                    .and_then(|e| state.history_of(&e.id))
+                let running = state.ingesting(&source).map(|e| e.id.clone());
+                let resumable = running
+                    .as_deref()
+                    .and_then(|e| state.history_of(e))
                     .and_then(|line| line.occurrence_id.clone())
                     .and_then(|o| state.occurrence(&o))
-                    .is_some_and(|entry| !entry.state.is_terminal() && entry.alive_until.is_some())
+                    .is_some_and(|entry| !entry.state.is_terminal() && entry.alive_until.is_some());
+                (running, resumable)
             };
+            let Some(execution) = running else { continue };
             if resumable {
                 tracing::warn!(app = %name, %source, "a scheduled import the previous server was running is delivered again");
                 continue;
@@ -563,7 +566,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             // The previous server's run, not resumable: a node's start-up
             // failing it, as the journal says.
             let by = Writer::Node { node: node.clone() };
-            if let Some(execution) = assets.fail_ingesting(&source, &reason, &by) {
+            if assets.fail_ingesting(&source, &execution, &reason, &by) {
                 tracing::warn!(app = %name, %source, %execution, "failed an import left running by the previous server");
             }
         }

@@ -485,11 +485,14 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
     let service = db.open();
     let base = source(&service);
     let mut executions = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
         let (status, created) = create_execution(&service, &base);
         assert_eq!(status, 201, "{created}");
         let id = latest_execution(&service, &base);
-        complete(&service, &base, &id);
+        // The last is still ingesting: it stays the source's latest.
+        if i < 2 {
+            complete(&service, &base, &id);
+        }
         executions.push(id);
     }
     drop(service);
@@ -511,7 +514,15 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
         .as_str()
         .unwrap()
         .contains("lost from the database"));
+    let order: Vec<&str> = history.iter().filter_map(|l| l["executionId"].as_str()).collect();
+    assert_eq!(order, executions, "the lines in the order the executions were made");
     // It goes on working, and starts again.
+    let (status, body) = create_execution(&reopened, &base);
+    assert_eq!(
+        status, 409,
+        "the last execution is still ingesting, and still the latest: {body}"
+    );
+    complete(&reopened, &base, &executions[2]);
     let (status, _) = create_execution(&reopened, &base);
     assert_eq!(status, 201);
     drop(reopened);
@@ -534,11 +545,14 @@ fn a_lost_shared_history_row_is_repaired_and_every_node_answers() {
     let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
     let base = source(&a);
     let mut executions = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
         let (status, created) = create_execution(&a, &base);
         assert_eq!(status, 201, "{created}");
         let id = latest_execution(&a, &base);
-        complete(&a, &base, &id);
+        // The last is still ingesting: it stays the source's latest.
+        if i < 2 {
+            complete(&a, &base, &id);
+        }
         executions.push(id);
     }
     let b = db.open_node(Arc::new(SystemClock), "node-b", None).0;
@@ -559,12 +573,26 @@ fn a_lost_shared_history_row_is_repaired_and_every_node_answers() {
         .as_str()
         .unwrap()
         .contains("lost from the database"));
+    // In its old place: the history's order, and the latest execution, are
+    // what they were.
+    let order: Vec<&str> = lines.iter().filter_map(|l| l["executionId"].as_str()).collect();
+    assert_eq!(
+        order,
+        executions.iter().map(String::as_str).collect::<Vec<_>>(),
+        "the lines in the order the executions were made: {history}"
+    );
     // The nodes that held the old numbering read the repaired one.
     for (name, node) in [("a", &a), ("b", &b)] {
         let (status, theirs) = call(node, "GET", &format!("{base}/history"), "");
         assert_eq!(status, 200, "node {name}: {theirs}");
         assert_eq!(theirs, history, "node {name} answers the repaired history");
     }
+    let (status, body) = create_execution(&c, &base);
+    assert_eq!(
+        status, 409,
+        "the last execution is still ingesting, and still the latest: {body}"
+    );
+    complete(&b, &base, &executions[2]);
     let (status, created) = create_execution(&b, &base);
     assert_eq!(status, 201, "and goes on: {created}");
     let (_, history) = call(&a, "GET", &format!("{base}/history"), "");
@@ -911,6 +939,118 @@ impl assets_platform::scheduler::Callbacks for Attempts {
     }
 }
 
+#[test]
+fn a_read_that_fails_leaves_no_transaction_open_for_the_next_user_of_its_connection() {
+    // A read fails inside its snapshot (a row it cannot decode); its
+    // connection goes back to the node's pool. Before, it went back inside
+    // the read-only transaction, so the node's next write on it — the
+    // heartbeat — failed, and every use after it ("transaction is aborted").
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let (a, store) = db.open_node(Arc::new(SystemClock), "node-a", None);
+    let store = store.unwrap();
+    let base = source(&a);
+    let mut hand = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    hand.batch_execute(
+        "UPDATE sources SET body = 'not json', rev = (SELECT rev + 1 FROM meta); UPDATE meta SET rev = rev + 1",
+    )
+    .unwrap();
+    let (status, body) = call(&a, "GET", &format!("{base}/history"), "");
+    assert_eq!(status, 503, "{body}");
+    for _ in 0..3 {
+        store.heartbeat().expect("the node's next writes go through");
+    }
+    let open: i64 = hand
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state LIKE 'idle in transaction%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0, "no connection is left inside a transaction");
+}
+
+/// A store whose armed `lock` fails, as a wait for another node's change
+/// past `lock_timeout` does; everything else is the inner store's.
+struct NoLock {
+    inner: Arc<PgStore>,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl assets_platform::assets::StateStore for NoLock {
+    fn save(
+        &self,
+        state: &assets_platform::assets::State,
+        changes: assets_platform::assets::Changes,
+    ) -> anyhow::Result<()> {
+        self.inner.save(state, changes)
+    }
+
+    fn load(&self) -> anyhow::Result<assets_platform::assets::State> {
+        self.inner.load()
+    }
+
+    fn lock(&self) -> anyhow::Result<()> {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            anyhow::bail!("canceling statement due to lock timeout (simulated)");
+        }
+        self.inner.lock()
+    }
+
+    fn begin(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
+        self.inner.begin(state)
+    }
+
+    fn refresh(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
+        self.inner.refresh(state)
+    }
+
+    fn discard(&self, state: &mut assets_platform::assets::State) {
+        self.inner.discard(state)
+    }
+
+    fn journal(&self, after: i64, limit: usize) -> anyhow::Result<assets_platform::assets::journal::JournalPage> {
+        self.inner.journal(after, limit)
+    }
+
+    fn release(&self) {
+        self.inner.release()
+    }
+}
+
+#[test]
+fn a_change_refused_for_want_of_the_lock_leaves_nothing_in_the_cache() {
+    // The change cannot lock the shared state, so it is made on a cache
+    // that may be behind and refused (503); what it changed in memory must
+    // go with it. Before, the execution it created stayed in the node's
+    // cache: the node's reads showed it and its next create was refused as
+    // in progress, though the database never had it.
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let (inner, state) = PgStore::open(url, "node-a", None).unwrap();
+    let store = Arc::new(NoLock {
+        inner: Arc::new(inner),
+        armed: std::sync::atomic::AtomicBool::new(false),
+    });
+    let service = AssetsService::new(Arc::new(SystemClock)).with_store(store.clone(), state);
+    let base = source(&service);
+
+    store.armed.store(true, Ordering::SeqCst);
+    let (status, body) = create_execution(&service, &base);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorCode"], "STATE_NOT_SAVED", "{body}");
+    let (status, history) = call(&service, "GET", &format!("{base}/history"), "");
+    assert_eq!(status, 200, "{history}");
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(0),
+        "nothing of it is read: {history}"
+    );
+    let (status, body) = create_execution(&service, &base);
+    assert_eq!(status, 201, "the refused execution is not in the way: {body}");
+}
+
 /// A store whose armed save is stored but answered with an error, as a
 /// COMMIT whose answer the network lost.
 struct LostAnswer {
@@ -945,6 +1085,10 @@ impl assets_platform::assets::StateStore for LostAnswer {
 
     fn refresh(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
         self.inner.refresh(state)
+    }
+
+    fn discard(&self, state: &mut assets_platform::assets::State) {
+        self.inner.discard(state)
     }
 
     fn journal(&self, after: i64, limit: usize) -> anyhow::Result<assets_platform::assets::journal::JournalPage> {

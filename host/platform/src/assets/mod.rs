@@ -39,6 +39,7 @@ pub use model::{
 use crate::clock::Clock;
 use assets_runtime::bindings::assets_api;
 use assets_runtime::{method_name, ApiPath, AssetsBackend};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -89,6 +90,22 @@ pub trait StateStore: Send + Sync {
 
     /// Reads the whole state back, as stored.
     fn load(&self) -> anyhow::Result<State>;
+
+    /// `state` holds a change that is not stored (its save failed, or it
+    /// was made on a state the store could not bring up to date): undo it.
+    /// Called under the state lock, before anyone else can read `state`.
+    /// By default `state` is read back whole; a store that brings its cache
+    /// up to date on every look may instead make the next look read
+    /// everything (so the cache is replaced from one snapshot).
+    fn discard(&self, state: &mut State) {
+        match self.load() {
+            Ok(mut stored) => {
+                stored.track_changes();
+                *state = stored;
+            }
+            Err(reload) => tracing::error!("state not read back after a failed save: {reload:#}"),
+        }
+    }
 
     /// Called as the state lock is taken, before anyone reads the state. A
     /// store shared by several hosts brings `state` up to what they wrote
@@ -310,9 +327,11 @@ impl StateGuard<'_> {
         let changes = self.guard.take_changes();
         if let Some(why) = self.stale.take() {
             // Read or decided on a state that may be behind the store: the
-            // caller gets 503, nothing is saved, and the store reads
-            // everything again on the next lock.
+            // caller gets 503, nothing is saved, and what was changed on
+            // it is undone before the next reader could see it.
             UNSAVED.with(|flag| flag.set(true));
+            drop(changes);
+            store.discard(&mut self.guard);
             return Err(anyhow::anyhow!("not saved: {why}"));
         }
         if changes.is_empty() {
@@ -328,13 +347,7 @@ impl StateGuard<'_> {
         tracing::error!("state not saved: {e:#}");
         UNSAVED.with(|flag| flag.set(true));
         // The database is the truth: drop the unsaved change from memory.
-        match store.load() {
-            Ok(mut stored) => {
-                stored.track_changes();
-                *self.guard = stored;
-            }
-            Err(reload) => tracing::error!("state not read back after a failed save either: {reload:#}"),
-        }
+        store.discard(&mut self.guard);
         Err(e)
     }
 }
@@ -458,7 +471,15 @@ impl AssetsService {
         body: &[u8],
         delivery: Option<&Delivery>,
     ) -> Response {
-        if self.caller(path, authorization).is_none() {
+        UNSAVED.with(|flag| flag.set(false));
+        let caller = self.caller(path, authorization);
+        if UNSAVED.with(|flag| flag.replace(false)) {
+            // A source token is judged on the sources as stored: a cache
+            // the store could not bring up to date may hold a token since
+            // revoked, or miss a new one.
+            return ApiError::not_saved().into_response();
+        }
+        if caller.is_none() {
             return ApiError::unauthorized().into_response();
         }
         self.answer(method, path, body, delivery)
@@ -586,16 +607,50 @@ impl AssetsService {
         self.read().history(source_id)
     }
 
-    /// Records a failure for the execution still ingesting for `source_id`,
-    /// on the app's behalf (the app trapped or timed out). Returns the
-    /// execution id, or `None` when no execution was left ingesting.
-    pub fn fail_ingesting(&self, source_id: &str, reason: &str, by: &journal::Writer) -> Option<String> {
+    /// Records a failure for execution `execution_id` of `source_id`, if it
+    /// is still the one ingesting there, on behalf of whoever decided it
+    /// was left running (a node's start-up). True when it was failed.
+    pub fn fail_ingesting(&self, source_id: &str, execution_id: &str, reason: &str, by: &journal::Writer) -> bool {
         let now = self.clock.now();
         let mut state = self.state();
-        let id = state.ingesting(source_id)?.id.clone();
+        if state.ingesting(source_id).is_none_or(|e| e.id != execution_id) {
+            return false;
+        }
         let reason = model::fit_reason(reason);
-        state.fail(source_id, &id, reason, now, by).ok()?;
-        Some(id)
+        state.fail(source_id, execution_id, reason, now, by).is_ok()
+    }
+
+    /// The reaper's write: fails scheduled execution `execution_id` of
+    /// `source_id` as abandoned, only if — under the lock the write is made
+    /// under — it is still the one ingesting there and its run's heartbeat
+    /// has lapsed at `wall_now`. What the reaper decided on a read is
+    /// checked again here, so a run that ended meanwhile, a manual run or
+    /// the next delivery's live run in its place is never failed. The
+    /// journal names the heartbeat as it stood then. True when it was
+    /// failed.
+    pub fn reap(&self, source_id: &str, execution_id: &str, reason: &str, node: &str, wall_now: DateTime<Utc>) -> bool {
+        let now = self.clock.now();
+        let mut state = self.state();
+        let Some(execution) = state
+            .ingesting(source_id)
+            .filter(|e| e.id == execution_id && e.scheduled)
+        else {
+            return false;
+        };
+        let beat = state
+            .history_of(&execution.id)
+            .and_then(|line| line.occurrence_id.as_deref())
+            .and_then(|o| state.occurrence(o))
+            .and_then(|entry| entry.alive_until);
+        if beat.is_some_and(|until| until > wall_now) {
+            return false;
+        }
+        let by = journal::Writer::Reaper {
+            node: node.to_owned(),
+            heartbeat_until: beat,
+        };
+        let reason = model::fit_reason(reason);
+        state.fail(source_id, execution_id, reason, now, &by).is_ok()
     }
 
     /// Records a failure, on the app's behalf, for the execution of
