@@ -76,7 +76,7 @@ impl World {
 
     /// The progress note of the history line of execution `id`.
     fn note(&self, id: &str) -> Option<String> {
-        let history = self.assets.history(&self.source_id);
+        let history = self.assets.history(&self.source_id).unwrap();
         let entry = history.iter().find(|e| e.execution_id.as_deref() == Some(id)).unwrap();
         assert_eq!(entry.status, HistoryOutcome::Completed);
         let progress = entry.progress.as_ref()?.value();

@@ -75,7 +75,7 @@ fn run(world: &World, app: &App) -> TriggerOutcome {
 }
 
 fn failure_reason(world: &World) -> String {
-    let history = world.assets.history(&world.source_id);
+    let history = world.assets.history(&world.source_id).unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].status, Outcome::Failed);
     history[0].failure_reason.clone().unwrap()

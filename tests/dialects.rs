@@ -105,7 +105,7 @@ fn the_cloud_dialect_imports_exactly_what_the_seed_dialect_imports() {
     }
 
     // Progress was reported as it went: the last report counts every chunk.
-    let history = world.assets.history(&world.source_id);
+    let history = world.assets.history(&world.source_id).unwrap();
     let progress = history[0].progress.as_ref().expect("progress was reported").value();
     assert_eq!(progress["chunksSent"], cloud.chunks);
     assert_eq!(progress["objectsSent"], 1300);
@@ -213,7 +213,7 @@ fn a_given_mapping_that_drops_an_attribute_fails_the_run_naming_it() {
         &[("api-dialect", "cloud"), ("cloud-mapping", &mapping)],
     );
     assert_eq!(failed.status, RunStatus::Failed, "{failed:?}");
-    let history = world.assets.history(&world.source_id);
+    let history = world.assets.history(&world.source_id).unwrap();
     let reason = history.last().unwrap().failure_reason.clone().unwrap();
     assert!(
         reason.contains("\"ipAddress\"") && reason.contains("not in the import source's mapping"),

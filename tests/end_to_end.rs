@@ -124,7 +124,7 @@ fn a_source_timeout_leaves_a_failed_history_entry_with_the_sources_reason() {
     );
     assert!(reason.chars().count() <= 1024);
 
-    let history = world.assets.history(&world.source_id);
+    let history = world.assets.history(&world.source_id).unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].status, Outcome::Failed);
     assert_eq!(history[0].failure_reason.as_deref(), Some(reason.as_str()));
@@ -147,7 +147,7 @@ fn a_manual_run_is_recorded_as_not_scheduled() {
     let event = trigger::manual_event(&world.workspace, &world.source_id);
     let outcome = trigger::deliver(&app, &world.assets, &event);
     assert_eq!(outcome.status, RunStatus::Completed);
-    let history = world.assets.history(&world.source_id);
+    let history = world.assets.history(&world.source_id).unwrap();
     assert!(!history[0].scheduled);
 }
 
@@ -188,7 +188,7 @@ fn a_bad_app_setting_fails_the_run_and_names_the_key() {
     );
     let outcome = trigger::deliver(&app, &world.assets, &scheduled_event(&world));
     assert_eq!(outcome.status, RunStatus::Failed);
-    let history = world.assets.history(&world.source_id);
+    let history = world.assets.history(&world.source_id).unwrap();
     let reason = history[0].failure_reason.as_deref().unwrap();
     // The key, never the value: a malformed setting may be a credential.
     assert!(

@@ -152,7 +152,7 @@ fn a_finished_delivery_leaves_the_next_runs_execution_running() {
         status(&run, &run.other),
         ExecutionStatus::Ingesting,
         "the next run's execution is not this delivery's to fail: {:?}",
-        run.assets.history(&run.source_id)
+        run.assets.history(&run.source_id).unwrap()
     );
 }
 
@@ -171,6 +171,6 @@ fn the_delivery_that_lost_the_create_race_leaves_the_winners_execution_running()
         status(&run, &run.other),
         ExecutionStatus::Ingesting,
         "the winner's execution is not the loser's to fail: {:?}",
-        run.assets.history(&run.source_id)
+        run.assets.history(&run.source_id).unwrap()
     );
 }

@@ -49,7 +49,7 @@ fn run(app: &App, assets: &Arc<AssetsService>, workspace: &str, source_id: &str)
 /// One execution in the history, holding `objects` distinct objects, each
 /// received once.
 fn one_execution_with_every_object_once(assets: &AssetsService, source_id: &str, objects: u64) -> u32 {
-    let history = assets.history(source_id);
+    let history = assets.history(source_id).unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(history[0].status, Outcome::Completed, "{history:?}");
     let id = history[0].execution_id.clone().unwrap();
@@ -272,7 +272,7 @@ fn failed_reason(message: String) -> String {
         outcome.left_by_app.is_none(),
         "the app reported its own failure: {outcome:?}"
     );
-    let history = assets.history(&source_id);
+    let history = assets.history(&source_id).unwrap();
     history[0].failure_reason.clone().unwrap()
 }
 

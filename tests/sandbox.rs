@@ -83,7 +83,7 @@ fn a_looping_guest_is_stopped_by_its_time_limit_while_other_triggers_complete() 
         reason.starts_with("app exceeded the 1 s time limit (app misbehaving)"),
         "{reason}"
     );
-    let history = looping.assets.history(&looping.source_id);
+    let history = looping.assets.history(&looping.source_id).unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(history[0].status, Outcome::Failed);
     assert_eq!(history[0].failure_reason.as_deref(), Some(reason.as_str()));
@@ -103,7 +103,10 @@ fn a_memory_hungry_guest_is_stopped_at_its_memory_limit() {
     assert_eq!(outcome.status, RunStatus::Failed);
     let reason = outcome.failure_reason.unwrap();
     assert!(reason.contains("app exceeded the 64 MiB memory limit"), "{reason}");
-    assert_eq!(world.assets.history(&world.source_id)[0].status, Outcome::Failed);
+    assert_eq!(
+        world.assets.history(&world.source_id).unwrap()[0].status,
+        Outcome::Failed
+    );
 
     // The host goes on serving.
     let importer = world.app(

@@ -122,7 +122,7 @@ fn a_daily_schedule_over_365_days_runs_365_times_at_the_same_local_time() {
         "UTC moves with DST, local time does not"
     );
 
-    let history = sim.assets.history(&sim.source_id);
+    let history = sim.assets.history(&sim.source_id).unwrap();
     assert_eq!(history.len(), 365);
     assert!(history.iter().all(|h| h.scheduled && h.status == Outcome::Completed));
     let occurrences: HashSet<_> = history.iter().map(|h| h.occurrence_id.clone().unwrap()).collect();
@@ -146,7 +146,7 @@ fn deleting_a_schedule_stops_its_runs() {
         .run_until(&sim.clock, t("2026-05-20T00:00:00Z"))
         .expect("every pass stored")
         .is_empty());
-    assert_eq!(sim.assets.history(&sim.source_id).len(), 3);
+    assert_eq!(sim.assets.history(&sim.source_id).unwrap().len(), 3);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn a_run_due_while_an_execution_is_ingesting_is_skipped_with_its_reason() {
         reason.contains(url.trim_end_matches("/data").rsplit('/').next().unwrap()),
         "{reason}"
     );
-    let history = sim.assets.history(&sim.source_id);
+    let history = sim.assets.history(&sim.source_id).unwrap();
     let skipped = history.iter().find(|h| h.status == Outcome::Skipped).unwrap();
     assert_eq!(skipped.failure_reason.as_deref(), Some(reason.as_str()));
 }
@@ -261,7 +261,7 @@ fn after_a_jump_only_the_latest_missed_run_within_the_window_catches_up() {
         runs[0].reason
     );
 
-    let history = sim.assets.history(&sim.source_id);
+    let history = sim.assets.history(&sim.source_id).unwrap();
     assert_eq!(history.iter().filter(|h| h.status == Outcome::Missed).count(), 3);
     assert_eq!(history.iter().filter(|h| h.status == Outcome::Completed).count(), 1);
 }
@@ -340,7 +340,7 @@ fn an_occurrence_is_never_handled_twice() {
     }
     let mut recorded: Vec<String> = sources
         .iter()
-        .flat_map(|source| sim.assets.history(source))
+        .flat_map(|source| sim.assets.history(source).unwrap())
         .map(|entry| entry.occurrence_id.expect("a scheduled entry names its occurrence"))
         .collect();
     recorded.sort();
@@ -381,7 +381,7 @@ fn a_gap_skip_policy_records_the_skipped_day_with_the_rule() {
         statuses,
         vec![FiringStatus::Completed, FiringStatus::Skipped, FiringStatus::Completed]
     );
-    let skipped = &sim.assets.history(&sim.source_id)[1];
+    let skipped = &sim.assets.history(&sim.source_id).unwrap()[1];
     assert_eq!(skipped.status, Outcome::Skipped);
     assert!(skipped.failure_reason.as_deref().unwrap().contains("dstGapPolicy SKIP"));
 }
@@ -394,7 +394,7 @@ fn the_callback_event_carries_the_schedule_and_a_stable_occurrence_id() {
         .scheduler
         .run_until(&sim.clock, t("2026-05-01T09:00:00Z"))
         .expect("every pass stored");
-    let entry = &sim.assets.history(&sim.source_id)[0];
+    let entry = &sim.assets.history(&sim.source_id).unwrap()[0];
     assert_eq!(entry.schedule_id.as_deref(), Some(id.as_str()));
     assert_eq!(entry.occurrence_id.as_deref(), Some(runs[0].occurrence_id.as_str()));
     assert_eq!(
@@ -412,7 +412,10 @@ fn other_source_types_get_the_platforms_own_run_and_a_missing_app_a_failed_entry
         .run_until(&sim.clock, t("2026-05-01T09:00:00Z"))
         .expect("every pass stored");
     assert_eq!(runs[0].status, FiringStatus::Completed);
-    assert_eq!(sim.assets.history(&sim.source_id)[0].status, Outcome::Completed);
+    assert_eq!(
+        sim.assets.history(&sim.source_id).unwrap()[0].status,
+        Outcome::Completed
+    );
 
     let sim = Sim::new("2026-05-01T00:00:00Z", SourceType::External);
     sim.schedule("DAILY", "2026-05-01T08:00:00Z", "UTC");
@@ -421,7 +424,7 @@ fn other_source_types_get_the_platforms_own_run_and_a_missing_app_a_failed_entry
         .run_until(&sim.clock, t("2026-05-01T09:00:00Z"))
         .expect("every pass stored");
     assert_eq!(runs[0].status, FiringStatus::Failed);
-    let entry = &sim.assets.history(&sim.source_id)[0];
+    let entry = &sim.assets.history(&sim.source_id).unwrap()[0];
     assert_eq!(entry.status, Outcome::Failed);
     assert!(entry
         .failure_reason
@@ -446,6 +449,7 @@ fn a_csv_import_runs_daily_for_a_year_without_a_guest() {
 fn history_lines(sim: &Sim) -> Vec<(Outcome, String)> {
     sim.assets
         .history(&sim.source_id)
+        .unwrap()
         .into_iter()
         .map(|e| (e.status, e.failure_reason.unwrap_or_default()))
         .collect()

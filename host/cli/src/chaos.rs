@@ -225,7 +225,7 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
     };
     let mut executions_of: HashMap<String, HashSet<String>> = HashMap::new();
     while report.runs < runs {
-        let Some(due) = scheduler.next_due() else { break };
+        let Ok(Some(due)) = scheduler.next_due() else { break };
         clock.set(due);
         for firing in scheduler.run_due() {
             let (app, synthetic) = &apps[&firing.import_source_id];
@@ -323,7 +323,9 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
                 }
                 report.retries += u64::from(again.retries);
             }
-            let still = assets.read().ingesting(&firing.import_source_id).map(|e| e.id.clone());
+            let still = in_memory(&assets)
+                .ingesting(&firing.import_source_id)
+                .map(|e| e.id.clone());
             if let Some(still) = still {
                 report.stuck += 1;
                 report.broke(format!(
@@ -364,7 +366,7 @@ pub fn run(runtime: Arc<Runtime>, plan: &FaultPlan, runs: usize, seed: u64) -> a
 
 /// (lost, duplicated) objects of a completed execution against its source.
 fn check_objects(assets: &AssetsService, execution_id: &str, source: &SyntheticSource) -> (u64, u64) {
-    let state = assets.read();
+    let state = in_memory(assets);
     let Some(execution) = state.execution_by_id(execution_id) else {
         return (source.objects, 0);
     };
@@ -428,6 +430,12 @@ pub fn run_cli(args: ChaosArgs) -> anyhow::Result<()> {
         args.runs
     );
     Ok(())
+}
+
+/// The state of the simulation's service, which keeps it in memory only:
+/// there is no store to fail reading it.
+fn in_memory(assets: &AssetsService) -> assets_platform::assets::ReadGuard<'_> {
+    assets.read().expect("a service without a store always reads its state")
 }
 
 #[cfg(test)]

@@ -290,7 +290,9 @@ fn trigger_once(args: TriggerArgs) -> anyhow::Result<()> {
     let mut event = trigger::manual_event(&workspace, &source_id);
     event.scheduled = !args.manual;
     let outcome = trigger::deliver(&app, &assets, &event);
-    let history = assets.history(&source_id);
+    let history = assets
+        .history(&source_id)
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&trigger_json(&outcome, &history))?);
     } else {
@@ -368,7 +370,14 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         print_outcome(&outcome);
         sources.push(source_id);
     }
-    let history: Vec<HistoryEntry> = sources.iter().flat_map(|s| assets.history(s)).collect();
+    let history: Vec<HistoryEntry> = sources
+        .iter()
+        .map(|s| assets.history(s))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?
+        .into_iter()
+        .flatten()
+        .collect();
     println!("\nImport history:\n");
     print!("{}", history_table(&history));
 

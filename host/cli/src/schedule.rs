@@ -240,7 +240,9 @@ pub fn simulate_schedule(
         .map_err(|halted| anyhow::anyhow!("the simulation stopped at {}", halted.at))?;
     Ok(Simulation {
         runs,
-        history: assets.history(&source_id),
+        history: assets
+            .history(&source_id)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?,
     })
 }
 

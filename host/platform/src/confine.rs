@@ -147,7 +147,7 @@ mod tests {
             "another app's source and an unknown one answer alike"
         );
         assert!(
-            assets.read().ingesting(&theirs).is_none(),
+            assets.read().unwrap().ingesting(&theirs).is_none(),
             "nothing reached the other source"
         );
     }

@@ -33,6 +33,7 @@ use crate::assets::ledger::{Fence, LedgerEntry, OccurrenceState, Stale};
 use crate::assets::model::{ImportSource, Outcome, SourceType, State};
 use crate::assets::schedule::{timestamp, Schedule};
 use crate::assets::schedules::unrun_entry;
+use crate::assets::ApiError;
 use crate::assets::AssetsService;
 use crate::clock::VirtualClock;
 use crate::trigger::{self, App, RunStatus, TriggerOutcome};
@@ -369,14 +370,15 @@ impl Scheduler {
     }
 
     /// The earliest instant at which something is due (a run or a slot to
-    /// record), across active schedules.
-    pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        let state = self.assets.read();
-        state
+    /// record), across active schedules; `Err` when the state cannot be
+    /// read as stored.
+    pub fn next_due(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let state = self.assets.read()?;
+        Ok(state
             .schedules()
             .filter(|s| s.spec.is_active)
             .filter_map(|s| s.rule.occurrences_after(s.handled_until).next().map(|o| o.instant))
-            .min()
+            .min())
     }
 
     /// Handles everything due at the clock's now and returns what happened,
@@ -411,9 +413,11 @@ impl Scheduler {
                 Ok(handled) => firings.extend(handled),
                 Err(NotStored) => return Err(Halted { at, firings }),
             }
-            match self.next_due().filter(|due| *due <= end) {
-                Some(due) => clock.set(due),
-                None => break,
+            match self.next_due() {
+                Ok(Some(due)) if due <= end => clock.set(due),
+                Ok(_) => break,
+                // Not known what falls due next: the clock stays here.
+                Err(_) => return Err(Halted { at, firings }),
             }
         }
         clock.set(end);
@@ -912,12 +916,12 @@ impl Scheduler {
         let source_id = &schedule.import_source_id;
         // Bound to a local first: the guard must be dropped before the body
         // locks the state again.
-        let running = {
-            let state = self.assets.read();
+        let running = (|| {
+            let state = self.assets.read()?;
             // Its own execution (a run delivered again to go on from its
             // checkpoint) is not another run in the way.
             let own = state.occurrence(&occurrence_id).and_then(|e| e.execution_id.clone());
-            state
+            let running = state
                 .ingesting(source_id)
                 .filter(|e| Some(&e.id) != own.as_ref())
                 .map(|e| {
@@ -928,39 +932,55 @@ impl Scheduler {
                         .and_then(|o| state.occurrence(o))
                         .and_then(|entry| entry.alive_until);
                     (e.id.clone(), e.scheduled, beat, line.started_at)
-                })
-        };
+                });
+            Ok::<_, ApiError>(running)
+        })();
         // An app cannot run past its limit (the host stops it there), so a
         // scheduled execution still ingesting after the limit and a grace
         // period, whose run no node says is alive, was left by an app that
         // died: fail it, or it blocks its source for ever. A manual run
         // belongs to no occurrence, and no scheduled delivery fails it.
         let limit = self.run_limit(source_id);
-        let running = running.filter(|(running, scheduled, beat, started)| {
-            let now = self.assets.clock().now();
-            let alive = beat.is_some_and(|until| until > Utc::now());
-            if !scheduled || alive || now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
-                return true;
-            }
-            let reason = stale_reason(running, limit, *started);
-            if self.assets.reap(source_id, running, &reason, &self.node, Utc::now()) {
-                tracing::warn!(source = %source_id, execution = %running, "failed an execution left ingesting");
-                return false;
-            }
-            // Not failed: it ended meanwhile, or another run (or a beat)
-            // took its place. Whatever runs now is asked about again on
-            // the next delivery; this one is skipped as in the way.
-            true
+        let running = running.map(|running| {
+            running.filter(|(running, scheduled, beat, started)| {
+                let now = self.assets.clock().now();
+                let alive = beat.is_some_and(|until| until > Utc::now());
+                if !scheduled || alive || now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
+                    return true;
+                }
+                let reason = stale_reason(running, limit, *started);
+                if self.assets.reap(source_id, running, &reason, &self.node, Utc::now()) {
+                    tracing::warn!(source = %source_id, execution = %running, "failed an execution left ingesting");
+                    return false;
+                }
+                // Not failed: it ended meanwhile, or another run (or a beat)
+                // took its place. Whatever runs now is asked about again on
+                // the next delivery; this one is skipped as in the way.
+                true
+            })
         });
-        if let Some((running, scheduled, _, _)) = running {
-            let reason = if scheduled {
-                format!("skipped: execution {running} of this import source was still ingesting when this run fell due")
-            } else {
-                format!(
-                    "skipped: manual execution {running} of this import source was still ingesting when this run fell due; \
-                     a scheduled run never fails a manual one: cancel it (DELETE …/executions/{running}) if its app has stopped"
-                )
-            };
+        let in_the_way = match running {
+            Ok(running) => running.map(|(running, scheduled, _, _)| {
+                if scheduled {
+                    format!(
+                        "skipped: execution {running} of this import source was still ingesting when this run fell due"
+                    )
+                } else {
+                    format!(
+                        "skipped: manual execution {running} of this import source was still ingesting when this run fell \
+                         due; a scheduled run never fails a manual one: cancel it (DELETE …/executions/{running}) if its \
+                         app has stopped"
+                    )
+                }
+            }),
+            // Another run may be going on: never two at once.
+            Err(_) => Some(
+                "skipped: the state could not be read from the database to check that no other run of this import \
+                 source was going on when this run fell due"
+                    .to_owned(),
+            ),
+        };
+        if let Some(reason) = in_the_way {
             let skipped = self.assets.state().end_claimed(
                 &fence,
                 unrun_entry(&schedule, &occurrence, &occurrence_id, Outcome::Skipped, reason.clone()),
@@ -1102,7 +1122,16 @@ impl Scheduler {
                 url.unwrap_or("(no callback URL)")
             ));
         };
-        let Some(source) = self.assets.read().source_by_id(source_id).cloned() else {
+        let source = match self.assets.read() {
+            Ok(state) => state.source_by_id(source_id).cloned(),
+            Err(_) => {
+                return Delivery::Undelivered(format!(
+                    "The scheduled callback to {url} was not sent: import source {source_id} could not be read from \
+                     the database"
+                ))
+            }
+        };
+        let Some(source) = source else {
             return Delivery::Undelivered(format!(
                 "The scheduled callback to {url} was not sent: import source {source_id} no longer exists"
             ));

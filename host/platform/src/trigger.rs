@@ -196,9 +196,10 @@ pub fn manual_event(workspace_id: &str, import_source_id: &str) -> TriggerEvent 
 }
 
 /// The ingesting execution of `source_id` and the objects it has received:
-/// what changes when an import moves on.
-fn progress(assets: &AssetsService, source_id: &str) -> Option<(String, u64)> {
-    assets.read().ingesting(source_id).map(|e| (e.id.clone(), e.received))
+/// what changes when an import moves on. `Err` when the state cannot be
+/// read as stored.
+fn progress(assets: &AssetsService, source_id: &str) -> Result<Option<(String, u64)>, crate::assets::ApiError> {
+    Ok(assets.read()?.ingesting(source_id).map(|e| (e.id.clone(), e.received)))
 }
 
 /// Appends `more` to a delivery's `output`, keeping the whole within
@@ -318,7 +319,12 @@ pub fn deliver_with(
         let output = secrets.scrub(&invocation.guest_output);
         keep_output(&mut outcome.guest_output, &mut dropped_output, &output);
         let after = progress(assets, &event.import_source_id);
-        let moved = after.is_some() && after != before;
+        // Progress that cannot be read is not taken for none: a run is not
+        // ended, or counted as stalled, on a read that failed.
+        let moved = match (&before, &after) {
+            (Ok(before), Ok(after)) => after.is_some() && after != before,
+            _ => true,
+        };
         let go_on = match &invocation.result {
             Ok(Ok(RunOutcome::Paused(paused))) => {
                 outcome.retries += paused.retries;
@@ -344,7 +350,7 @@ pub fn deliver_with(
         tracing::info!(
             app = %app.name,
             invocation = outcome.invocations,
-            received = after.map_or(0, |(_, r)| r),
+            received = after.ok().flatten().map_or(0, |(_, r)| r),
             "the app stopped at a checkpoint before its time limit; invoking it again to go on"
         );
     };

@@ -217,6 +217,7 @@ fn a_superseded_attempt_neither_ends_the_occurrence_nor_starts_an_execution() {
     );
     let lines: Vec<_> = service
         .history(&source)
+        .unwrap()
         .into_iter()
         .filter(|line| line.occurrence_id.as_deref() == Some(occurrence.as_str()))
         .collect();

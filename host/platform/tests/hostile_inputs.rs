@@ -360,7 +360,10 @@ fn a_json_array_or_scalar_in_place_of_an_object_is_a_400_saying_so() {
         "{status}"
     );
     assert!(status["progress"].is_null(), "{status}");
-    assert_eq!(api.service.history(api.base.rsplit('/').next().unwrap()).len(), 1);
+    assert_eq!(
+        api.service.history(api.base.rsplit('/').next().unwrap()).unwrap().len(),
+        1
+    );
     assert_eq!(api.json("GET", "/schedule", "").1["links"].get("schedule"), None);
 }
 

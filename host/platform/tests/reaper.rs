@@ -165,7 +165,7 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
         world.status(&execution),
         ExecutionStatus::Ingesting,
         "a run still being invoked is not failed: {:?}",
-        world.service.history(&world.source)
+        world.service.history(&world.source).unwrap()
     );
     assert_eq!(
         world.occurrence_state(&fence.occurrence_id).0,
@@ -292,7 +292,7 @@ fn a_scheduled_delivery_never_fails_a_manual_run() {
         reason.contains(&format!("manual execution {manual}")) && reason.contains("cancel it"),
         "the skip says what holds the source and what to do: {reason}"
     );
-    let lines = world.service.history(&world.source);
+    let lines = world.service.history(&world.source).unwrap();
     assert!(
         lines.iter().all(|line| line.status != Outcome::Failed),
         "nothing failed: {lines:?}"

@@ -77,7 +77,7 @@ impl World {
     }
 
     fn history(&self) -> Vec<HistoryEntry> {
-        self.service.history(&self.source)
+        self.service.history(&self.source).unwrap()
     }
 }
 

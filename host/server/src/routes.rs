@@ -150,9 +150,10 @@ async fn authenticate_first(State(server): State<Arc<Server>>, mut request: Requ
         let authorization = bearer(headers).map(str::to_owned);
         let assets = server.assets.clone();
         match blocking(move || assets.caller(&target, authorization.as_deref())).await {
-            Some(assets_platform::assets::Caller::Source(id)) => Ok(Caller::Source(id)),
-            Some(assets_platform::assets::Caller::Platform) => Ok(Caller::Operator),
-            None => Err(ApiError::unauthorized()),
+            Ok(Some(assets_platform::assets::Caller::Source(id))) => Ok(Caller::Source(id)),
+            Ok(Some(assets_platform::assets::Caller::Platform)) => Ok(Caller::Operator),
+            Ok(None) => Err(ApiError::unauthorized()),
+            Err(unread) => Err(unread),
         }
     } else {
         Err(ApiError::unauthorized())
@@ -483,7 +484,11 @@ async fn assets_api(
             let Some(delivery) = delivery else {
                 return assets.handle_authorized(&method, &path, authorization.as_deref(), &body);
             };
-            if assets.caller(&path, authorization.as_deref()) != Some(assets_platform::assets::Caller::Platform) {
+            let caller = match assets.caller(&path, authorization.as_deref()) {
+                Ok(caller) => caller,
+                Err(unread) => return unread.into_response(),
+            };
+            if caller != Some(assets_platform::assets::Caller::Platform) {
                 return ApiError::forbidden(format!(
                     "{} is the platform's own: only a call with the platform's credential may say which delivery it is made for",
                     assets_runtime::DELIVERY_HEADER
@@ -561,7 +566,7 @@ async fn create_import_source(State(server): State<Arc<Server>>, headers: Header
             if requires_mapping {
                 assets.require_mapping(&id)?;
             }
-            let secret = assets.read().source_by_id(&id).and_then(|s| s.signing_secret.clone());
+            let secret = assets.read()?.source_by_id(&id).and_then(|s| s.signing_secret.clone());
             Ok::<_, ApiError>((id, secret))
         })
         .await?;
@@ -643,8 +648,7 @@ async fn list_occurrences(State(server): State<Arc<Server>>, headers: HeaderMap,
             Some(cursor) => Some(parse_cursor(cursor)?),
             None => None,
         };
-        let assets = server.assets.read();
-        assets.current()?;
+        let assets = server.assets.read()?;
         let mut page: Vec<&LedgerEntry> = assets
             .ledger()
             .filter(|e| query.schedule_id.as_ref().is_none_or(|id| &e.schedule_id == id))
@@ -742,7 +746,9 @@ async fn read_clock(State(server): State<Arc<Server>>, headers: HeaderMap, uri: 
     }
     // On a shared database another node may have moved the clock; reading
     // the state reads it.
-    tokio::task::block_in_place(|| drop(server.assets.read()));
+    if let Err(unread) = tokio::task::block_in_place(|| server.assets.read().map(drop)) {
+        return error(unread);
+    }
     json_answer(
         200,
         &json!({ "clock": clock_kind(&server), "now": timestamp(server.assets.clock().now()) }),
@@ -784,7 +790,7 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, ur
         let (scheduler, shared) = (server.scheduler.clone(), server.shared.clone());
         let firings = blocking(move || {
             // From the shared clock as it stands, if another node moved it.
-            drop(scheduler.assets().read());
+            scheduler.assets().read().map(drop)?;
             let by = chrono::Duration::seconds(advance.seconds as i64);
             // Several nodes: after every advance asked before this one, on
             // any node, so advances sent at once add up.
@@ -930,12 +936,19 @@ async fn webtrigger(
     // configuration), not only the one created for it at start-up.
     let (assets, source_id, app_name) = (server.assets.clone(), event.import_source_id.clone(), name.clone());
     let performs = blocking(move || {
-        let state = assets.read();
-        state
-            .source_by_id(&source_id)
-            .is_some_and(|s| s.app.as_deref() == Some(app_name.as_str()))
+        let state = assets.read()?;
+        Ok::<_, ApiError>(
+            state
+                .source_by_id(&source_id)
+                .is_some_and(|s| s.app.as_deref() == Some(app_name.as_str())),
+        )
     })
     .await;
+    let performs = match performs {
+        Ok(performs) => performs,
+        // Not known: a 503 the platform retries, not a refusal it records.
+        Err(unread) => return error(unread),
+    };
     if !performs {
         return error(ApiError {
             status: 403,

@@ -499,7 +499,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     }
     let assets = Arc::new(service);
     let workspace_id = {
-        let existing = assets.read().workspaces().min().cloned();
+        let existing = assets.read().map_err(unread)?.workspaces().min().cloned();
         existing.unwrap_or_else(|| assets.create_workspace())
     };
     let (api_url, api_token) = match &args.assets_url {
@@ -515,6 +515,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         let import_source_id = store.first_source(name, || {
             let existing = assets
                 .read()
+                .map_err(unread)?
                 .sources()
                 .filter(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
                 .map(|s| s.id.clone())
@@ -539,6 +540,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         let reason = format!("the server stopped while app {name} was running this import; the run did not finish");
         let performed: Vec<String> = assets
             .read()
+            .map_err(unread)?
             .sources()
             .filter(|s| s.workspace_id == workspace_id && s.app.as_deref() == Some(name))
             .map(|s| s.id.clone())
@@ -548,7 +550,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             // first scheduler pass delivers its occurrence again, and the app
             // resumes from its checkpoint (`Scheduler::recover`).
             let (running, resumable) = {
-                let state = assets.read();
+                let state = assets.read().map_err(unread)?;
                 let running = state.ingesting(&source).map(|e| e.id.clone());
                 let resumable = running
                     .as_deref()
@@ -764,6 +766,8 @@ fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop, follo
         let now = scheduler.assets().clock().now();
         let wait = scheduler
             .next_due()
+            // Not readable now: the next poll asks again.
+            .unwrap_or_default()
             .filter(|_| follow_due)
             .and_then(|due| (due - now).to_std().ok())
             .map_or(POLL, |until| until.min(POLL));
@@ -879,4 +883,9 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+/// A state that could not be read at start-up, as an error that says so.
+fn unread(_: assets_platform::assets::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("cannot read the state from the database at start-up (see the log above)")
 }

@@ -891,7 +891,7 @@ fn a_node_holding_the_shared_lock_holds_no_read_on_another() {
         let (status, body) = call(&b, "GET", &format!("{base}/executions/{execution}/status"), "");
         assert_eq!(status, 200, "{body}");
         assert!(
-            !b.read().workspaces().any(|w| w == "made-under-the-held-lock"),
+            !b.read().unwrap().workspaces().any(|w| w == "made-under-the-held-lock"),
             "a read sees only what is committed"
         );
     }
@@ -899,7 +899,7 @@ fn a_node_holding_the_shared_lock_holds_no_read_on_another() {
         .expect("node a's change commits: no read on node b waited for it to be ended");
     assert!(waiting.join().unwrap(), "node b's change goes through after node a's");
     assert!(
-        b.read().workspaces().any(|w| w == "made-under-the-held-lock"),
+        b.read().unwrap().workspaces().any(|w| w == "made-under-the-held-lock"),
         "node b reads node a's change once it is committed"
     );
 }

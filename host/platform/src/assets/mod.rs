@@ -257,29 +257,16 @@ pub struct StateGuard<'a> {
 }
 
 /// The state as stored, for a read: it cannot be changed through this
-/// guard, and taking it holds no other host off ([`AssetsService::read`]).
+/// guard, taking it holds no other host off, and there is none for a state
+/// the store could not bring up to date ([`AssetsService::read`]).
 pub struct ReadGuard<'a> {
     guard: MutexGuard<'a, State>,
-    /// Why the store could not bring the state up to date, if it could not.
-    stale: Option<String>,
 }
 
 impl Deref for ReadGuard<'_> {
     type Target = State;
     fn deref(&self) -> &State {
         &self.guard
-    }
-}
-
-impl ReadGuard<'_> {
-    /// 503 when the store could not bring the state up to date (a shared
-    /// database out of reach): for callers outside
-    /// [`AssetsService::handle`] that answer from the state.
-    pub fn current(&self) -> Result<(), ApiError> {
-        match self.stale {
-            Some(_) => Err(ApiError::not_saved()),
-            None => Ok(()),
-        }
     }
 }
 
@@ -471,51 +458,53 @@ impl AssetsService {
         body: &[u8],
         delivery: Option<&Delivery>,
     ) -> Response {
-        UNSAVED.with(|flag| flag.set(false));
-        let caller = self.caller(path, authorization);
-        if UNSAVED.with(|flag| flag.replace(false)) {
-            // A source token is judged on the sources as stored: a cache
-            // the store could not bring up to date may hold a token since
-            // revoked, or miss a new one.
-            return ApiError::not_saved().into_response();
+        match self.caller(path, authorization) {
+            Ok(Some(_)) => self.answer(method, path, body, delivery),
+            Ok(None) => ApiError::unauthorized().into_response(),
+            // A source token is judged on the sources as stored, never on
+            // a cache that may hold one since revoked or miss a new one.
+            Err(unread) => unread.into_response(),
         }
-        if caller.is_none() {
-            return ApiError::unauthorized().into_response();
-        }
-        self.answer(method, path, body, delivery)
     }
 
     /// True when `authorization` may call `path`: no credential is set, or
     /// it presents the service's credential or the token of the import
     /// source `path` is under. Needs no body, so a server can refuse before
     /// reading one. Compared in constant time.
+    /// A state that cannot be read does not refuse here: the call itself
+    /// is then answered 503.
     pub fn authorizes(&self, path: &str, authorization: Option<&str>) -> bool {
-        self.caller(path, authorization).is_some()
+        !matches!(self.caller(path, authorization), Ok(None))
     }
 
     /// Who `authorization` proves the caller of `path` to be, or `None`
-    /// (401). The path is read as the router reads it
+    /// (401); `Err` (503) when a source token cannot be checked against
+    /// the state as stored. The path is read as the router reads it
     /// ([`router::source_of`]), so a token is judged on the source the
     /// request will reach.
-    pub fn caller(&self, path: &str, authorization: Option<&str>) -> Option<Caller> {
+    pub fn caller(&self, path: &str, authorization: Option<&str>) -> Result<Option<Caller>, ApiError> {
         let Some(token) = &self.credential else {
-            return Some(Caller::Platform);
+            return Ok(Some(Caller::Platform));
         };
-        let presented = authorization.and_then(bearer_token)?;
+        let Some(presented) = authorization.and_then(bearer_token) else {
+            return Ok(None);
+        };
         if same_secret(presented, token) {
-            return Some(Caller::Platform);
+            return Ok(Some(Caller::Platform));
         }
         // Only a token of the form `POST …/token` gives out is looked up:
         // garbage from a stranger never takes the state lock.
         if !looks_like_source_token(presented) {
-            return None;
+            return Ok(None);
         }
-        let (workspace, source) = router::source_of(path)?;
-        let state = self.read();
+        let Some((workspace, source)) = router::source_of(path) else {
+            return Ok(None);
+        };
+        let state = self.read()?;
         let fits = state
             .source(workspace, source)
             .is_ok_and(|s| s.token.as_deref().is_some_and(|t| same_secret(t, presented)));
-        fits.then(|| Caller::Source(source.to_owned()))
+        Ok(fits.then(|| Caller::Source(source.to_owned())))
     }
 
     /// Sets the base URL written into `links` (the server's own address when
@@ -603,8 +592,8 @@ impl AssetsService {
     }
 
     /// The import history of `source_id`, oldest first.
-    pub fn history(&self, source_id: &str) -> Vec<HistoryEntry> {
-        self.read().history(source_id)
+    pub fn history(&self, source_id: &str) -> Result<Vec<HistoryEntry>, ApiError> {
+        Ok(self.read()?.history(source_id))
     }
 
     /// Records a failure for execution `execution_id` of `source_id`, if it
@@ -702,20 +691,18 @@ impl AssetsService {
 
     /// Read the state, as stored: takes no lock any other host waits on,
     /// so a host that holds its changes (paused, cut off) holds no read
-    /// here. A read inside [`AssetsService::handle`] that cannot reach the
-    /// store is answered 503; other callers ask [`ReadGuard::current`].
-    pub fn read(&self) -> ReadGuard<'_> {
+    /// here. `Err` (503) when the store could not bring the state up to
+    /// date: nothing is read from a state that may be behind it.
+    pub fn read(&self) -> Result<ReadGuard<'_>, ApiError> {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        HOLDING.with(|held| held.set(true));
-        let stale = match &self.store {
-            Some(store) => store.refresh(&mut guard).err().map(|e| {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.refresh(&mut guard) {
                 tracing::error!("{e:#}");
-                UNSAVED.with(|flag| flag.set(true));
-                format!("{e:#}")
-            }),
-            None => None,
-        };
-        ReadGuard { guard, stale }
+                return Err(ApiError::not_saved());
+            }
+        }
+        HOLDING.with(|held| held.set(true));
+        Ok(ReadGuard { guard })
     }
 
     /// The service's clock.

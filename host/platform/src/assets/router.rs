@@ -467,7 +467,7 @@ impl<'a> SourceRoute<'a> {
             None
         } else {
             let mapping = {
-                let state = self.service.read();
+                let state = self.service.read()?;
                 let source = state.source(self.workspace_id, self.source_id)?;
                 let document = source.mapping.as_ref().ok_or_else(|| missing_mapping(self.source_id))?;
                 Mapping::from_document(document)?
@@ -565,7 +565,7 @@ impl<'a> SourceRoute<'a> {
         // What this change starts from: for a PATCH, the document and the
         // operation that set it (a new one for every change).
         let base = {
-            let state = self.service.read();
+            let state = self.service.read()?;
             let source = state.source(self.workspace_id, self.source_id)?;
             match (patch, &source.mapping) {
                 (false, _) => None,
@@ -626,7 +626,7 @@ impl<'a> SourceRoute<'a> {
     /// `GET …/mapping/progress/{resourceId}`: the mock checks and sets a
     /// mapping within the call, so a known operation is always complete.
     fn mapping_progress(&self, resource_id: &str) -> Result<Response, ApiError> {
-        let state = self.service.read();
+        let state = self.service.read()?;
         let source = state.source(self.workspace_id, self.source_id)?;
         if source.mapping_resource_id.as_deref() != Some(resource_id) {
             return Err(ApiError::not_found(format!(
@@ -643,7 +643,7 @@ impl<'a> SourceRoute<'a> {
     /// `GET …/schema-and-mapping`: the document as set; 404
     /// `MISSING_MAPPING` before one is.
     fn schema_and_mapping(&self) -> Result<Response, ApiError> {
-        let state = self.service.read();
+        let state = self.service.read()?;
         let source = state.source(self.workspace_id, self.source_id)?;
         let document = source.mapping.as_ref().ok_or_else(|| missing_mapping(self.source_id))?;
         Ok(Response::json(200, document))
@@ -652,7 +652,7 @@ impl<'a> SourceRoute<'a> {
     /// `GET …/configstatus`.
     fn config_status(&self) -> Result<Response, ApiError> {
         let now = self.service.clock().now();
-        let state = self.service.read();
+        let state = self.service.read()?;
         let source = state.source(self.workspace_id, self.source_id)?;
         let status = source.config_status(state.running(self.source_id, now));
         Ok(Response::json(200, &json!({ "status": status })))
@@ -661,7 +661,7 @@ impl<'a> SourceRoute<'a> {
     /// `GET …/schedule`: where to create the source's schedule, and where
     /// its schedule is when it has one.
     fn schedule_links(&self) -> Result<Response, ApiError> {
-        let state = self.service.read();
+        let state = self.service.read()?;
         state.source(self.workspace_id, self.source_id)?;
         let create = format!("{}/importschedule", self.base());
         let mut links = json!({ "createSchedule": create });
@@ -674,7 +674,7 @@ impl<'a> SourceRoute<'a> {
     /// `GET /importsource/{id}`: the source, with `scheduledImportDetails`
     /// when it has a schedule.
     fn details(&self) -> Result<Response, ApiError> {
-        let state = self.service.read();
+        let state = self.service.read()?;
         let source = state.source(self.workspace_id, self.source_id)?;
         let details = state
             .schedule_of_source
@@ -770,7 +770,7 @@ impl<'a> SourceRoute<'a> {
     }
 
     fn status(&self, execution_id: &str) -> Result<Response, ApiError> {
-        let state = self.service.read();
+        let state = self.service.read()?;
         state.source(self.workspace_id, self.source_id)?;
         let execution = state.execution(self.source_id, execution_id)?;
         Ok(Response::json(
@@ -780,7 +780,7 @@ impl<'a> SourceRoute<'a> {
     }
 
     fn latest_status(&self) -> Result<Response, ApiError> {
-        let state = self.service.read();
+        let state = self.service.read()?;
         state.source(self.workspace_id, self.source_id)?;
         let execution = state
             .latest_execution(self.source_id)
@@ -806,7 +806,7 @@ impl<'a> SourceRoute<'a> {
     }
 
     fn get_schedule(&self, schedule_id: &str) -> Result<Response, ApiError> {
-        let state = self.service.read();
+        let state = self.service.read()?;
         Ok(Response::json(
             200,
             &schedules::get(&state, self.workspace_id, self.source_id, schedule_id)?,
@@ -863,7 +863,7 @@ impl<'a> SourceRoute<'a> {
             })?),
         };
         let budget = self.service.quotas().history_page_bytes;
-        let state = self.service.read();
+        let state = self.service.read()?;
         state.source(self.workspace_id, self.source_id)?;
         // The body is the JSON array written here, "[" + lines joined by
         // "," + "]", so that its size is known line by line.
