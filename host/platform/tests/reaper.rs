@@ -108,6 +108,24 @@ impl World {
             .to_owned()
     }
 
+    /// Delivers the first day's run (13:00) and creates its execution as
+    /// its delivery; the occurrence's fence and the execution.
+    fn first_run_started(&self) -> (Fence, String) {
+        self.scheduler
+            .run_until(&self.clock, t("2026-11-02T13:00:00Z"))
+            .expect("every pass stored");
+        let event = self.accepted.0.lock().unwrap()[0].clone();
+        let execution = self.create(
+            json!({"scheduled": true}),
+            Some(Delivery::new(event.occurrence_id.clone(), event.attempt)),
+        );
+        let fence = Fence {
+            occurrence_id: event.occurrence_id,
+            attempt: event.attempt,
+        };
+        (fence, execution)
+    }
+
     fn status(&self, execution: &str) -> ExecutionStatus {
         self.service.state().execution_by_id(execution).unwrap().status
     }
@@ -203,19 +221,7 @@ fn a_run_whose_heartbeat_is_live_is_never_failed_however_far_the_clock_moves() {
 fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() {
     let world = World::new();
     world.schedule_daily_at_13();
-    world
-        .scheduler
-        .run_until(&world.clock, t("2026-11-02T13:00:00Z"))
-        .expect("every pass stored");
-    let event = world.accepted.0.lock().unwrap()[0].clone();
-    let fence = Fence {
-        occurrence_id: event.occurrence_id.clone(),
-        attempt: event.attempt,
-    };
-    let execution = world.create(
-        json!({"scheduled": true}),
-        Some(Delivery::new(event.occurrence_id.clone(), 1)),
-    );
+    let (fence, execution) = world.first_run_started();
     // Its node beat once, then died.
     world
         .service
@@ -233,7 +239,7 @@ fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() 
         sent.iter()
             .map(|e| (e.occurrence_id.as_str(), e.attempt))
             .collect::<Vec<_>>(),
-        [(event.occurrence_id.as_str(), 1), (event.occurrence_id.as_str(), 2)],
+        [(fence.occurrence_id.as_str(), 1), (fence.occurrence_id.as_str(), 2)],
         "delivered again, the next attempt"
     );
     assert_eq!(
@@ -241,7 +247,7 @@ fn a_run_whose_heartbeat_lapsed_within_the_catch_up_window_is_delivered_again() 
         ExecutionStatus::Ingesting,
         "left for the app to go on"
     );
-    let entry = world.service.state().occurrence(&event.occurrence_id).cloned().unwrap();
+    let entry = world.service.state().occurrence(&fence.occurrence_id).cloned().unwrap();
     assert_eq!(
         (entry.state, entry.attempt, entry.execution_id.as_deref()),
         (OccurrenceState::Delivering, 2, Some(execution.as_str()))
@@ -307,19 +313,7 @@ fn the_reaper_fails_only_the_run_it_decided_on_and_only_while_its_heartbeat_has_
     // write is made, so none of those is failed in its place.
     let world = World::new();
     world.schedule_daily_at_13();
-    world
-        .scheduler
-        .run_until(&world.clock, t("2026-11-02T13:00:00Z"))
-        .expect("every pass stored");
-    let event = world.accepted.0.lock().unwrap()[0].clone();
-    let fence = Fence {
-        occurrence_id: event.occurrence_id.clone(),
-        attempt: event.attempt,
-    };
-    let scheduled = world.create(
-        json!({"scheduled": true}),
-        Some(Delivery::new(event.occurrence_id.clone(), event.attempt)),
-    );
+    let (fence, scheduled) = world.first_run_started();
     let reap = |execution: &str| {
         world
             .service

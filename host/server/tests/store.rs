@@ -971,54 +971,6 @@ fn a_read_that_fails_leaves_no_transaction_open_for_the_next_user_of_its_connect
     assert_eq!(open, 0, "no connection is left inside a transaction");
 }
 
-/// A store whose armed `lock` fails, as a wait for another node's change
-/// past `lock_timeout` does; everything else is the inner store's.
-struct NoLock {
-    inner: Arc<PgStore>,
-    armed: std::sync::atomic::AtomicBool,
-}
-
-impl assets_platform::assets::StateStore for NoLock {
-    fn save(
-        &self,
-        state: &assets_platform::assets::State,
-        changes: assets_platform::assets::Changes,
-    ) -> anyhow::Result<()> {
-        self.inner.save(state, changes)
-    }
-
-    fn load(&self) -> anyhow::Result<assets_platform::assets::State> {
-        self.inner.load()
-    }
-
-    fn lock(&self) -> anyhow::Result<()> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            anyhow::bail!("canceling statement due to lock timeout (simulated)");
-        }
-        self.inner.lock()
-    }
-
-    fn begin(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
-        self.inner.begin(state)
-    }
-
-    fn refresh(&self, state: &mut assets_platform::assets::State) -> anyhow::Result<()> {
-        self.inner.refresh(state)
-    }
-
-    fn discard(&self, state: &mut assets_platform::assets::State) {
-        self.inner.discard(state)
-    }
-
-    fn journal(&self, after: i64, limit: usize) -> anyhow::Result<assets_platform::assets::journal::JournalPage> {
-        self.inner.journal(after, limit)
-    }
-
-    fn release(&self) {
-        self.inner.release()
-    }
-}
-
 #[test]
 fn a_change_refused_for_want_of_the_lock_leaves_nothing_in_the_cache() {
     // The change cannot lock the shared state, so it is made on a cache
@@ -1029,14 +981,11 @@ fn a_change_refused_for_want_of_the_lock_leaves_nothing_in_the_cache() {
     let db = Db::postgres();
     let Db::Postgres(url) = &db else { unreachable!() };
     let (inner, state) = PgStore::open(url, "node-a", None).unwrap();
-    let store = Arc::new(NoLock {
-        inner: Arc::new(inner),
-        armed: std::sync::atomic::AtomicBool::new(false),
-    });
+    let store = Arc::new(Faulty::new(Arc::new(inner)));
     let service = AssetsService::new(Arc::new(SystemClock)).with_store(store.clone(), state);
     let base = source(&service);
 
-    store.armed.store(true, Ordering::SeqCst);
+    store.refuse_lock.store(true, Ordering::SeqCst);
     let (status, body) = create_execution(&service, &base);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["errorCode"], "STATE_NOT_SAVED", "{body}");
@@ -1051,21 +1000,34 @@ fn a_change_refused_for_want_of_the_lock_leaves_nothing_in_the_cache() {
     assert_eq!(status, 201, "the refused execution is not in the way: {body}");
 }
 
-/// A store whose armed save is stored but answered with an error, as a
-/// COMMIT whose answer the network lost.
-struct LostAnswer {
+/// The inner store with faults to arm, each for the next call only:
+/// `lose_answer`, a save that is stored but answered with an error (a
+/// COMMIT whose answer the network lost); `refuse_lock`, a `lock` that
+/// fails (a wait for another node's change past `lock_timeout`).
+struct Faulty {
     inner: Arc<dyn assets_platform::assets::StateStore>,
-    armed: std::sync::atomic::AtomicBool,
+    lose_answer: std::sync::atomic::AtomicBool,
+    refuse_lock: std::sync::atomic::AtomicBool,
 }
 
-impl assets_platform::assets::StateStore for LostAnswer {
+impl Faulty {
+    fn new(inner: Arc<dyn assets_platform::assets::StateStore>) -> Faulty {
+        Faulty {
+            inner,
+            lose_answer: std::sync::atomic::AtomicBool::new(false),
+            refuse_lock: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl assets_platform::assets::StateStore for Faulty {
     fn save(
         &self,
         state: &assets_platform::assets::State,
         changes: assets_platform::assets::Changes,
     ) -> anyhow::Result<()> {
         self.inner.save(state, changes)?;
-        if self.armed.swap(false, Ordering::SeqCst) {
+        if self.lose_answer.swap(false, Ordering::SeqCst) {
             anyhow::bail!("connection reset while committing (simulated): the answer was lost, the write was not");
         }
         Ok(())
@@ -1076,6 +1038,9 @@ impl assets_platform::assets::StateStore for LostAnswer {
     }
 
     fn lock(&self) -> anyhow::Result<()> {
+        if self.refuse_lock.swap(false, Ordering::SeqCst) {
+            anyhow::bail!("canceling statement due to lock timeout (simulated)");
+        }
         self.inner.lock()
     }
 
@@ -1113,10 +1078,7 @@ fn a_claim_whose_commit_answer_was_lost_is_delivered_on_the_next_pass(db: Db) {
             (Arc::new(store), state)
         }
     };
-    let store = Arc::new(LostAnswer {
-        inner,
-        armed: std::sync::atomic::AtomicBool::new(false),
-    });
+    let store = Arc::new(Faulty::new(inner));
     let service = Arc::new(AssetsService::new(clock.clone()).with_store(store.clone(), state));
     let base = source(&service);
     let (status, body) = call(
@@ -1132,7 +1094,7 @@ fn a_claim_whose_commit_answer_was_lost_is_delivered_on_the_next_pass(db: Db) {
 
     // The claim is stored, but its commit is answered with an error: the
     // scheduler takes it as not stored and sends nothing.
-    store.armed.store(true, Ordering::SeqCst);
+    store.lose_answer.store(true, Ordering::SeqCst);
     clock.set("2026-11-02T13:00:00Z".parse().unwrap());
     assert!(scheduler.run_due().is_empty());
     assert!(
