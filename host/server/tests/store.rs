@@ -17,6 +17,7 @@ use assets_platform::clock::{Clock, SystemClock, VirtualClock};
 use assets_platform::scheduler::Scheduler;
 use assets_server::db::SqliteStore;
 use assets_server::pg::{PgStore, HEARTBEAT_EVERY};
+use proptest::prelude::*;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -113,6 +114,25 @@ impl Db {
                 .unwrap()
                 .batch_execute(&format!("DROP TRIGGER refuse_{table} ON {table};"))
                 .unwrap(),
+        }
+    }
+
+    /// Deletes the history rows numbered `indices`, as a hand edit or a
+    /// restored backup would lose them.
+    fn delete_history_rows(&self, indices: &[i64]) {
+        match self {
+            Db::Sqlite(path) => {
+                let hand = rusqlite::Connection::open(path).unwrap();
+                for idx in indices {
+                    hand.execute("DELETE FROM history WHERE idx = ?1", [idx]).unwrap();
+                }
+            }
+            Db::Postgres(url) => {
+                ::postgres::Client::connect(url, ::postgres::NoTls)
+                    .unwrap()
+                    .execute("DELETE FROM history WHERE idx = ANY($1)", &[&indices])
+                    .unwrap();
+            }
         }
     }
 
@@ -503,19 +523,7 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
     let reopened = db.open();
     let (status, history) = call(&reopened, "GET", &format!("{base}/history"), "");
     assert_eq!(status, 200, "{history}");
-    let history = history.as_array().unwrap();
-    assert_eq!(history.len(), 3, "every execution has its line: {history:?}");
-    let rebuilt = history
-        .iter()
-        .find(|line| line["executionId"] == executions[1].as_str())
-        .expect("the execution that lost its line has one again");
-    assert_eq!(rebuilt["status"], "completed");
-    assert!(rebuilt["failureReason"]
-        .as_str()
-        .unwrap()
-        .contains("lost from the database"));
-    let order: Vec<&str> = history.iter().filter_map(|l| l["executionId"].as_str()).collect();
-    assert_eq!(order, executions, "the lines in the order the executions were made");
+    assert_second_line_rebuilt_in_place(&history, &executions);
     // It goes on working, and starts again.
     let (status, body) = create_execution(&reopened, &base);
     assert_eq!(
@@ -529,6 +537,130 @@ fn a_lost_history_row_does_not_stop_the_next_start() {
     let again = db.open();
     let (_, history) = call(&again, "GET", &format!("{base}/history"), "");
     assert_eq!(history.as_array().unwrap().len(), 4);
+}
+
+/// `history` holds one line per execution of `executions`, in the order
+/// they were made, the second's rebuilt (its row was lost) as completed.
+fn assert_second_line_rebuilt_in_place(history: &Value, executions: &[String]) {
+    let lines = history.as_array().unwrap();
+    let order: Vec<&str> = lines.iter().filter_map(|l| l["executionId"].as_str()).collect();
+    assert_eq!(order, executions, "one line per execution, in order: {history}");
+    assert_eq!(lines[1]["status"], "completed", "{history}");
+    assert!(
+        lines[1]["failureReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lost from the database")),
+        "{history}"
+    );
+}
+
+/// What a line of the generative repair test stands for.
+#[derive(Debug, Clone)]
+enum Line {
+    /// An execution's line, by its id.
+    Execution(String),
+    /// A line with no execution (a missed occurrence), by its reason.
+    Note(String),
+}
+
+/// Builds a history of `kinds` (true: an execution, ended but for the
+/// last line; false: a line with no execution), loses the rows `lost`
+/// says, opens the database again and checks the history against an
+/// oracle written here: every line kept, in its order; every execution
+/// whose line was lost has a rebuilt one in the same place; a lost line
+/// without an execution is gone; and the source's latest execution is
+/// what it was.
+fn lose_history_rows(db: Db, kinds: &[bool], lost: &[bool]) -> Result<(), TestCaseError> {
+    let service = db.open();
+    let base = source(&service);
+    let source_id = base.rsplit('/').next().unwrap().to_owned();
+    let mut lines = Vec::new();
+    for (i, &execution) in kinds.iter().enumerate() {
+        if execution {
+            let (status, created) = create_execution(&service, &base);
+            prop_assert_eq!(status, 201, "{}", created);
+            let id = latest_execution(&service, &base);
+            if i + 1 < kinds.len() {
+                complete(&service, &base, &id);
+            }
+            lines.push(Line::Execution(id));
+        } else {
+            let reason = format!("missed: note {i}");
+            service.state().record(assets_platform::assets::HistoryEntry {
+                execution_id: None,
+                import_source_id: source_id.clone(),
+                scheduled: true,
+                schedule_id: None,
+                occurrence_id: None,
+                status: assets_platform::assets::Outcome::Missed,
+                failure_reason: Some(reason.clone()),
+                objects: 0,
+                started_at: chrono::Utc::now(),
+                ended_at: Some(chrono::Utc::now()),
+                invocations: None,
+                processed_at: None,
+                progress: None,
+            });
+            lines.push(Line::Note(reason));
+        }
+    }
+    drop(service);
+    let gone: Vec<i64> = (0..kinds.len() as i64).filter(|&i| lost[i as usize]).collect();
+    db.delete_history_rows(&gone);
+
+    let reopened = db.open();
+    let (status, history) = call(&reopened, "GET", &format!("{base}/history"), "");
+    prop_assert_eq!(status, 200, "{}", history);
+    let got = history.as_array().unwrap();
+    let expected: Vec<(&Line, bool)> = lines
+        .iter()
+        .zip(lost)
+        .filter(|(line, &lost)| matches!(line, Line::Execution(_)) || !lost)
+        .map(|(line, &lost)| (line, lost))
+        .collect();
+    prop_assert_eq!(got.len(), expected.len(), "{}", history);
+    for (line, (want, rebuilt)) in got.iter().zip(&expected) {
+        let reason = line["failureReason"].as_str().unwrap_or_default();
+        match want {
+            Line::Execution(id) => {
+                prop_assert_eq!(line["executionId"].as_str(), Some(id.as_str()), "{}", history);
+                prop_assert_eq!(reason.contains("lost from the database"), *rebuilt, "{}", history);
+            }
+            Line::Note(note) => {
+                prop_assert!(line["executionId"].is_null(), "{}", history);
+                prop_assert_eq!(reason, note.as_str());
+            }
+        }
+    }
+    // The last line's execution, still ingesting, is still the latest.
+    let (status, body) = create_execution(&reopened, &base);
+    let ingesting = kinds.last() == Some(&true);
+    prop_assert_eq!(status, if ingesting { 409 } else { 201 }, "{}", body);
+    Ok(())
+}
+
+/// [`lose_history_rows`] over `cases` random histories and losses, each
+/// on a fresh database of `db`'s engine.
+fn lost_history_rows_repaired(cases: u32, db: fn() -> Db) {
+    let config = ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(kinds in prop::collection::vec(any::<bool>(), 1..8),
+                        lost in prop::collection::vec(any::<bool>(), 8))| {
+        lose_history_rows(db(), &kinds, &lost)?;
+    });
+}
+
+#[test]
+fn any_lost_history_rows_are_repaired_in_place_on_sqlite() {
+    lost_history_rows_repaired(48, Db::sqlite);
+}
+
+#[test]
+fn any_lost_history_rows_are_repaired_in_place_on_postgres() {
+    lost_history_rows_repaired(12, Db::postgres);
 }
 
 // ---- PostgreSQL: what several nodes share -------------------------------
@@ -562,25 +694,7 @@ fn a_lost_shared_history_row_is_repaired_and_every_node_answers() {
     let c = db.open_node(Arc::new(SystemClock), "node-c", None).0;
     let (status, history) = call(&c, "GET", &format!("{base}/history"), "");
     assert_eq!(status, 200, "{history}");
-    let lines = history.as_array().unwrap();
-    assert_eq!(lines.len(), 3, "every execution has its line: {history}");
-    let rebuilt = lines
-        .iter()
-        .find(|line| line["executionId"] == executions[1].as_str())
-        .expect("the execution that lost its line has one again");
-    assert_eq!(rebuilt["status"], "completed");
-    assert!(rebuilt["failureReason"]
-        .as_str()
-        .unwrap()
-        .contains("lost from the database"));
-    // In its old place: the history's order, and the latest execution, are
-    // what they were.
-    let order: Vec<&str> = lines.iter().filter_map(|l| l["executionId"].as_str()).collect();
-    assert_eq!(
-        order,
-        executions.iter().map(String::as_str).collect::<Vec<_>>(),
-        "the lines in the order the executions were made: {history}"
-    );
+    assert_second_line_rebuilt_in_place(&history, &executions);
     // The nodes that held the old numbering read the repaired one.
     for (name, node) in [("a", &a), ("b", &b)] {
         let (status, theirs) = call(node, "GET", &format!("{base}/history"), "");
