@@ -73,6 +73,83 @@ impl Clock for VirtualClock {
     }
 }
 
+/// One reading of a shared database's clock, bracketed by the local
+/// clock: read after `sent` and before `received`.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeSample {
+    /// The local time the question was sent.
+    pub sent: DateTime<Utc>,
+    /// The database's answer.
+    pub database: DateTime<Utc>,
+    /// The local time the answer came back.
+    pub received: DateTime<Utc>,
+}
+
+impl TimeSample {
+    /// The database's time minus the local time, reading the answer as
+    /// given half-way through the round trip (off by at most half of it).
+    fn offset(&self) -> chrono::Duration {
+        let half = (self.received - self.sent) / 2;
+        self.database - (self.sent + half)
+    }
+}
+
+/// The longest round trip a [`TimeSample`] is taken from: a longer one says
+/// too little about when the database read its clock.
+pub const MAX_SAMPLE_ROUND_TRIP: chrono::Duration = chrono::Duration::milliseconds(500);
+
+/// A shared database's time, told between samples by the local clock.
+///
+/// Nodes of one cluster decide from the time what falls due, when a lease
+/// runs out and what a line of history says; on each node's own clock a
+/// node running an hour fast would claim an hour early and take over live
+/// runs whose leases it sees as expired. On this clock every node tells the
+/// database's time, to within half a round trip of its last sample, and the
+/// leases the database keeps itself (`now()` in SQL) agree with it.
+///
+/// It never goes backwards: a sample that puts the database behind what
+/// was already told holds this clock still until the database catches up.
+pub struct DatabaseClock {
+    local: Arc<dyn Clock>,
+    /// The offset of the last sample taken, and the latest instant told.
+    told: Mutex<(chrono::Duration, DateTime<Utc>)>,
+}
+
+impl DatabaseClock {
+    /// Follows the database from `first` on, telling the time by `local`.
+    pub fn new(local: Arc<dyn Clock>, first: TimeSample) -> DatabaseClock {
+        let offset = first.offset();
+        let now = local.now() + offset;
+        DatabaseClock {
+            local,
+            told: Mutex::new((offset, now)),
+        }
+    }
+
+    /// Takes a new sample; false (and ignored) when its round trip was
+    /// longer than [`MAX_SAMPLE_ROUND_TRIP`] or negative.
+    pub fn observe(&self, sample: TimeSample) -> bool {
+        let trip = sample.received - sample.sent;
+        if trip < chrono::Duration::zero() || trip > MAX_SAMPLE_ROUND_TRIP {
+            return false;
+        }
+        self.told.lock().unwrap_or_else(|e| e.into_inner()).0 = sample.offset();
+        true
+    }
+}
+
+impl Clock for DatabaseClock {
+    fn now(&self) -> DateTime<Utc> {
+        let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+        let now = (self.local.now() + told.0).max(told.1);
+        told.1 = now;
+        now
+    }
+    fn sleep(&self, by: std::time::Duration) {
+        self.local.sleep(by);
+    }
+}
+
 /// A [`Clock`] as the guest's `timer` import sees it, so a guest's waits
 /// follow the platform's clock (instant on a virtual one).
 ///
@@ -141,5 +218,75 @@ mod tests {
         let shared = ClockTimer::shared(clock.clone());
         shared.sleep(std::time::Duration::from_secs(60));
         assert_eq!(clock.now() - platform, chrono::Duration::seconds(60));
+    }
+
+    /// A local clock standing wherever the test puts it.
+    fn local(at: &str) -> Arc<VirtualClock> {
+        Arc::new(VirtualClock::new(at.parse().unwrap()))
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_fast_local_clock_tells_the_databases_time() {
+        // The local clock runs an hour fast; the database answered 12:00:00
+        // in a round trip of 200 ms.
+        let local = local("2026-12-07T13:00:00.300Z");
+        let clock = DatabaseClock::new(
+            local.clone(),
+            TimeSample {
+                sent: at("2026-12-07T13:00:00.000Z"),
+                database: at("2026-12-07T12:00:00.000Z"),
+                received: at("2026-12-07T13:00:00.200Z"),
+            },
+        );
+        // 300 ms local after the send is 200 ms after the answer was read.
+        assert_eq!(clock.now(), at("2026-12-07T12:00:00.200Z"));
+        local.advance(chrono::Duration::minutes(30));
+        assert_eq!(
+            clock.now(),
+            at("2026-12-07T12:30:00.200Z"),
+            "it runs with the local clock"
+        );
+    }
+
+    #[test]
+    fn a_sample_that_puts_the_database_behind_holds_the_clock_still_never_back() {
+        let local = local("2026-12-07T12:00:00Z");
+        let sample = |sent: &str, database: &str| TimeSample {
+            sent: at(sent),
+            database: at(database),
+            received: at(sent),
+        };
+        let clock = DatabaseClock::new(local.clone(), sample("2026-12-07T12:00:00Z", "2026-12-07T12:00:10Z"));
+        assert_eq!(clock.now(), at("2026-12-07T12:00:10Z"));
+        // The database is now found 10 s behind the local clock.
+        assert!(clock.observe(sample("2026-12-07T12:00:00Z", "2026-12-07T11:59:50Z")));
+        local.advance(chrono::Duration::seconds(5));
+        assert_eq!(clock.now(), at("2026-12-07T12:00:10Z"), "held where it was");
+        local.advance(chrono::Duration::seconds(30));
+        assert_eq!(clock.now(), at("2026-12-07T12:00:25Z"), "then the database's time");
+    }
+
+    #[test]
+    fn a_sample_from_a_slow_round_trip_is_ignored() {
+        let local = local("2026-12-07T12:00:00Z");
+        let clock = DatabaseClock::new(
+            local.clone(),
+            TimeSample {
+                sent: at("2026-12-07T12:00:00Z"),
+                database: at("2026-12-07T12:00:00Z"),
+                received: at("2026-12-07T12:00:00Z"),
+            },
+        );
+        let slow = TimeSample {
+            sent: at("2026-12-07T12:00:00Z"),
+            database: at("2026-12-07T13:00:00Z"),
+            received: at("2026-12-07T12:00:02Z"),
+        };
+        assert!(!clock.observe(slow));
+        assert_eq!(clock.now(), at("2026-12-07T12:00:00Z"));
     }
 }

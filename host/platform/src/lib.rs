@@ -41,4 +41,4 @@ pub mod source;
 pub mod third_party;
 pub mod trigger;
 
-pub use clock::{Clock, ClockTimer, SystemClock, VirtualClock};
+pub use clock::{Clock, ClockTimer, DatabaseClock, SystemClock, TimeSample, VirtualClock};

@@ -82,7 +82,7 @@ impl Heartbeat {
         let beating = std::thread::Builder::new()
             .name("run-heartbeat".into())
             .spawn(move || loop {
-                let renewed = assets.state().renew_occurrence(&fence, Utc::now() + ALIVE_FOR);
+                let renewed = assets.state().renew_occurrence(&fence, assets.wall_now() + ALIVE_FOR);
                 if let Err(stale) = renewed {
                     tracing::debug!(%fence, %stale, "the run's heartbeat stops");
                     return;
@@ -587,7 +587,7 @@ impl Scheduler {
             return Vec::new();
         };
         let mut taken = Vec::new();
-        let wall_now = Utc::now();
+        let wall_now = self.assets.wall_now();
         for entry in state.delivering() {
             if active.contains(&entry.occurrence_id) {
                 continue;
@@ -767,7 +767,7 @@ impl Scheduler {
         };
         let limit = self.run_limit(source_id);
         if !ingesting
-            || entry.alive_at(Utc::now())
+            || entry.alive_at(self.assets.wall_now())
             || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX)
         {
             return;
@@ -815,7 +815,7 @@ impl Scheduler {
                 owner != &self.node && self.alive_elsewhere().is_none_or(|alive| alive.contains(owner))
             });
         if delivered
-            || previous.alive_at(Utc::now())
+            || previous.alive_at(self.assets.wall_now())
             || now - started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX)
         {
             return Some(format!(
@@ -944,12 +944,15 @@ impl Scheduler {
         let running = running.map(|running| {
             running.filter(|(running, scheduled, beat, started)| {
                 let now = self.assets.clock().now();
-                let alive = beat.is_some_and(|until| until > Utc::now());
+                let alive = beat.is_some_and(|until| until > self.assets.wall_now());
                 if !scheduled || alive || now - *started <= limit.checked_add(&STALE_GRACE).unwrap_or(Duration::MAX) {
                     return true;
                 }
                 let reason = stale_reason(running, limit, *started);
-                if self.assets.reap(source_id, running, &reason, &self.node, Utc::now()) {
+                if self
+                    .assets
+                    .reap(source_id, running, &reason, &self.node, self.assets.wall_now())
+                {
                     tracing::warn!(source = %source_id, execution = %running, "failed an execution left ingesting");
                     return false;
                 }

@@ -38,7 +38,7 @@ use assets_platform::assets::journal::{JournalPage, Stored};
 use assets_platform::assets::ledger::{LedgerEntry, OccurrenceState};
 use assets_platform::assets::model::{Changes, Execution, ExecutionStatus, HistoryEntry, ImportSource, State};
 use assets_platform::assets::StateStore;
-use assets_platform::clock::{Clock, VirtualClock};
+use assets_platform::clock::{Clock, TimeSample, VirtualClock};
 use assets_platform::scheduler::Peers;
 use assets_runtime::storage::StorageBacking;
 use chrono::{DateTime, SubsecRound as _, Utc};
@@ -412,6 +412,20 @@ impl PgStore {
         Ok(())
     }
 
+    /// Reads the database's clock, bracketed by `local`: what a
+    /// [`DatabaseClock`](assets_platform::clock::DatabaseClock) follows.
+    pub fn time_sample(&self, local: &dyn Clock) -> anyhow::Result<TimeSample> {
+        let mut conn = self.conn()?;
+        let sent = local.now();
+        let database: DateTime<Utc> = conn.query_one("SELECT clock_timestamp()", &[])?.get(0);
+        let received = local.now();
+        Ok(TimeSample {
+            sent,
+            database,
+            received,
+        })
+    }
+
     /// Gives this node's lease up (a clean stop): its deliveries are taken
     /// over at once rather than when the lease runs out.
     pub fn leave(&self) -> anyhow::Result<()> {
@@ -509,29 +523,45 @@ impl StateStore for PgStore {
             session.abandon();
             self.forget_cache();
         }
-        if session.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            let client = self.conn().and_then(|mut client| {
-                client
-                    .batch_execute(SESSION_TIMEOUTS)
-                    .context("cannot set the session's time-outs")?;
-                Ok(client)
-            });
-            session.conn = Some(Link::new(client.inspect_err(|_| self.forget_cache())?));
+        // A connection the server closed while it sat idle (a restart, a
+        // cut) is only found out on its first statement; nothing of the
+        // change has been sent then, so the lock is tried once more on a
+        // fresh connection before the change is refused.
+        let mut result = Err(anyhow::anyhow!("no attempt"));
+        for _ in 0..2 {
+            if session.conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+                let client = self.conn().and_then(|mut client| {
+                    client
+                        .batch_execute(SESSION_TIMEOUTS)
+                        .context("cannot set the session's time-outs")?;
+                    Ok(client)
+                });
+                match client {
+                    Ok(client) => session.conn = Some(Link::new(client)),
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            result = (|| {
+                let conn = session.conn()?;
+                conn.client.batch_execute("BEGIN")?;
+                let rows = conn.query(
+                    "SELECT rev, virtual_now, reload_from FROM meta WHERE id = 1 FOR UPDATE",
+                    &[],
+                )?;
+                let row = rows.first().context("the meta row is missing")?;
+                anyhow::Ok((
+                    row.get::<_, i64>(0),
+                    row.get::<_, Option<DateTime<Utc>>>(1),
+                    row.get::<_, i64>(2),
+                ))
+            })();
+            if result.is_ok() || session.conn.as_ref().is_some_and(|c| !c.client.is_closed()) {
+                break;
+            }
         }
-        let result = (|| {
-            let conn = session.conn()?;
-            conn.client.batch_execute("BEGIN")?;
-            let rows = conn.query(
-                "SELECT rev, virtual_now, reload_from FROM meta WHERE id = 1 FOR UPDATE",
-                &[],
-            )?;
-            let row = rows.first().context("the meta row is missing")?;
-            anyhow::Ok((
-                row.get::<_, i64>(0),
-                row.get::<_, Option<DateTime<Utc>>>(1),
-                row.get::<_, i64>(2),
-            ))
-        })();
         match result {
             Ok((rev, clock, reload_from)) => {
                 session.rev = rev;

@@ -34,7 +34,7 @@ use crate::signing::Verifier;
 use anyhow::Context as _;
 use assets_platform::assets::journal::Writer;
 use assets_platform::assets::{AssetsService, Quotas, SourceType, StateStore};
-use assets_platform::clock::{Clock, SystemClock, VirtualClock};
+use assets_platform::clock::{Clock, DatabaseClock, SystemClock, VirtualClock};
 use assets_platform::delivery::DeliveryPool;
 use assets_platform::scheduler::{Firing, Scheduler};
 use assets_platform::source::{SlowSource, SyntheticSource};
@@ -227,6 +227,11 @@ pub struct Server {
     pub advancing: tokio::sync::Mutex<()>,
     /// The shared database, when this is one node of several.
     pub shared: Option<Arc<PgStore>>,
+    /// On a shared database: the database's time, which this node tells
+    /// real time by (run heartbeats; on the system clock due times and
+    /// history too) so that nodes whose own clocks disagree agree; the
+    /// node's heartbeat keeps it in step.
+    pub database_clock: Option<Arc<DatabaseClock>>,
     /// Requests with the server's token being served now, against
     /// `max_concurrent_requests`.
     pub requests: tokio::sync::Semaphore,
@@ -320,8 +325,8 @@ async fn serve(mut args: ServeOptions) -> anyhow::Result<()> {
     // node takes over a delivery this one is still making.
     let beat = Arc::new(Stop::default());
     let heartbeat_thread = server.shared.clone().map(|store| {
-        let beat = beat.clone();
-        std::thread::spawn(move || heartbeat_loop(&store, &beat))
+        let (beat, clock) = (beat.clone(), server.database_clock.clone());
+        std::thread::spawn(move || heartbeat_loop(&store, clock.as_deref(), &beat))
     });
     let app = routes::router(server.clone());
     let shutdown = {
@@ -464,6 +469,26 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         let (store, state) = SqliteStore::open(&args.db)?;
         (Store::Sqlite(Arc::new(store)), state)
     };
+    // Nodes tell real time by the database's clock, so that one whose own
+    // clock is off neither claims early nor finds live runs' heartbeats
+    // lapsed; on the system clock it is the scheduler's clock too.
+    let database_clock = match &store {
+        Store::Pg(pg) => {
+            let first = pg
+                .time_sample(&SystemClock)
+                .context("cannot read the time from PostgreSQL")?;
+            Some(Arc::new(DatabaseClock::new(Arc::new(SystemClock), first)))
+        }
+        Store::Sqlite(_) => None,
+    };
+    let wall: Arc<dyn Clock> = match &database_clock {
+        Some(followed) => followed.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let clock = match args.clock {
+        ClockKind::System => wall.clone(),
+        ClockKind::Virtual => clock,
+    };
     // Compiled before the start-up lock below, so nodes starting together
     // compile at once and only set up one at a time.
     let mut runtimes = HashMap::new();
@@ -490,6 +515,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     let policy = CallbackPolicy::new(&public_url, args.apps.iter().map(|app| app.name.clone()), allowlist);
     let resolver = PublicResolver::new(&public_url, policy.named_addresses()).with_pinned(args.resolve.clone());
     let mut service = AssetsService::new(clock)
+        .with_wall_clock(wall)
         .with_quotas(args.quotas)
         .with_store(store.state_store(), state)
         .with_base_url(&public_url)
@@ -657,6 +683,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
             Store::Pg(pg) => Some(pg.clone()),
             Store::Sqlite(_) => None,
         },
+        database_clock,
         requests: tokio::sync::Semaphore::new(args.max_concurrent_requests.max(1)),
         max_concurrent_requests: args.max_concurrent_requests.max(1),
         callbacks: tokio::sync::Semaphore::new(args.max_concurrent_requests.max(1)),
@@ -780,9 +807,18 @@ fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop, follo
 /// Renews this node's lease in the shared database every
 /// [`pg::HEARTBEAT_EVERY`] until stopped, saying in the log when the
 /// database is lost and when it is back; gives the lease up at the end.
-fn heartbeat_loop(store: &PgStore, stop: &Stop) {
+/// Keeps `clock`, if any, in step with the database's.
+fn heartbeat_loop(store: &PgStore, clock: Option<&DatabaseClock>, stop: &Stop) {
     let mut lost = false;
     loop {
+        if let Some(clock) = clock {
+            // A sample missed (the database out of reach, a slow round
+            // trip) leaves the clock on the last one: it drifts only as
+            // fast as the two clocks do.
+            if let Ok(sample) = store.time_sample(&SystemClock) {
+                clock.observe(sample);
+            }
+        }
         match store.heartbeat() {
             Ok(()) if lost => {
                 lost = false;

@@ -220,6 +220,9 @@ pub struct AssetsService {
     turn: Mutex<()>,
     quotas: Quotas,
     clock: Arc<dyn Clock>,
+    /// Real time as every host of the state agrees on it: what run
+    /// heartbeats are stamped and read with ([`Self::wall_now`]).
+    wall: Arc<dyn Clock>,
     base_url: String,
     credential: Option<String>,
     store: Option<Arc<dyn StateStore>>,
@@ -365,6 +368,7 @@ impl AssetsService {
             turn: Mutex::new(()),
             quotas: Quotas::default(),
             clock,
+            wall: Arc::new(crate::clock::SystemClock),
             base_url: DEFAULT_BASE_URL.to_owned(),
             credential: None,
             store: None,
@@ -423,6 +427,13 @@ impl AssetsService {
         state.track_changes();
         self.state = Mutex::new(state);
         self.store = Some(store);
+        self
+    }
+
+    /// Tells real time by `wall` ([`Self::wall_now`]): on several nodes,
+    /// the shared database's time.
+    pub fn with_wall_clock(mut self, wall: Arc<dyn Clock>) -> AssetsService {
+        self.wall = wall;
         self
     }
 
@@ -708,6 +719,16 @@ impl AssetsService {
     /// The service's clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Real time, as every host of the state agrees on it: the machine's
+    /// clock by default, the shared database's on several nodes
+    /// ([`Self::with_wall_clock`]). Run heartbeats are stamped and read with
+    /// it — never with the service's clock, which a virtual one jumps, and
+    /// never with a node's own, which may run fast and find live runs'
+    /// heartbeats lapsed.
+    pub fn wall_now(&self) -> DateTime<Utc> {
+        self.wall.now()
     }
 
     /// The base URL written into links.
