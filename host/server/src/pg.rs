@@ -588,12 +588,12 @@ impl StateStore for PgStore {
         let result = (|| {
             let conn = session.conn()?;
             match cache.seen {
-                Some(seen) if seen >= rev => return anyhow::Ok(rev),
-                Some(seen) if seen >= reload_from => match apply_since(conn, state, seen) {
+                Some(seen) if seen == rev => return anyhow::Ok(rev),
+                Some(seen) if seen >= reload_from && seen < rev => match apply_since(conn, state, seen) {
                     Ok(()) => return Ok(rev),
                     Err(e) => tracing::warn!("reading everything again after a partial refresh failed: {e:#}"),
                 },
-                _ => {}
+                seen => went_back(seen, rev),
             }
             // The whole state, repaired first if rows are missing: under
             // this lock, as a change of its own that every node reads whole.
@@ -666,7 +666,7 @@ impl StateStore for PgStore {
                 if let (Some(shared), Some(stored)) = (&self.clock, clock) {
                     shared.set(stored);
                 }
-                cache.seen = Some(rev.max(seen.unwrap_or(rev)));
+                cache.seen = Some(rev);
                 Ok(())
             }
             Err(e) => {
@@ -1212,7 +1212,7 @@ fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow
     };
     // Most reads find nothing new: one statement, no transaction.
     let (rev, clock, _) = meta(reader)?;
-    if seen.is_some_and(|seen| seen >= rev) {
+    if seen == Some(rev) {
         return Ok((rev, clock));
     }
     // Every row a commit wrote, or none of them: one snapshot, and the
@@ -1225,9 +1225,13 @@ fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow
     let read = (|| {
         let (rev, clock, reload_from) = meta(reader)?;
         match seen {
-            Some(seen) if seen >= reload_from => apply_since(reader, state, seen)?,
-            // Never read, or renumbered since (a repair, made by a change).
-            _ => *state = load(reader)?,
+            Some(seen) if seen >= reload_from && seen <= rev => apply_since(reader, state, seen)?,
+            // Never read, renumbered since (a repair, made by a change), or
+            // gone back (see `went_back`).
+            seen => {
+                went_back(seen, rev);
+                *state = load(reader)?;
+            }
         }
         reader.client.batch_execute("COMMIT")?;
         anyhow::Ok((rev, clock))
@@ -1239,6 +1243,19 @@ fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow
         let _ = reader.client.batch_execute("ROLLBACK");
     }
     read
+}
+
+/// Says so when the database's revision is behind what this node has
+/// read (`seen`): it was restored from a backup or failed over to a
+/// replica that had not received everything. This node's cache is then
+/// ahead of the truth, and is read again whole.
+fn went_back(seen: Option<i64>, rev: i64) {
+    if let Some(seen) = seen.filter(|&seen| seen > rev) {
+        tracing::warn!(
+            "the shared state's revision went back from {seen} to {rev} (a restored backup, a failover?): \
+             reading it all again; what was acknowledged after revision {rev} is not in the database"
+        );
+    }
 }
 
 /// One app's storage rows in PostgreSQL, written through and read through:

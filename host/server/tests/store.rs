@@ -1442,3 +1442,52 @@ fn a_node_whose_clock_runs_an_hour_fast_finds_a_live_runs_heartbeat_live() {
     let (_, state) = call(&f, "GET", &format!("{base}/executions/{execution}/status"), "");
     assert_eq!(state["status"], "INGESTING", "{state}");
 }
+
+#[test]
+fn a_database_restored_to_an_earlier_revision_is_read_again_whole() {
+    // The database goes back in time (a backup restored, a failover to a
+    // replica that lagged): its revision is behind what a node has read.
+    // The node's cache is then ahead of the truth; it must not answer from
+    // it, nor take it for up to date.
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
+    let kept = source(&a);
+    let mut sql = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    let backup: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
+    let lost = source(&a);
+    let (status, _) = call(&a, "GET", &lost, "");
+    assert_eq!(status, 200, "node a made it and reads it");
+
+    // Restored to the backup: every row written after it gone, the
+    // revision back where it was.
+    let tables: Vec<String> = sql
+        .query(
+            "SELECT table_name FROM information_schema.columns WHERE column_name = 'rev' AND table_schema = 'public' AND table_name <> 'meta'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for table in tables {
+        sql.execute(&format!("DELETE FROM {table} WHERE rev > $1"), &[&backup])
+            .unwrap();
+    }
+    sql.execute("UPDATE meta SET rev = $1", &[&backup]).unwrap();
+
+    let (status, body) = call(&a, "GET", &lost, "");
+    assert_eq!(status, 404, "a read answers from the restored database: {body}");
+    let (status, body) = call(&a, "GET", &kept, "");
+    assert_eq!(status, 200, "{body}");
+    // A change reads it whole too, and what it stores is on top of the
+    // restored state.
+    let (status, body) = create_execution(&a, &kept);
+    assert_eq!(status, 201, "{body}");
+    let b = db.open_node(Arc::new(SystemClock), "node-b", None).0;
+    let (status, _) = call(&b, "GET", &lost, "");
+    assert_eq!(status, 404, "not written back by node a's change");
+    let id = latest_execution(&b, &kept);
+    let (status, _) = call(&b, "GET", &format!("{kept}/executions/{id}/status"), "");
+    assert_eq!(status, 200);
+}
