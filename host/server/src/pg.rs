@@ -157,9 +157,12 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// without a word) is ended by the server after
 /// `idle_in_transaction_session_timeout`, and its lock with it; a state call
 /// waits for the lock at most `lock_timeout` (then answers 503), and no
-/// statement runs past `statement_timeout`.
+/// statement runs past `statement_timeout`. The wait outlasts the idle
+/// time-out by 5 s, so a change queued behind a node paused inside its own
+/// gets the lock once the server has ended that node's transaction, however
+/// soon after the pause it began to wait.
 pub const SESSION_TIMEOUTS: &str =
-    "SET idle_in_transaction_session_timeout = '10s'; SET lock_timeout = '10s'; SET statement_timeout = '60s'";
+    "SET idle_in_transaction_session_timeout = '10s'; SET lock_timeout = '15s'; SET statement_timeout = '60s'";
 
 /// TCP keepalives on every connection: a database gone silent (a network
 /// partition) is noticed within about a minute, not the system's two hours.
