@@ -1,12 +1,15 @@
 //! A Jepsen-style test of the occurrence ledger: three `assets-host serve`
 //! nodes on one PostgreSQL, behind a round-robin proxy, on one shared
 //! virtual clock, under a seeded random schedule of faults — `kill -9`,
-//! SIGTERM, SIGSTOP of the node running an import and of the node that
-//! claimed it until a third has resumed the run (then SIGCONT, so they wake
-//! up mid-run, superseded), every database connection cut, the database
-//! server restarted while imports run, a callback sent twice, runs made
-//! slow by a slow source — and of schedule changes (a new rule, pause,
-//! resume, delete), each during or between clock advances. Then a checker reads what the platform recorded — the ledger,
+//! SIGTERM of the node running an import mid run (it must finish the run
+//! before it gives its lease up: nothing of it is taken over), SIGSTOP of
+//! the node running an import and of the node that claimed it until a
+//! third has resumed the run (then SIGCONT, so they wake up mid-run,
+//! superseded), every database connection cut, the database server
+//! restarted while imports run, a callback sent twice, runs made slow by a
+//! slow source — and of schedule changes (a new rule, pause, resume,
+//! delete), each during or between clock advances. Then a checker reads
+//! what the platform recorded — the ledger,
 //! every source's history, and the journal of every fenced write — and
 //! verifies, with an oracle that shares no code with the platform (the
 //! calendar crate and this file):
@@ -424,6 +427,8 @@ fn run(seed: u64, steps: u64) {
 
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
+    // Occurrences whose run was going on a node stopped by SIGTERM.
+    let mut terminated_runs: Vec<String> = Vec::new();
     // Every kind of fault in the first steps, in a seeded order, so a short
     // run meets each; drawn at random after that.
     let mut first = FAULTS.to_vec();
@@ -481,18 +486,35 @@ fn run(seed: u64, steps: u64) {
                     }
                 }
             }
-            "kill -9" | "SIGTERM" if cluster.alive().len() > 1 => {
+            "kill -9" => {
                 wait_for_a_claim(cluster.node(advancer), from, &advance);
                 wait_for_runs(cluster.node(advancer), 2, &advance);
                 let victim = rng.usize(..NODES);
                 if let Some(node) = cluster.nodes[victim].take() {
                     cluster.proxy.set_alive(victim, false);
-                    if fault == "kill -9" {
-                        node.kill_9();
-                    } else {
-                        signal(&node, "TERM");
-                        terminated = Some(std::thread::spawn(move || node.wait_exit()));
+                    node.kill_9();
+                }
+            }
+            // The node running an app's import (its callback is slow: pages
+            // take 300 ms each), stopped gracefully mid run: it finishes the
+            // run before it gives its lease up, so nothing is taken over.
+            "SIGTERM" if cluster.alive().len() > 1 => {
+                wait_for_a_claim(cluster.node(advancer), from, &advance);
+                let running = running_import(&cluster, &advance);
+                let victim = match &running {
+                    Some((occurrence, runner, _)) => {
+                        terminated_runs.push(occurrence.clone());
+                        *runner
                     }
+                    None => {
+                        *faults.entry("SIGTERM with no run going").or_default() += 1;
+                        rng.usize(..NODES)
+                    }
+                };
+                if let Some(node) = cluster.nodes[victim].take() {
+                    cluster.proxy.set_alive(victim, false);
+                    signal(&node, "TERM");
+                    terminated = Some(std::thread::spawn(move || node.wait_exit()));
                 }
             }
             "database cut" => {
@@ -547,6 +569,7 @@ fn run(seed: u64, steps: u64) {
         if let Some(exit) = terminated {
             exit.join().expect("a node stopped by SIGTERM exits 0");
         }
+
         if let Some(sent) = duplicate {
             // Whatever it answered: what it did is in the ledger and the
             // journal, which the checker reads.
@@ -575,6 +598,21 @@ fn run(seed: u64, steps: u64) {
     let entries = ledger(cluster.node(1));
     let writes = journal(cluster.node(2));
     check(seed, &cluster, &workspace, &schedules, end, &entries, &writes);
+    // A node stopped by SIGTERM mid run finishes the run before it exits:
+    // each of those runs completed, in the attempt that was running, and
+    // none was taken over (resumed elsewhere) or failed as abandoned.
+    for occurrence in &terminated_runs {
+        let taken: Vec<&Value> = writes
+            .iter()
+            .filter(|w| w["act"] == "tookOver" && w["refused"].is_null() && w["occurrenceId"] == occurrence.as_str())
+            .collect();
+        let entry = entries.iter().find(|e| e["occurrenceId"] == occurrence.as_str());
+        assert!(
+            taken.is_empty() && entry.is_some_and(|e| e["state"] == "completed"),
+            "seed {seed}: {occurrence}, running on a node stopped by SIGTERM, did not complete there: \
+             {entry:?}, taken over by {taken:?}"
+        );
+    }
     // Refusals by act, and whether the writer's attempt had been
     // superseded by then or it came after its own attempt's end (a
     // callback's end after its execution had ended the occurrence).
