@@ -508,6 +508,10 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         println!("{:<28} {:>14}", "figure", "measured");
         println!("{:<28} {:>14.0}", "claims_per_s_sqlite", f.claims_per_s_sqlite);
         println!("{:<28} {:>14.0}", "claims_per_s_postgres", f.claims_per_s_postgres);
+        println!(
+            "{:<28} {:>14.0}",
+            "claim_pass_per_s_postgres", f.claim_pass_per_s_postgres
+        );
         println!("{:<28} {:>14.2}", "herd_1_node_s", f.herd_1_node_s);
         println!("{:<28} {:>14.2}", "herd_3_nodes_s", f.herd_3_nodes_s);
         println!("{:<28} {:>14.2}", "takeover_s", f.takeover_s);

@@ -3,7 +3,8 @@
 //! (`make bench` runs it on a throwaway cluster).
 //!
 //! - ledger claims per second, 1,000 schedules due at one instant run by
-//!   the platform, on SQLite and on PostgreSQL, in the same run;
+//!   the platform, on SQLite and on PostgreSQL, in the same run; and the
+//!   claim pass alone on PostgreSQL (one batched transaction, no callback);
 //! - the thousand-schedule herd: 1,000 schedules of the hosted importer due
 //!   at one instant, 100 objects each, on one node and on three;
 //! - how long a dead node's delivery waits before another node delivers it
@@ -26,6 +27,10 @@ pub struct ClusterFigures {
     pub claims_per_s_sqlite: f64,
     /// The same on PostgreSQL.
     pub claims_per_s_postgres: f64,
+    /// 1,000 occurrences due at once claimed by one scheduler pass on
+    /// PostgreSQL, the pass alone (in process; no callback is sent): claims
+    /// per second.
+    pub claim_pass_per_s_postgres: f64,
     /// The herd (1,000 imports of 100 objects) on one node, seconds.
     pub herd_1_node_s: f64,
     /// The same herd on three nodes, seconds.
@@ -322,11 +327,49 @@ fn takeover(url: &str) -> anyhow::Result<f64> {
     }
 }
 
+/// 1,000 schedules with a callback, due at one instant, on a fresh database
+/// of `url`; one scheduler pass claims them all, timed alone: claims per
+/// second. In process, so what is timed is the pass's one transaction (the
+/// ledger rows and the schedules moved on) and nothing of HTTP or the runs.
+fn claim_pass_per_s(url: &str) -> anyhow::Result<f64> {
+    use assets_platform::assets::{AssetsService, SourceType};
+    use assets_platform::clock::VirtualClock;
+    use assets_platform::scheduler::Scheduler;
+    use std::sync::Arc;
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse()?;
+    let clock = Arc::new(VirtualClock::new(start));
+    let (store, state) = assets_server::pg::PgStore::open(&fresh_database(url)?, "bench", Some(clock.clone()))?;
+    let store = Arc::new(store);
+    store.heartbeat()?;
+    let service = Arc::new(AssetsService::new(clock.clone()).with_store(store.clone(), state));
+    let workspace = service.create_workspace();
+    for _ in 0..1000 {
+        let source = service
+            .create_import_source(&workspace, SourceType::External, None)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let answer = service.handle(
+            "POST",
+            &format!("/jsm/assets/workspace/{workspace}/v1/importsource/{source}/importschedule"),
+            br#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+                 "callbackUrl": "https://app.example/callback"}"#,
+        );
+        ensure!(answer.status == 201, "schedule not created: {}", answer.body);
+    }
+    let scheduler = Scheduler::new(service.clone()).with_peers("bench", store.clone());
+    let due: chrono::DateTime<chrono::Utc> = "2026-11-02T13:00:00Z".parse()?;
+    let timed = Instant::now();
+    let (_, claimed) = scheduler.claim_due(due);
+    let elapsed = timed.elapsed().as_secs_f64();
+    ensure!(claimed.len() == 1000, "expected 1,000 claims, got {}", claimed.len());
+    Ok(1000.0 / elapsed)
+}
+
 /// Runs the measurements against the PostgreSQL server `url` (databases are
 /// created on it) with the importer `component`.
 pub fn run(url: &str, component: &str) -> anyhow::Result<ClusterFigures> {
     let claims_per_s_sqlite = ledger_claims_per_s(&Served::start_on(None, &[])?)?;
     let claims_per_s_postgres = ledger_claims_per_s(&Served::start_on(Some(&fresh_database(url)?), &[])?)?;
+    let claim_pass_per_s_postgres = claim_pass_per_s(url)?;
     let herd_1_node_s = herd(url, component, 1)?;
     let herd_3_nodes_s = herd(url, component, 3)?;
     let takeover_s = takeover(url)?;
@@ -335,6 +378,7 @@ pub fn run(url: &str, component: &str) -> anyhow::Result<ClusterFigures> {
     Ok(ClusterFigures {
         claims_per_s_sqlite,
         claims_per_s_postgres,
+        claim_pass_per_s_postgres,
         herd_1_node_s,
         herd_3_nodes_s,
         takeover_s,
