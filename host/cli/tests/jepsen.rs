@@ -427,8 +427,9 @@ fn run(seed: u64, steps: u64) {
 
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut faults: BTreeMap<&str, usize> = BTreeMap::new();
-    // Occurrences whose run was going on a node stopped by SIGTERM.
-    let mut terminated_runs: Vec<String> = Vec::new();
+    // Occurrences whose run was going on a node stopped by SIGTERM, and how
+    // long the journal was then.
+    let mut terminated_runs: Vec<(String, usize)> = Vec::new();
     // Every kind of fault in the first steps, in a seeded order, so a short
     // run meets each; drawn at random after that.
     let mut first = FAULTS.to_vec();
@@ -503,7 +504,10 @@ fn run(seed: u64, steps: u64) {
                 let running = running_import(&cluster, &advance);
                 let victim = match &running {
                     Some((occurrence, runner, _)) => {
-                        terminated_runs.push(occurrence.clone());
+                        // Where the journal stood at the signal: a take-over
+                        // from before it (of a run an earlier step stopped)
+                        // is not this stop's.
+                        terminated_runs.push((occurrence.clone(), journal(cluster.any()).len()));
                         *runner
                     }
                     None => {
@@ -599,10 +603,10 @@ fn run(seed: u64, steps: u64) {
     let writes = journal(cluster.node(2));
     check(seed, &cluster, &workspace, &schedules, end, &entries, &writes);
     // A node stopped by SIGTERM mid run finishes the run before it exits:
-    // each of those runs completed, in the attempt that was running, and
-    // none was taken over (resumed elsewhere) or failed as abandoned.
-    for occurrence in &terminated_runs {
-        let taken: Vec<&Value> = writes
+    // each of those runs completed, and none was taken over after the signal
+    // (resumed elsewhere) or failed as abandoned.
+    for (occurrence, mark) in &terminated_runs {
+        let taken: Vec<&Value> = writes[*mark..]
             .iter()
             .filter(|w| w["act"] == "tookOver" && w["refused"].is_null() && w["occurrenceId"] == occurrence.as_str())
             .collect();
@@ -870,9 +874,15 @@ fn check(
             match by["kind"].as_str() {
                 Some("delivery") | Some("node") => {}
                 Some("reaper") => {
+                    // Both read from the clock the nodes share (the
+                    // database's), unlike the entry's own `wallAt`.
                     if let Some(until) = by["heartbeatUntil"].as_str() {
                         let until: Utc = until.parse().unwrap();
-                        let at: Utc = w["wallAt"].as_str().unwrap().parse().unwrap();
+                        let at: Utc = by["lapsedAt"]
+                            .as_str()
+                            .unwrap_or_else(|| panic!("seed {seed}: a reaper's write with no lapsedAt: {w}"))
+                            .parse()
+                            .unwrap();
                         assert!(until <= at, "seed {seed}: reaped while its heartbeat was live: {w}");
                     }
                 }

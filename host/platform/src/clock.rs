@@ -33,6 +33,44 @@ impl Clock for SystemClock {
     }
 }
 
+/// The machine's clock read once, then followed by the monotonic clock: a
+/// step of the system clock (NTP setting it, an operator) does not move it.
+/// What a [`DatabaseClock`] tells the time by between samples, so that a
+/// step shows only as the drift the next sample corrects.
+#[derive(Debug, Clone, Copy)]
+pub struct SteadyClock {
+    started: std::time::Instant,
+    at: DateTime<Utc>,
+}
+
+impl SteadyClock {
+    /// Reads the system clock now, once.
+    pub fn new() -> SteadyClock {
+        SteadyClock {
+            started: std::time::Instant::now(),
+            at: Utc::now(),
+        }
+    }
+}
+
+impl Default for SteadyClock {
+    fn default() -> SteadyClock {
+        SteadyClock::new()
+    }
+}
+
+impl Clock for SteadyClock {
+    fn now(&self) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.started.elapsed())
+            .ok()
+            .and_then(|elapsed| self.at.checked_add_signed(elapsed))
+            .unwrap_or(self.at)
+    }
+    fn sleep(&self, by: std::time::Duration) {
+        std::thread::sleep(by);
+    }
+}
+
 /// A clock that moves only when told to.
 #[derive(Debug)]
 pub struct VirtualClock {
@@ -124,6 +162,11 @@ impl DatabaseClock {
             local,
             told: Mutex::new((offset, now)),
         }
+    }
+
+    /// The local clock samples are to be bracketed by.
+    pub fn local(&self) -> &dyn Clock {
+        self.local.as_ref()
     }
 
     /// Takes a new sample; false (and ignored) when its round trip was

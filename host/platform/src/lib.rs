@@ -41,4 +41,4 @@ pub mod source;
 pub mod third_party;
 pub mod trigger;
 
-pub use clock::{Clock, ClockTimer, DatabaseClock, SystemClock, TimeSample, VirtualClock};
+pub use clock::{Clock, ClockTimer, DatabaseClock, SteadyClock, SystemClock, TimeSample, VirtualClock};

@@ -294,12 +294,13 @@ impl Scheduler {
         }
     }
 
-    /// This scheduler's reaper, failing a run whose heartbeat said it was
-    /// alive until `heartbeat_until`.
+    /// This scheduler's reaper, failing now a run whose heartbeat said it
+    /// was alive until `heartbeat_until` (found lapsed before this call).
     fn reaper(&self, heartbeat_until: Option<DateTime<Utc>>) -> Writer {
         Writer::Reaper {
             node: self.node.clone(),
             heartbeat_until,
+            lapsed_at: Some(self.assets.wall_now()),
         }
     }
 

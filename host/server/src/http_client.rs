@@ -17,6 +17,7 @@
 use crate::callback_targets::PublicResolver;
 use crate::signing;
 use assets_platform::assets::ImportSource;
+use assets_platform::clock::{Clock, SystemClock};
 use assets_platform::scheduler::Callbacks;
 use assets_platform::trigger::TriggerOutcome;
 use assets_runtime::bindings::assets_api::{CallError, Method, Response};
@@ -369,6 +370,9 @@ pub const MAX_RETRY_AFTER_SECS: u64 = 8;
 pub struct HttpCallbacks {
     agent: ureq::Agent,
     secrets: HashMap<String, String>,
+    /// What a signature's timestamp is read from: the time the receiver
+    /// checks it against ([`HttpCallbacks::with_wall_clock`]).
+    wall: std::sync::Arc<dyn Clock>,
 }
 
 impl HttpCallbacks {
@@ -383,7 +387,18 @@ impl HttpCallbacks {
             .redirects(0)
             .resolver(resolver)
             .build();
-        HttpCallbacks { agent, secrets }
+        HttpCallbacks {
+            agent,
+            secrets,
+            wall: std::sync::Arc::new(SystemClock),
+        }
+    }
+
+    /// Stamps signatures with `wall`'s time: on several nodes the database's,
+    /// which the receiving node checks them against.
+    pub fn with_wall_clock(mut self, wall: std::sync::Arc<dyn Clock>) -> HttpCallbacks {
+        self.wall = wall;
+        self
     }
 }
 
@@ -420,7 +435,7 @@ impl Callbacks for HttpCallbacks {
             tries += 1;
             // Signed anew each time: a fresh timestamp, a signature never
             // seen, so a retry is not a replay.
-            let now = chrono::Utc::now().timestamp();
+            let now = self.wall.now().timestamp();
             let request = self
                 .agent
                 .post(url)

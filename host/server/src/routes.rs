@@ -892,7 +892,9 @@ async fn webtrigger(
     let name = name.ok().map(|Path(name)| name).filter(|n| server.apps.contains_key(n));
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (timestamp_header, signature_header) = (header(TIMESTAMP_HEADER), header(SIGNATURE_HEADER));
-    let now = chrono::Utc::now().timestamp();
+    // The time the sending node stamped it by: on several nodes, the
+    // database's.
+    let now = server.assets.wall_now().timestamp();
     let verified = {
         let (server, name, body) = (server.clone(), name.clone(), body.clone());
         // The replay record may be the shared database: off the async threads.

@@ -34,7 +34,7 @@ use crate::signing::Verifier;
 use anyhow::Context as _;
 use assets_platform::assets::journal::Writer;
 use assets_platform::assets::{AssetsService, Quotas, SourceType, StateStore};
-use assets_platform::clock::{Clock, DatabaseClock, SystemClock, VirtualClock};
+use assets_platform::clock::{Clock, DatabaseClock, SteadyClock, SystemClock, VirtualClock};
 use assets_platform::delivery::DeliveryPool;
 use assets_platform::scheduler::{Firing, Scheduler};
 use assets_platform::source::{SlowSource, SyntheticSource};
@@ -472,12 +472,13 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     // Nodes tell real time by the database's clock, so that one whose own
     // clock is off neither claims early nor finds live runs' heartbeats
     // lapsed; on the system clock it is the scheduler's clock too.
+    // Told by the monotonic clock between samples, so a step of this
+    // machine's clock moves nothing until the next sample corrects it.
     let database_clock = match &store {
         Store::Pg(pg) => {
-            let first = pg
-                .time_sample(&SystemClock)
-                .context("cannot read the time from PostgreSQL")?;
-            Some(Arc::new(DatabaseClock::new(Arc::new(SystemClock), first)))
+            let steady = SteadyClock::new();
+            let first = first_time_sample(pg, &steady)?;
+            Some(Arc::new(DatabaseClock::new(Arc::new(steady), first)))
         }
         Store::Sqlite(_) => None,
     };
@@ -515,7 +516,7 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
     let policy = CallbackPolicy::new(&public_url, args.apps.iter().map(|app| app.name.clone()), allowlist);
     let resolver = PublicResolver::new(&public_url, policy.named_addresses()).with_pinned(args.resolve.clone());
     let mut service = AssetsService::new(clock)
-        .with_wall_clock(wall)
+        .with_wall_clock(wall.clone())
         .with_quotas(args.quotas)
         .with_store(store.state_store(), state)
         .with_base_url(&public_url)
@@ -662,7 +663,8 @@ fn start(args: &ServeOptions, base_url: &str) -> anyhow::Result<(Server, HashMap
         Profile::Local => args.run_timeout,
         Profile::Forge => FORGE.web_trigger,
     };
-    let callbacks = HttpCallbacks::new(callback_wait + Duration::from_secs(30), secrets.clone(), resolver);
+    let callbacks = HttpCallbacks::new(callback_wait + Duration::from_secs(30), secrets.clone(), resolver)
+        .with_wall_clock(wall.clone());
     let mut scheduler = Scheduler::new(assets.clone())
         .with_callbacks(Arc::new(callbacks))
         .with_run_limit(args.run_timeout);
@@ -804,6 +806,20 @@ fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop, follo
     }
 }
 
+/// The first reading of the database's clock: the one of five with the
+/// shortest round trip, which says best when the database read its clock
+/// (the readings after it are taken only when their round trip is short).
+fn first_time_sample(pg: &PgStore, local: &dyn Clock) -> anyhow::Result<assets_platform::clock::TimeSample> {
+    let mut best: Option<assets_platform::clock::TimeSample> = None;
+    for _ in 0..5 {
+        let sample = pg.time_sample(local).context("cannot read the time from PostgreSQL")?;
+        if best.is_none_or(|b| sample.received - sample.sent < b.received - b.sent) {
+            best = Some(sample);
+        }
+    }
+    best.context("no reading of the database's clock")
+}
+
 /// Renews this node's lease in the shared database every
 /// [`pg::HEARTBEAT_EVERY`] until stopped, saying in the log when the
 /// database is lost and when it is back; gives the lease up at the end.
@@ -811,15 +827,17 @@ fn scheduler_loop(scheduler: &Scheduler, pool: &DeliveryPool, stop: &Stop, follo
 fn heartbeat_loop(store: &PgStore, clock: Option<&DatabaseClock>, stop: &Stop) {
     let mut lost = false;
     loop {
-        if let Some(clock) = clock {
-            // A sample missed (the database out of reach, a slow round
-            // trip) leaves the clock on the last one: it drifts only as
-            // fast as the two clocks do.
-            if let Ok(sample) = store.time_sample(&SystemClock) {
+        let renewed = store.heartbeat();
+        // After the lease is renewed, so a slow reading never delays it. A
+        // sample missed (the database out of reach, a slow round trip)
+        // leaves the clock on the last one: it drifts only as fast as the
+        // monotonic clock does from the database's.
+        if let Some(clock) = clock.filter(|_| renewed.is_ok()) {
+            if let Ok(sample) = store.time_sample(clock.local()) {
                 clock.observe(sample);
             }
         }
-        match store.heartbeat() {
+        match renewed {
             Ok(()) if lost => {
                 lost = false;
                 tracing::warn!("the database is back: claiming again");

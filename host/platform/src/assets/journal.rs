@@ -38,9 +38,14 @@ pub enum Writer {
     Reaper {
         /// The node.
         node: String,
-        /// Until when the run's heartbeat said it was alive (wall clock);
-        /// `None` when it never beat (an app called back elsewhere).
+        /// Until when the run's heartbeat said it was alive (real time,
+        /// [`super::AssetsService::wall_now`]); `None` when it never beat
+        /// (an app called back elsewhere).
         heartbeat_until: Option<DateTime<Utc>>,
+        /// The real time, on the clock the heartbeat was stamped by, the
+        /// reaper found it lapsed at; `None` in entries older than it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lapsed_at: Option<DateTime<Utc>>,
     },
     /// A client of the API with no delivery: a schedule change, a manual
     /// run's calls, an external app.

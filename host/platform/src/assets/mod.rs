@@ -648,6 +648,7 @@ impl AssetsService {
         let by = journal::Writer::Reaper {
             node: node.to_owned(),
             heartbeat_until: beat,
+            lapsed_at: Some(wall_now),
         };
         let reason = model::fit_reason(reason);
         state.fail(source_id, execution_id, reason, now, &by).is_ok()
