@@ -140,7 +140,18 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL, alive_
     // node may hold under other numbers, which no row-by-row catch-up
     // undoes.
     "ALTER TABLE meta ADD COLUMN reload_from BIGINT NOT NULL DEFAULT 0;",
+    // 7: a random token per revision (the last `REVISIONS_KEPT`): a node
+    // checks the token of the revision its cache reflects, so a database
+    // that went back and was then written past that revision (a restored
+    // backup, a failover to a replica that lagged) is not taken for the
+    // one it read.
+    "CREATE TABLE revisions (rev BIGINT PRIMARY KEY, token TEXT NOT NULL);
+     INSERT INTO revisions (rev, token) SELECT rev, md5(random()::text) FROM meta;",
 ];
+
+/// How many revisions keep their token. A node whose cache is older than
+/// that finds none and reads everything again.
+const REVISIONS_KEPT: i64 = 10_000;
 
 /// Advisory lock keys (arbitrary, fixed).
 const MIGRATION_LOCK: i64 = 0x6173_7365_7401;
@@ -228,6 +239,8 @@ struct Session {
     rev: i64,
     /// `meta.reload_from` as the open transaction read it.
     reload_from: i64,
+    /// The token of `rev`, as the open transaction read it.
+    token: Option<String>,
     /// The shared clock as the open transaction read it.
     clock: Option<DateTime<Utc>>,
     /// A transaction is open (`begin` succeeded).
@@ -250,13 +263,52 @@ impl Session {
     }
 }
 
+/// A revision a cache reflects, and its token: together they name one
+/// history of the database, which a restore written past the revision does
+/// not share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    rev: i64,
+    token: String,
+}
+
+impl Seen {
+    /// Revision `rev` with its token as read (`None`: none kept, which no
+    /// later check matches, so the cache is read whole next time).
+    fn new(rev: i64, token: Option<String>) -> Seen {
+        Seen {
+            rev,
+            token: token.unwrap_or_default(),
+        }
+    }
+}
+
+/// `seen`, if the database still holds that revision under the same token
+/// (`token_now`, read for `seen.rev`); else `None`, saying why when the
+/// database went back (its revision `rev` behind, or the token another).
+fn still_ours(seen: Option<Seen>, token_now: Option<&str>, rev: i64) -> Option<Seen> {
+    let seen = seen?;
+    if !seen.token.is_empty() && token_now == Some(seen.token.as_str()) && seen.rev <= rev {
+        return Some(seen);
+    }
+    if seen.rev > rev || token_now.is_some() {
+        tracing::warn!(
+            "the shared state went back: revision {} as this node read it is not in the database, which is at \
+             revision {rev} (a restored backup, a failover?); reading it all again; what was acknowledged after \
+             the backup is not in the database",
+            seen.rev
+        );
+    }
+    None
+}
+
 /// What the node's cache of the state reflects, and the connection reads
 /// bring it up to date on. Used under the service's state lock only, so
 /// never waited for.
 #[derive(Default)]
 struct Cache {
     /// The revision the cache reflects; `None`: read everything again.
-    seen: Option<i64>,
+    seen: Option<Seen>,
     /// The connection of reads ([`StateStore::refresh`]): never the
     /// session's, which may be waiting for another node's lock.
     reader: Option<Link>,
@@ -551,7 +603,8 @@ impl StateStore for PgStore {
                 let conn = session.conn()?;
                 conn.client.batch_execute("BEGIN")?;
                 let rows = conn.query(
-                    "SELECT rev, virtual_now, reload_from FROM meta WHERE id = 1 FOR UPDATE",
+                    "SELECT m.rev, m.virtual_now, m.reload_from, (SELECT token FROM revisions WHERE rev = m.rev)
+                     FROM meta m WHERE m.id = 1 FOR UPDATE OF m",
                     &[],
                 )?;
                 let row = rows.first().context("the meta row is missing")?;
@@ -559,6 +612,7 @@ impl StateStore for PgStore {
                     row.get::<_, i64>(0),
                     row.get::<_, Option<DateTime<Utc>>>(1),
                     row.get::<_, i64>(2),
+                    row.get::<_, Option<String>>(3),
                 ))
             })();
             if result.is_ok() || session.conn.as_ref().is_some_and(|c| !c.client.is_closed()) {
@@ -566,9 +620,10 @@ impl StateStore for PgStore {
             }
         }
         match result {
-            Ok((rev, clock, reload_from)) => {
+            Ok((rev, clock, reload_from, token)) => {
                 session.rev = rev;
                 session.reload_from = reload_from;
+                session.token = token;
                 session.clock = clock;
                 session.open = true;
                 Ok(())
@@ -587,36 +642,44 @@ impl StateStore for PgStore {
         let mut session = self.session();
         anyhow::ensure!(session.open, "the shared state is not locked");
         let (rev, clock, reload_from) = (session.rev, session.clock, session.reload_from);
+        let token = session.token.clone();
         let mut cache = self.cache();
+        let seen = cache.seen.take();
         let result = (|| {
             let conn = session.conn()?;
-            match cache.seen {
-                Some(seen) if seen == rev => return anyhow::Ok(rev),
-                Some(seen) if seen >= reload_from && seen < rev => match apply_since(conn, state, seen) {
-                    Ok(()) => return Ok(rev),
+            let token_of_seen = match &seen {
+                Some(seen) if seen.rev == rev => token.clone(),
+                Some(seen) => token_of(conn, seen.rev)?,
+                None => None,
+            };
+            match still_ours(seen, token_of_seen.as_deref(), rev) {
+                Some(seen) if seen.rev == rev => return anyhow::Ok((rev, token)),
+                Some(seen) if seen.rev >= reload_from => match apply_since(conn, state, seen.rev) {
+                    Ok(()) => return Ok((rev, token)),
                     Err(e) => tracing::warn!("reading everything again after a partial refresh failed: {e:#}"),
                 },
-                seen => went_back(seen, rev),
+                _ => {}
             }
             // The whole state, repaired first if rows are missing: under
             // this lock, as a change of its own that every node reads whole.
-            let rev = if repair_history(conn, rev + 1)? {
+            let (rev, token) = if repair_history(conn, rev + 1)? {
                 conn.execute("UPDATE meta SET rev = $1, reload_from = $1 WHERE id = 1", &[&(rev + 1)])?;
-                rev + 1
+                (rev + 1, Some(new_revision(conn, rev + 1)?))
             } else {
-                rev
+                (rev, token)
             };
             *state = load(conn)?;
-            Ok(rev)
+            Ok((rev, token))
         })();
         match result {
-            Ok(rev) => {
+            Ok((rev, token)) => {
                 state.track_changes();
                 if let (Some(shared), Some(stored)) = (&self.clock, clock) {
                     shared.set(stored);
                 }
                 session.rev = rev;
-                cache.seen = Some(rev);
+                session.token = token.clone();
+                cache.seen = Some(Seen::new(rev, token));
                 Ok(())
             }
             Err(e) => {
@@ -629,7 +692,7 @@ impl StateStore for PgStore {
 
     fn refresh(&self, state: &mut State) -> anyhow::Result<()> {
         let mut cache = self.cache();
-        let seen = cache.seen;
+        let seen = cache.seen.take();
         // A pooled connection the server has since closed (a restart, a
         // cut) is found on its first statement: a read tries once more on
         // a fresh one before it says the state is out of reach.
@@ -653,7 +716,7 @@ impl StateStore for PgStore {
             };
             // A second try reads everything: the first may have applied part
             // of what it read.
-            result = read_since(&mut reader, state, if attempt == 0 { seen } else { None });
+            result = read_since(&mut reader, state, if attempt == 0 { seen.clone() } else { None });
             // After an error the connection is not trusted again.
             if result.is_ok() {
                 cache.reader = Some(reader);
@@ -664,12 +727,12 @@ impl StateStore for PgStore {
             }
         }
         match result {
-            Ok((rev, clock)) => {
+            Ok((seen, clock)) => {
                 state.track_changes();
                 if let (Some(shared), Some(stored)) = (&self.clock, clock) {
                     shared.set(stored);
                 }
-                cache.seen = Some(rev);
+                cache.seen = Some(seen);
                 Ok(())
             }
             Err(e) => {
@@ -720,15 +783,16 @@ impl StateStore for PgStore {
                 "UPDATE meta SET rev = $1, virtual_now = GREATEST(virtual_now, $2) WHERE id = 1",
                 &[&rev, &moved],
             )?;
+            let token = new_revision(conn, rev)?;
             conn.client
                 .batch_execute("COMMIT")
                 .context("cannot commit to PostgreSQL")?;
-            anyhow::Ok(())
+            anyhow::Ok(token)
         })();
         session.open = false;
         match result {
-            Ok(()) => {
-                self.cache().seen = Some(rev);
+            Ok(token) => {
+                self.cache().seen = Some(Seen::new(rev, Some(token)));
                 session.clock = moved.or(session.clock);
                 Ok(())
             }
@@ -1203,20 +1267,35 @@ fn apply_since(conn: &mut Link, state: &mut State, seen: i64) -> anyhow::Result<
 /// Brings `state` from revision `seen` (`None`: nothing) up to what is
 /// committed, without a lock; returns the revision and the shared clock
 /// it reflects.
-fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow::Result<(i64, Option<DateTime<Utc>>)> {
+fn read_since(
+    reader: &mut Link,
+    state: &mut State,
+    seen: Option<Seen>,
+) -> anyhow::Result<(Seen, Option<DateTime<Utc>>)> {
+    let asked = seen.as_ref().map_or(-1, |s| s.rev);
+    // The revision, its token, and the token the database now holds for
+    // the revision this node read.
     let meta = |reader: &mut Link| {
-        let rows = reader.query("SELECT rev, virtual_now, reload_from FROM meta WHERE id = 1", &[])?;
+        let rows = reader.query(
+            "SELECT m.rev, m.virtual_now, m.reload_from, (SELECT token FROM revisions WHERE rev = m.rev),
+                    (SELECT token FROM revisions WHERE rev = $1)
+             FROM meta m WHERE m.id = 1",
+            &[&asked],
+        )?;
         let row = rows.first().context("the meta row is missing")?;
         anyhow::Ok((
             row.get::<_, i64>(0),
             row.get::<_, Option<DateTime<Utc>>>(1),
             row.get::<_, i64>(2),
+            row.get::<_, Option<String>>(3),
+            row.get::<_, Option<String>>(4),
         ))
     };
     // Most reads find nothing new: one statement, no transaction.
-    let (rev, clock, _) = meta(reader)?;
-    if seen == Some(rev) {
-        return Ok((rev, clock));
+    let (rev, clock, _, _, token_of_seen) = meta(reader)?;
+    let seen = still_ours(seen, token_of_seen.as_deref(), rev);
+    if let Some(seen) = seen.clone().filter(|s| s.rev == rev) {
+        return Ok((seen, clock));
     }
     // Every row a commit wrote, or none of them: one snapshot, and the
     // revision it holds read inside it (changes commit one at a time, each
@@ -1226,18 +1305,15 @@ fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow
         .client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
     let read = (|| {
-        let (rev, clock, reload_from) = meta(reader)?;
-        match seen {
-            Some(seen) if seen >= reload_from && seen <= rev => apply_since(reader, state, seen)?,
+        let (rev, clock, reload_from, token, token_of_seen) = meta(reader)?;
+        match still_ours(seen, token_of_seen.as_deref(), rev) {
+            Some(seen) if seen.rev >= reload_from => apply_since(reader, state, seen.rev)?,
             // Never read, renumbered since (a repair, made by a change), or
-            // gone back (see `went_back`).
-            seen => {
-                went_back(seen, rev);
-                *state = load(reader)?;
-            }
+            // gone back (see `still_ours`).
+            _ => *state = load(reader)?,
         }
         reader.client.batch_execute("COMMIT")?;
-        anyhow::Ok((rev, clock))
+        anyhow::Ok((Seen::new(rev, token), clock))
     })();
     if read.is_err() {
         // The connection goes back to the pool: never inside this
@@ -1248,17 +1324,22 @@ fn read_since(reader: &mut Link, state: &mut State, seen: Option<i64>) -> anyhow
     read
 }
 
-/// Says so when the database's revision is behind what this node has
-/// read (`seen`): it was restored from a backup or failed over to a
-/// replica that had not received everything. This node's cache is then
-/// ahead of the truth, and is read again whole.
-fn went_back(seen: Option<i64>, rev: i64) {
-    if let Some(seen) = seen.filter(|&seen| seen > rev) {
-        tracing::warn!(
-            "the shared state's revision went back from {seen} to {rev} (a restored backup, a failover?): \
-             reading it all again; what was acknowledged after revision {rev} is not in the database"
-        );
-    }
+/// The token of revision `rev`, if it is still kept.
+fn token_of(conn: &mut Link, rev: i64) -> anyhow::Result<Option<String>> {
+    let rows = conn.query("SELECT token FROM revisions WHERE rev = $1", &[&rev])?;
+    Ok(rows.first().map(|row| row.get(0)))
+}
+
+/// Gives revision `rev` a new random token, in the change that makes it,
+/// and forgets the token that falls out of the last [`REVISIONS_KEPT`].
+fn new_revision(conn: &mut Link, rev: i64) -> anyhow::Result<String> {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    conn.execute(
+        "INSERT INTO revisions (rev, token) VALUES ($1, $2) ON CONFLICT (rev) DO UPDATE SET token = EXCLUDED.token",
+        &[&rev, &token],
+    )?;
+    conn.execute("DELETE FROM revisions WHERE rev <= $1", &[&(rev - REVISIONS_KEPT)])?;
+    Ok(token)
 }
 
 /// One app's storage rows in PostgreSQL, written through and read through:

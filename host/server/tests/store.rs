@@ -1456,22 +1456,7 @@ fn a_database_restored_to_an_earlier_revision_is_read_again_whole() {
     let (status, _) = call(&a, "GET", &lost, "");
     assert_eq!(status, 200, "node a made it and reads it");
 
-    // Restored to the backup: every row written after it gone, the
-    // revision back where it was.
-    let tables: Vec<String> = sql
-        .query(
-            "SELECT table_name FROM information_schema.columns WHERE column_name = 'rev' AND table_schema = 'public' AND table_name <> 'meta'",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for table in tables {
-        sql.execute(&format!("DELETE FROM {table} WHERE rev > $1"), &[&backup])
-            .unwrap();
-    }
-    sql.execute("UPDATE meta SET rev = $1", &[&backup]).unwrap();
+    restore(&mut sql, backup);
 
     let (status, body) = call(&a, "GET", &lost, "");
     assert_eq!(status, 404, "a read answers from the restored database: {body}");
@@ -1487,4 +1472,64 @@ fn a_database_restored_to_an_earlier_revision_is_read_again_whole() {
     let id = latest_execution(&b, &kept);
     let (status, _) = call(&b, "GET", &format!("{kept}/executions/{id}/status"), "");
     assert_eq!(status, 200);
+}
+
+/// Takes the database back to revision `backup`, as restoring a backup
+/// made then would: every row written after it gone (the revisions' tokens
+/// too), the revision back where it was.
+fn restore(sql: &mut ::postgres::Client, backup: i64) {
+    let tables: Vec<String> = sql
+        .query(
+            "SELECT table_name FROM information_schema.columns WHERE column_name = 'rev' AND table_schema = 'public' AND table_name <> 'meta'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(tables.iter().any(|t| t == "sources"), "{tables:?}");
+    for table in tables {
+        sql.execute(&format!("DELETE FROM {table} WHERE rev > $1"), &[&backup])
+            .unwrap();
+    }
+    sql.execute("UPDATE meta SET rev = $1", &[&backup]).unwrap();
+}
+
+#[test]
+fn a_database_restored_then_written_past_what_a_node_read_is_read_again_whole() {
+    // The database goes back, then other nodes write to it until its
+    // revision is past the one node a read: by the revision alone, a would
+    // take the database for its own history gone on, keep what the restore
+    // lost and miss what was written in the revisions it had read.
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
+    let kept = source(&a);
+    let mut sql = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    let backup: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
+    let lost = source(&a);
+    let (status, _) = call(&a, "GET", &lost, "");
+    assert_eq!(status, 200, "node a made it and reads it");
+    let read: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
+    restore(&mut sql, backup);
+
+    // Node b, started on the restored database, makes a source and then
+    // changes on until the revision is past the one node a read.
+    let b = db.open_node(Arc::new(SystemClock), "node-b", None).0;
+    let made_after = source(&b);
+    while sql.query_one("SELECT rev FROM meta", &[]).unwrap().get::<_, i64>(0) <= read {
+        let (status, body) = create_execution(&b, &kept);
+        assert_eq!(status, 201, "{body}");
+        complete(&b, &kept, &latest_execution(&b, &kept));
+    }
+
+    let (status, body) = call(&a, "GET", &lost, "");
+    assert_eq!(status, 404, "a read answers from the restored database: {body}");
+    let (status, body) = call(&a, "GET", &made_after, "");
+    assert_eq!(status, 200, "and sees what was written after the restore: {body}");
+    // A change on node a too.
+    let (status, body) = create_execution(&a, &made_after);
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = call(&b, "GET", &lost, "");
+    assert_eq!(status, 404, "not written back by node a's change");
 }
