@@ -1446,17 +1446,7 @@ fn a_database_restored_to_an_earlier_revision_is_read_again_whole() {
     // replica that lagged): its revision is behind what a node has read.
     // The node's cache is then ahead of the truth; it must not answer from
     // it, nor take it for up to date.
-    let db = Db::postgres();
-    let Db::Postgres(url) = &db else { unreachable!() };
-    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
-    let kept = source(&a);
-    let mut sql = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
-    let backup: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
-    let lost = source(&a);
-    let (status, _) = call(&a, "GET", &lost, "");
-    assert_eq!(status, 200, "node a made it and reads it");
-
-    restore(&mut sql, backup);
+    let Restored { db, a, kept, lost, .. } = restored();
 
     let (status, body) = call(&a, "GET", &lost, "");
     assert_eq!(status, 404, "a read answers from the restored database: {body}");
@@ -1472,6 +1462,43 @@ fn a_database_restored_to_an_earlier_revision_is_read_again_whole() {
     let id = latest_execution(&b, &kept);
     let (status, _) = call(&b, "GET", &format!("{kept}/executions/{id}/status"), "");
     assert_eq!(status, 200);
+}
+
+/// A database node a wrote two sources to, restored to a backup taken
+/// between the two.
+struct Restored {
+    db: Db,
+    /// Node a, its cache as it was before the restore.
+    a: AssetsService,
+    /// The source made before the backup.
+    kept: String,
+    /// The source made after it, which the restore lost.
+    lost: String,
+    sql: ::postgres::Client,
+    /// The revision node a had read.
+    read: i64,
+}
+
+fn restored() -> Restored {
+    let db = Db::postgres();
+    let Db::Postgres(url) = &db else { unreachable!() };
+    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
+    let kept = source(&a);
+    let mut sql = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+    let backup: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
+    let lost = source(&a);
+    let (status, _) = call(&a, "GET", &lost, "");
+    assert_eq!(status, 200, "node a made it and reads it");
+    let read: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
+    restore(&mut sql, backup);
+    Restored {
+        db,
+        a,
+        kept,
+        lost,
+        sql,
+        read,
+    }
 }
 
 /// Takes the database back to revision `backup`, as restoring a backup
@@ -1501,17 +1528,14 @@ fn a_database_restored_then_written_past_what_a_node_read_is_read_again_whole() 
     // revision is past the one node a read: by the revision alone, a would
     // take the database for its own history gone on, keep what the restore
     // lost and miss what was written in the revisions it had read.
-    let db = Db::postgres();
-    let Db::Postgres(url) = &db else { unreachable!() };
-    let a = db.open_node(Arc::new(SystemClock), "node-a", None).0;
-    let kept = source(&a);
-    let mut sql = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
-    let backup: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
-    let lost = source(&a);
-    let (status, _) = call(&a, "GET", &lost, "");
-    assert_eq!(status, 200, "node a made it and reads it");
-    let read: i64 = sql.query_one("SELECT rev FROM meta", &[]).unwrap().get(0);
-    restore(&mut sql, backup);
+    let Restored {
+        db,
+        a,
+        kept,
+        lost,
+        mut sql,
+        read,
+    } = restored();
 
     // Node b, started on the restored database, makes a source and then
     // changes on until the revision is past the one node a read.
