@@ -889,6 +889,25 @@ fn a_node_whose_idle_connections_are_cut_carries_on_on_fresh_ones() {
             &[&name],
         )
         .unwrap();
+    // A backend ends a moment after it is told to: until then a call could
+    // still start on it and be cut in flight, which is another test's
+    // matter (a change cut mid-way is refused). Wait until they are gone.
+    let guard = std::time::Instant::now();
+    while admin
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        > 0
+    {
+        assert!(
+            guard.elapsed() < std::time::Duration::from_secs(60),
+            "hang guard: the terminated backends never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     for n in 0..3 {
         let (status, body) = call(
             &service,
