@@ -1041,6 +1041,21 @@ fn advances_of_the_shared_clock_reserved_at_once_add_up() {
     assert_eq!(second, start + hour + hour, "the second advance adds to the first");
 }
 
+/// A source with a DAILY 13:00 UTC schedule from 2026-11-02 that calls
+/// back; its API base path.
+fn daily_at_13_with_a_callback(service: &AssetsService) -> String {
+    let base = source(service);
+    let (status, body) = call(
+        service,
+        "POST",
+        &format!("{base}/importschedule"),
+        r#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
+            "callbackUrl": "https://app.example/callback"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    base
+}
+
 /// Records the attempt of every callback it is asked to deliver.
 #[derive(Default)]
 struct Attempts(std::sync::Mutex<Vec<(String, u32)>>);
@@ -1257,15 +1272,7 @@ fn a_dead_nodes_delivery_is_delivered_again_by_another_node_with_the_next_attemp
     };
     let (a, a_scheduler, _, a_store) = node("node-a");
     let (_b, b_scheduler, b_callbacks, _b_store) = node("node-b");
-    let base = source(&a);
-    let (status, body) = call(
-        &a,
-        "POST",
-        &format!("{base}/importschedule"),
-        r#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
-            "callbackUrl": "https://app.example/callback"}"#,
-    );
-    assert_eq!(status, 201, "{body}");
+    daily_at_13_with_a_callback(&a);
 
     // Node a claims the occurrence, then dies before delivering it.
     let (_, claimed) = a_scheduler.claim_due(due);
@@ -1397,15 +1404,7 @@ fn a_node_whose_clock_runs_an_hour_fast_finds_a_live_runs_heartbeat_live() {
     };
     let (r, r_scheduler, _r_store) = node("node-r", Arc::new(SystemClock));
     let (f, f_scheduler, _f_store) = node("node-f", Arc::new(Fast(chrono::Duration::hours(1))));
-    let base = source(&r);
-    let (status, body) = call(
-        &r,
-        "POST",
-        &format!("{base}/importschedule"),
-        r#"{"runFrequency": "DAILY", "startTime": "2026-11-02T13:00:00Z", "timezone": "UTC",
-            "callbackUrl": "https://app.example/callback"}"#,
-    );
-    assert_eq!(status, 201, "{body}");
+    let base = daily_at_13_with_a_callback(&r);
     let (_, claimed) = r_scheduler.claim_due(due);
     assert_eq!(claimed.len(), 1);
     let fence = assets_platform::assets::ledger::Fence {
