@@ -10,7 +10,8 @@
 //! a change: lock  ─▶ BEGIN; SELECT rev … FROM meta FOR UPDATE  (one writer across all nodes)
 //!           begin ─▶ rows with rev > what this node has seen ─▶ applied to the cache
 //!           the call runs on the cache
-//!           save  ─▶ the rows it changed, stamped rev + 1; meta.rev = rev + 1; COMMIT
+//!           save  ─▶ the rows it changed, stamped rev + 1; meta.rev = rev + 1 and
+//!                    the revision's token in one statement; COMMIT
 //! a read:   refresh ─▶ SELECT rev FROM meta; if newer than the cache, in one
 //!                      REPEATABLE READ snapshot: rows with rev > what it has seen
 //! ```
@@ -663,8 +664,7 @@ impl StateStore for PgStore {
             // The whole state, repaired first if rows are missing: under
             // this lock, as a change of its own that every node reads whole.
             let (rev, token) = if repair_history(conn, rev + 1)? {
-                conn.execute("UPDATE meta SET rev = $1, reload_from = $1 WHERE id = 1", &[&(rev + 1)])?;
-                (rev + 1, Some(new_revision(conn, rev + 1)?))
+                (rev + 1, Some(stamp_revision(conn, rev + 1, None, true)?))
             } else {
                 (rev, token)
             };
@@ -779,11 +779,7 @@ impl StateStore for PgStore {
         let result = (|| {
             let conn = session.conn()?;
             write(conn, state, &changes, rev, &self.node)?;
-            conn.execute(
-                "UPDATE meta SET rev = $1, virtual_now = GREATEST(virtual_now, $2) WHERE id = 1",
-                &[&rev, &moved],
-            )?;
-            let token = new_revision(conn, rev)?;
+            let token = stamp_revision(conn, rev, moved, false)?;
             conn.client
                 .batch_execute("COMMIT")
                 .context("cannot commit to PostgreSQL")?;
@@ -1330,15 +1326,24 @@ fn token_of(conn: &mut Link, rev: i64) -> anyhow::Result<Option<String>> {
     Ok(rows.first().map(|row| row.get(0)))
 }
 
-/// Gives revision `rev` a new random token, in the change that makes it,
-/// and forgets the token that falls out of the last [`REVISIONS_KEPT`].
-fn new_revision(conn: &mut Link, rev: i64) -> anyhow::Result<String> {
+/// Makes revision `rev` the database's, in the change that makes it, in
+/// one statement (one round trip of each change, not three): `meta.rev`
+/// (with `reload_from`, when every node is to read the state whole again;
+/// and the virtual clock moved to `moved`, if later), a new random token for
+/// it, and the token that falls out of the last [`REVISIONS_KEPT`]
+/// forgotten. Returns the token.
+fn stamp_revision(conn: &mut Link, rev: i64, moved: Option<DateTime<Utc>>, reload: bool) -> anyhow::Result<String> {
     let token = uuid::Uuid::new_v4().simple().to_string();
-    conn.execute(
-        "INSERT INTO revisions (rev, token) VALUES ($1, $2) ON CONFLICT (rev) DO UPDATE SET token = EXCLUDED.token",
-        &[&rev, &token],
+    let stamped = conn.execute(
+        "WITH meta_row AS (
+             UPDATE meta SET rev = $1, virtual_now = GREATEST(virtual_now, $3),
+                             reload_from = CASE WHEN $4 THEN $1 ELSE reload_from END
+             WHERE id = 1),
+         forgotten AS (DELETE FROM revisions WHERE rev <= $5)
+         INSERT INTO revisions (rev, token) VALUES ($1, $2) ON CONFLICT (rev) DO UPDATE SET token = EXCLUDED.token",
+        &[&rev, &token, &moved, &reload, &(rev - REVISIONS_KEPT)],
     )?;
-    conn.execute("DELETE FROM revisions WHERE rev <= $1", &[&(rev - REVISIONS_KEPT)])?;
+    anyhow::ensure!(stamped == 1, "revision {rev} was not recorded");
     Ok(token)
 }
 
