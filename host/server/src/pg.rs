@@ -552,6 +552,22 @@ impl PgStore {
             .context("the shared virtual clock is not set")
     }
 
+    /// Gives back the part of an advance reserved up to `end` that did not
+    /// run (the database refused what fell due, and the advance stopped
+    /// there), so the next advance goes on from where the clock stopped, as
+    /// the refusal says, instead of from `end`. An advance reserved after
+    /// this one ends past `end` and runs the rest itself: its reservation
+    /// is kept.
+    pub fn give_back_advance(&self, end: DateTime<Utc>) -> anyhow::Result<()> {
+        self.conn()?
+            .execute(
+                "UPDATE meta SET virtual_target = NULL WHERE id = 1 AND virtual_target = $1",
+                &[&end],
+            )
+            .context("cannot give back the part of the clock advance that did not run")?;
+        Ok(())
+    }
+
     /// Publishes the virtual clock when this node moved it: a call that
     /// changed nothing else (the end of a clock advance) still moves it for
     /// every node.

@@ -801,13 +801,21 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, ur
                 })?,
                 None => clock.now() + by,
             };
-            let firings = scheduler.run_until(&clock, end).map_err(|halted| ApiError {
-                message: format!(
+            let firings = scheduler.run_until(&clock, end).map_err(|halted| {
+                // The next advance goes on from where this one stopped.
+                if let Some(store) = &shared {
+                    if let Err(e) = store.give_back_advance(end) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+                ApiError {
+                    message: format!(
                     "the clock stopped at {}: what fell due then could not be stored in the database (see the server \
                      log), so nothing from then on was handled; advance again to go on from there",
-                    timestamp(halted.at)
-                ),
-                ..ApiError::not_saved()
+                        timestamp(halted.at)
+                    ),
+                    ..ApiError::not_saved()
+                }
             })?;
             Ok::<_, ApiError>((firings, clock.now()))
         })

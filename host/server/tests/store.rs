@@ -1041,6 +1041,28 @@ fn advances_of_the_shared_clock_reserved_at_once_add_up() {
     assert_eq!(second, start + hour + hour, "the second advance adds to the first");
 }
 
+#[test]
+fn an_advance_that_stopped_short_gives_back_what_it_did_not_run() {
+    let db = Db::postgres();
+    let start: chrono::DateTime<chrono::Utc> = "2026-11-02T12:00:00Z".parse().unwrap();
+    let clock = Arc::new(VirtualClock::new(start));
+    let (_a, a) = db.open_node(clock.clone(), "node-a", Some(clock));
+    let a = a.unwrap();
+    let (hour, days) = (chrono::Duration::hours(1), chrono::Duration::days(4));
+    // Four days asked for; the database refused what fell due first, so the
+    // clock stayed at the start. The next advance of an hour ends an hour
+    // after where the clock stopped, not four days and an hour on.
+    let end = a.reserve_advance(days).unwrap();
+    a.give_back_advance(end).unwrap();
+    assert_eq!(a.reserve_advance(hour).unwrap(), start + hour);
+    // Another advance reserved after one that stops short ends past it and
+    // runs the rest: giving back the first leaves it as it is.
+    let first = a.reserve_advance(days).unwrap();
+    let later = a.reserve_advance(hour).unwrap();
+    a.give_back_advance(first).unwrap();
+    assert_eq!(a.reserve_advance(hour).unwrap(), later + hour);
+}
+
 /// A source with a DAILY 13:00 UTC schedule from 2026-11-02 that calls
 /// back; its API base path.
 fn daily_at_13_with_a_callback(service: &AssetsService) -> String {
