@@ -802,17 +802,21 @@ async fn advance_clock(State(server): State<Arc<Server>>, headers: HeaderMap, ur
                 None => clock.now() + by,
             };
             let firings = scheduler.run_until(&clock, end).map_err(|halted| {
-                // The next advance goes on from where this one stopped.
-                if let Some(store) = &shared {
-                    if let Err(e) = store.give_back_advance(end) {
-                        tracing::error!("{e:#}");
-                    }
-                }
+                // The next advance goes on from where this one stopped; if
+                // that cannot be stored, the answer says where it goes on from.
+                let given_back = shared.as_ref().is_none_or(|store| {
+                    store
+                        .give_back_advance(end, by, halted.at)
+                        .map_err(|e| tracing::error!("{e:#}"))
+                        .is_ok()
+                });
+                let from = if given_back { halted.at } else { end };
                 ApiError {
                     message: format!(
-                    "the clock stopped at {}: what fell due then could not be stored in the database (see the server \
-                     log), so nothing from then on was handled; advance again to go on from there",
-                        timestamp(halted.at)
+                        "the clock stopped at {}: what fell due then could not be stored in the database (see the \
+                         server log), so nothing from then on was handled; the next advance goes on from {}",
+                        timestamp(halted.at),
+                        timestamp(from)
                     ),
                     ..ApiError::not_saved()
                 }

@@ -1048,19 +1048,37 @@ fn an_advance_that_stopped_short_gives_back_what_it_did_not_run() {
     let clock = Arc::new(VirtualClock::new(start));
     let (_a, a) = db.open_node(clock.clone(), "node-a", Some(clock));
     let a = a.unwrap();
-    let (hour, days) = (chrono::Duration::hours(1), chrono::Duration::days(4));
-    // Four days asked for; the database refused what fell due first, so the
-    // clock stayed at the start. The next advance of an hour ends an hour
-    // after where the clock stopped, not four days and an hour on.
+    let (hour, day, days) = (
+        chrono::Duration::hours(1),
+        chrono::Duration::days(1),
+        chrono::Duration::days(4),
+    );
+    // Four days asked for; the database refused what fell due a day on, so
+    // the clock stopped there (the shared clock as stored is still at the
+    // start). The next advance of an hour ends an hour after where the
+    // clock stopped: not four days and an hour on, nor an hour after the
+    // start.
     let end = a.reserve_advance(days).unwrap();
-    a.give_back_advance(end).unwrap();
-    assert_eq!(a.reserve_advance(hour).unwrap(), start + hour);
-    // Another advance reserved after one that stops short ends past it and
-    // runs the rest: giving back the first leaves it as it is.
+    a.give_back_advance(end, days, start + day).unwrap();
+    let next = a.reserve_advance(hour).unwrap();
+    assert_eq!(next, start + day + hour);
+    // An advance reserved after one that stops short ends past it and runs
+    // the rest: giving back the first leaves it as it is.
     let first = a.reserve_advance(days).unwrap();
     let later = a.reserve_advance(hour).unwrap();
-    a.give_back_advance(first).unwrap();
-    assert_eq!(a.reserve_advance(hour).unwrap(), later + hour);
+    a.give_back_advance(first, days, next).unwrap();
+    let after_later = a.reserve_advance(hour).unwrap();
+    assert_eq!(after_later, later + hour);
+    // One reserved before it, perhaps still running, keeps its part: an
+    // advance that stops short before reaching it gives back only its own.
+    let before = a.reserve_advance(hour).unwrap();
+    let stopping = a.reserve_advance(days).unwrap();
+    a.give_back_advance(stopping, days, after_later).unwrap();
+    assert_eq!(
+        a.reserve_advance(hour).unwrap(),
+        before + hour,
+        "advances sent at once still add up"
+    );
 }
 
 /// A source with a DAILY 13:00 UTC schedule from 2026-11-02 that calls
